@@ -1,0 +1,98 @@
+"""``smlm-diffusion simulate OUT.tif``: a uint16 stack and its ground-truth CSV."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import SmlmInputError
+from ..io import write_localizations_csv, write_stack
+from ..localizations import Localizations
+from ..simulation import STRUCTURES, UPSAMPLING, SimulationConfig, iter_simulation
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("simulate", help="simulate an SMLM movie with ground truth",
+                       description="Simulate an SMLM movie: OUT.tif (uint16 frames x rows x cols, ADU) "
+                                   "and OUT.csv (ground truth, ThunderSTORM columns).")
+    p.add_argument("out", metavar="OUT.tif", help="output TIFF stack; the ground truth goes to OUT.csv")
+    p.add_argument("--frames", type=int, default=1000, help="number of frames (default 1000)")
+    p.add_argument("--height", type=int, default=64, help="frame rows in camera pixels (default 64)")
+    p.add_argument("--width", type=int, default=64, help="frame columns in camera pixels (default 64)")
+    p.add_argument("--density", type=float, default=0.5, help="active emitters per um^2 per frame (default 0.5)")
+    p.add_argument("--photons", type=float, default=1000.0, help="photons per emitter per frame (default 1000)")
+    p.add_argument("--background", type=float, default=10.0, help="background photons per pixel (default 10)")
+    p.add_argument("--psf-sigma", type=float, default=0.92, help="PSF sigma in camera pixels (default 0.92)")
+    p.add_argument("--pixel-size", type=float, default=108.0, help="camera pixel size in nm (default 108)")
+    p.add_argument("--gain", type=float, default=1.0, help="camera gain, ADU per photon (default 1)")
+    p.add_argument("--offset", type=float, default=100.0, help="camera offset in ADU (default 100)")
+    p.add_argument("--read-noise", type=float, default=1.0, help="read noise, electrons rms (default 1)")
+    p.add_argument("--emccd", action="store_true", help="add EMCCD excess noise (factor 2 in variance)")
+    p.add_argument("--structure", choices=STRUCTURES, default="filaments", help="emitter prior (default filaments)")
+    p.add_argument("--independent-frames", action="store_true",
+                   help="draw every frame independently instead of blinking fixed sites")
+    p.add_argument("--on-lifetime", type=float, default=3.0, help="mean on-state lifetime in frames (default 3)")
+    p.add_argument("--kde", action="store_true", help="also write the 4x KDE targets to OUT_kde.tif")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+
+
+def config_from_args(args) -> SimulationConfig:
+    cfg = SimulationConfig(
+        n_frames=args.frames, height_px=args.height, width_px=args.width, pixel_size_nm=args.pixel_size,
+        density_per_um2=args.density, photons=args.photons, background_photons=args.background,
+        psf_sigma_px=args.psf_sigma, gain_adu_per_photon=args.gain, offset_adu=args.offset,
+        read_noise_e=args.read_noise, emccd=args.emccd, structure=args.structure,
+        blinking=not args.independent_frames, on_lifetime_frames=args.on_lifetime, seed=args.seed)
+    cfg.validate()
+    return cfg
+
+
+def output_paths(out: str) -> tuple[Path, Path, Path]:
+    path = Path(out)
+    if path.suffix.lower() not in (".tif", ".tiff"):
+        raise SmlmInputError(f"The output name '{out}' must end in .tif or .tiff.")
+    if path.is_dir():
+        raise SmlmInputError(f"The output '{out}' is a folder; give a file name such as {out}/movie.tif.")
+    return path, path.with_suffix(".csv"), path.with_name(path.stem + "_kde.tif")
+
+
+def write_simulation(cfg: SimulationConfig, tif_path: Path, csv_path: Path, kde_path: Path | None = None,
+                     progress=None) -> Localizations:
+    """Simulate chunk by chunk, streaming frames into the TIFF; returns the ground truth."""
+    truths, kdes = [], []
+
+    def frames():
+        for chunk in iter_simulation(cfg, with_kde=kde_path is not None, quantize=True):
+            truths.append(chunk.truth)
+            if kde_path is not None:
+                kdes.append(chunk.kde)
+            if progress:
+                progress(chunk.first_frame - 1 + len(chunk.adu), cfg.n_frames)
+            yield chunk.adu
+
+    camera_info = {"offset_adu": cfg.offset_adu, "gain_adu_per_photon": cfg.gain_adu_per_photon,
+                   "read_noise_e": cfg.read_noise_e, "simulation": cfg.to_dict()}
+    write_stack(tif_path, frames(), cfg.pixel_size_nm, shape=(cfg.n_frames, cfg.height_px, cfg.width_px),
+                dtype=np.uint16, extra_info=camera_info)
+    truth = Localizations.concatenate(truths)
+    truth.extra["id"] = np.arange(1, len(truth) + 1)
+    write_localizations_csv(csv_path, truth)
+    if kde_path is not None:
+        write_stack(kde_path, np.concatenate(kdes), cfg.pixel_size_nm / UPSAMPLING, dtype=np.float32)
+    return truth
+
+
+def run(args) -> int:
+    cfg = config_from_args(args)
+    tif_path, csv_path, kde_path = output_paths(args.out)
+
+    def progress(done, total):
+        print(f"\rsimulated {done}/{total} frames", end="", file=sys.stderr, flush=True)
+
+    truth = write_simulation(cfg, tif_path, csv_path, kde_path if args.kde else None, progress)
+    print(file=sys.stderr)
+    print(f"wrote {tif_path} ({cfg.n_frames} frames, {cfg.height_px}x{cfg.width_px}) and {csv_path} "
+          f"({len(truth)} emitters)")
+    return 0
