@@ -40,6 +40,7 @@ def fisher_information(x_px: float, y_px: float, photons: float, background_phot
         np.outer(ey, ex),
         np.ones_like(omega),
     ]).reshape(4, -1)
+    omega = np.maximum(omega, 1e-12)  # zero-background pixels far out carry no information
     info = (grads / omega.reshape(1, -1)) @ grads.T
     return info / 2.0 if emccd else info
 

@@ -74,6 +74,11 @@ class TiffStack:
             self.close()
             raise SmlmInputError(f"{self.name} has unsupported pixel type {self.dtype}; "
                                  "save the stack as 8/16/32-bit integer or float.")
+        declared = (self._tif.imagej_metadata or {}).get("images")
+        if isinstance(declared, int) and declared > int(np.prod(shape[:-2])):
+            self.close()
+            raise SmlmInputError(f"{self.name} is truncated: its header declares {declared} frames but "
+                                 f"only {int(np.prod(shape[:-2]))} can be read; copy or export it again.")
         if len(shape) == 2:
             return (1, *shape)
         leading = [n for n in shape[:-2] if n != 1]
@@ -84,8 +89,13 @@ class TiffStack:
         return (int(np.prod(shape[:-2])), int(shape[-2]), int(shape[-1]))
 
     def _try_memmap(self):
+        offset = self._series.dataoffset
+        if offset is not None and self.path.stat().st_size < offset + self._series.nbytes:
+            self.close()
+            raise SmlmInputError(f"{self.name} is truncated (the file ends before its last frame); "
+                                 "copy or export it again.")
         try:
-            if self._series.dataoffset is None:
+            if offset is None:
                 return None
             return np.memmap(self.path, dtype=self._series.dtype.newbyteorder(self._tif.byteorder),
                              mode="r", offset=self._series.dataoffset, shape=self.shape)
