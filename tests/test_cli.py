@@ -70,8 +70,8 @@ def test_bad_input_exits_non_zero_with_one_sentence(tmp_path, capsys, argv, frag
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in err
-    assert lines[0].startswith("smlm-diffusion ") and fragment.split("|")[0] in lines[0] or \
-        any(f in lines[0] for f in fragment.split("|"))
+    assert lines[0].startswith(f"smlm-diffusion {argv[0]}: error: ")
+    assert any(f in lines[0] for f in fragment.split("|")), lines[0]
     assert not (tmp_path / "a.tif").exists()
 
 

@@ -76,8 +76,7 @@ def write_simulation(cfg: SimulationConfig, tif_path: Path, csv_path: Path, kde_
                    "read_noise_e": cfg.read_noise_e, "simulation": cfg.to_dict()}
     write_stack(tif_path, frames(), cfg.pixel_size_nm, shape=(cfg.n_frames, cfg.height_px, cfg.width_px),
                 dtype=np.uint16, extra_info=camera_info)
-    truth = Localizations.concatenate(truths)
-    truth.extra["id"] = np.arange(1, len(truth) + 1)
+    truth = Localizations.concatenate(truths)  # the CSV writer numbers ids 1..n
     write_localizations_csv(csv_path, truth)
     if kde_path is not None:
         write_stack(kde_path, np.concatenate(kdes), cfg.pixel_size_nm / UPSAMPLING, dtype=np.float32)

@@ -129,6 +129,12 @@ class _EmitterSource:
             self.chain = BlinkingChain(len(self.sites), cfg.mean_active_emitters,
                                        cfg.on_lifetime_frames, rng)
 
+    def _fresh_positions(self, k: int) -> np.ndarray:
+        cfg = self.cfg
+        if cfg.structure == "uniform":
+            return uniform_sites(k, cfg.height_px, cfg.width_px, self.rng)
+        return disc_sites(k, cfg.height_px, cfg.width_px, self.rng, cfg.disc_radius_px)
+
     def next_frames(self, n_frames: int) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per frame: (positions (k, 2) in px, site ids (k,), -1 where fresh)."""
         cfg, rng = self.cfg, self.rng
@@ -141,10 +147,7 @@ class _EmitterSource:
         counts = rng.poisson(cfg.mean_active_emitters, size=n_frames)
         for k in counts:
             if self.sites is None:
-                sampler = uniform_sites if cfg.structure == "uniform" else None
-                xy = (sampler(k, cfg.height_px, cfg.width_px, rng) if sampler else
-                      disc_sites(k, cfg.height_px, cfg.width_px, rng, cfg.disc_radius_px))
-                out.append((xy, np.full(k, -1)))
+                out.append((self._fresh_positions(k), np.full(k, -1)))
             else:
                 ids = rng.choice(len(self.sites), size=min(k, len(self.sites)), replace=False)
                 out.append((self.sites[ids], ids))
