@@ -1,2 +1,9 @@
-"""Models layer (torch modules): the DeepSTORM-style CNN phi and the conditional DDPM
-psi with its noise schedule. Pure torch, no I/O. (Filled in by the models issue.)"""
+"""Models layer (pure torch, no I/O): the DeepSTORM-style CNN phi, the conditional
+U-Net psi and the DDPM noise schedule. Training, bundled weights and loading come with
+the models issue."""
+
+from .phi import DeepStormPhi
+from .psi import ConditionalUNet, timestep_embedding
+from .schedule import NoiseSchedule
+
+__all__ = ["ConditionalUNet", "DeepStormPhi", "NoiseSchedule", "timestep_embedding"]

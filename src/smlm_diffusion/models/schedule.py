@@ -1,0 +1,68 @@
+"""Linear-beta noise schedule of the conditional DDPM (primary paper sec. 3.2, A.1-A.2).
+
+Notation as the paper: ``beta_t`` linear from 1e-4 to 1e-2 for t = 1..T (T = 100),
+``alpha_t = 1 - beta_t``, ``gamma_t = prod_{s<=t} alpha_s`` (gamma_0 = 1),
+``SNR_t = gamma_t / (1 - gamma_t)``. Arrays are indexed by t, index 0 is t = 0.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class NoiseSchedule:
+    def __init__(self, n_steps: int = 100, beta_start: float = 1e-4, beta_end: float = 1e-2) -> None:
+        if n_steps < 2 or not 0 < beta_start <= beta_end < 1:
+            raise ValueError("need T >= 2 and 0 < beta_start <= beta_end < 1")
+        self.n_steps = n_steps
+        self.beta_start, self.beta_end = beta_start, beta_end
+        beta = torch.linspace(beta_start, beta_end, n_steps, dtype=torch.float64)
+        self.beta = torch.cat([torch.zeros(1, dtype=torch.float64), beta])
+        self.alpha = 1.0 - self.beta
+        self.gamma = torch.cumprod(self.alpha, dim=0)
+        with torch.no_grad():
+            self.snr = self.gamma / (1.0 - self.gamma)  # inf at t = 0
+
+    def config(self) -> dict:
+        return {"n_steps": self.n_steps, "beta_start": self.beta_start, "beta_end": self.beta_end}
+
+    def _at(self, values: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """values[t] shaped to broadcast against ``like`` (batch first)."""
+        out = values.to(like.device)[t.to(like.device).long()].to(like.dtype)
+        return out.reshape(-1, *([1] * (like.dim() - 1)))
+
+    def q_sample(self, y0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """Forward process: ``y_t = sqrt(gamma_t) y0 + sqrt(1 - gamma_t) eps``."""
+        g = self._at(self.gamma, t, y0)
+        return g.sqrt() * y0 + (1.0 - g).sqrt() * noise
+
+    def loss_weight(self, t: torch.Tensor) -> torch.Tensor:
+        """eq. 8 weight ``SNR_{t-1} / SNR_t - 1`` (>= 0). For t = 1, where SNR_0 is
+        infinite and the paper's sum starts at t = 2, the t = 2 weight is used."""
+        t = t.long().clamp(min=2)
+        return (self.snr[t - 1] / self.snr[t] - 1.0).float()
+
+    def predict_y0(self, y_t: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """eq. 9: ``y0_hat = (y_t - sqrt(1 - gamma_t) eps) / sqrt(gamma_t)``."""
+        g = self._at(self.gamma, t, y_t)
+        return (y_t - (1.0 - g).sqrt() * eps) / g.sqrt()
+
+    def reverse_step(self, y_t: torch.Tensor, eps: torch.Tensor, t: torch.Tensor, s: torch.Tensor | None = None,
+                     noise: torch.Tensor | None = None, clip_y0: tuple[float, float] | None = None) -> torch.Tensor:
+        """One ancestral step y_t -> y_s (s = t - 1 by default; s < t - 1 is a strided
+        step), sampling ``q(y_s | y_t, y0_hat)`` with
+
+        mean = sqrt(g_s)(1 - g_t/g_s)/(1 - g_t) y0_hat + sqrt(g_t/g_s)(1 - g_s)/(1 - g_t) y_t,
+        var  = (1 - g_s)(1 - g_t/g_s)/(1 - g_t)   (appendix A.1-A.2; s = 0 gives y0_hat).
+        """
+        s = t - 1 if s is None else s
+        y0 = self.predict_y0(y_t, eps, t)
+        if clip_y0 is not None:
+            y0 = y0.clamp(*clip_y0)
+        g_t, g_s = self._at(self.gamma, t, y_t), self._at(self.gamma, s, y_t)
+        a_ts = g_t / g_s
+        mean = (g_s.sqrt() * (1 - a_ts) * y0 + a_ts.sqrt() * (1 - g_s) * y_t) / (1 - g_t)
+        var = (1 - g_s) * (1 - a_ts) / (1 - g_t)
+        if noise is None:
+            noise = torch.randn_like(y_t)
+        return mean + var.clamp(min=0).sqrt() * noise

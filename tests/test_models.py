@@ -1,0 +1,102 @@
+"""Model building blocks: schedule algebra (eq. 8, 9, A.1), shapes and 4x geometry, overfitting."""
+
+import math
+
+import pytest
+import torch
+
+from smlm_diffusion.models import ConditionalUNet, DeepStormPhi, NoiseSchedule
+from smlm_diffusion.simulation import render_kde
+
+
+def test_schedule_snr_is_monotone_and_eq8_weights_are_non_negative():
+    s = NoiseSchedule()
+    assert s.beta[1].item() == pytest.approx(1e-4) and s.beta[100].item() == pytest.approx(1e-2)
+    snr = s.snr[1:]
+    assert torch.all(snr[1:] < snr[:-1])
+    w = s.loss_weight(torch.arange(1, 101))
+    assert torch.all(w >= 0)
+    # SNR_{t-1}/SNR_t - 1 written out for t = 50
+    g49, g50 = s.gamma[49].item(), s.gamma[50].item()
+    assert w[49].item() == pytest.approx((g49 / (1 - g49)) / (g50 / (1 - g50)) - 1, rel=1e-5)
+
+
+def test_q_sample_and_eq9_invert_each_other():
+    s = NoiseSchedule()
+    y0, eps, t = torch.rand(3, 1, 8, 8), torch.randn(3, 1, 8, 8), torch.tensor([1, 40, 100])
+    yt = s.q_sample(y0, t, eps)
+    torch.testing.assert_close(s.predict_y0(yt, eps, t), y0, atol=1e-5, rtol=1e-5)
+
+
+def test_one_reverse_step_matches_the_closed_form_on_a_hand_case():
+    s = NoiseSchedule(n_steps=3, beta_start=0.1, beta_end=0.3)  # betas 0.1, 0.2, 0.3
+    g1, g2 = 0.9, 0.9 * 0.8
+    y_t, eps, z = torch.tensor([[0.5]]), torch.tensor([[0.2]]), torch.tensor([[-1.0]])
+    y0_hat = (0.5 - math.sqrt(1 - g2) * 0.2) / math.sqrt(g2)
+    mean = math.sqrt(g1) * 0.2 / (1 - g2) * y0_hat + math.sqrt(0.8) * (1 - g1) / (1 - g2) * 0.5
+    std = math.sqrt((1 - g1) * 0.2 / (1 - g2))
+    out = s.reverse_step(y_t, eps, torch.tensor([2]), noise=z)
+    assert out.item() == pytest.approx(mean - std, rel=1e-5)
+    # the final step (s = 0) returns y0_hat with no noise
+    last = s.reverse_step(y_t, eps, torch.tensor([1]), noise=z)
+    assert last.item() == pytest.approx((0.5 - math.sqrt(1 - g1) * 0.2) / math.sqrt(g1), rel=1e-5)
+
+
+def test_strided_step_from_t_to_zero_is_y0_hat():
+    s = NoiseSchedule()
+    y_t, eps = torch.randn(2, 1, 4, 4), torch.randn(2, 1, 4, 4)
+    t = torch.tensor([30, 30])
+    out = s.reverse_step(y_t, eps, t, s=torch.tensor([0, 0]), noise=torch.randn(2, 1, 4, 4))
+    torch.testing.assert_close(out, s.predict_y0(y_t, eps, t))
+
+
+def test_phi_is_4x_and_bounded_and_psi_keeps_the_shape():
+    phi = DeepStormPhi(channels=8)
+    out = phi(torch.randn(2, 1, 20, 24) * 50)
+    assert out.shape == (2, 1, 80, 96) and out.min() >= 0 and out.max() <= 8.0
+    psi = ConditionalUNet(channels=8, multipliers=(1, 2))
+    y = torch.randn(3, 1, 16, 24)
+    assert psi(y, y, torch.tensor([1, 50, 100])).shape == y.shape
+    with pytest.raises(ValueError, match="multiples"):
+        psi(torch.randn(1, 1, 15, 16), torch.randn(1, 1, 15, 16), torch.tensor([1]))
+
+
+def test_phi_overfits_a_tiny_batch_and_puts_the_peak_on_the_right_4x_pixel():
+    torch.manual_seed(0)
+    x_px, y_px = 5.4, 3.7
+    kde = torch.tensor(render_kde([[x_px]], [[y_px]], [[1.0]], (10, 10)), dtype=torch.float32)[:, None] * 50
+    frame = torch.zeros(1, 1, 10, 10)
+    frame[0, 0, int(y_px), int(x_px)] = 1.0
+    phi = DeepStormPhi(channels=16, dilations=(1, 2, 1))
+    opt = torch.optim.Adam(phi.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(150):
+        opt.zero_grad()
+        loss = torch.nn.functional.mse_loss(phi(frame), kde)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.05 * losses[0]
+    with torch.no_grad():  # still in training mode: batch-norm statistics as during the fit
+        out = phi(frame)[0, 0]
+    r, c = divmod(int(out.argmax()), out.shape[1])
+    assert abs(r - int(y_px * 4)) <= 1 and abs(c - int(x_px * 4)) <= 1
+
+
+def test_psi_overfits_noise_prediction_on_a_tiny_batch():
+    torch.manual_seed(1)
+    s = NoiseSchedule()
+    psi = ConditionalUNet(channels=8, multipliers=(1, 2))
+    y0 = torch.rand(2, 1, 16, 16)
+    eps = torch.randn(2, 1, 16, 16)
+    t = torch.tensor([20, 70])
+    yt = s.q_sample(y0, t, eps)
+    opt = torch.optim.Adam(psi.parameters(), lr=2e-3)
+    first = None
+    for _ in range(150):
+        opt.zero_grad()
+        loss = ((psi(yt, y0, t) - eps) ** 2).mean()
+        loss.backward()
+        opt.step()
+        first = loss.item() if first is None else first
+    assert loss.item() < 0.2 * first
