@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..simulation import SimulationConfig, simulate_stack
-
-SAMPLE_CONFIG = dict(n_frames=100, height_px=64, width_px=64, density_per_um2=0.6, photons=1500.0,
-                     photon_spread=0.3, background_photons=15.0, read_noise_e=1.5, gain_adu_per_photon=2.0,
-                     offset_adu=100.0, structure="filaments", blinking=True, seed=7)
+from ..simulation import filament_movie_config, simulate_stack
 
 
 def simulated_filaments():
     """[(frames in ADU, image kwargs, 'image'), (ground truth points, kwargs, 'points')]."""
-    cfg = SimulationConfig(**SAMPLE_CONFIG)
+    cfg = filament_movie_config(n_frames=100, seed=7)
     stack = simulate_stack(cfg, quantize=True)
     px = cfg.pixel_size_nm
     meta = {"pixel_size_nm": px, "offset_adu": cfg.offset_adu, "gain_adu_per_photon": cfg.gain_adu_per_photon}

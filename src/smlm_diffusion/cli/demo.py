@@ -16,7 +16,7 @@ import numpy as np
 from ..analysis import evaluate, localize_frame, render_localizations
 from ..io import TiffStack, atomic_path, write_localizations_csv
 from ..localizations import Localizations
-from ..simulation import SimulationConfig
+from ..simulation import SimulationConfig, filament_movie_config
 from .simulate import write_simulation
 
 
@@ -31,10 +31,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    cfg = SimulationConfig(n_frames=args.frames, height_px=64, width_px=64, density_per_um2=0.6,
-                           photons=1500.0, photon_spread=0.3, background_photons=15.0, read_noise_e=1.5,
-                           gain_adu_per_photon=2.0, offset_adu=100.0, structure="filaments",
-                           blinking=True, seed=args.seed)
+    cfg = filament_movie_config(n_frames=args.frames, seed=args.seed)
     print(f"1/3 simulating {cfg.n_frames} frames of filaments -> {out / 'raw.tif'}", file=sys.stderr)
     truth = write_simulation(cfg, out / "raw.tif", out / "ground_truth.csv")
 

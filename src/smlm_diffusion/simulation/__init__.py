@@ -11,11 +11,18 @@ from .psf import (
     render_kde,
     single_emitter_kde_peak,
 )
-from .stack import SimulatedChunk, SimulatedStack, SimulationConfig, iter_simulation, simulate_stack
+from .stack import (
+    SimulatedChunk,
+    SimulatedStack,
+    SimulationConfig,
+    filament_movie_config,
+    iter_simulation,
+    simulate_stack,
+)
 
 __all__ = [
     "BlinkingChain", "CameraModel", "DEFAULT_KDE_SIGMA_UPSAMPLED_PX", "STRUCTURES", "UPSAMPLING",
-    "SimulatedChunk", "SimulatedStack", "SimulationConfig", "expected_photons", "iter_simulation",
+    "SimulatedChunk", "SimulatedStack", "SimulationConfig", "expected_photons", "filament_movie_config", "iter_simulation",
     "pixel_integrals", "quantize_uint16", "render_emitters", "render_kde", "simulate_stack",
     "single_emitter_kde_peak",
 ]
