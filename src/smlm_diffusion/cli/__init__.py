@@ -6,9 +6,9 @@ import argparse
 import sys
 
 from ..errors import SmlmInputError
-from . import demo, evaluate, simulate
+from . import demo, evaluate, reconstruct, simulate, train
 
-COMMANDS = {"simulate": simulate, "evaluate": evaluate, "demo": demo}
+COMMANDS = {"simulate": simulate, "reconstruct": reconstruct, "evaluate": evaluate, "train": train, "demo": demo}
 
 
 def build_parser() -> argparse.ArgumentParser:

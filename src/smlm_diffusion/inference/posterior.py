@@ -1,0 +1,97 @@
+"""Posterior sampling of KDEs with the conditional DDPM psi, tile by tile.
+
+Full sampling is the paper's ancestral sampling (appendix A.1): start from N(0, I) at
+t = T and take T reverse steps. Accelerated sampling follows the equilibrium-diffusion
+paper: start at t0 < T from phi's estimate noised by the forward process, q(y_t0 | phi),
+and step down to 0 with a stride. Chains of many tiles go through psi together. The
+noise of each tile depends only on (seed, frame, tile), so results do not depend on the
+batching, and the same seed gives the same samples on CPU.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+import torch
+
+from ..models.schedule import NoiseSchedule
+from .sampling_settings import SamplerSettings, network_evaluations_per_tile, step_pairs
+from .tiling import Tile, plan_tiles
+
+UPSAMPLING = 4
+
+
+def _tile_seed(seed: int, frame: int, tile_index: int) -> int:
+    return int(np.random.SeedSequence([seed, frame, tile_index]).generate_state(1, np.uint64)[0] % (2 ** 63))
+
+
+def sample_posterior(psi: torch.nn.Module, schedule: NoiseSchedule, phi_kde: np.ndarray,
+                     settings: SamplerSettings, device: torch.device, seed: int = 0, frame: int = 0) -> np.ndarray:
+    """Posterior KDE samples (N, 4H, 4W), model units, for one frame's phi estimate (4H, 4W)."""
+    steps = iter_sample_posterior(psi, schedule, phi_kde, settings, device, seed, frame)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+def count_tiles(height_px: int, width_px: int, settings: SamplerSettings) -> int:
+    return len(plan_tiles(height_px, width_px, settings.core_px, settings.halo_px))
+
+
+def iter_sample_posterior(psi: torch.nn.Module, schedule: NoiseSchedule, phi_kde: np.ndarray,
+                          settings: SamplerSettings, device: torch.device, seed: int = 0, frame: int = 0):
+    """Generator form of :func:`sample_posterior`: yields the number of tiles finished
+    after each psi batch (so callers can report progress and stop between batches) and
+    returns the samples."""
+    settings.validate(schedule.n_steps)
+    u = UPSAMPLING
+    h4, w4 = phi_kde.shape
+    n = settings.n_samples
+    samples = np.repeat(phi_kde[None].astype(np.float32), n, axis=0)
+    pairs = step_pairs(settings, schedule.n_steps)
+    groups: dict[tuple[int, int], list[tuple[int, Tile]]] = defaultdict(list)
+    tiles = plan_tiles(h4 // u, w4 // u, settings.core_px, settings.halo_px)
+    for index, tile in enumerate(tiles):
+        window = phi_kde[tile.in_r0 * u:tile.in_r1 * u, tile.in_c0 * u:tile.in_c1 * u]
+        if settings.skip_empty_below is not None and window.max() < settings.skip_empty_below:
+            continue
+        groups[tile.input_shape].append((index, tile))
+    for shape, items in groups.items():
+        per_call = max(1, settings.max_batch_maps // n)
+        for start in range(0, len(items), per_call):
+            chunk = items[start:start + per_call]
+            cond, noise = [], []
+            for index, tile in chunk:
+                window = phi_kde[tile.in_r0 * u:tile.in_r1 * u, tile.in_c0 * u:tile.in_c1 * u]
+                cond.append(np.repeat(window[None, None], n, axis=0))
+                gen = torch.Generator().manual_seed(_tile_seed(seed, frame, index))
+                noise.append(torch.randn((len(pairs) + 1, n, 1, *window.shape), generator=gen))
+            condition = torch.from_numpy(np.concatenate(cond)).to(device)
+            noise_all = torch.cat(noise, dim=1).to(device)         # (steps + 1, maps, 1, h, w)
+            with torch.no_grad():
+                y = _run_chain(psi, schedule, condition, noise_all, pairs, settings)
+            y = y.float().cpu().numpy()[:, 0].reshape(len(chunk), n, *condition.shape[-2:])
+            for (index, tile), tile_samples in zip(chunk, y):
+                rows, cols = tile.core_in_input(u)
+                samples[(slice(None), *tile.core_in_frame(u))] = tile_samples[:, rows, cols]
+            yield len(chunk)
+    return samples
+
+
+def _run_chain(psi, schedule: NoiseSchedule, condition: torch.Tensor, noise: torch.Tensor,
+               pairs: list[tuple[int, int]], settings: SamplerSettings) -> torch.Tensor:
+    maps = len(condition)
+    start = pairs[0][0]
+    if settings.mode == "full":
+        y = noise[0]
+    else:
+        y = schedule.q_sample(condition, torch.full((maps,), start, device=condition.device), noise[0])
+    for k, (t, s) in enumerate(pairs):
+        tt = torch.full((maps,), t, device=condition.device, dtype=torch.long)
+        ss = torch.full((maps,), s, device=condition.device, dtype=torch.long)
+        eps = psi(y, condition, tt)
+        y = schedule.reverse_step(y, eps, tt, ss, noise=noise[k + 1], clip_y0=(0.0, settings.clip_max))
+    return y

@@ -1,0 +1,196 @@
+"""Training loops for phi (MSE to the KDE, appendix A.6) and psi (noise prediction,
+simple loss or the eq. 8 weighting), with seeded on-the-fly data, periodic checkpoints
+and exact resume: the batch, the timesteps and the noise of step k depend only on
+(seed, k), and a checkpoint holds the model, the optimiser and the step."""
+
+from __future__ import annotations
+
+import math
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .normalisation import INPUT_NORMALISATION, kde_scale
+from .phi import DeepStormPhi
+from .psi import ConditionalUNet
+from .schedule import NoiseSchedule
+from .store import load_model, model_payload, save_file
+from .training_data import TrainingDomain, training_batch
+
+
+@dataclass
+class TrainSettings:
+    kind: str                              # "phi" | "psi"
+    steps: int = 6000
+    batch_size: int = 16
+    learning_rate: float = 1e-3
+    warmup_steps: int = 200
+    seed: int = 0
+    loss: str = "simple"                   # psi: "simple" | "eq8"
+    channels: int | None = None            # default 24 (phi) / 16 (psi)
+    frame_px: int | None = None            # training frame side; default 32 (phi) / 24 (psi)
+    phi_model: str = "phi"                 # psi's conditioning model (name or path)
+    checkpoint_minutes: float = 5.0
+    extra: dict = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if self.kind not in ("phi", "psi"):
+            raise ValueError("the model to train must be phi or psi")
+        if self.loss not in ("simple", "eq8"):
+            raise ValueError("the loss must be 'simple' or 'eq8'")
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError("steps and batch size must be at least 1")
+
+    @property
+    def resolved_channels(self) -> int:
+        return self.channels or (24 if self.kind == "phi" else 16)
+
+    @property
+    def domain(self) -> TrainingDomain:
+        return TrainingDomain(frame_px=self.frame_px or (32 if self.kind == "phi" else 24))
+
+
+def learning_rate(settings: TrainSettings, step: int) -> float:
+    """Linear warm-up, then cosine decay to 2 % of the peak at the last step."""
+    warm = min(1.0, (step + 1) / max(settings.warmup_steps, 1))
+    cosine = 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(step, settings.steps) / settings.steps))
+    return settings.learning_rate * warm * cosine
+
+
+class Trainer:
+    """One training run; ``step()`` advances one optimiser step and returns the loss."""
+
+    def __init__(self, settings: TrainSettings, device: str | torch.device = "cpu") -> None:
+        settings.validate()
+        self.settings = settings
+        self.device = torch.device(device)
+        torch.manual_seed(settings.seed)
+        self.schedule = NoiseSchedule() if settings.kind == "psi" else None
+        if settings.kind == "phi":
+            self.model = DeepStormPhi(channels=settings.resolved_channels)
+            self.phi = None
+        else:
+            self.model = ConditionalUNet(channels=settings.resolved_channels)
+            self.phi = load_model(settings.phi_model, self.device).module
+        self.model.to(self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=settings.learning_rate)
+        self.step_index = 0
+        self.losses: list[float] = []
+        self.elapsed_s = 0.0
+
+    # -- one step -------------------------------------------------------------
+    def _loss(self, inputs: torch.Tensor, targets: torch.Tensor, step: int) -> torch.Tensor:
+        if self.settings.kind == "phi":
+            return torch.mean((self.model(inputs) - targets) ** 2)
+        generator = torch.Generator().manual_seed(int(self.settings.seed) * 1_000_003 + step)
+        n = len(inputs)
+        t = torch.randint(1, self.schedule.n_steps + 1, (n,), generator=generator)
+        noise = torch.randn(targets.shape, generator=generator).to(self.device)
+        with torch.no_grad():
+            condition = self.phi(inputs)
+        y_t = self.schedule.q_sample(targets, t.to(self.device), noise)
+        per_example = ((self.model(y_t, condition, t.to(self.device)) - noise) ** 2).mean(dim=(1, 2, 3))
+        if self.settings.loss == "eq8":
+            all_t = torch.arange(1, self.schedule.n_steps + 1)
+            weights = self.schedule.loss_weight(t) / self.schedule.loss_weight(all_t).mean()
+            per_example = per_example * weights.to(self.device)
+        return per_example.mean()
+
+    def step(self) -> float:
+        s = self.settings
+        started = time.perf_counter()
+        x, y = training_batch(s.seed, self.step_index, s.batch_size, s.domain)
+        inputs, targets = torch.from_numpy(x).to(self.device), torch.from_numpy(y).to(self.device)
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate(s, self.step_index)
+        self.model.train()
+        loss = self._loss(inputs, targets, self.step_index)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.step_index += 1
+        self.losses.append(float(loss.detach()))
+        self.elapsed_s += time.perf_counter() - started
+        return self.losses[-1]
+
+    # -- checkpoints ------------------------------------------------------------
+    def checkpoint(self) -> dict:
+        return {"kind": self.settings.kind, "settings": _plain(asdict(self.settings)), "step": self.step_index,
+                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "losses": list(self.losses), "elapsed_s": self.elapsed_s}
+
+    def save_checkpoint(self, path: str | Path) -> Path:
+        return save_file(self.checkpoint(), path)
+
+    def restore(self, path: str | Path) -> None:
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        ours = _plain(asdict(self.settings))
+        theirs = state["settings"]
+        for key in ("kind", "steps", "batch_size", "learning_rate", "warmup_steps", "seed", "loss",
+                    "channels", "frame_px"):
+            if ours[key] != theirs[key]:
+                raise ValueError(f"checkpoint {path} was made with {key}={theirs[key]!r}, not {ours[key]!r}; "
+                                 "use the same settings to resume or start a new checkpoint file")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step_index = int(state["step"])
+        self.losses = list(state["losses"])
+        self.elapsed_s = float(state["elapsed_s"])
+
+    # -- export -----------------------------------------------------------------
+    def export(self, path: str | Path, command: str = "") -> Path:
+        s = self.settings
+        normalisation = {"input": dict(INPUT_NORMALISATION), "kde_scale": kde_scale(),
+                         "kde_sigma_upsampled_px": 3.0, "upsampling": 4}
+        training = {"command": command, "steps": self.step_index, "batch_size": s.batch_size,
+                    "seed": s.seed, "loss": s.loss if s.kind == "psi" else "mse",
+                    "learning_rate": s.learning_rate, "wall_time_s": round(self.elapsed_s, 1),
+                    "final_loss_mean_last_100": float(np.mean(self.losses[-100:])) if self.losses else None,
+                    "domain": s.domain.to_dict(), "hardware": hardware_description(self.device),
+                    "torch": str(torch.__version__)}
+        return save_file(model_payload(s.kind, self.model, normalisation, training, self.schedule), path)
+
+
+def hardware_description(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def run_training(settings: TrainSettings, out_path: str | Path, checkpoint_path: str | Path | None = None,
+                 device: str = "cpu", progress: Callable[[int, int, float], None] | None = None,
+                 should_stop: Callable[[], bool] | None = None, command: str = "") -> Trainer:
+    """Train to ``settings.steps`` (resuming from ``checkpoint_path`` when it exists),
+    checkpointing every ``checkpoint_minutes`` and on stop; export the model file at the end."""
+    trainer = Trainer(settings, device)
+    if checkpoint_path is not None and Path(checkpoint_path).exists():
+        trainer.restore(checkpoint_path)
+    last_save = time.monotonic()
+    while trainer.step_index < settings.steps:
+        loss = trainer.step()
+        if progress is not None:
+            progress(trainer.step_index, settings.steps, loss)
+        due = time.monotonic() - last_save > 60 * settings.checkpoint_minutes
+        stopping = should_stop is not None and should_stop()
+        if checkpoint_path is not None and (due or stopping):
+            trainer.save_checkpoint(checkpoint_path)
+            last_save = time.monotonic()
+        if stopping:
+            return trainer
+    if checkpoint_path is not None:
+        trainer.save_checkpoint(checkpoint_path)
+    trainer.export(out_path, command)
+    return trainer

@@ -1,0 +1,201 @@
+"""The reconstruction engine: stream frames, phi estimate, posterior samples per tile,
+LoG localization with per-localization uncertainty, accumulated render.
+
+``ReconstructionRun.events()`` is a generator of ProgressEvents (one per psi batch of
+tiles and one per finished frame) while ``run.result`` fills up: the napari worker yields
+the events to the GUI; ``reconstruct`` drives it with a progress callback and a stop
+check and always returns what was finished.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+import numpy as np
+
+from ..analysis.localize import localize_kde
+from ..errors import SmlmInputError
+from ..localizations import Localizations
+from .settings import FrameResult, ProgressEvent, Reconstruction, ReconstructionSettings
+from .uncertainty import aperture_photons, sample_spread
+
+UPSAMPLING = 4
+
+
+def frame_source_shape(stack) -> tuple[int, int, int]:
+    """(frames, rows, cols) of an array (2D = one frame) or a lazy stack with ``shape``."""
+    shape = tuple(np.shape(stack)) if not hasattr(stack, "shape") else tuple(stack.shape)
+    if len(shape) == 2:
+        return (1, *shape)
+    if len(shape) != 3:
+        raise SmlmInputError(f"expected a stack of frames (frames x rows x cols), got an array of shape {shape}")
+    if 0 in shape:
+        raise SmlmInputError("the stack is empty (it has no frames or no pixels)")
+    return shape  # type: ignore[return-value]
+
+
+def _read(stack, start: int, stop: int) -> np.ndarray:
+    if hasattr(stack, "read"):
+        return np.asarray(stack.read(start, stop))
+    data = np.asarray(stack)
+    if data.ndim == 2:
+        data = data[None]
+    frames = np.asarray(data[start:stop], np.float64)
+    if not np.isfinite(frames).all():
+        raise SmlmInputError(f"frames {start + 1}-{stop} contain NaN or infinite values")
+    return frames
+
+
+def resolve_frames(n_frames: int, frames: tuple[int, int] | None) -> tuple[int, int]:
+    start, stop = (0, n_frames) if frames is None else frames
+    if not (0 <= start < stop <= n_frames):
+        raise SmlmInputError(f"frame range {start + 1}:{stop} is outside the stack's 1:{n_frames} frames")
+    return start, stop
+
+
+class ReconstructionRun:
+    """One reconstruction of ``stack``; iterate ``events()``, read ``result`` any time
+    (it holds every finished frame, also after a stop or an error)."""
+
+    def __init__(self, stack, settings: ReconstructionSettings | None = None) -> None:
+        self.stack = stack
+        self.settings = settings or ReconstructionSettings()
+        self.settings.validate()
+        n_frames, self.rows, self.cols = frame_source_shape(stack)
+        self.start, self.stop = resolve_frames(n_frames, self.settings.frames)
+        r0, r1, c0, c1 = self.settings.region or (0, self.rows, 0, self.cols)
+        if not (0 <= r0 < r1 <= self.rows and 0 <= c0 < c1 <= self.cols):
+            raise SmlmInputError(f"the region {self.settings.region} is outside the {self.rows}x{self.cols} frame")
+        self.region = (r0, r1, c0, c1)
+        self.result: Reconstruction | None = None
+
+    def events(self) -> Iterator[ProgressEvent]:
+        return _events(self)
+
+
+def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
+
+    from ..inference.devices import resolve_device
+    from ..inference.phi_path import phi_kde
+    from ..inference.posterior import count_tiles, iter_sample_posterior, network_evaluations_per_tile
+    from ..models.normalisation import normalise_frames
+    from ..models.store import load_model
+
+    stack, settings = run.stack, run.settings
+    start, stop = run.start, run.stop
+    r0, r1, c0, c1 = run.region
+    device = resolve_device(settings.device)
+    started = time.perf_counter()
+    phi = load_model(settings.phi_model, device)
+    psi = load_model(settings.psi_model, device) if settings.posterior else None
+    kde_scale = float(phi.normalisation["kde_scale"])
+    h, w = r1 - r0, c1 - c0
+    result = Reconstruction(settings=settings, shape_px=(h, w), origin_px=(r0, c0), device=str(device),
+                            render=np.zeros((h * UPSAMPLING, w * UPSAMPLING)),
+                            render_variance=np.zeros((h * UPSAMPLING, w * UPSAMPLING)) if psi else None,
+                            frames_requested=stop - start)
+    run.result = result
+    result.timings_s["load_models"] = time.perf_counter() - started
+    tiles_per_frame = count_tiles(h, w, settings.sampler) if psi else 1
+    total = (stop - start) * tiles_per_frame
+    evals_per_tile = network_evaluations_per_tile(settings.sampler, psi.schedule.n_steps) if psi else 0
+    done = 0
+    tables: list[Localizations] = []
+    timing = {"read": 0.0, "phi": 0.0, "psi": 0.0, "localize": 0.0}
+    try:
+        for chunk_start in range(start, stop, settings.chunk_frames):
+            chunk_stop = min(stop, chunk_start + settings.chunk_frames)
+            t = time.perf_counter()
+            adu = _read(stack, chunk_start, chunk_stop)[:, r0:r1, c0:c1]
+            photons = (adu - settings.offset_adu) / settings.gain_adu_per_photon
+            timing["read"] += time.perf_counter() - t
+            t = time.perf_counter()
+            estimates = phi_kde(phi.module, normalise_frames(photons, phi.normalisation["input"]), device)
+            timing["phi"] += time.perf_counter() - t
+            result.network_evaluations += len(estimates)
+            for offset, estimate in enumerate(estimates):
+                frame = chunk_start + offset + 1
+                variance = None
+                samples = None
+                if psi is not None:
+                    t = time.perf_counter()
+                    steps = iter_sample_posterior(psi.module, psi.schedule, estimate, settings.sampler, device,
+                                                  settings.seed, frame)
+                    frame_done = 0
+                    while True:
+                        try:
+                            finished = next(steps)
+                        except StopIteration as stopped:
+                            samples = stopped.value
+                            break
+                        frame_done += finished
+                        result.network_evaluations += finished * evals_per_tile * settings.sampler.n_samples
+                        timing["psi"] += time.perf_counter() - t
+                        yield ProgressEvent(done + frame_done, total, None, f"frame {frame}")
+                        t = time.perf_counter()
+                    timing["psi"] += time.perf_counter() - t
+                    mean = samples.mean(axis=0) / kde_scale
+                    variance = samples.var(axis=0, ddof=1) / kde_scale ** 2
+                else:
+                    mean = estimate / kde_scale
+                t = time.perf_counter()
+                locs = _localize(mean, samples, kde_scale, photons[offset], frame, settings)
+                locs.x_nm += c0 * settings.pixel_size_nm
+                locs.y_nm += r0 * settings.pixel_size_nm
+                timing["localize"] += time.perf_counter() - t
+                tables.append(locs)
+                result.frames.append(frame)
+                result.render += mean
+                if variance is not None:
+                    result.render_variance += variance
+                if settings.keep_frame_kdes:
+                    result.mean_kdes[frame] = mean.astype(np.float32)
+                    if variance is not None:
+                        result.variance_kdes[frame] = variance.astype(np.float32)
+                done += tiles_per_frame
+                result.localizations = Localizations.concatenate(tables) if tables else Localizations.empty()
+                yield ProgressEvent(done, total, FrameResult(frame, mean.astype(np.float32),
+                                                             None if variance is None else variance.astype(np.float32),
+                                                             locs), f"frame {frame}")
+        result.completed = True
+    finally:
+        result.localizations = Localizations.concatenate(tables) if tables else Localizations.empty()
+        result.timings_s.update(timing)
+        result.timings_s["total"] = time.perf_counter() - started
+
+
+def _localize(mean: np.ndarray, samples: np.ndarray | None, kde_scale: float, photons: np.ndarray,
+              frame: int, settings: ReconstructionSettings) -> Localizations:
+    px = settings.pixel_size_nm
+    locs = localize_kde(mean, px, frame, threshold=settings.threshold)
+    xy_px = locs.xy_px(px)
+    locs.intensity_photons = aperture_photons(photons, xy_px[:, 0], xy_px[:, 1])
+    if samples is not None and len(locs):
+        sample_xys = [localize_kde(s / kde_scale, px, frame, threshold=settings.threshold).xy_px(px)
+                      for s in samples]
+        std_px, probability = sample_spread(xy_px, sample_xys, settings.match_radius_px)
+        locs.uncertainty_xy_nm = std_px * px
+        locs.extra["probability"] = probability
+    else:
+        locs.extra["probability"] = np.ones(len(locs))
+    return locs
+
+
+def reconstruct(stack, settings: ReconstructionSettings | None = None,
+                progress: Callable[[ProgressEvent], None] | None = None,
+                should_stop: Callable[[], bool] | None = None) -> Reconstruction:
+    """Reconstruct ``stack`` (ADU array, 2D or 3D, or a lazy TiffStack). ``progress`` gets
+    every event; when ``should_stop()`` turns true the run stops at the next tile batch and
+    the frames finished so far are returned (``completed`` is False)."""
+    run = ReconstructionRun(stack, settings)
+    events = run.events()
+    try:
+        for event in events:
+            if progress is not None:
+                progress(event)
+            if should_stop is not None and should_stop():
+                break
+    finally:
+        events.close()
+    return run.result

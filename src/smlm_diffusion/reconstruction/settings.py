@@ -1,0 +1,77 @@
+"""Settings and results of a reconstruction (the contract between the core, the CLI and
+the napari widgets)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from ..inference.sampling_settings import SamplerSettings
+from ..localizations import Localizations
+
+
+@dataclass
+class ReconstructionSettings:
+    pixel_size_nm: float = 108.0
+    offset_adu: float = 100.0
+    gain_adu_per_photon: float = 1.0
+    frames: tuple[int, int] | None = None     # 0-based [start, stop) of the stack; None = all
+    region: tuple[int, int, int, int] | None = None  # camera px (row0, row1, col0, col1); None = whole frame
+    posterior: bool = True
+    sampler: SamplerSettings = field(default_factory=SamplerSettings)
+    seed: int = 0
+    device: str = "auto"
+    phi_model: str = "phi"
+    psi_model: str = "psi"
+    threshold: float = 0.3                    # LoG threshold, fraction of one emitter's response
+    match_radius_px: float = 1.0              # chain-to-mean matching radius (camera px)
+    chunk_frames: int = 16                    # frames read and sent through phi together
+    keep_frame_kdes: bool = False             # keep each frame's mean/variance KDE (memory!)
+
+    def validate(self) -> None:
+        if not self.pixel_size_nm > 0:
+            raise ValueError(f"the pixel size must be positive (nm), not {self.pixel_size_nm:g}")
+        if not self.gain_adu_per_photon > 0:
+            raise ValueError(f"the camera gain must be positive (ADU per photon), not {self.gain_adu_per_photon:g}")
+        if not self.threshold > 0:
+            raise ValueError("the detection threshold must be positive")
+        if self.chunk_frames < 1:
+            raise ValueError("chunk_frames must be at least 1")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class FrameResult:
+    frame: int                        # 1-based frame number in the stack
+    mean_kde: np.ndarray              # (4H, 4W) eq. 3 units (unit mass per emitter)
+    variance_kde: np.ndarray | None   # (4H, 4W) posterior variance, eq. 3 units squared
+    localizations: Localizations
+
+
+@dataclass
+class ProgressEvent:
+    done: int                         # work units finished (psi tiles, or frames on the phi path)
+    total: int
+    frame_result: FrameResult | None = None
+    message: str = ""
+
+
+@dataclass
+class Reconstruction:
+    settings: ReconstructionSettings
+    shape_px: tuple[int, int]                  # (rows, cols) of the reconstructed region
+    origin_px: tuple[int, int] = (0, 0)        # (row0, col0) of the region in the frame
+    frames: list[int] = field(default_factory=list)
+    localizations: Localizations = field(default_factory=Localizations.empty)
+    render: np.ndarray | None = None           # sum of posterior-mean KDEs, (4H, 4W)
+    render_variance: np.ndarray | None = None  # sum of per-frame posterior variances
+    mean_kdes: dict[int, np.ndarray] = field(default_factory=dict)
+    variance_kdes: dict[int, np.ndarray] = field(default_factory=dict)
+    completed: bool = False
+    device: str = "cpu"
+    network_evaluations: int = 0
+    timings_s: dict[str, float] = field(default_factory=dict)
+    frames_requested: int = 0

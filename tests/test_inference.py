@@ -1,0 +1,114 @@
+"""Tiling, posterior sampling and the reconstruction engine (plumbing with tiny untrained
+models; quality with the bundled ones lives in test_bundled_models.py)."""
+
+import numpy as np
+import pytest
+import torch
+
+from smlm_diffusion.errors import SmlmInputError
+from smlm_diffusion.inference.phi_path import phi_kde
+from smlm_diffusion.inference.posterior import sample_posterior
+from smlm_diffusion.inference.sampling_settings import SamplerSettings, network_evaluations_per_tile, step_pairs
+from smlm_diffusion.inference.tiling import plan_tiles
+from smlm_diffusion.models.store import load_model
+from smlm_diffusion.reconstruction import ReconstructionRun, ReconstructionSettings, reconstruct
+from smlm_diffusion.simulation import SimulationConfig, simulate_stack
+
+
+@pytest.mark.parametrize("shape,core,halo", [((37, 45), 16, 4), ((20, 20), 20, 4), ((5, 130), 32, 8)])
+def test_tiles_cover_every_pixel_once(shape, core, halo):
+    cover = np.zeros(shape, int)
+    for t in plan_tiles(*shape, core, halo):
+        cover[t.r0:t.r1, t.c0:t.c1] += 1
+        assert t.in_r0 <= t.r0 and t.in_r1 >= t.r1 and t.r1 - t.r0 <= core
+        assert t.in_r0 >= 0 and t.in_c1 <= shape[1]
+    assert (cover == 1).all()
+
+
+def test_phi_tiling_invariance(tiny_models):
+    phi = load_model(tiny_models["phi"]).module
+    frames = np.random.default_rng(1).normal(size=(2, 53, 61)).astype(np.float32)
+    whole = phi_kde(phi, frames, torch.device("cpu"), core_px=128)
+    tiled = phi_kde(phi, frames, torch.device("cpu"), core_px=17)
+    assert np.abs(whole - tiled).max() / np.abs(whole).max() < 1e-3
+    assert whole.shape == (2, 212, 244)
+
+
+def test_accelerated_sampling_needs_far_fewer_evaluations():
+    full = SamplerSettings(mode="full")
+    fast = SamplerSettings()
+    assert network_evaluations_per_tile(full, 100) == 100
+    assert network_evaluations_per_tile(full, 100) >= 5 * network_evaluations_per_tile(fast, 100)
+    assert step_pairs(fast, 100)[0][0] == fast.t0 and step_pairs(fast, 100)[-1][1] == 0
+
+
+def test_posterior_samples_are_seeded_and_batch_independent(tiny_models):
+    psi = load_model(tiny_models["psi"])
+    estimate = np.zeros((4 * 22, 4 * 18), np.float32)
+    estimate[40:50, 40:50] = 1.0
+    settings = SamplerSettings(n_samples=3, t0=4, stride=2, skip_empty_below=None, core_px=10)
+    a = sample_posterior(psi.module, psi.schedule, estimate, settings, torch.device("cpu"), seed=4, frame=2)
+    settings.max_batch_maps = 3  # one tile per call instead of several
+    b = sample_posterior(psi.module, psi.schedule, estimate, settings, torch.device("cpu"), seed=4, frame=2)
+    c = sample_posterior(psi.module, psi.schedule, estimate, settings, torch.device("cpu"), seed=5, frame=2)
+    assert a.shape == (3, 88, 72)
+    assert np.allclose(a, b, atol=1e-6)
+    assert not np.allclose(a, c)
+    assert (a >= 0).all()
+
+
+def _stack(n_frames=2, h=23, w=31, seed=0):
+    return simulate_stack(SimulationConfig(n_frames=n_frames, height_px=h, width_px=w, density_per_um2=1.0,
+                                           seed=seed, offset_adu=100.0))
+
+
+def _settings(tiny_models, **kw):
+    kw = {"phi_model": tiny_models["phi"], "psi_model": tiny_models["psi"], "device": "cpu", **kw}
+    s = ReconstructionSettings(**kw)
+    s.sampler = SamplerSettings(n_samples=2, t0=4, stride=2, skip_empty_below=None)
+    return s
+
+
+def test_reconstruct_odd_sizes_2d_and_stacks(tiny_models):
+    sim = _stack()
+    rec = reconstruct(sim.adu, _settings(tiny_models, keep_frame_kdes=True))
+    assert rec.completed and rec.frames == [1, 2]
+    assert rec.render.shape == (92, 124) and rec.render_variance.shape == (92, 124)
+    assert set(rec.mean_kdes) == {1, 2} and rec.variance_kdes[1].min() >= 0
+    single = reconstruct(sim.adu[0], _settings(tiny_models, posterior=False))
+    assert single.completed and single.frames == [1] and single.render_variance is None
+
+
+def test_same_seed_same_result(tiny_models):
+    sim = _stack(1)
+    a = reconstruct(sim.adu, _settings(tiny_models, seed=3, keep_frame_kdes=True))
+    b = reconstruct(sim.adu, _settings(tiny_models, seed=3, keep_frame_kdes=True))
+    assert np.array_equal(a.mean_kdes[1], b.mean_kdes[1])
+    assert np.array_equal(a.variance_kdes[1], b.variance_kdes[1])
+
+
+def test_stop_keeps_finished_frames(tiny_models):
+    sim = _stack(4)
+    events = []
+    rec = reconstruct(sim.adu, _settings(tiny_models), progress=events.append,
+                      should_stop=lambda: sum(e.frame_result is not None for e in events) >= 2)
+    assert not rec.completed and rec.frames == [1, 2]
+    assert events[-1].done < events[-1].total
+    run = ReconstructionRun(sim.adu, _settings(tiny_models, posterior=False, chunk_frames=1))
+    for event in run.events():
+        break
+    assert run.result.frames == [1]
+
+
+def test_frame_range_and_region(tiny_models):
+    sim = _stack(5)
+    rec = reconstruct(sim.adu, _settings(tiny_models, posterior=False, frames=(2, 4), region=(3, 15, 4, 20)))
+    assert rec.frames == [3, 4] and rec.render.shape == (48, 64) and rec.origin_px == (3, 4)
+    with pytest.raises(SmlmInputError, match="outside the stack"):
+        reconstruct(sim.adu, _settings(tiny_models, frames=(3, 9)))
+    with pytest.raises(SmlmInputError, match="region"):
+        reconstruct(sim.adu, _settings(tiny_models, region=(0, 99, 0, 5)))
+    with pytest.raises(SmlmInputError, match="empty"):
+        reconstruct(np.zeros((0, 8, 8)), _settings(tiny_models))
+    with pytest.raises(SmlmInputError, match="not available"):
+        reconstruct(sim.adu, _settings(tiny_models, device="cuda"))

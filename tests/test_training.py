@@ -1,0 +1,135 @@
+"""Model files and training: save/load, exact resume, clear errors for bad files."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from smlm_diffusion.cli import main
+from smlm_diffusion.errors import SmlmInputError
+from smlm_diffusion.models import store
+from smlm_diffusion.models.normalisation import frame_scaling, kde_scale, normalise_frames
+from smlm_diffusion.models.training import Trainer, TrainSettings, learning_rate, run_training
+from smlm_diffusion.models.training_data import TrainingDomain, training_batch
+from smlm_diffusion.simulation import single_emitter_kde_peak
+
+
+def tiny(kind, **kw):
+    return TrainSettings(kind=kind, steps=4, batch_size=2, channels=8, frame_px=12, warmup_steps=1, **kw)
+
+
+def test_training_batches_are_a_function_of_seed_and_step():
+    domain = TrainingDomain(frame_px=16)
+    a = training_batch(3, 7, 4, domain)
+    b = training_batch(3, 7, 4, domain)
+    c = training_batch(3, 8, 4, domain)
+    assert a[0].shape == (4, 1, 16, 16) and a[1].shape == (4, 1, 64, 64)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    assert not np.array_equal(a[0], c[0])
+
+
+def test_normalisation_is_per_frame_and_brightness_free():
+    rng = np.random.default_rng(0)
+    frames = rng.poisson(10.0, size=(2, 32, 32)).astype(float)
+    frames[0, 10:12, 10:12] += 300.0
+    frames[1] = frames[0] * 10  # same scene, 10x brighter camera
+    out = normalise_frames(frames)
+    assert np.allclose(out[0], out[1], atol=1e-5)
+    background, scale = frame_scaling(frames)
+    assert background[0] == pytest.approx(np.median(frames[0]))
+    assert kde_scale() * single_emitter_kde_peak() == pytest.approx(1.0)
+
+
+def test_learning_rate_warms_up_and_decays():
+    s = TrainSettings(kind="phi", steps=100, warmup_steps=10, learning_rate=1e-3)
+    assert learning_rate(s, 0) < learning_rate(s, 9) <= 1e-3
+    assert learning_rate(s, 99) < 0.05e-3
+
+
+def test_save_load_round_trip(tmp_path):
+    trainer = Trainer(tiny("phi"))
+    trainer.step()
+    path = trainer.export(tmp_path / "phi.pt", "test")
+    loaded = store.load_model(path)
+    x = torch.randn(1, 1, 12, 12)
+    trainer.model.eval()
+    with torch.no_grad():
+        assert torch.equal(loaded.module(x), trainer.model(x))
+    assert loaded.kind == "phi" and loaded.training["steps"] == 1
+    assert loaded.normalisation["kde_scale"] == pytest.approx(kde_scale())
+
+
+@pytest.mark.parametrize("kind,loss", [("phi", "simple"), ("psi", "eq8")])
+def test_resume_gives_identical_next_losses(tmp_path, tiny_models, kind, loss):
+    settings = tiny(kind, loss=loss, phi_model=tiny_models["phi"])
+    straight = Trainer(settings)
+    losses = [straight.step() for _ in range(4)]
+    first = Trainer(settings)
+    first.step(), first.step()
+    first.save_checkpoint(tmp_path / "ckpt")
+    resumed = Trainer(settings)
+    resumed.restore(tmp_path / "ckpt")
+    assert resumed.step_index == 2
+    assert [resumed.step(), resumed.step()] == pytest.approx(losses[2:], rel=1e-6, abs=1e-9)
+
+
+def test_resume_refuses_other_settings(tmp_path):
+    trainer = Trainer(tiny("phi"))
+    trainer.step()
+    trainer.save_checkpoint(tmp_path / "ckpt")
+    other = Trainer(tiny("phi", seed=5))
+    with pytest.raises(ValueError, match="seed"):
+        other.restore(tmp_path / "ckpt")
+
+
+def test_run_training_stops_with_checkpoint_and_resumes(tmp_path):
+    settings = tiny("phi")
+    calls = []
+    stopped = run_training(settings, tmp_path / "m.pt", tmp_path / "m.ckpt", should_stop=lambda: len(calls) >= 2,
+                           progress=lambda *a: calls.append(a))
+    assert stopped.step_index == 2 and (tmp_path / "m.ckpt").exists() and not (tmp_path / "m.pt").exists()
+    finished = run_training(settings, tmp_path / "m.pt", tmp_path / "m.ckpt")
+    assert finished.step_index == 4 and (tmp_path / "m.pt").exists()
+    assert len(finished.losses) == 4
+
+
+def test_corrupt_and_missing_weights_give_clear_errors(tmp_path, monkeypatch):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a model at all")
+    with pytest.raises(SmlmInputError, match="could not be read"):
+        store.load_model(bad)
+    with pytest.raises(SmlmInputError, match="is missing"):
+        store.load_model(tmp_path / "absent.pt")
+    # a bundled file whose bytes no longer match the manifest
+    monkeypatch.setattr(store, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setattr(store, "MANIFEST", tmp_path / "manifest.json")
+    trainer = Trainer(tiny("phi"))
+    path = trainer.export(tmp_path / "phi.pt")
+    store.record_bundled(path)
+    assert store.load_model("phi").kind == "phi"
+    data = bytearray(path.read_bytes())
+    data[-100] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(SmlmInputError, match="SHA-256"):
+        store.load_model("phi")
+
+
+def test_bundled_weights_match_manifest():
+    manifest = json.loads(store.MANIFEST.read_text())
+    for name in ("phi", "psi"):
+        path = store.bundled_path(name)
+        assert manifest[path.name]["sha256"] == store.sha256_of(path)
+        assert path.stat().st_size < 3_000_000
+        loaded = store.load_model(name)
+        assert loaded.training["steps"] > 0 and loaded.training["command"].startswith("smlm-diffusion train")
+
+
+def test_train_cli_writes_a_model(tmp_path, capsys):
+    out = tmp_path / "phi.pt"
+    code = main(["train", "phi", "--out", str(out), "--steps", "2", "--batch-size", "2", "--channels", "8",
+                 "--frame-size", "12", "--device", "cpu"])
+    assert code == 0 and store.load_model(out).training["steps"] == 2
+    assert main(["train", "psi", "--out", str(out), "--phi", str(tmp_path / "nope.pt"), "--steps", "1",
+                 "--device", "cpu"]) == 2
+    assert "is missing" in capsys.readouterr().err
