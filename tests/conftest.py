@@ -24,3 +24,9 @@ def tiny_models(tmp_path_factory):
     psi = save_file(model_payload("psi", ConditionalUNet(channels=8, heads=2), norm, {}, NoiseSchedule()),
                     folder / "psi.pt")
     return {"phi": str(phi), "psi": str(psi)}
+
+
+@pytest.fixture(autouse=True)
+def _isolated_widget_settings(tmp_path_factory, monkeypatch):
+    """Widget parameters persist in a per-test-session folder, never in the user's home."""
+    monkeypatch.setenv("SMLM_DIFFUSION_CONFIG_DIR", str(tmp_path_factory.getbasetemp() / "config"))

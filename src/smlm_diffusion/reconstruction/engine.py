@@ -38,10 +38,10 @@ def frame_source_shape(stack) -> tuple[int, int, int]:
 def _read(stack, start: int, stop: int) -> np.ndarray:
     if hasattr(stack, "read"):
         return np.asarray(stack.read(start, stop))
-    data = np.asarray(stack)
-    if data.ndim == 2:
-        data = data[None]
-    frames = np.asarray(data[start:stop], np.float64)
+    if len(np.shape(stack)) == 2:
+        frames = np.asarray(stack, np.float64)[None][start:stop]
+    else:  # numpy, memmap or dask: only the requested frames are read
+        frames = np.asarray(stack[start:stop], np.float64)
     if not np.isfinite(frames).all():
         raise SmlmInputError(f"frames {start + 1}-{stop} contain NaN or infinite values")
     return frames

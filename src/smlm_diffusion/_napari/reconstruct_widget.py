@@ -1,0 +1,179 @@
+"""Reconstruct dock widget: a thin Qt shell over ``reconstruction.ReconstructionRun``.
+
+The run goes through a napari ``thread_worker`` that yields one event per psi batch of
+tiles and per finished frame; the GUI thread updates the progress bar and the layers as
+frames arrive. Cancel quits the worker at its next yield; finished frames stay shown."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, ProgressBar, PushButton, SpinBox
+
+from . import persist
+from .reconstruct_logic import SCOPES, build_settings, frame_layers, visible_region_from_corners
+
+if TYPE_CHECKING:  # pragma: no cover
+    import napari
+
+NAME = "reconstruct"
+
+
+class ReconstructWidget(Container):
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        super().__init__(labels=True)
+        from ..inference.devices import available_devices
+
+        self._viewer = viewer
+        self._worker = None
+        self._layer = ComboBox(label="raw layer", choices=self._image_layers)
+        self.values = {
+            "pixel_size_nm": FloatSpinBox(label="pixel size (nm)", min=1.0, max=100000.0, value=108.0),
+            "offset_adu": FloatSpinBox(label="camera offset (ADU)", min=-1e6, max=1e6, value=100.0),
+            "gain": FloatSpinBox(label="gain (ADU/photon)", min=0.001, max=1e4, step=0.01, value=1.0),
+            "scope": ComboBox(label="scope", choices=list(SCOPES), value="current frame"),
+            "first_frame": SpinBox(label="first frame", min=1, max=10 ** 9, value=1),
+            "last_frame": SpinBox(label="last frame", min=1, max=10 ** 9, value=1),
+            "posterior": CheckBox(text="posterior sampling (uncertainties)", value=True),
+            "chains": SpinBox(label="chains", min=2, max=512, value=16),
+            "accelerated": CheckBox(text="accelerated sampling", value=True),
+            "seed": SpinBox(label="seed", min=0, max=2 ** 31 - 1, value=0),
+            "device": ComboBox(label="device", choices=available_devices()),
+        }
+        self._device_kind = Label(label="")
+        self._run = PushButton(text="Run")
+        self._cancel = PushButton(text="Cancel", enabled=False)
+        self._progress = ProgressBar(label="progress", min=0, max=1, value=0)
+        self._status = Label(label="")
+        self.extend([self._layer, *self.values.values(), self._device_kind, self._run, self._cancel,
+                     self._progress, self._status])
+        persist.restore_into(self.values, NAME)
+        self._update_device_kind()
+        self.values["device"].changed.connect(self._update_device_kind)
+        self._layer.changed.connect(self._prefill_from_metadata)
+        self._run.changed.connect(self.start)
+        self._cancel.changed.connect(self.cancel)
+        viewer.layers.events.inserted.connect(self._refresh_layers)
+        viewer.layers.events.removed.connect(self._refresh_layers)
+        self._prefill_from_metadata()
+
+    # -- layer choices and metadata -----------------------------------------------------
+    def _image_layers(self, *_):
+        from napari.layers import Image
+
+        return [layer for layer in self._viewer.layers if isinstance(layer, Image) and layer.ndim in (2, 3)
+                and not layer.rgb and "source" not in layer.metadata]
+
+    def _refresh_layers(self, *_):
+        self._layer.reset_choices()
+
+    def _prefill_from_metadata(self, *_):
+        layer = self._layer.value
+        if layer is None:
+            return
+        md = layer.metadata or {}
+        for key, name in (("pixel_size_nm", "pixel_size_nm"), ("offset_adu", "offset_adu"),
+                          ("gain_adu_per_photon", "gain")):
+            if md.get(key) is not None:
+                self.values[name].value = float(md[key])
+        n = layer.data.shape[0] if layer.ndim == 3 else 1
+        self.values["last_frame"].value = max(1, min(self.values["last_frame"].value, n)) if n > 1 else 1
+
+    def _update_device_kind(self, *_):
+        device = self.values["device"].value or "cpu"
+        self._device_kind.value = "runs on: " + ("GPU (CUDA)" if device.startswith("cuda") else
+                                                 "GPU (Apple MPS)" if device == "mps" else "CPU")
+
+    # -- running ------------------------------------------------------------------------
+    def start(self, *_):
+        from napari.qt.threading import thread_worker
+        from napari.utils.notifications import show_error
+
+        from ..reconstruction import ReconstructionRun
+
+        layer = self._layer.value
+        if layer is None:
+            show_error("Choose a raw image layer to reconstruct (open a TIFF stack or File > Open Sample).")
+            return
+        values = persist.snapshot(self.values)
+        persist.save(NAME, values)
+        is_stack = layer.ndim == 3
+        n_frames = layer.data.shape[0] if is_stack else 1
+        current = int(self._viewer.dims.current_step[0]) if is_stack else 0
+        frame_shape = tuple(layer.data.shape[-2:])
+        try:
+            region = visible_region_from_corners(layer.corner_pixels, frame_shape) \
+                if values["scope"] == "visible region" else None
+            settings = build_settings(values, n_frames, current, region)
+            settings.keep_frame_kdes = False
+            run = ReconstructionRun(layer.data, settings)
+        except ValueError as exc:  # SmlmInputError is a ValueError
+            show_error(str(exc))
+            return
+        self._source = (layer.name, tuple(layer.scale), tuple(layer.translate), is_stack)
+        self._progress.max, self._progress.value = 1, 0
+        self._status.value = "starting…"
+
+        @thread_worker
+        def work():
+            try:
+                for event in run.events():
+                    yield event
+            except Exception as exc:  # noqa: BLE001 - reported as one line in the GUI
+                yield exc
+
+        self._run_handle = run
+        self._worker = work()
+        self._worker.yielded.connect(self._on_event)
+        self._worker.finished.connect(self._on_finished)
+        self._run.enabled, self._cancel.enabled = False, True
+        self._worker.start()
+
+    def cancel(self, *_):
+        if self._worker is not None:
+            self._status.value = "cancelling… (finished frames are kept)"
+            self._worker.quit()
+
+    def _on_event(self, event):
+        from napari.utils.notifications import show_error
+
+        if isinstance(event, Exception):
+            show_error(f"Reconstruction failed: {event}")
+            return
+        self._progress.max = max(event.total, 1)
+        self._progress.value = event.done
+        self._status.value = f"{event.done}/{event.total} {event.message}"
+        if event.frame_result is not None:
+            name, scale, translate, is_stack = self._source
+            for data, kwargs, kind in frame_layers(event.frame_result, self._run_handle.result, scale, translate,
+                                                   is_stack, name):
+                self._show(data, kwargs, kind)
+
+    def _show(self, data, kwargs, kind):
+        name = kwargs["name"]
+        if name in self._viewer.layers:
+            layer = self._viewer.layers[name]
+            if kind == "points":
+                layer.data = data
+                layer.features = kwargs["features"]
+                if kwargs.get("face_color") == "uncertainty_xy_nm":
+                    layer.face_color = "uncertainty_xy_nm"
+                    layer.face_colormap = "viridis"
+                    layer.refresh_colors()
+            else:
+                layer.data = data
+                layer.contrast_limits = kwargs["contrast_limits"]
+            layer.metadata.update(kwargs.get("metadata", {}))
+            return
+        add = {"image": self._viewer.add_image, "points": self._viewer.add_points}[kind]
+        add(data, **kwargs)
+
+    def _on_finished(self, *_):
+        result = getattr(self, "_run_handle", None)
+        done = result.result if result is not None else None
+        if done is not None:
+            state = "finished" if done.completed else "cancelled"
+            self._status.value = (f"{state}: {len(done.frames)} frame(s), {len(done.localizations)} localizations, "
+                                  f"{done.timings_s.get('total', 0):.1f} s on {done.device}")
+        self._run.enabled, self._cancel.enabled = True, False
+        self._worker = None

@@ -1,0 +1,174 @@
+"""Reader, writer and the three dock widgets in a real viewer (virtual X screen)."""
+
+import numpy as np
+import pytest
+
+from smlm_diffusion.io import read_localizations_csv, write_stack
+from smlm_diffusion.simulation import SimulationConfig, simulate_stack
+
+PLUGIN = "napari-smlm-diffusion"
+
+
+@pytest.fixture
+def bundled_or_tiny(monkeypatch, tiny_models, request):
+    """Point the widgets' default model names at the tiny models (plumbing tests)."""
+    from pathlib import Path
+
+    from smlm_diffusion.models import store
+
+    folder = Path(tiny_models["phi"]).parent
+    monkeypatch.setattr(store, "WEIGHTS_DIR", folder)
+    monkeypatch.setattr(store, "MANIFEST", folder / "manifest.json")
+
+
+def _movie(tmp_path, n_frames=3, seed=3):
+    cfg = SimulationConfig(n_frames=n_frames, height_px=24, width_px=28, density_per_um2=0.6, photons=3000,
+                           background_photons=5, offset_adu=100.0, gain_adu_per_photon=2.0, seed=seed)
+    sim = simulate_stack(cfg, quantize=True)
+    path = write_stack(tmp_path / "movie.tif", sim.adu, 108.0,
+                       extra_info={"offset_adu": 100.0, "gain_adu_per_photon": 2.0})
+    return path, sim
+
+
+def test_reader_opens_stacks_and_declines_others(make_napari_viewer, tmp_path):
+    from smlm_diffusion._napari.reader import get_reader
+
+    path, sim = _movie(tmp_path)
+    viewer = make_napari_viewer()
+    layers = viewer.open(str(path), plugin=PLUGIN)
+    assert len(layers) == 1 and layers[0].data.shape == (3, 24, 28)
+    assert layers[0].metadata["pixel_size_nm"] == pytest.approx(108.0)
+    assert layers[0].metadata["gain_adu_per_photon"] == pytest.approx(2.0)
+    assert np.array_equal(np.asarray(layers[0].data), sim.adu)
+    (tmp_path / "broken.tif").write_bytes(b"II*\x00garbage")
+    assert get_reader(str(tmp_path / "broken.tif")) is None
+    assert get_reader(str(tmp_path / "image.png")) is None
+
+
+def _dock(viewer, name):
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, name)
+    return widget
+
+
+def _wait_idle(qtbot, widget, timeout=120_000):
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=timeout)
+
+
+def test_reconstruct_widget_runs_and_aligns(make_napari_viewer, qtbot, tmp_path, bundled_or_tiny):
+    path, sim = _movie(tmp_path, n_frames=2)
+    viewer = make_napari_viewer()
+    viewer.open(str(path), plugin=PLUGIN)
+    widget = _dock(viewer, "Reconstruct")
+    assert widget.values["gain"].value == pytest.approx(2.0)
+    assert "cpu" in widget.values["device"].choices and "CPU" in widget._device_kind.value
+    widget.values["scope"].value = "whole stack"
+    widget.values["chains"].value = 2
+    widget.start()
+    _wait_idle(qtbot, widget)
+    names = [layer.name for layer in viewer.layers]
+    for prefix in ("posterior mean", "posterior variance", "localizations", "render", "render variance"):
+        assert f"{prefix} [movie.tif]" in names
+    mean = viewer.layers["posterior mean [movie.tif]"]
+    assert mean.data.shape == (96, 112)
+    assert np.allclose(mean.scale, [0.25, 0.25]) and np.allclose(mean.translate, [-0.375, -0.375])
+    points = viewer.layers["localizations [movie.tif]"]
+    assert {"uncertainty_xy_nm", "probability", "intensity"} <= set(points.features.columns)
+    assert "finished" in widget._status.value
+
+
+def test_reconstruct_widget_cancel_keeps_finished_frames(make_napari_viewer, qtbot, tmp_path, bundled_or_tiny,
+                                                        monkeypatch):
+    import time
+
+    from smlm_diffusion.reconstruction import engine
+
+    localize = engine._localize
+
+    def slow_localize(*args, **kwargs):  # tiny models are too quick to cancel mid-stack
+        time.sleep(0.3)
+        return localize(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "_localize", slow_localize)
+    path, _ = _movie(tmp_path, n_frames=6)
+    viewer = make_napari_viewer()
+    viewer.open(str(path), plugin=PLUGIN)
+    widget = _dock(viewer, "Reconstruct")
+    widget.values["scope"].value = "whole stack"
+    widget.values["chains"].value = 2
+    seen = []
+
+    def cancel_after_first(event):
+        if getattr(event, "frame_result", None) is not None and not seen:
+            seen.append(event.frame_result.frame)
+            widget.cancel()
+
+    widget.start()
+    widget._worker.yielded.connect(cancel_after_first)
+    _wait_idle(qtbot, widget)
+    result = widget._run_handle.result
+    assert not result.completed and 1 <= len(result.frames) < 6
+    assert "cancelled" in widget._status.value
+    assert "posterior mean [movie.tif]" in viewer.layers
+
+
+def test_reconstruct_widget_bad_input_is_one_line(make_napari_viewer, monkeypatch, bundled_or_tiny):
+    from smlm_diffusion._napari import reconstruct_widget
+
+    errors = []
+    monkeypatch.setattr("napari.utils.notifications.show_error", errors.append)
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((3, 16, 16), np.uint16), name="raw")
+    widget = _dock(viewer, "Reconstruct")
+    widget.values["scope"].value = "frame range"
+    widget.values["first_frame"].value, widget.values["last_frame"].value = 2, 9
+    widget.start()
+    assert errors and "outside the stack" in errors[0] and "\n" not in errors[0]
+    assert widget._worker is None and reconstruct_widget is not None
+
+
+def test_simulate_widget_preview_and_write(make_napari_viewer, qtbot, tmp_path):
+    viewer = make_napari_viewer()
+    widget = _dock(viewer, "Simulate")
+    widget.values["frames"].value = 30
+    widget.values["height_px"].value = widget.values["width_px"].value = 20
+    widget.values["folder"].value = str(tmp_path)
+    widget.values["name"].value = "sim"
+    widget.preview()
+    assert viewer.layers["simulation preview"].data.shape == (10, 20, 20)
+    assert len(viewer.layers["simulation ground truth"].data) > 0
+    widget.write()
+    _wait_idle(qtbot, widget)
+    assert (tmp_path / "sim.tif").exists()
+    assert len(read_localizations_csv(tmp_path / "sim.csv")) > 0
+    # parameters persist into the next session's widget
+    again = _dock(make_napari_viewer(), "Simulate")
+    assert again.values["frames"].value == 30 and again.values["name"].value == "sim"
+
+
+def test_evaluate_widget_and_writer_round_trip(make_napari_viewer, tmp_path):
+    import napari
+
+    viewer = make_napari_viewer()
+    viewer.open_sample(PLUGIN, "filaments")
+    widget = _dock(viewer, "Evaluate")
+    widget._predicted.value = "ground truth"
+    widget._truth.value = "ground truth"
+    widget.run()
+    assert widget.metrics["jaccard"] == 1.0 and widget.metrics["false_negatives"] == 0
+    assert len(viewer.layers["matched (TP)"].data) == len(viewer.layers["ground truth"].data)
+    # Points -> CSV through the manifest writer -> same positions back
+    out = tmp_path / "truth.csv"
+    napari.save_layers(str(out), [viewer.layers["ground truth"]], plugin=PLUGIN)
+    back = read_localizations_csv(out)
+    points = viewer.layers["ground truth"].data
+    assert len(back) == len(points)
+    assert np.allclose(back.x_nm / 108.0 - 0.5, points[:, 2], atol=1e-6)
+    assert np.array_equal(back.frame, points[:, 0].astype(int) + 1)
+    hdf = tmp_path / "truth.hdf5"
+    napari.save_layers(str(hdf), [viewer.layers["ground truth"]], plugin=PLUGIN)
+    import h5py
+
+    with h5py.File(hdf) as handle:
+        locs = handle["locs"][...]
+    assert len(locs) == len(points) and np.allclose(locs["x"], points[:, 2] + 0.5, atol=1e-4)
+    assert (tmp_path / "truth.yaml").exists()
