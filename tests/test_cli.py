@@ -83,10 +83,14 @@ def test_console_script_runs_as_a_module_with_a_clear_error():
 
 
 def test_demo_simulates_localizes_evaluates_and_draws(tmp_path, capsys):
-    code, stdout, _ = _run(capsys, "demo", "--out", str(tmp_path / "d"), "--frames", "30")
+    code, stdout, _ = _run(capsys, "demo", "--out", str(tmp_path / "d"), "--frames", "3", "--samples", "4",
+                           "--device", "cpu")
     assert code == 0
-    for name in ("raw.tif", "ground_truth.csv", "localizations.csv", "metrics.json", "demo.png"):
+    for name in ("raw.tif", "ground_truth.csv", "localizations.csv", "render.tif", "render_variance.tif",
+                 "run.json", "metrics.json", "demo.png"):
         assert (tmp_path / "d" / name).stat().st_size > 0
     metrics = json.loads((tmp_path / "d" / "metrics.json").read_text())
-    assert metrics["precision"] > 0.9 and metrics["recall"] > 0.5
+    assert metrics["precision"] > 0.9 and metrics["recall"] > 0.7
+    locs = read_localizations_csv(tmp_path / "d" / "localizations.csv")
+    assert np.all(np.isfinite(locs.uncertainty_xy_nm)) and np.all(locs.uncertainty_xy_nm > 0)
     assert (tmp_path / "d" / "demo.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

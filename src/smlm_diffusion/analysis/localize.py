@@ -65,8 +65,11 @@ def _drop_ties(rows: np.ndarray, cols: np.ndarray, response: np.ndarray):
     return rows[keep], cols[keep]
 
 
-def detect_blobs(image: np.ndarray, sigma: float, threshold: float, exclude_border: bool = False):
-    """LoG detections at one scale: (rows, cols) refined to sub-pixel, and the response."""
+def detect_blobs(image: np.ndarray, sigma: float, threshold: float, exclude_border: bool = False,
+                 refine_on: np.ndarray | None = None):
+    """LoG detections at one scale: (rows, cols) refined to sub-pixel, and the response.
+    Sub-pixel refinement uses the LoG response, or ``refine_on`` (an image of Gaussian
+    blobs, where the log-parabola is exact) when given."""
     image = np.asarray(image, np.float64)
     if image.size == 0 or not np.isfinite(image).all():
         raise ValueError("localization needs a finite, non-empty image")
@@ -77,8 +80,23 @@ def detect_blobs(image: np.ndarray, sigma: float, threshold: float, exclude_bord
         return np.zeros(0), np.zeros(0), np.zeros(0)
     rows, cols = _drop_ties(blobs[:, 0].astype(int), blobs[:, 1].astype(int), response)
     peak = response[rows, cols]
-    rr, cc = _refine(response, rows, cols)
+    if refine_on is None:
+        rr, cc = _refine(response, rows, cols)
+    else:  # climb to the image's own local maximum, then fit there
+        rows, cols = _climb(refine_on, rows, cols)
+        rr, cc = _refine(refine_on, rows, cols)
     return rr, cc, peak
+
+
+def _climb(image: np.ndarray, rows: np.ndarray, cols: np.ndarray, steps: int = 2):
+    """Move each (row, col) to the largest pixel of its 3x3 neighbourhood, ``steps`` times."""
+    padded = np.pad(image, 1, mode="constant", constant_values=-np.inf)
+    offsets = np.array([(dr, dc) for dr in (-1, 0, 1) for dc in (-1, 0, 1)])
+    for _ in range(steps):
+        values = np.stack([padded[rows + 1 + dr, cols + 1 + dc] for dr, dc in offsets], axis=1)
+        best = offsets[np.argmax(values, axis=1)] if len(rows) else np.zeros((0, 2), int)
+        rows, cols = rows + best[:, 0], cols + best[:, 1]
+    return rows, cols
 
 
 def localize_kde(kde: np.ndarray, pixel_size_nm: float, frame: int = 1,
@@ -90,7 +108,8 @@ def localize_kde(kde: np.ndarray, pixel_size_nm: float, frame: int = 1,
     column ``kde_mass`` estimates how many emitters a blob holds (1 for one emitter).
     """
     unit = unit_response(kde_sigma_upsampled_px)
-    rows, cols, peak = detect_blobs(kde, kde_sigma_upsampled_px, threshold * unit)
+    smooth = ndimage.gaussian_filter(np.asarray(kde, np.float64), 1.0)  # still Gaussian blobs, less noise
+    rows, cols, peak = detect_blobs(kde, kde_sigma_upsampled_px, threshold * unit, refine_on=smooth)
     return Localizations(
         frame=np.full(len(rows), frame),
         x_nm=(cols + 0.5) / upsampling * pixel_size_nm,

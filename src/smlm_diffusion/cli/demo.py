@@ -1,88 +1,111 @@
-"""``smlm-diffusion demo``: simulate a filament movie, localize, evaluate, draw a figure.
-
-At this stage the localizer is the classical baseline (LoG detection on the raw frame,
-sub-pixel refinement, Mortensen precision); the diffusion reconstruction joins it once
-the bundled models exist.
-"""
+"""``smlm-diffusion demo``: simulate a blinking-filament movie, reconstruct it with the
+bundled models (phi + posterior sampling), evaluate against the ground truth and save a
+figure: raw frame, posterior mean, posterior variance, localizations coloured by their
+uncertainty, and the render of the movie."""
 
 from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 
-from ..analysis import evaluate, localize_frame, render_localizations
-from ..io import TiffStack, atomic_path, write_localizations_csv
-from ..localizations import Localizations
-from ..simulation import SimulationConfig, filament_movie_config
-from .simulate import write_simulation
+from ..analysis import evaluate
+from ..io import TiffStack, atomic_path
+from ..io.simulated import write_simulation
+from ..reconstruction import ReconstructionSettings, reconstruct
+from ..simulation import filament_movie_config
+from .reconstruct import write_outputs
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("demo", help="simulate, localize and evaluate a small movie, with a figure",
-                       description="End-to-end demonstration on a simulated filament movie.")
+    p = sub.add_parser("demo", help="simulate, reconstruct with uncertainties and evaluate a small movie",
+                       description="End-to-end demonstration on a simulated filament movie with the bundled models.")
     p.add_argument("--out", default="demo_output", help="output folder (default ./demo_output)")
-    p.add_argument("--frames", type=int, default=300, help="frames to simulate (default 300)")
+    p.add_argument("--frames", type=int, default=20, help="frames to simulate (default 20; posterior sampling "
+                                                          "takes a few seconds per frame on a laptop CPU)")
+    p.add_argument("--samples", type=int, default=16, help="posterior samples per tile (default 16)")
+    p.add_argument("--no-posterior", action="store_true", help="phi only (fast, no uncertainties)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
 
 def run(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.frames < 1:
+        raise ValueError("the demo needs at least 1 frame")
     cfg = filament_movie_config(n_frames=args.frames, seed=args.seed)
-    print(f"1/3 simulating {cfg.n_frames} frames of filaments -> {out / 'raw.tif'}", file=sys.stderr)
+    print(f"1/3 simulating {cfg.n_frames} frames of blinking filaments -> {out / 'raw.tif'}", file=sys.stderr)
     truth = write_simulation(cfg, out / "raw.tif", out / "ground_truth.csv")
+    settings = ReconstructionSettings(pixel_size_nm=cfg.pixel_size_nm, offset_adu=cfg.offset_adu,
+                                      gain_adu_per_photon=cfg.gain_adu_per_photon, posterior=not args.no_posterior,
+                                      device=args.device, seed=args.seed)
+    settings.keep_frame_kdes = args.frames <= 200  # the figure shows frame 1; bounded memory for long demos
+    settings.sampler.n_samples = args.samples
+    mode = "phi only" if args.no_posterior else f"posterior, {args.samples} samples per tile"
+    started = time.monotonic()
 
-    print("2/3 localizing (classical LoG baseline)", file=sys.stderr)
-    tables = []
+    def progress(event) -> None:
+        if event.frame_result is not None:
+            print(f"\r2/3 reconstructing ({mode}): frame {event.frame_result.frame}/{cfg.n_frames}, "
+                  f"{time.monotonic() - started:.0f} s", end="", file=sys.stderr, flush=True)
+
     with TiffStack(out / "raw.tif") as stack:
-        px = stack.metadata.pixel_size_nm or cfg.pixel_size_nm
-        for first, chunk in stack.iter_chunks():
-            photons = cfg.camera.to_photons(chunk)
-            for i, frame in enumerate(photons):
-                tables.append(localize_frame(frame, cfg.psf_sigma_px, px, frame=first + i + 1,
-                                             read_noise_e=cfg.read_noise_e))
-        first_frame = cfg.camera.to_photons(stack[0])
-    locs = Localizations.concatenate(tables)
-    write_localizations_csv(out / "localizations.csv", locs)
-
+        first_frame = (np.asarray(stack[0], float) - cfg.offset_adu) / cfg.gain_adu_per_photon
+        result = reconstruct(stack, settings, progress=progress)
+        print(file=sys.stderr)
+        write_outputs(out, result, str(out / "raw.tif"), tuple(stack.shape))
     print("3/3 evaluating against the ground truth", file=sys.stderr)
-    metrics = evaluate(locs, truth, 250.0).to_dict()
+    metrics = evaluate(result.localizations, truth, 250.0).to_dict()
+    metrics["seconds_per_frame"] = result.timings_s["total"] / max(len(result.frames), 1)
+    metrics["device"] = result.device
     with atomic_path(out / "metrics.json") as tmp:
         tmp.write_text(json.dumps(metrics, indent=2))
-    _figure(out / "demo.png", first_frame, locs, truth, cfg)
-    print(json.dumps({k: metrics[k] for k in ("recall", "precision", "jaccard", "rmse_lateral_nm",
-                                              "efficiency")}, indent=2))
-    print(f"outputs in {out}/: raw.tif, ground_truth.csv, localizations.csv, metrics.json, demo.png")
+    _figure(out / "demo.png", first_frame, result, cfg.pixel_size_nm)
+    print(json.dumps({k: metrics[k] for k in ("recall", "precision", "jaccard", "rmse_lateral_nm", "efficiency",
+                                              "seconds_per_frame")}, indent=2))
+    print(f"outputs in {out}/: raw.tif, ground_truth.csv, localizations.csv, render.tif, "
+          f"{'render_variance.tif, ' if result.render_variance is not None else ''}run.json, metrics.json, demo.png")
     return 0
 
 
-def _figure(path: Path, first_frame: np.ndarray, locs: Localizations, truth: Localizations,
-            cfg: SimulationConfig) -> None:
+def _figure(path: Path, first_frame: np.ndarray, result, pixel_size_nm: float) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    shape = (cfg.height_px, cfg.width_px)
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4.5), constrained_layout=True)
-    axes[0].imshow(first_frame, cmap="gray")
-    f1 = locs.in_frame(1)
-    axes[0].scatter(f1.x_nm / cfg.pixel_size_nm - 0.5, f1.y_nm / cfg.pixel_size_nm - 0.5, s=30,
-                    facecolors="none", edgecolors="tab:orange", label="localizations")
+    fig, axes = plt.subplots(1, 5, figsize=(22, 4.8), constrained_layout=True)
+    extent_raw = (-0.5, first_frame.shape[1] - 0.5, first_frame.shape[0] - 0.5, -0.5)
+    extent_kde = (0, first_frame.shape[1], first_frame.shape[0], 0)  # 4x grid spans the camera pixel edges
+    shift = 0.5  # SPEC 3 positions (corner origin) -> imshow's pixel-centre coordinates
+    axes[0].imshow(first_frame, cmap="gray", extent=extent_raw)
     axes[0].set_title("raw frame 1 (photons)")
-    axes[0].legend(loc="lower right", fontsize=8)
-    truth_render = render_localizations(truth, shape, cfg.pixel_size_nm)
-    vmax = float(np.percentile(truth_render, 99.9)) or None
-    axes[1].imshow(render_localizations(locs, shape, cfg.pixel_size_nm), cmap="magma", vmin=0, vmax=vmax)
-    axes[1].set_title(f"render of {len(locs)} localizations (4x)")
-    axes[2].imshow(truth_render, cmap="magma", vmin=0, vmax=vmax)
-    axes[2].set_title("ground truth (4x)")
+    mean = result.mean_kdes.get(1)
+    variance = result.variance_kdes.get(1)
+    if mean is not None:
+        axes[1].imshow(mean, cmap="magma", extent=(-0.5, extent_kde[1] - 0.5, extent_kde[2] - 0.5, -0.5))
+    axes[1].set_title("posterior mean KDE, frame 1" if variance is not None else "phi KDE, frame 1")
+    if variance is not None:
+        axes[2].imshow(variance, cmap="viridis", extent=(-0.5, extent_kde[1] - 0.5, extent_kde[2] - 0.5, -0.5))
+    axes[2].set_title("posterior variance, frame 1")
+    locs = result.localizations.in_frame(1)
+    axes[3].imshow(first_frame, cmap="gray", extent=extent_raw)
+    if len(locs):
+        colour = np.nan_to_num(locs.uncertainty_xy_nm, nan=0.0)
+        dots = axes[3].scatter(locs.x_nm / pixel_size_nm - shift, locs.y_nm / pixel_size_nm - shift, c=colour,
+                               cmap="plasma", s=28, edgecolors="white", linewidths=0.4)
+        fig.colorbar(dots, ax=axes[3], label="uncertainty_xy [nm]", shrink=0.8)
+    axes[3].set_title("localizations, frame 1")
+    render = result.render
+    axes[4].imshow(render, cmap="magma", vmin=0, vmax=float(np.percentile(render, 99.8)) or None)
+    axes[4].set_title(f"render of {len(result.frames)} frames (4x)")
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)

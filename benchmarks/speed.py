@@ -1,0 +1,86 @@
+"""Reconstruction speed (issue 4): phi-path frames/s, posterior seconds per 64x64 frame
+(16 chains; accelerated and full sampling), network evaluations per frame.
+
+    python benchmarks/speed.py [--device auto] [--full-frames 1] [--skip-full]
+
+Optionally runs Picasso (``pip install picassosr``) on the same stack and prints the
+ratio; without it, that row says so. Not a test: it prints a table for docs/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+
+import numpy as np
+
+from smlm_diffusion.reconstruction import ReconstructionSettings, reconstruct
+from smlm_diffusion.simulation import SimulationConfig, simulate_stack
+
+
+def movie(n_frames: int, side: int, density: float = 1.0, seed: int = 11) -> np.ndarray:
+    cfg = SimulationConfig(n_frames=n_frames, height_px=side, width_px=side, density_per_um2=density,
+                           photons=1000.0, background_photons=10.0, offset_adu=100.0, seed=seed)
+    return simulate_stack(cfg, quantize=True).adu
+
+
+def timed(stack, **kw):
+    settings = ReconstructionSettings(offset_adu=100.0, **{k: v for k, v in kw.items() if k != "sampler"})
+    for key, value in kw.get("sampler", {}).items():
+        setattr(settings.sampler, key, value)
+    reconstruct(stack[:1], settings)  # warm-up (model load, allocator)
+    start = time.perf_counter()
+    result = reconstruct(stack, settings)
+    return time.perf_counter() - start, result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--phi-frames", type=int, default=200)
+    parser.add_argument("--posterior-frames", type=int, default=3)
+    parser.add_argument("--full-frames", type=int, default=1)
+    parser.add_argument("--skip-full", action="store_true")
+    parser.add_argument("--phi", default="phi")
+    parser.add_argument("--psi", default="psi")
+    args = parser.parse_args()
+    models = {"phi_model": args.phi, "psi_model": args.psi}
+    import torch
+
+    from smlm_diffusion.inference.devices import resolve_device
+
+    device = resolve_device(args.device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else \
+        f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+    print(f"device: {device} ({name}); torch {torch.__version__}; 1000 photons, bg 10, 1 emitter/um^2\n")
+    print("| path | frame | frames | seconds | frames/s | s/frame | network evals/frame |")
+    print("|---|---|---|---|---|---|---|")
+    for side, n in ((64, args.phi_frames), (256, max(args.phi_frames // 10, 5))):
+        stack = movie(n, side)
+        seconds, result = timed(stack, posterior=False, device=args.device, **models)
+        print(f"| phi | {side}x{side} | {n} | {seconds:.2f} | {n / seconds:.1f} | {seconds / n:.4f} | "
+              f"{result.network_evaluations / n:.0f} |")
+    stack = movie(args.posterior_frames, 64)
+    seconds, result = timed(stack, device=args.device, **models)
+    n = args.posterior_frames
+    accelerated = seconds / n
+    print(f"| posterior accelerated (16 chains, t0=30, stride 3) | 64x64 | {n} | {seconds:.2f} | {n / seconds:.3f} | "
+          f"{seconds / n:.2f} | {result.network_evaluations / n:.0f} |")
+    if not args.skip_full:
+        stack = movie(args.full_frames, 64)
+        seconds, result = timed(stack, device=args.device, sampler={"mode": "full"}, **models)
+        n = args.full_frames
+        print(f"| posterior full (16 chains, T=100) | 64x64 | {n} | {seconds:.2f} | {n / seconds:.3f} | "
+              f"{seconds / n:.2f} | {result.network_evaluations / n:.0f} |")
+        print(f"\nfull / accelerated time ratio: {seconds / n / accelerated:.1f}")
+    import importlib.util
+
+    if importlib.util.find_spec("picasso") is None:
+        print("\nPicasso: not installed (pip install picassosr) - no side-by-side ratio")
+    else:
+        print("\nPicasso is installed; its localize API is not wired into this benchmark yet")
+
+
+if __name__ == "__main__":
+    main()
