@@ -133,3 +133,15 @@ def test_train_cli_writes_a_model(tmp_path, capsys):
     assert main(["train", "psi", "--out", str(out), "--phi", str(tmp_path / "nope.pt"), "--steps", "1",
                  "--device", "cpu"]) == 2
     assert "is missing" in capsys.readouterr().err
+
+
+def test_training_from_a_simulated_folder(tmp_path):
+    assert main(["simulate", str(tmp_path / "set.tif"), "--frames", "4", "--height", "16", "--width", "16",
+                 "--density", "2", "--gain", "2", "--kde"]) == 0
+    settings = tiny("phi", data_folder=str(tmp_path), data_fraction=1.0)
+    trainer = Trainer(settings)
+    x, y = trainer.folder.sample(np.random.default_rng(0))
+    assert x.shape == (12, 12) and y.shape == (48, 48) and y.max() > 0.1
+    assert np.isfinite(trainer.step())
+    with pytest.raises(ValueError, match="no training data"):
+        Trainer(tiny("phi", data_folder=str(tmp_path / "empty")))

@@ -27,6 +27,10 @@ def add_parser(sub) -> None:
     p.add_argument("--loss", choices=("simple", "eq8"), default="simple",
                    help="psi loss: simple noise MSE or the eq. 8 variational weighting (default simple)")
     p.add_argument("--phi", default="phi", help="psi: conditioning phi model, bundled name or file (default phi)")
+    p.add_argument("--data", metavar="DIR", help="also train on NAME.tif + NAME_kde.tif pairs from this folder "
+                                                 "(written by `smlm-diffusion simulate --kde`)")
+    p.add_argument("--data-fraction", type=float, default=0.5,
+                   help="share of each batch taken from --data (default 0.5)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
     p.add_argument("--checkpoint-minutes", type=float, default=5.0, help="minutes between checkpoints (default 5)")
@@ -63,7 +67,8 @@ def run(args) -> int:
     settings = TrainSettings(kind=args.model, steps=args.steps, batch_size=args.batch_size,
                              learning_rate=args.lr, seed=args.seed, loss=args.loss, channels=args.channels,
                              frame_px=args.frame_size, phi_model=args.phi,
-                             checkpoint_minutes=args.checkpoint_minutes)
+                             checkpoint_minutes=args.checkpoint_minutes, data_folder=args.data,
+                             data_fraction=args.data_fraction)
     settings.validate()
     checkpoint = args.checkpoint or f"{args.out}.ckpt"
     started = time.monotonic()

@@ -20,7 +20,7 @@ from .phi import DeepStormPhi
 from .psi import ConditionalUNet
 from .schedule import NoiseSchedule
 from .store import load_model, model_payload, save_file
-from .training_data import TrainingDomain, training_batch
+from .training_data import FolderData, TrainingDomain, mixed_batch
 
 
 @dataclass
@@ -36,6 +36,8 @@ class TrainSettings:
     frame_px: int | None = None            # training frame side; default 32 (phi) / 24 (psi)
     phi_model: str = "phi"                 # psi's conditioning model (name or path)
     checkpoint_minutes: float = 5.0
+    data_folder: str | None = None         # optional folder of simulate --kde outputs
+    data_fraction: float = 0.5             # share of each batch drawn from data_folder
     extra: dict = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -79,6 +81,7 @@ class Trainer:
             self.phi = load_model(settings.phi_model, self.device).module
         self.model.to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=settings.learning_rate)
+        self.folder = FolderData(settings.data_folder, settings.domain.frame_px) if settings.data_folder else None
         self.step_index = 0
         self.losses: list[float] = []
         self.elapsed_s = 0.0
@@ -104,7 +107,7 @@ class Trainer:
     def step(self) -> float:
         s = self.settings
         started = time.perf_counter()
-        x, y = training_batch(s.seed, self.step_index, s.batch_size, s.domain)
+        x, y = mixed_batch(s.seed, self.step_index, s.batch_size, s.domain, self.folder, s.data_fraction)
         inputs, targets = torch.from_numpy(x).to(self.device), torch.from_numpy(y).to(self.device)
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(s, self.step_index)
@@ -132,8 +135,8 @@ class Trainer:
         ours = _plain(asdict(self.settings))
         theirs = state["settings"]
         for key in ("kind", "steps", "batch_size", "learning_rate", "warmup_steps", "seed", "loss",
-                    "channels", "frame_px"):
-            if ours[key] != theirs[key]:
+                    "channels", "frame_px", "data_folder", "data_fraction"):
+            if key in theirs and ours[key] != theirs[key]:
                 raise ValueError(f"checkpoint {path} was made with {key}={theirs[key]!r}, not {ours[key]!r}; "
                                  "use the same settings to resume or start a new checkpoint file")
         self.model.load_state_dict(state["model"])
@@ -151,7 +154,8 @@ class Trainer:
                     "seed": s.seed, "loss": s.loss if s.kind == "psi" else "mse",
                     "learning_rate": s.learning_rate, "wall_time_s": round(self.elapsed_s, 1),
                     "final_loss_mean_last_100": float(np.mean(self.losses[-100:])) if self.losses else None,
-                    "domain": s.domain.to_dict(), "hardware": hardware_description(self.device),
+                    "domain": s.domain.to_dict(), "data_folder": s.data_folder,
+                    "data_fraction": s.data_fraction if s.data_folder else 0.0, "hardware": hardware_description(self.device),
                     "torch": str(torch.__version__)}
         return save_file(model_payload(s.kind, self.model, normalisation, training, self.schedule), path)
 

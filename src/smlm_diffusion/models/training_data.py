@@ -75,3 +75,68 @@ def training_batch(seed: int, step: int, batch_size: int, domain: TrainingDomain
         inputs.append(normalise_frames(photons)[0])
         targets.append(sim.kde[0] * scale)
     return (np.stack(inputs)[:, None].astype(np.float32), np.stack(targets)[:, None].astype(np.float32))
+
+
+class FolderData:
+    """Training frames from a folder written by ``smlm-diffusion simulate --kde``: every
+    ``NAME.tif`` with a ``NAME_kde.tif`` beside it. Frames are normalised whole, then
+    cropped to the training size, so the statistics match inference."""
+
+    def __init__(self, folder, frame_px: int) -> None:
+        from pathlib import Path
+
+        import tifffile
+
+        from ..simulation import CameraModel
+
+        self.frame_px = frame_px
+        self.items = []
+        for kde_path in sorted(Path(folder).glob("*_kde.tif")):
+            raw_path = kde_path.with_name(kde_path.name[: -len("_kde.tif")] + ".tif")
+            if not raw_path.exists():
+                continue
+            with tifffile.TiffFile(raw_path) as tif:
+                info = _imagej_info(tif)
+                raw = tif.asarray()
+            kde = tifffile.imread(kde_path)
+            raw = raw[None] if raw.ndim == 2 else raw
+            kde = kde[None] if kde.ndim == 2 else kde
+            if raw.shape[-2] < frame_px or raw.shape[-1] < frame_px or kde.shape[0] != raw.shape[0]:
+                continue
+            camera = CameraModel(info.get("gain_adu_per_photon", 1.0), info.get("offset_adu", 0.0))
+            self.items.append((camera.to_photons(raw), kde))
+        if not self.items:
+            raise ValueError(f"no training data in {folder}: expected NAME.tif with NAME_kde.tif "
+                             f"(smlm-diffusion simulate --kde) of at least {frame_px}x{frame_px} px")
+
+    def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        photons, kde = self.items[rng.integers(len(self.items))]
+        f = rng.integers(len(photons))
+        r = rng.integers(photons.shape[1] - self.frame_px + 1)
+        c = rng.integers(photons.shape[2] - self.frame_px + 1)
+        frame = normalise_frames(photons[f])
+        s = slice(r, r + self.frame_px), slice(c, c + self.frame_px)
+        k = slice(4 * r, 4 * (r + self.frame_px)), slice(4 * c, 4 * (c + self.frame_px))
+        return frame[s], kde[f][k] * kde_scale()
+
+
+def _imagej_info(tif) -> dict:
+    import json
+
+    text = (tif.imagej_metadata or {}).get("Info", "") if tif.is_imagej else ""
+    try:
+        return dict(json.loads(text)) if text else {}
+    except ValueError:
+        return {}
+
+
+def mixed_batch(seed: int, step: int, batch_size: int, domain: TrainingDomain, folder: FolderData | None,
+                folder_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Simulated batch where a ``folder_fraction`` of the examples come from ``folder``."""
+    inputs, targets = training_batch(seed, step, batch_size, domain)
+    if folder is None or folder_fraction <= 0:
+        return inputs, targets
+    rng = np.random.default_rng([seed, step, 1])
+    for i in np.flatnonzero(rng.random(batch_size) < folder_fraction):
+        inputs[i, 0], targets[i, 0] = folder.sample(rng)
+    return inputs, targets
