@@ -60,7 +60,8 @@ def iter_sample_posterior(psi: torch.nn.Module, schedule: NoiseSchedule, phi_kde
             continue
         groups[tile.input_shape].append((index, tile))
     for shape, items in groups.items():
-        per_call = max(1, settings.max_batch_maps // n)
+        maps = settings.max_batch_maps or (64 if torch.device(device).type == "cpu" else 1024)
+        per_call = max(1, maps // n)
         for start in range(0, len(items), per_call):
             chunk = items[start:start + per_call]
             cond, noise = [], []

@@ -13,7 +13,7 @@ class SamplerSettings:
     stride: int = 3                 # accelerated: steps skipped per network evaluation
     core_px: int = 20               # tile core (camera px); cores are balanced to <= this
     halo_px: int = 4                # context around each core (camera px)
-    max_batch_maps: int = 64        # tiles x chains per psi call
+    max_batch_maps: int = 0         # tiles x chains per psi call; 0 = auto (64 on CPU, 1024 on a GPU)
     skip_empty_below: float | None = 0.05  # tiles whose phi peak is below this (model units) are not sampled
     clip_max: float = 8.0
 
