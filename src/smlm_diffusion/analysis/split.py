@@ -27,7 +27,6 @@ def split_blob(kde: np.ndarray, row: float, col: float, k: int, sigma: float) ->
     total = weights.sum()
     if total <= 0:
         return None
-    mean_r, mean_c = (weights * rr).sum() / total, (weights * cc).sum() / total
     cov = np.cov(np.stack([rr.ravel(), cc.ravel()]), aweights=weights.ravel() + 1e-12)
     values, vectors = np.linalg.eigh(cov)
     axis = vectors[:, -1]

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..models.schedule import NoiseSchedule
-from .sampling_settings import SamplerSettings, network_evaluations_per_tile, step_pairs  # noqa: F401 (re-export)
+from .sampling_settings import SamplerSettings, step_pairs
 from .tiling import Tile, plan_tiles
 
 UPSAMPLING = 4

@@ -78,7 +78,8 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
 
     from ..inference.devices import resolve_device
     from ..inference.phi_path import phi_kde
-    from ..inference.posterior import count_tiles, iter_sample_posterior, network_evaluations_per_tile
+    from ..inference.posterior import count_tiles, iter_sample_posterior
+    from ..inference.sampling_settings import network_evaluations_per_tile
     from ..models.normalisation import normalise_frames
     from ..models.store import load_model
 
