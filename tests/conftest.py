@@ -28,5 +28,5 @@ def tiny_models(tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def _isolated_widget_settings(tmp_path_factory, monkeypatch):
-    """Widget parameters persist in a per-test-session folder, never in the user's home."""
-    monkeypatch.setenv("SMLM_DIFFUSION_CONFIG_DIR", str(tmp_path_factory.getbasetemp() / "config"))
+    """Widget parameters persist in a fresh folder per test, never in the user's home."""
+    monkeypatch.setenv("SMLM_DIFFUSION_CONFIG_DIR", str(tmp_path_factory.mktemp("config")))
