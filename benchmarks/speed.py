@@ -42,6 +42,7 @@ def main() -> None:
     parser.add_argument("--posterior-frames", type=int, default=3)
     parser.add_argument("--full-frames", type=int, default=1)
     parser.add_argument("--skip-full", action="store_true")
+    parser.add_argument("--phi-only", action="store_true", help="only the phi-path rows")
     parser.add_argument("--phi", default="phi")
     parser.add_argument("--psi", default="psi")
     args = parser.parse_args()
@@ -61,6 +62,8 @@ def main() -> None:
         seconds, result = timed(stack, posterior=False, device=args.device, **models)
         print(f"| phi | {side}x{side} | {n} | {seconds:.2f} | {n / seconds:.1f} | {seconds / n:.4f} | "
               f"{result.network_evaluations / n:.0f} |")
+    if args.phi_only:
+        return
     stack = movie(args.posterior_frames, 64)
     seconds, result = timed(stack, device=args.device, **models)
     n = args.posterior_frames

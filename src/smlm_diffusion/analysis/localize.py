@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
-from skimage.feature import blob_log
+from skimage.feature import peak_local_max
 
 from ..localizations import Localizations
 from ..simulation.psf import DEFAULT_KDE_SIGMA_UPSAMPLED_PX, UPSAMPLING, render_emitters
@@ -73,9 +73,11 @@ def detect_blobs(image: np.ndarray, sigma: float, threshold: float, exclude_bord
     image = np.asarray(image, np.float64)
     if image.size == 0 or not np.isfinite(image).all():
         raise ValueError("localization needs a finite, non-empty image")
-    blobs = blob_log(image, min_sigma=sigma, max_sigma=sigma, num_sigma=1, threshold=threshold,
-                     overlap=1.0, exclude_border=exclude_border)
+    # one-scale blob_log: maxima of the scale-normalised LoG response above the threshold
+    # (computed once here and reused for the refinement and the mass)
     response = log_response(image, sigma)
+    blobs = peak_local_max(response, min_distance=1, threshold_abs=threshold,
+                           exclude_border=int(np.ceil(sigma)) if exclude_border else False)
     if len(blobs) == 0:
         return np.zeros(0), np.zeros(0), np.zeros(0)
     rows, cols = _drop_ties(blobs[:, 0].astype(int), blobs[:, 1].astype(int), response)

@@ -17,7 +17,7 @@ UPSAMPLING = 4
 
 
 @torch.no_grad()
-def phi_kde(model: torch.nn.Module, frames: np.ndarray, device: torch.device, core_px: int = 128,
+def phi_kde(model: torch.nn.Module, frames: np.ndarray, device: torch.device, core_px: int = 256,
             halo_px: int = PHI_HALO_PX, max_batch_pixels: int = 1 << 20,
             on_tile: Callable[[], None] | None = None) -> np.ndarray:
     """Run phi on normalised frames (f, H, W) -> (f, 4H, 4W) float32, batching tiles of
