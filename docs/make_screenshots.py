@@ -62,12 +62,13 @@ def main() -> int:
     # Evaluate: those localizations against the sample's ground truth (frame 1 only)
     dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Evaluate")
     truth = viewer.layers["ground truth"]
-    first = truth.data[truth.data[:, 0] == 0]
-    viewer.add_points(first, name="ground truth, frame 1", size=0.6, face_color="transparent",
+    current = viewer.dims.current_step[0]  # the frame the Reconstruct run used
+    shown = truth.data[truth.data[:, 0] == current]
+    viewer.add_points(shown, name="ground truth, this frame", size=0.6, face_color="transparent",
                       border_color="cyan", visible=False)
     widget.reset_choices()
     widget._predicted.value = "localizations [SMLM filaments (simulated)]"
-    widget._truth.value = "ground truth, frame 1"
+    widget._truth.value = "ground truth, this frame"
     widget.run()
     _shot(viewer, app, "evaluate.png")
     viewer.window.remove_dock_widget(dock)

@@ -33,9 +33,13 @@ def evaluate_tables(predicted: Localizations, truth: Localizations, tolerance_nm
 
 
 def format_metrics(metrics: dict) -> str:
-    return (f"recall {metrics['recall']:.3f}   precision {metrics['precision']:.3f}   "
-            f"Jaccard {metrics['jaccard']:.3f}\nRMSE {metrics['rmse_lateral_nm']:.1f} nm   "
-            f"efficiency {metrics['efficiency']:.1f}   (TP {metrics['true_positives']}, FP {metrics['false_positives']}, FN {metrics['false_negatives']})")
+    def f(key, digits):
+        value = metrics.get(key)
+        return "n/a" if value is None else f"{value:.{digits}f}"
+
+    return (f"recall {f('recall', 3)}   precision {f('precision', 3)}   Jaccard {f('jaccard', 3)}\n"
+            f"RMSE {f('rmse_lateral_nm', 1)} nm   efficiency {f('efficiency', 1)}   "
+            f"(TP {metrics['true_positives']}, FP {metrics['false_positives']}, FN {metrics['false_negatives']})")
 
 
 class EvaluateWidget(Container):

@@ -24,7 +24,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("demo", help="simulate, reconstruct with uncertainties and evaluate a small movie",
                        description="End-to-end demonstration on a simulated filament movie with the bundled models.")
     p.add_argument("--out", default="demo_output", help="output folder (default ./demo_output)")
-    p.add_argument("--frames", type=int, default=20, help="frames to simulate (default 20; posterior sampling "
+    p.add_argument("--frames", type=int, default=10, help="frames to simulate (default 10; posterior sampling "
                                                           "takes a few seconds per frame on a laptop CPU)")
     p.add_argument("--samples", type=int, default=16, help="posterior samples per tile (default 16)")
     p.add_argument("--no-posterior", action="store_true", help="phi only (fast, no uncertainties)")
