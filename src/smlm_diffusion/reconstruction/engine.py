@@ -102,7 +102,6 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
     total = (stop - start) * tiles_per_frame
     evals_per_tile = network_evaluations_per_tile(settings.sampler, psi.schedule.n_steps) if psi else 0
     done = 0
-    tables: list[Localizations] = []
     timing = {"read": 0.0, "phi": 0.0, "psi": 0.0, "localize": 0.0}
     try:
         for chunk_start in range(start, stop, settings.chunk_frames):
@@ -145,7 +144,7 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
                 locs.x_nm += c0 * settings.pixel_size_nm
                 locs.y_nm += r0 * settings.pixel_size_nm
                 timing["localize"] += time.perf_counter() - t
-                tables.append(locs)
+                result.frame_tables.append(locs)
                 result.frames.append(frame)
                 result.render += mean
                 if variance is not None:
@@ -155,13 +154,11 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
                     if variance is not None:
                         result.variance_kdes[frame] = variance.astype(np.float32)
                 done += tiles_per_frame
-                result.localizations = Localizations.concatenate(tables) if tables else Localizations.empty()
                 yield ProgressEvent(done, total, FrameResult(frame, mean.astype(np.float32),
                                                              None if variance is None else variance.astype(np.float32),
                                                              locs), f"frame {frame}")
         result.completed = True
     finally:
-        result.localizations = Localizations.concatenate(tables) if tables else Localizations.empty()
         result.timings_s.update(timing)
         result.timings_s["total"] = time.perf_counter() - started
 

@@ -65,7 +65,6 @@ class Reconstruction:
     shape_px: tuple[int, int]                  # (rows, cols) of the reconstructed region
     origin_px: tuple[int, int] = (0, 0)        # (row0, col0) of the region in the frame
     frames: list[int] = field(default_factory=list)
-    localizations: Localizations = field(default_factory=Localizations.empty)
     render: np.ndarray | None = None           # sum of posterior-mean KDEs, (4H, 4W)
     render_variance: np.ndarray | None = None  # sum of per-frame posterior variances
     mean_kdes: dict[int, np.ndarray] = field(default_factory=dict)
@@ -75,3 +74,13 @@ class Reconstruction:
     network_evaluations: int = 0
     timings_s: dict[str, float] = field(default_factory=dict)
     frames_requested: int = 0
+    frame_tables: list[Localizations] = field(default_factory=list, repr=False)  # one per finished frame
+    _joined: tuple[int, Localizations] | None = field(default=None, repr=False)
+
+    @property
+    def localizations(self) -> Localizations:
+        """All finished frames' localizations (joined once per change, not per frame)."""
+        if self._joined is None or self._joined[0] != len(self.frame_tables):
+            joined = Localizations.concatenate(self.frame_tables) if self.frame_tables else Localizations.empty()
+            self._joined = (len(self.frame_tables), joined)
+        return self._joined[1]
