@@ -65,18 +65,15 @@ def frame_layers(event_result: FrameResult, run_result: Reconstruction, raw_scal
                                                    "contrast_limits": robust_contrast(event_result.variance_kde),
                                                    "visible": False}, "image"))
     locs = run_result.localizations
-    point_scale = list(np.asarray(raw_scale, float)[-3:]) if raw_is_stack else list(np.asarray(raw_scale, float)[-2:])
-    point_translate = list(np.asarray(raw_translate, float)[-3:]) if raw_is_stack else \
-        list(np.asarray(raw_translate, float)[-2:])
-    # points are placed in world coordinates directly: identity transform on the y/x axes
+    # points are placed in world coordinates directly (the Points layer keeps an identity transform)
     coords = points_world(locs, s.pixel_size_nm, raw_scale, raw_translate, with_frame=raw_is_stack)
-    if raw_is_stack:
-        coords[:, 0] = point_translate[0] + point_scale[0] * coords[:, 0]
+    if raw_is_stack:  # frame index -> world along the raw layer's frame axis
+        coords[:, 0] = float(raw_translate[-3]) + float(raw_scale[-3]) * coords[:, 0]
     features = points_features(locs)
     colour = {"face_color": "uncertainty_xy_nm", "face_colormap": "viridis"} if posterior and len(locs) \
         else {"face_color": "yellow"}
     layers.append((coords, {"name": f"localizations [{source_name}]", "features": features, "size": 0.5,
-                            "border_width": 0, "metadata": {**meta, "raw_shape": None}, **colour}, "points"))
+                            "border_width": 0, "metadata": meta, **colour}, "points"))
     if len(run_result.frames) > 1 or run_result.frames_requested > 1:
         layers.append((run_result.render.astype(np.float32),
                        {"name": f"render [{source_name}]", "scale": scale, "translate": translate,

@@ -13,17 +13,20 @@ def _localizations(data, meta: dict):
     px = float(md.get("pixel_size_nm") or DEFAULT_PIXEL_SIZE_NM)
     scale = meta.get("scale") or (1.0, 1.0)
     translate = meta.get("translate") or (0.0, 0.0)
-    return localizations_from_points(data, meta.get("features"), px, scale, translate), px, md
+    return localizations_from_points(data, meta.get("features"), px, scale, translate), px
 
 
 def write_points_csv(path: str, data, meta: dict) -> list[str]:
-    locs, _, _ = _localizations(data, meta)
+    locs, _ = _localizations(data, meta)
     return [str(write_localizations_csv(path, locs))]
 
 
 def write_points_picasso(path: str, data, meta: dict) -> list[str]:
-    locs, px, md = _localizations(data, meta)
-    shape = md.get("raw_shape") or (int(locs.frame.max()) if len(locs) else 1, 0, 0)
-    height = int(shape[-2]) or int(locs.y_nm.max() / px) + 1 if len(locs) else 1
-    width = int(shape[-1]) or int(locs.x_nm.max() / px) + 1 if len(locs) else 1
-    return [str(write_picasso_hdf5(path, locs, px, height, width, int(shape[0])))]
+    """Picasso needs the frame size and count; a Points layer only knows its points, so
+    they are the smallest that hold every localization."""
+    locs, px = _localizations(data, meta)
+    if len(locs):
+        n_frames, height, width = int(locs.frame.max()), int(locs.y_nm.max() / px) + 1, int(locs.x_nm.max() / px) + 1
+    else:
+        n_frames, height, width = 1, 1, 1
+    return [str(write_picasso_hdf5(path, locs, px, height, width, n_frames))]

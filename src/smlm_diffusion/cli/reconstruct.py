@@ -111,7 +111,7 @@ def write_outputs(out: Path, result: Reconstruction, stack_path: str, stack_shap
     record = {
         "napari_smlm_diffusion": __version__, "python": platform.python_version(), "torch": str(torch.__version__),
         "numpy": np.__version__, "platform": platform.platform(), "input": stack_path, "input_shape": list(stack_shape),
-        "settings": _jsonable(s.to_dict()), "device": result.device, "completed": result.completed,
+        "settings": s.to_dict(), "device": result.device, "completed": result.completed,
         "frames_done": len(result.frames), "frames_requested": result.frames_requested,
         "localizations": len(result.localizations), "network_evaluations": result.network_evaluations,
         "timings_s": {k: round(v, 3) for k, v in result.timings_s.items()},
@@ -119,10 +119,3 @@ def write_outputs(out: Path, result: Reconstruction, stack_path: str, stack_shap
     with atomic_path(out / "run.json") as tmp:
         tmp.write_text(json.dumps(record, indent=2))
 
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value

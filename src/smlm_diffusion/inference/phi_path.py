@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -18,8 +17,7 @@ UPSAMPLING = 4
 
 @torch.no_grad()
 def phi_kde(model: torch.nn.Module, frames: np.ndarray, device: torch.device, core_px: int = 256,
-            halo_px: int = PHI_HALO_PX, max_batch_pixels: int = 1 << 20,
-            on_tile: Callable[[], None] | None = None) -> np.ndarray:
+            halo_px: int = PHI_HALO_PX, max_batch_pixels: int = 1 << 20) -> np.ndarray:
     """Run phi on normalised frames (f, H, W) -> (f, 4H, 4W) float32, batching tiles of
     equal shape across frames (so many small frames go through in one batch)."""
     frames = np.asarray(frames, np.float32)
@@ -37,6 +35,4 @@ def phi_kde(model: torch.nn.Module, frames: np.ndarray, device: torch.device, co
             result = model(torch.from_numpy(batch).to(device)).float().cpu().numpy()[:, 0]
             for (i, tile), kde in zip(chunk, result):
                 out[(i, *tile.core_in_frame(UPSAMPLING))] = kde[tile.core_in_input(UPSAMPLING)]
-                if on_tile is not None:
-                    on_tile()
     return out

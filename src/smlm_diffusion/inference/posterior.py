@@ -52,21 +52,20 @@ def iter_sample_posterior(psi: torch.nn.Module, schedule: NoiseSchedule, phi_kde
     n = settings.n_samples
     samples = np.repeat(phi_kde[None].astype(np.float32), n, axis=0)
     pairs = step_pairs(settings, schedule.n_steps)
-    groups: dict[tuple[int, int], list[tuple[int, Tile]]] = defaultdict(list)
+    groups: dict[tuple[int, int], list[tuple[int, Tile, np.ndarray]]] = defaultdict(list)
     tiles = plan_tiles(h4 // u, w4 // u, settings.core_px, settings.halo_px)
     for index, tile in enumerate(tiles):
         window = phi_kde[tile.in_r0 * u:tile.in_r1 * u, tile.in_c0 * u:tile.in_c1 * u]
         if settings.skip_empty_below is not None and window.max() < settings.skip_empty_below:
             continue
-        groups[tile.input_shape].append((index, tile))
+        groups[tile.input_shape].append((index, tile, window))
     for shape, items in groups.items():
         maps = settings.max_batch_maps or (64 if torch.device(device).type == "cpu" else 1024)
         per_call = max(1, maps // n)
         for start in range(0, len(items), per_call):
             chunk = items[start:start + per_call]
             cond, noise = [], []
-            for index, tile in chunk:
-                window = phi_kde[tile.in_r0 * u:tile.in_r1 * u, tile.in_c0 * u:tile.in_c1 * u]
+            for index, tile, window in chunk:
                 cond.append(np.repeat(window[None, None], n, axis=0))
                 gen = torch.Generator().manual_seed(_tile_seed(seed, frame, index))
                 noise.append(torch.randn((len(pairs) + 1, n, 1, *window.shape), generator=gen))
@@ -75,7 +74,7 @@ def iter_sample_posterior(psi: torch.nn.Module, schedule: NoiseSchedule, phi_kde
             with torch.no_grad():
                 y = _run_chain(psi, schedule, condition, noise_all, pairs, settings)
             y = y.float().cpu().numpy()[:, 0].reshape(len(chunk), n, *condition.shape[-2:])
-            for (index, tile), tile_samples in zip(chunk, y):
+            for (_, tile, _), tile_samples in zip(chunk, y):
                 rows, cols = tile.core_in_input(u)
                 samples[(slice(None), *tile.core_in_frame(u))] = tile_samples[:, rows, cols]
             yield len(chunk)
