@@ -101,7 +101,7 @@ def main() -> None:
     base = ReconstructionSettings(offset_adu=100.0, gain_adu_per_photon=1.0, phi_model=args.phi,
                                   psi_model=args.psi, device="cpu")
     if args.threshold is not None:
-        base.threshold = args.threshold
+        base.kde_threshold = args.threshold
     n = {"paper": 60 if args.quick else 200, "low": 20 if args.quick else 100, "high": 10 if args.quick else 30}
     print("\nphi (no posterior)\n")
     print("| setting                  | truth |  prec. | recall | Jaccard | RMSE nm | eff. | iso RMSE | CRLB | ratio | time s |")

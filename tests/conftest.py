@@ -12,7 +12,7 @@ def tiny_models(tmp_path_factory):
     """Untrained, narrow phi and psi model files (fast; for plumbing tests)."""
     import torch
 
-    from smlm_diffusion.models import ConditionalUNet, DeepStormPhi, NoiseSchedule
+    from smlm_diffusion.models import ConditionalUNet, NoiseSchedule, ShufflePhi
     from smlm_diffusion.models.normalisation import INPUT_NORMALISATION, kde_scale
     from smlm_diffusion.models.store import model_payload, save_file
 
@@ -20,7 +20,7 @@ def tiny_models(tmp_path_factory):
     folder = tmp_path_factory.mktemp("models")
     norm = {"input": dict(INPUT_NORMALISATION), "kde_scale": kde_scale(), "kde_sigma_upsampled_px": 3.0,
             "upsampling": 4}
-    phi = save_file(model_payload("phi", DeepStormPhi(channels=8).eval(), norm, {}), folder / "phi.pt")
+    phi = save_file(model_payload("phi", ShufflePhi(channels=8).eval(), norm, {}), folder / "phi.pt")
     psi = save_file(model_payload("psi", ConditionalUNet(channels=8, heads=2), norm, {}, NoiseSchedule()),
                     folder / "psi.pt")
     return {"phi": str(phi), "psi": str(psi)}

@@ -27,7 +27,7 @@ def test_tiles_cover_every_pixel_once(shape, core, halo):
 
 def test_phi_tiling_invariance(tiny_models):
     phi = load_model(tiny_models["phi"]).module
-    frames = np.random.default_rng(1).normal(size=(2, 53, 61)).astype(np.float32)
+    frames = np.random.default_rng(1).normal(size=(2, 2, 53, 61)).astype(np.float32)
     whole = phi_kde(phi, frames, torch.device("cpu"), core_px=128)
     tiled = phi_kde(phi, frames, torch.device("cpu"), core_px=17)
     assert np.abs(whole - tiled).max() / np.abs(whole).max() < 1e-3

@@ -9,7 +9,13 @@ import torch
 from smlm_diffusion.cli import main
 from smlm_diffusion.errors import SmlmInputError
 from smlm_diffusion.models import store
-from smlm_diffusion.models.normalisation import frame_scaling, kde_scale, normalise_frames
+from smlm_diffusion.models.normalisation import (
+    INPUT_NORMALISATION_V1,
+    estimate_background,
+    frame_scaling,
+    kde_scale,
+    normalise_frames,
+)
 from smlm_diffusion.models.training import Trainer, TrainSettings, learning_rate, run_training
 from smlm_diffusion.models.training_data import TrainingDomain, training_batch
 from smlm_diffusion.simulation import single_emitter_kde_peak
@@ -24,21 +30,43 @@ def test_training_batches_are_a_function_of_seed_and_step():
     a = training_batch(3, 7, 4, domain)
     b = training_batch(3, 7, 4, domain)
     c = training_batch(3, 8, 4, domain)
-    assert a[0].shape == (4, 1, 16, 16) and a[1].shape == (4, 1, 64, 64)
+    assert a[0].shape == (4, 2, 16, 16) and a[1].shape == (4, 1, 64, 64)
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
     assert not np.array_equal(a[0], c[0])
 
 
-def test_normalisation_is_per_frame_and_brightness_free():
+def test_version_1_normalisation_is_per_frame_and_brightness_free():
     rng = np.random.default_rng(0)
     frames = rng.poisson(10.0, size=(2, 32, 32)).astype(float)
     frames[0, 10:12, 10:12] += 300.0
     frames[1] = frames[0] * 10  # same scene, 10x brighter camera
-    out = normalise_frames(frames)
+    out = normalise_frames(frames, INPUT_NORMALISATION_V1)
+    assert out.shape == (2, 1, 32, 32)
     assert np.allclose(out[0], out[1], atol=1e-5)
     background, scale = frame_scaling(frames)
     assert background[0] == pytest.approx(np.median(frames[0]))
     assert kde_scale() * single_emitter_kde_peak() == pytest.approx(1.0)
+
+
+def test_normalisation_removes_structured_background_and_keeps_the_noise_level():
+    rng = np.random.default_rng(0)
+    cols = np.arange(64)[None, :] * np.ones((64, 1))
+    gradient = 10.0 + 140.0 * cols / 63          # 10 -> 150 photons across the frame
+    frame = rng.poisson(gradient).astype(float)
+    spot = 60.0 * np.exp(-((np.arange(64)[:, None] - 32) ** 2 + (cols - 40) ** 2) / (2 * 0.92 ** 2))
+    out = normalise_frames(np.stack([frame, frame + spot]))
+    background = estimate_background(frame)
+    # the gradient is gone: the residual is noise around zero everywhere, not a ramp
+    assert abs(np.mean((frame - background)[:, :8])) < 1.0 and abs(np.mean((frame - background)[:, -8:])) < 2.5
+    profile = np.median(out[0, 0], axis=0)        # a ramp would run from about -1.7 to +1.7 here
+    assert np.abs(profile).max() < 0.15 and abs(profile[-16:].mean() - profile[:16].mean()) < 0.05
+    # the spot is the brightest thing in channel 0 and significant in channel 1
+    assert np.unravel_index(out[1, 0].argmax(), (64, 64)) == (32, 40)
+    assert out[1, 1, 32, 40] > 0.4 and np.abs(out[0, 1]).max() < 0.5
+    # the same photons with a 5x lower gain stated are 5x more photons: shot noise looks
+    # smaller relative to the signal, so the significance channel changes (gain matters)
+    bright = normalise_frames(frame * 5)
+    assert not np.allclose(bright[1], out[0, 1], atol=0.05)
 
 
 def test_learning_rate_warms_up_and_decays():
@@ -52,7 +80,7 @@ def test_save_load_round_trip(tmp_path):
     trainer.step()
     path = trainer.export(tmp_path / "phi.pt", "test")
     loaded = store.load_model(path)
-    x = torch.randn(1, 1, 12, 12)
+    x = torch.randn(1, 2, 12, 12)
     trainer.model.eval()
     with torch.no_grad():
         assert torch.equal(loaded.module(x), trainer.model(x))
@@ -141,7 +169,7 @@ def test_training_from_a_simulated_folder(tmp_path):
     settings = tiny("phi", data_folder=str(tmp_path), data_fraction=1.0)
     trainer = Trainer(settings)
     x, y = trainer.folder.sample(np.random.default_rng(0))
-    assert x.shape == (12, 12) and y.shape == (48, 48) and y.max() > 0.1
+    assert x.shape == (2, 12, 12) and y.shape == (48, 48) and y.max() > 0.1
     assert np.isfinite(trainer.step())
     with pytest.raises(ValueError, match="no training data"):
         Trainer(tiny("phi", data_folder=str(tmp_path / "empty")))

@@ -6,16 +6,19 @@ from __future__ import annotations
 import numpy as np
 
 from ..inference.sampling_settings import SamplerSettings
-from ..reconstruction.settings import FrameResult, Reconstruction, ReconstructionSettings
+from ..reconstruction.settings import DEFAULT_MIN_PHOTONS, FrameResult, Reconstruction, ReconstructionSettings
 from .layers import kde_transform, points_features, points_world, robust_contrast
 
 SCOPES = ("current frame", "visible region", "frame range", "whole stack")
+#: widget labels of ReconstructionSettings.camera
+CAMERA_CHOICES = ("as given", "estimate from movie")
 
 
 def build_settings(values: dict, n_frames: int, current_frame: int = 0,
                    visible_region: tuple[int, int, int, int] | None = None) -> ReconstructionSettings:
-    """``values``: pixel_size_nm, offset_adu, gain, scope, first_frame, last_frame (1-based,
-    inclusive), posterior, chains, accelerated, seed, device. ``current_frame`` is 0-based."""
+    """``values``: pixel_size_nm, offset_adu, gain, camera (a CAMERA_CHOICES label), emccd,
+    min_photons, scope, first_frame, last_frame (1-based, inclusive), posterior, chains,
+    accelerated, seed, device. ``current_frame`` is 0-based."""
     scope = values.get("scope", "current frame")
     if scope not in SCOPES:
         raise ValueError(f"unknown scope {scope!r}; choose one of {', '.join(SCOPES)}")
@@ -33,6 +36,8 @@ def build_settings(values: dict, n_frames: int, current_frame: int = 0,
     return ReconstructionSettings(
         pixel_size_nm=float(values["pixel_size_nm"]), offset_adu=float(values["offset_adu"]),
         gain_adu_per_photon=float(values["gain"]), frames=frames, region=region,
+        camera="auto" if values.get("camera") == CAMERA_CHOICES[1] else "given", emccd=bool(values.get("emccd", False)),
+        min_photons=float(values.get("min_photons", DEFAULT_MIN_PHOTONS)),
         posterior=bool(values.get("posterior", True)), sampler=sampler, seed=int(values.get("seed", 0)),
         device=str(values.get("device", "cpu")))
 

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, ProgressBar, PushButton, SpinBox
 
 from . import persist
-from .reconstruct_logic import SCOPES, build_settings, frame_layers, visible_region_from_corners
+from ..reconstruction.settings import DEFAULT_MIN_PHOTONS
+from .reconstruct_logic import CAMERA_CHOICES, SCOPES, build_settings, frame_layers, visible_region_from_corners
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -31,6 +32,11 @@ class ReconstructWidget(Container):
             "pixel_size_nm": FloatSpinBox(label="pixel size (nm)", min=1.0, max=100000.0, value=108.0),
             "offset_adu": FloatSpinBox(label="camera offset (ADU)", min=-1e6, max=1e6, value=100.0),
             "gain": FloatSpinBox(label="gain (ADU/photon)", min=0.001, max=1e4, step=0.01, value=1.0),
+            "camera": ComboBox(label="camera values", choices=list(CAMERA_CHOICES), value=CAMERA_CHOICES[0]),
+            "emccd": CheckBox(text="EMCCD (excess noise)", value=False),
+            "min_photons": FloatSpinBox(label="min photons", min=0.0, max=1e6, step=10.0,
+                                        value=DEFAULT_MIN_PHOTONS,
+                                        tooltip="detection threshold: photons above the local background"),
             "scope": ComboBox(label="scope", choices=list(SCOPES), value="current frame"),
             "first_frame": SpinBox(label="first frame", min=1, max=10 ** 9, value=1),
             "last_frame": SpinBox(label="last frame", min=1, max=10 ** 9, value=1),
@@ -123,6 +129,7 @@ class ReconstructWidget(Container):
                 yield exc
 
         self._run_handle = run
+        self._warned = False
         self._worker = work()
         self._worker.yielded.connect(self._on_event)
         self._worker.finished.connect(self._on_finished)
@@ -140,6 +147,7 @@ class ReconstructWidget(Container):
         if isinstance(event, Exception):
             show_error(f"Reconstruction failed: {event}")
             return
+        self._show_warnings()
         self._progress.max = max(event.total, 1)
         self._progress.value = event.done
         self._status.value = f"{event.done}/{event.total} {event.message}"
@@ -148,6 +156,15 @@ class ReconstructWidget(Container):
             for data, kwargs, kind in frame_layers(event.frame_result, self._run_handle.result, scale, translate,
                                                    is_stack, name):
                 self._show(data, kwargs, kind)
+
+    def _show_warnings(self):
+        from napari.utils.notifications import show_warning
+
+        result = self._run_handle.result
+        if not self._warned and result is not None:
+            self._warned = True
+            for message in result.warnings:
+                show_warning(message)
 
     def _show(self, data, kwargs, kind):
         name = kwargs["name"]
@@ -172,6 +189,7 @@ class ReconstructWidget(Container):
         result = getattr(self, "_run_handle", None)
         done = result.result if result is not None else None
         if done is not None:
+            self._show_warnings()
             state = "finished" if done.completed else "cancelled"
             self._status.value = (f"{state}: {len(done.frames)} frame(s), {len(done.localizations)} localizations, "
                                   f"{done.timings_s.get('total', 0):.1f} s on {done.device}")

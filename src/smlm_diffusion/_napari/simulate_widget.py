@@ -20,7 +20,7 @@ from magicgui.widgets import (
     SpinBox,
 )
 
-from ..simulation import STRUCTURES, SimulationConfig, simulate_stack
+from ..simulation import BACKGROUND_STRUCTURES, STRUCTURES, SimulationConfig, simulate_stack
 from . import persist
 from .layers import points_world, robust_contrast
 
@@ -37,6 +37,8 @@ def config_from_values(values: dict, n_frames: int | None = None) -> SimulationC
         width_px=int(values["width_px"]), pixel_size_nm=float(values["pixel_size_nm"]),
         density_per_um2=float(values["density_per_um2"]), photons=float(values["photons"]),
         background_photons=float(values["background_photons"]), psf_sigma_px=float(values["psf_sigma_px"]),
+        background_structure=str(values.get("background_structure", "flat")),
+        hot_pixels=int(values.get("hot_pixels", 0)),
         gain_adu_per_photon=float(values["gain"]), offset_adu=float(values["offset_adu"]),
         read_noise_e=float(values["read_noise_e"]), structure=str(values["structure"]),
         blinking=bool(values["blinking"]), seed=int(values["seed"]))
@@ -71,6 +73,9 @@ class SimulateWidget(Container):
             "density_per_um2": FloatSpinBox(label="density (/um²)", min=0.0, max=100.0, step=0.05, value=0.5),
             "photons": FloatSpinBox(label="photons / emitter", min=1.0, max=1e7, value=1000.0),
             "background_photons": FloatSpinBox(label="background (photons/px)", min=0.0, max=1e5, value=10.0),
+            "background_structure": ComboBox(label="background shape", choices=list(BACKGROUND_STRUCTURES),
+                                             value="flat"),
+            "hot_pixels": SpinBox(label="hot pixels", min=0, max=10 ** 6, value=0),
             "psf_sigma_px": FloatSpinBox(label="PSF sigma (px)", min=0.1, max=10.0, step=0.01, value=0.92),
             "gain": FloatSpinBox(label="gain (ADU/photon)", min=0.001, max=1e4, step=0.01, value=1.0),
             "offset_adu": FloatSpinBox(label="offset (ADU)", min=0.0, max=60000.0, value=100.0),

@@ -15,7 +15,7 @@ from .. import __version__
 from ..errors import SmlmInputError
 from ..io import TiffStack, atomic_path, write_localizations_csv, write_stack
 from ..reconstruction import ReconstructionSettings, reconstruct
-from ..reconstruction.settings import Reconstruction
+from ..reconstruction.settings import DEFAULT_MIN_PHOTONS, Reconstruction
 
 DEFAULT_PIXEL_SIZE_NM, DEFAULT_OFFSET_ADU, DEFAULT_GAIN = 108.0, 100.0, 1.0
 
@@ -29,6 +29,14 @@ def add_parser(sub) -> None:
     p.add_argument("--pixel-size", type=float, help="camera pixel size in nm")
     p.add_argument("--gain", type=float, help="camera gain, ADU per photon")
     p.add_argument("--offset", type=float, help="camera offset in ADU")
+    p.add_argument("--camera", choices=("given", "auto"), default="given",
+                   help="given: use --gain/--offset (or the TIFF metadata); auto: estimate them from the movie's "
+                        "background (photon transfer). The estimate is always written to run.json, and a stated "
+                        "gain more than 2x off it is reported (default given)")
+    p.add_argument("--emccd", action="store_true", help="EMCCD camera: excess noise factor 2 in the gain estimate")
+    p.add_argument("--min-photons", type=float, default=DEFAULT_MIN_PHOTONS,
+                   help="detection threshold: keep localizations with at least this many photons above the "
+                        f"local background (default {DEFAULT_MIN_PHOTONS:g})")
     p.add_argument("--frames", metavar="A:B", help="frames A to B, counted from 1, inclusive (default all)")
     p.add_argument("--samples", type=int, default=16, help="posterior samples (chains) per tile (default 16)")
     p.add_argument("--no-posterior", action="store_true", help="phi only: no sampling, no uncertainties")
@@ -65,6 +73,7 @@ def run(args) -> int:
             pixel_size_nm=_pick(args.pixel_size, meta.pixel_size_nm, DEFAULT_PIXEL_SIZE_NM),
             offset_adu=_pick(args.offset, meta.offset_adu, DEFAULT_OFFSET_ADU),
             gain_adu_per_photon=_pick(args.gain, meta.gain_adu_per_photon, DEFAULT_GAIN),
+            camera=args.camera, emccd=args.emccd, min_photons=args.min_photons,
             frames=parse_frames(args.frames, stack.n_frames), posterior=not args.no_posterior, seed=args.seed,
             device=args.device, phi_model=args.phi, psi_model=args.psi)
         settings.sampler.n_samples = args.samples
@@ -86,6 +95,8 @@ def run(args) -> int:
         frames_done = [0]
         result = reconstruct(stack, settings, progress=progress)
         print(file=sys.stderr)
+        for message in result.warnings:
+            print(f"warning: {message}", file=sys.stderr)
         write_outputs(out, result, stack_path=str(args.input), stack_shape=tuple(stack.shape))
     print(f"{len(result.localizations)} localizations in {len(result.frames)} frames -> {out}/", file=sys.stderr)
     return 0 if result.completed else 130
@@ -114,6 +125,11 @@ def write_outputs(out: Path, result: Reconstruction, stack_path: str, stack_shap
         "settings": s.to_dict(), "device": result.device, "completed": result.completed,
         "frames_done": len(result.frames), "frames_requested": result.frames_requested,
         "localizations": len(result.localizations), "network_evaluations": result.network_evaluations,
+        "detection": {"min_photons": s.min_photons, "kde_threshold": s.kde_threshold},
+        "camera": {"used": {"offset_adu": s.offset_adu, "gain_adu_per_photon": s.gain_adu_per_photon,
+                            "source": "estimated from the movie" if s.camera == "auto" else "given"},
+                   "estimate": result.camera_estimate},
+        "warnings": list(result.warnings),
         "timings_s": {k: round(v, 3) for k, v in result.timings_s.items()},
     }
     with atomic_path(out / "run.json") as tmp:

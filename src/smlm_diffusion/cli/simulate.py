@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..errors import SmlmInputError
 from ..io.simulated import write_simulation
-from ..simulation import STRUCTURES, SimulationConfig
+from ..simulation import BACKGROUND_STRUCTURES, STRUCTURES, SimulationConfig
 
 
 def add_parser(sub) -> None:
@@ -21,6 +21,10 @@ def add_parser(sub) -> None:
     p.add_argument("--density", type=float, default=0.5, help="active emitters per um^2 per frame (default 0.5)")
     p.add_argument("--photons", type=float, default=1000.0, help="photons per emitter per frame (default 1000)")
     p.add_argument("--background", type=float, default=10.0, help="background photons per pixel (default 10)")
+    p.add_argument("--background-structure", choices=BACKGROUND_STRUCTURES, default="flat",
+                   help="spatial shape of the background, whose mean is --background: flat, gradient, field (smooth "
+                        "random), blobs (out of focus), cell (bright patch, dark outside) or mixed (default flat)")
+    p.add_argument("--hot-pixels", type=int, default=0, help="stationary hot pixels in the field (default 0)")
     p.add_argument("--psf-sigma", type=float, default=0.92, help="PSF sigma in camera pixels (default 0.92)")
     p.add_argument("--pixel-size", type=float, default=108.0, help="camera pixel size in nm (default 108)")
     p.add_argument("--gain", type=float, default=1.0, help="camera gain, ADU per photon (default 1)")
@@ -39,6 +43,7 @@ def config_from_args(args) -> SimulationConfig:
     cfg = SimulationConfig(
         n_frames=args.frames, height_px=args.height, width_px=args.width, pixel_size_nm=args.pixel_size,
         density_per_um2=args.density, photons=args.photons, background_photons=args.background,
+        background_structure=args.background_structure, hot_pixels=args.hot_pixels,
         psf_sigma_px=args.psf_sigma, gain_adu_per_photon=args.gain, offset_adu=args.offset,
         read_noise_e=args.read_noise, emccd=args.emccd, structure=args.structure,
         blinking=not args.independent_frames, on_lifetime_frames=args.on_lifetime, seed=args.seed)

@@ -22,7 +22,7 @@ def add_parser(sub) -> None:
     p.add_argument("--steps", type=int, default=6000, help="optimiser steps (default 6000)")
     p.add_argument("--batch-size", type=int, default=16, help="frames per step (default 16)")
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
-    p.add_argument("--channels", type=int, help="network width (default 24 for phi, 16 for psi)")
+    p.add_argument("--channels", type=int, help="network width (default 48 for phi, 16 for psi)")
     p.add_argument("--frame-size", type=int, help="training frame side in pixels (default 32 phi, 24 psi)")
     p.add_argument("--loss", choices=("simple", "eq8"), default="simple",
                    help="psi loss: simple noise MSE or the eq. 8 variational weighting (default simple)")

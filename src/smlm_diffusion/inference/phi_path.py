@@ -9,19 +9,23 @@ import torch
 
 from .tiling import Tile, plan_tiles
 
-#: phi's receptive-field radius is about 24 camera px (dilations 1..8); a 24-px halo
-#: makes the stitched output independent of the tile size to float precision.
-PHI_HALO_PX = 24
+#: phi's receptive-field radius is at most 26 camera px (dilations 1..8 plus the head's
+#: convolutions); a 26-px halo makes the stitched output independent of the tile size to
+#: float precision.
+PHI_HALO_PX = 26
 UPSAMPLING = 4
 
 
 @torch.no_grad()
 def phi_kde(model: torch.nn.Module, frames: np.ndarray, device: torch.device, core_px: int = 256,
             halo_px: int = PHI_HALO_PX, max_batch_pixels: int = 1 << 20) -> np.ndarray:
-    """Run phi on normalised frames (f, H, W) -> (f, 4H, 4W) float32, batching tiles of
-    equal shape across frames (so many small frames go through in one batch)."""
+    """Run phi on normalised frames (f, C, H, W) (or (f, H, W) for one channel) ->
+    (f, 4H, 4W) float32, batching tiles of equal shape across frames (so many small frames
+    go through in one batch)."""
     frames = np.asarray(frames, np.float32)
-    f, h, w = frames.shape
+    if frames.ndim == 3:
+        frames = frames[:, None]
+    f, _, h, w = frames.shape
     out = np.zeros((f, h * UPSAMPLING, w * UPSAMPLING), np.float32)
     groups: dict[tuple[int, int], list[tuple[int, Tile]]] = defaultdict(list)
     for tile in plan_tiles(h, w, core_px, halo_px):
@@ -31,7 +35,7 @@ def phi_kde(model: torch.nn.Module, frames: np.ndarray, device: torch.device, co
         per_batch = max(1, max_batch_pixels // (shape[0] * shape[1]))
         for start in range(0, len(items), per_batch):
             chunk = items[start:start + per_batch]
-            batch = np.stack([frames[i, t.in_r0:t.in_r1, t.in_c0:t.in_c1] for i, t in chunk])[:, None]
+            batch = np.stack([frames[i, :, t.in_r0:t.in_r1, t.in_c0:t.in_c1] for i, t in chunk])
             result = model(torch.from_numpy(batch).to(device)).float().cpu().numpy()[:, 0]
             for (i, tile), kde in zip(chunk, result):
                 out[(i, *tile.core_in_frame(UPSAMPLING))] = kde[tile.core_in_input(UPSAMPLING)]

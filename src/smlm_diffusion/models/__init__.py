@@ -2,8 +2,8 @@
 U-Net psi and the DDPM noise schedule. Training, bundled weights and loading come with
 the models issue."""
 
-from .phi import DeepStormPhi
+from .phi import DeepStormPhi, ShufflePhi, build_phi
 from .psi import ConditionalUNet, timestep_embedding
 from .schedule import NoiseSchedule
 
-__all__ = ["ConditionalUNet", "DeepStormPhi", "NoiseSchedule", "timestep_embedding"]
+__all__ = ["ConditionalUNet", "DeepStormPhi", "NoiseSchedule", "ShufflePhi", "build_phi", "timestep_embedding"]

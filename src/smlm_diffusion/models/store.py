@@ -18,14 +18,14 @@ import torch
 from torch import nn
 
 from ..errors import SmlmInputError
-from .phi import DeepStormPhi
+from .phi import build_phi
 from .psi import ConditionalUNet
 from .schedule import NoiseSchedule
 
 FORMAT_VERSION = 1
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 MANIFEST = WEIGHTS_DIR / "manifest.json"
-KINDS = {"phi": DeepStormPhi, "psi": ConditionalUNet}
+KINDS = {"phi": build_phi, "psi": ConditionalUNet}
 
 
 @dataclass
@@ -81,7 +81,9 @@ def load_model(name_or_path: str | Path, device: str | torch.device = "cpu") -> 
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
         kind = payload["kind"]
-        module = KINDS[kind](**{k: (tuple(v) if isinstance(v, list) else v) for k, v in payload["config"].items()})
+        config = payload["config"]
+        module = build_phi(config) if kind == "phi" else \
+            KINDS[kind](**{k: (tuple(v) if isinstance(v, list) else v) for k, v in config.items()})
         module.load_state_dict(payload["state_dict"])
     except Exception as exc:  # noqa: BLE001 - any unpickling/shape problem means a bad file
         raise SmlmInputError(f"model weights file {path} could not be read ({type(exc).__name__}); "

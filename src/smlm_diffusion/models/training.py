@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .normalisation import INPUT_NORMALISATION, kde_scale
-from .phi import DeepStormPhi
+from .phi import ShufflePhi
 from .psi import ConditionalUNet
 from .schedule import NoiseSchedule
 from .store import load_model, model_payload, save_file
@@ -32,7 +32,7 @@ class TrainSettings:
     warmup_steps: int = 200
     seed: int = 0
     loss: str = "simple"                   # psi: "simple" | "eq8"
-    channels: int | None = None            # default 24 (phi) / 16 (psi)
+    channels: int | None = None            # default 48 (phi) / 16 (psi)
     frame_px: int | None = None            # training frame side; default 32 (phi) / 24 (psi)
     phi_model: str = "phi"                 # psi's conditioning model (name or path)
     checkpoint_minutes: float = 5.0
@@ -50,7 +50,7 @@ class TrainSettings:
 
     @property
     def resolved_channels(self) -> int:
-        return self.channels or (24 if self.kind == "phi" else 16)
+        return self.channels or (48 if self.kind == "phi" else 16)
 
     @property
     def domain(self) -> TrainingDomain:
@@ -74,14 +74,18 @@ class Trainer:
         torch.manual_seed(settings.seed)
         self.schedule = NoiseSchedule() if settings.kind == "psi" else None
         if settings.kind == "phi":
-            self.model = DeepStormPhi(channels=settings.resolved_channels)
+            self.model = ShufflePhi(channels=settings.resolved_channels)
             self.phi = None
+            self.input_normalisation = dict(INPUT_NORMALISATION)
         else:
             self.model = ConditionalUNet(channels=settings.resolved_channels)
-            self.phi = load_model(settings.phi_model, self.device).module
+            phi = load_model(settings.phi_model, self.device)
+            self.phi = phi.module
+            self.input_normalisation = dict(phi.normalisation["input"])
         self.model.to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=settings.learning_rate)
-        self.folder = FolderData(settings.data_folder, settings.domain.frame_px) if settings.data_folder else None
+        self.folder = FolderData(settings.data_folder, settings.domain.frame_px, self.input_normalisation) \
+            if settings.data_folder else None
         self.step_index = 0
         self.losses: list[float] = []
         self.elapsed_s = 0.0
@@ -107,7 +111,8 @@ class Trainer:
     def step(self) -> float:
         s = self.settings
         started = time.perf_counter()
-        x, y = mixed_batch(s.seed, self.step_index, s.batch_size, s.domain, self.folder, s.data_fraction)
+        x, y = mixed_batch(s.seed, self.step_index, s.batch_size, s.domain, self.folder, s.data_fraction,
+                           self.input_normalisation)
         inputs, targets = torch.from_numpy(x).to(self.device), torch.from_numpy(y).to(self.device)
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(s, self.step_index)
@@ -148,7 +153,7 @@ class Trainer:
     # -- export -----------------------------------------------------------------
     def export(self, path: str | Path, command: str = "") -> Path:
         s = self.settings
-        normalisation = {"input": dict(INPUT_NORMALISATION), "kde_scale": kde_scale(),
+        normalisation = {"input": dict(self.input_normalisation), "kde_scale": kde_scale(),
                          "kde_sigma_upsampled_px": 3.0, "upsampling": 4}
         training = {"command": command, "steps": self.step_index, "batch_size": s.batch_size,
                     "seed": s.seed, "loss": s.loss if s.kind == "psi" else "mse",

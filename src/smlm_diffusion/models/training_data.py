@@ -1,9 +1,11 @@
 """Domain-randomised training batches, simulated on the fly by our own simulator.
 
-Each example is one frame drawn from its own random setting (issue 3 ranges), so the
-bundled models serve many microscopes rather than one: PSF sigma 0.7-1.6 px, 100-10000
-photons per emitter (log-uniform, +-0-40 % spread), background 0-150 photons/px (half
-of the examples below 30), read noise 0-3 e-, densities from empty frames and isolated
+Each example is one frame drawn from its own random setting, so the bundled models serve
+many microscopes rather than one: PSF sigma 0.7-1.6 px, 100-20000 photons per emitter
+(log-uniform, +-0-40 % spread), mean background 0-200 photons/px (40 % of the examples
+below 30) that is flat or structured (gradients, smooth random fields, out-of-focus
+blobs, cell-shaped patches, mixtures; ``simulation/background.py``), hot pixels in 30 %
+of the frames, read noise 0-3 e-, densities from empty frames (10 %) and isolated
 emitters (0.05/um^2) to 4/um^2 (log-uniform), and the priors uniform / the paper's disc
 / filaments / clusters. A batch is a pure function of (seed, step): training resumes
 exactly and any batch can be regenerated.
@@ -24,18 +26,26 @@ class TrainingDomain:
     frame_px: int = 32
     pixel_size_nm: float = 108.0
     psf_sigma_px: tuple[float, float] = (0.7, 1.6)
-    photons: tuple[float, float] = (100.0, 10_000.0)
+    photons: tuple[float, float] = (100.0, 20_000.0)
     photon_spread: tuple[float, float] = (0.0, 0.4)
-    background_photons: tuple[float, float] = (0.0, 150.0)
-    low_background_fraction: float = 0.5      # these draw from (0, 30) instead
+    background_photons: tuple[float, float] = (0.0, 200.0)
+    low_background_fraction: float = 0.4      # these draw from (0, 30) instead
+    background_structures: tuple[tuple[str, float], ...] = (("flat", 0.25), ("gradient", 0.15), ("field", 0.2),
+                                                            ("blobs", 0.15), ("cell", 0.15), ("mixed", 0.1))
+    hot_pixel_fraction: float = 0.3           # frames with 1-3 hot pixels
     read_noise_e: tuple[float, float] = (0.0, 3.0)
     density_per_um2: tuple[float, float] = (0.05, 4.0)
-    empty_fraction: float = 0.05
+    empty_fraction: float = 0.1
     structures: tuple[tuple[str, float], ...] = (("uniform", 0.55), ("disc", 0.2),
                                                  ("filaments", 0.1), ("clusters", 0.15))
 
     def to_dict(self) -> dict:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+
+
+def _choose(rng: np.random.Generator, weighted: tuple[tuple[str, float], ...]) -> str:
+    weights = np.array([w for _, w in weighted])
+    return weighted[rng.choice(len(weighted), p=weights / weights.sum())][0]
 
 
 def _log_uniform(rng: np.random.Generator, bounds: tuple[float, float]) -> float:
@@ -44,9 +54,7 @@ def _log_uniform(rng: np.random.Generator, bounds: tuple[float, float]) -> float
 
 def random_config(rng: np.random.Generator, domain: TrainingDomain) -> SimulationConfig:
     """One random single-frame setting of the domain."""
-    names = [name for name, _ in domain.structures]
-    weights = np.array([w for _, w in domain.structures])
-    structure = names[rng.choice(len(names), p=weights / weights.sum())]
+    structure = _choose(rng, domain.structures)
     background_high = 30.0 if rng.random() < domain.low_background_fraction else domain.background_photons[1]
     density = 0.0 if rng.random() < domain.empty_fraction else _log_uniform(rng, domain.density_per_um2)
     if structure == "disc":  # the paper's prior: a disc of radius 7 px holding the emitters
@@ -58,13 +66,15 @@ def random_config(rng: np.random.Generator, domain: TrainingDomain) -> Simulatio
         background_photons=rng.uniform(domain.background_photons[0], background_high),
         psf_sigma_px=rng.uniform(*domain.psf_sigma_px), gain_adu_per_photon=1.0, offset_adu=0.0,
         read_noise_e=rng.uniform(*domain.read_noise_e), structure=structure,
+        background_structure=_choose(rng, domain.background_structures),
+        hot_pixels=int(rng.integers(1, 4)) if rng.random() < domain.hot_pixel_fraction else 0,
         seed=int(rng.integers(2 ** 31)),
     )
 
 
-def training_batch(seed: int, step: int, batch_size: int, domain: TrainingDomain
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    """(inputs (B, 1, H, W) normalised frames, targets (B, 1, 4H, 4W) KDE in model units)."""
+def training_batch(seed: int, step: int, batch_size: int, domain: TrainingDomain,
+                   input_normalisation: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(inputs (B, C, H, W) normalised frames, targets (B, 1, 4H, 4W) KDE in model units)."""
     rng = np.random.default_rng([seed, step])
     inputs, targets = [], []
     scale = kde_scale()
@@ -72,9 +82,9 @@ def training_batch(seed: int, step: int, batch_size: int, domain: TrainingDomain
         cfg = random_config(rng, domain)
         sim = simulate_stack(cfg, with_kde=True)
         photons = cfg.camera.to_photons(sim.adu)
-        inputs.append(normalise_frames(photons)[0])
+        inputs.append(normalise_frames(photons, input_normalisation)[0])
         targets.append(sim.kde[0] * scale)
-    return (np.stack(inputs)[:, None].astype(np.float32), np.stack(targets)[:, None].astype(np.float32))
+    return np.stack(inputs).astype(np.float32), np.stack(targets)[:, None].astype(np.float32)
 
 
 class FolderData:
@@ -82,7 +92,7 @@ class FolderData:
     ``NAME.tif`` with a ``NAME_kde.tif`` beside it. Frames are normalised whole, then
     cropped to the training size, so the statistics match inference."""
 
-    def __init__(self, folder, frame_px: int) -> None:
+    def __init__(self, folder, frame_px: int, input_normalisation: dict | None = None) -> None:
         from pathlib import Path
 
         import tifffile
@@ -90,6 +100,7 @@ class FolderData:
         from ..simulation import CameraModel
 
         self.frame_px = frame_px
+        self.input_normalisation = input_normalisation
         self.items = []
         for kde_path in sorted(Path(folder).glob("*_kde.tif")):
             raw_path = kde_path.with_name(kde_path.name[: -len("_kde.tif")] + ".tif")
@@ -114,8 +125,8 @@ class FolderData:
         f = rng.integers(len(photons))
         r = rng.integers(photons.shape[1] - self.frame_px + 1)
         c = rng.integers(photons.shape[2] - self.frame_px + 1)
-        frame = normalise_frames(photons[f])
-        s = slice(r, r + self.frame_px), slice(c, c + self.frame_px)
+        frame = normalise_frames(photons[f], self.input_normalisation)
+        s = slice(None), slice(r, r + self.frame_px), slice(c, c + self.frame_px)
         k = slice(4 * r, 4 * (r + self.frame_px)), slice(4 * c, 4 * (c + self.frame_px))
         return frame[s], kde[f][k] * kde_scale()
 
@@ -131,12 +142,12 @@ def _imagej_info(tif) -> dict:
 
 
 def mixed_batch(seed: int, step: int, batch_size: int, domain: TrainingDomain, folder: FolderData | None,
-                folder_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+                folder_fraction: float, input_normalisation: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Simulated batch where a ``folder_fraction`` of the examples come from ``folder``."""
-    inputs, targets = training_batch(seed, step, batch_size, domain)
+    inputs, targets = training_batch(seed, step, batch_size, domain, input_normalisation)
     if folder is None or folder_fraction <= 0:
         return inputs, targets
     rng = np.random.default_rng([seed, step, 1])
     for i in np.flatnonzero(rng.random(batch_size) < folder_fraction):
-        inputs[i, 0], targets[i, 0] = folder.sample(rng)
+        inputs[i], targets[i, 0] = folder.sample(rng)
     return inputs, targets

@@ -17,6 +17,7 @@ import numpy as np
 from ..analysis.localize import localize_kde
 from ..errors import SmlmInputError
 from ..localizations import Localizations
+from .camera_check import check_camera
 from .settings import FrameResult, ProgressEvent, Reconstruction, ReconstructionSettings
 from .uncertainty import aperture_photons, sample_spread
 
@@ -80,14 +81,17 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
     from ..inference.phi_path import phi_kde
     from ..inference.posterior import count_tiles, iter_sample_posterior
     from ..inference.sampling_settings import network_evaluations_per_tile
-    from ..models.normalisation import normalise_frames
+    from ..models.normalisation import INPUT_NORMALISATION_V1, estimate_background, normalise_frames
     from ..models.store import load_model
 
-    stack, settings = run.stack, run.settings
+    stack = run.stack
     start, stop = run.start, run.stop
     r0, r1, c0, c1 = run.region
-    device = resolve_device(settings.device)
+    device = resolve_device(run.settings.device)
     started = time.perf_counter()
+    settings, camera, warnings = check_camera(stack, frame_source_shape(stack)[0], run.settings,
+                                              lambda a, b: _read(stack, a, b))
+    camera_s = time.perf_counter() - started
     phi = load_model(settings.phi_model, device)
     psi = load_model(settings.psi_model, device) if settings.posterior else None
     kde_scale = float(phi.normalisation["kde_scale"])
@@ -96,13 +100,16 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
                             render=np.zeros((h * UPSAMPLING, w * UPSAMPLING)),
                             render_variance=np.zeros((h * UPSAMPLING, w * UPSAMPLING)) if psi else None,
                             frames_requested=stop - start)
+    result.camera_estimate = camera.to_dict() if camera is not None else None
+    result.warnings = warnings
     run.result = result
-    result.timings_s["load_models"] = time.perf_counter() - started
+    result.timings_s["camera_check"] = camera_s
+    result.timings_s["load_models"] = time.perf_counter() - started - camera_s
     tiles_per_frame = count_tiles(h, w, settings.sampler) if psi else 1
     total = (stop - start) * tiles_per_frame
     evals_per_tile = network_evaluations_per_tile(settings.sampler, psi.schedule.n_steps) if psi else 0
     done = 0
-    timing = {"read": 0.0, "phi": 0.0, "psi": 0.0, "localize": 0.0}
+    timing = {"read": 0.0, "background": 0.0, "phi": 0.0, "psi": 0.0, "localize": 0.0}
     try:
         for chunk_start in range(start, stop, settings.chunk_frames):
             chunk_stop = min(stop, chunk_start + settings.chunk_frames)
@@ -111,7 +118,15 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
             photons = (adu - settings.offset_adu) / settings.gain_adu_per_photon
             timing["read"] += time.perf_counter() - t
             t = time.perf_counter()
-            estimates = phi_kde(phi.module, normalise_frames(photons, phi.normalisation["input"]), device)
+            norm = phi.normalisation["input"]
+            if norm["kind"] == INPUT_NORMALISATION_V1["kind"]:  # older model files: the frame median
+                background = np.median(photons, axis=(1, 2))[:, None, None] * np.ones_like(photons)
+            else:
+                background = estimate_background(photons, norm["background_sigma_px"],
+                                                 read_variance_photons2=norm["read_variance_photons2"])
+            timing["background"] += time.perf_counter() - t
+            t = time.perf_counter()
+            estimates = phi_kde(phi.module, normalise_frames(photons, norm, background), device)
             timing["phi"] += time.perf_counter() - t
             result.network_evaluations += len(estimates)
             for offset, estimate in enumerate(estimates):
@@ -140,7 +155,7 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
                 else:
                     mean = estimate / kde_scale
                 t = time.perf_counter()
-                locs = _localize(mean, samples, kde_scale, photons[offset], frame, settings)
+                locs = _localize(mean, samples, kde_scale, photons[offset], background[offset], frame, settings)
                 locs.x_nm += c0 * settings.pixel_size_nm
                 locs.y_nm += r0 * settings.pixel_size_nm
                 timing["localize"] += time.perf_counter() - t
@@ -164,13 +179,17 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
 
 
 def _localize(mean: np.ndarray, samples: np.ndarray | None, kde_scale: float, photons: np.ndarray,
-              frame: int, settings: ReconstructionSettings) -> Localizations:
+              background: np.ndarray, frame: int, settings: ReconstructionSettings) -> Localizations:
+    """LoG candidates on the KDE, photons from the raw frame above the local background,
+    the detection knob (``min_photons``), then the posterior spread where there are samples."""
     px = settings.pixel_size_nm
-    locs = localize_kde(mean, px, frame, threshold=settings.threshold)
+    locs = localize_kde(mean, px, frame, threshold=settings.kde_threshold)
     xy_px = locs.xy_px(px)
-    locs.intensity_photons = aperture_photons(photons, xy_px[:, 0], xy_px[:, 1])
+    locs.intensity_photons = aperture_photons(photons, xy_px[:, 0], xy_px[:, 1], background=background)
+    locs = locs.select(locs.intensity_photons >= settings.min_photons)
+    xy_px = locs.xy_px(px)
     if samples is not None and len(locs):
-        sample_xys = [localize_kde(s / kde_scale, px, frame, threshold=settings.threshold).xy_px(px)
+        sample_xys = [localize_kde(s / kde_scale, px, frame, threshold=settings.kde_threshold).xy_px(px)
                       for s in samples]
         std_px, probability = sample_spread(xy_px, sample_xys, settings.match_radius_px)
         locs.uncertainty_xy_nm = std_px * px

@@ -11,11 +11,18 @@ from ..inference.sampling_settings import SamplerSettings
 from ..localizations import Localizations
 
 
+#: Default of the detection knob (photons per localization), chosen on background-only and
+#: dim-emitter frames in benchmarks/background.py (docs/performance.md).
+DEFAULT_MIN_PHOTONS = 100.0
+
+
 @dataclass
 class ReconstructionSettings:
     pixel_size_nm: float = 108.0
     offset_adu: float = 100.0
     gain_adu_per_photon: float = 1.0
+    camera: str = "given"                     # "given": use offset and gain; "auto": estimate them from the movie
+    emccd: bool = False                       # EMCCD excess noise (F^2 = 2) for the gain estimate
     frames: tuple[int, int] | None = None     # 0-based [start, stop) of the stack; None = all
     region: tuple[int, int, int, int] | None = None  # camera px (row0, row1, col0, col1); None = whole frame
     posterior: bool = True
@@ -24,7 +31,9 @@ class ReconstructionSettings:
     device: str = "auto"
     phi_model: str = "phi"
     psi_model: str = "psi"
-    threshold: float = 0.3                    # LoG threshold, fraction of one emitter's response
+    min_photons: float = DEFAULT_MIN_PHOTONS  # the detection knob: keep localizations with at least this many
+                                              # background-subtracted photons (SPEC 2; benchmarks/background.py)
+    kde_threshold: float = 0.3                # LoG candidates on the KDE: fraction of one emitter's response
     match_radius_px: float = 1.0              # chain-to-mean matching radius (camera px)
     chunk_frames: int = 16                    # frames read and sent through phi together
     keep_frame_kdes: bool = False             # keep each frame's mean/variance KDE (memory!)
@@ -34,8 +43,12 @@ class ReconstructionSettings:
             raise ValueError(f"the pixel size must be positive (nm), not {self.pixel_size_nm:g}")
         if not self.gain_adu_per_photon > 0:
             raise ValueError(f"the camera gain must be positive (ADU per photon), not {self.gain_adu_per_photon:g}")
-        if not self.threshold > 0:
-            raise ValueError("the detection threshold must be positive")
+        if self.camera not in ("given", "auto"):
+            raise ValueError(f"camera must be 'given' or 'auto', not {self.camera!r}")
+        if not self.kde_threshold > 0:
+            raise ValueError("the KDE detection threshold must be positive")
+        if not self.min_photons >= 0:
+            raise ValueError(f"the minimum photons per localization must be zero or positive, not {self.min_photons:g}")
         if self.chunk_frames < 1:
             raise ValueError("chunk_frames must be at least 1")
 
@@ -73,6 +86,8 @@ class Reconstruction:
     device: str = "cpu"
     network_evaluations: int = 0
     timings_s: dict[str, float] = field(default_factory=dict)
+    camera_estimate: dict | None = None        # photon-transfer estimate of gain and offset (analysis/camera.py)
+    warnings: list[str] = field(default_factory=list)
     frames_requested: int = 0
     frame_tables: list[Localizations] = field(default_factory=list, repr=False)  # one per finished frame
     _joined: tuple[int, Localizations] | None = field(default=None, repr=False)

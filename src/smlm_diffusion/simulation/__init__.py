@@ -1,5 +1,6 @@
 """Simulation layer (numpy/scipy only): forward model, emitter priors, KDE targets."""
 
+from .background import BACKGROUND_STRUCTURES, background_map, hot_pixel_map
 from .camera import CameraModel, quantize_uint16
 from .emitters import STRUCTURES, BlinkingChain
 from .psf import (
@@ -21,7 +22,7 @@ from .stack import (
 )
 
 __all__ = [
-    "BlinkingChain", "CameraModel", "DEFAULT_KDE_SIGMA_UPSAMPLED_PX", "STRUCTURES", "UPSAMPLING",
+    "BACKGROUND_STRUCTURES", "background_map", "hot_pixel_map", "BlinkingChain", "CameraModel", "DEFAULT_KDE_SIGMA_UPSAMPLED_PX", "STRUCTURES", "UPSAMPLING",
     "SimulatedChunk", "SimulatedStack", "SimulationConfig", "expected_photons", "filament_movie_config", "iter_simulation",
     "pixel_integrals", "quantize_uint16", "render_emitters", "render_kde", "simulate_stack",
     "single_emitter_kde_peak",

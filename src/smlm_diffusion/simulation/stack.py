@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from ..localizations import Localizations
+from .background import BACKGROUND_STRUCTURES, background_map, hot_pixel_map
 from .camera import CameraModel, quantize_uint16
 from .emitters import (
     STRUCTURES,
@@ -31,7 +32,9 @@ class SimulationConfig:
     density_per_um2: float = 0.5          # expected *active* emitters per frame per um^2 of field
     photons: float = 1000.0               # mean photons per emitter per frame (i0)
     photon_spread: float = 0.0            # relative std of i0 between emitters/frames (gamma)
-    background_photons: float = 10.0      # per camera pixel per frame
+    background_photons: float = 10.0      # per camera pixel per frame (the mean over the field)
+    background_structure: str = "flat"    # flat | gradient | field | blobs | cell | mixed (background.py)
+    hot_pixels: int = 0                   # stationary hot pixels in the field
     psf_sigma_px: float = 0.92
     gain_adu_per_photon: float = 1.0
     offset_adu: float = 100.0
@@ -55,6 +58,9 @@ class SimulationConfig:
             (self.photons > 0, "the photon count per emitter must be positive"),
             (self.photon_spread >= 0, "the photon spread must be zero or positive"),
             (self.background_photons >= 0, "the background must be zero or positive (photons per pixel)"),
+            (self.background_structure in BACKGROUND_STRUCTURES,
+             f"the background structure must be one of {', '.join(BACKGROUND_STRUCTURES)}"),
+            (self.hot_pixels >= 0, "the number of hot pixels must be zero or positive"),
             (self.psf_sigma_px > 0, "the PSF sigma must be positive (camera pixels)"),
             (self.gain_adu_per_photon > 0, "the camera gain must be positive (ADU per photon)"),
             (self.read_noise_e >= 0, "the read noise must be zero or positive (electrons)"),
@@ -175,11 +181,12 @@ def iter_simulation(cfg: SimulationConfig, chunk_frames: int = 256, with_kde: bo
                     quantize: bool = False) -> Iterator[SimulatedChunk]:
     """Generate a movie chunk by chunk (bounded memory for long movies)."""
     cfg.validate()
-    seeds = np.random.SeedSequence(cfg.seed).spawn(3)
-    emitter_rng, photon_rng, noise_rng = (np.random.default_rng(s) for s in seeds)
+    seeds = np.random.SeedSequence(cfg.seed).spawn(4)
+    emitter_rng, photon_rng, noise_rng = (np.random.default_rng(s) for s in seeds[:3])
     source = _EmitterSource(cfg, emitter_rng)
     camera = cfg.camera
     shape = (cfg.height_px, cfg.width_px)
+    background = background_photons_map(cfg, np.random.default_rng(seeds[3]))
     done = 0
     while done < cfg.n_frames:
         n = min(chunk_frames, cfg.n_frames - done)
@@ -190,7 +197,7 @@ def iter_simulation(cfg: SimulationConfig, chunk_frames: int = 256, with_kde: bo
         x = _padded([xy[:, 0] for xy, _ in frames], width)
         y = _padded([xy[:, 1] for xy, _ in frames], width)
         w = _padded(photons, width)
-        omega = expected_photons(x, y, w, shape, cfg.psf_sigma_px, cfg.background_photons)
+        omega = expected_photons(x, y, w, shape, cfg.psf_sigma_px, background)
         adu = camera.expose(omega, noise_rng)
         if quantize:
             adu = quantize_uint16(adu)
@@ -210,6 +217,16 @@ def iter_simulation(cfg: SimulationConfig, chunk_frames: int = 256, with_kde: bo
         )
         yield SimulatedChunk(done + 1, adu, omega, truth, kde)
         done += n
+
+
+def background_photons_map(cfg: SimulationConfig, rng: np.random.Generator) -> np.ndarray | float:
+    """The movie's expected background (photons per pixel): a scalar when flat without hot
+    pixels (the original forward model), else a (rows, cols) map fixed over the movie."""
+    if cfg.background_structure == "flat" and cfg.hot_pixels == 0:
+        return float(cfg.background_photons)
+    shape = (cfg.height_px, cfg.width_px)
+    return background_map(cfg.background_structure, shape, cfg.background_photons, rng) \
+        + hot_pixel_map(shape, cfg.hot_pixels, rng)
 
 
 def _photons(count: int, cfg: SimulationConfig, rng: np.random.Generator) -> np.ndarray:

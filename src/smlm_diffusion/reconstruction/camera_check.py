@@ -1,0 +1,42 @@
+"""The camera settings of a run, checked against the movie (photon transfer, SPEC 3 and
+the real-frames issue): the estimate goes into the run record, a stated gain more than 2x
+off gets one sentence, and ``camera="auto"`` uses the estimate instead."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from ..analysis.camera import MIN_FRAMES, CameraEstimate, estimate_camera, gain_warning
+from ..errors import SmlmInputError
+
+#: frames read for the estimate (the first ones of the stack: the densest, but the
+#: estimate leaves spots out)
+CAMERA_FRAMES = 200
+
+
+def check_camera(stack, n_frames: int, settings, read) -> tuple[object, CameraEstimate | None, list[str]]:
+    """(settings to use, the estimate or None, warnings). ``read(start, stop)`` returns
+    frames in ADU. Raises SmlmInputError when ``camera="auto"`` cannot estimate."""
+    warnings: list[str] = []
+    if n_frames < MIN_FRAMES:
+        if settings.camera == "auto":
+            raise SmlmInputError(f"--camera auto needs a movie of at least {MIN_FRAMES} frames to estimate the "
+                                 "gain and offset; give them instead (--gain, --offset)")
+        return settings, None, warnings
+    frames = np.asarray(read(0, min(n_frames, CAMERA_FRAMES)), np.float32)
+    try:
+        estimate = estimate_camera(frames, stated_offset_adu=settings.offset_adu, emccd=settings.emccd)
+    except ValueError as exc:
+        if settings.camera == "auto":
+            raise SmlmInputError(f"--camera auto could not estimate the camera: {exc}") from None
+        return settings, None, [f"The camera gain could not be checked: {exc}."]
+    if settings.camera == "auto":
+        settings = dataclasses.replace(settings, gain_adu_per_photon=estimate.gain_adu_per_photon,
+                                       offset_adu=estimate.offset_adu)
+    else:
+        message = gain_warning(settings.gain_adu_per_photon, estimate)
+        if message:
+            warnings.append(message)
+    return settings, estimate, warnings
