@@ -65,3 +65,53 @@ def test_reconstruct_bad_input_gets_one_sentence(movie, tmp_path, capsys):
     assert "A:B" in _error(capsys, ["reconstruct", str(movie), "--out", out, "--frames", "two"])
     assert "not available" in _error(capsys, ["reconstruct", str(movie), "--out", out, "--device", "cuda"])
     assert "missing" in _error(capsys, ["reconstruct", str(movie), "--out", out, "--phi", str(tmp_path / "x.pt")])
+
+
+@pytest.fixture
+def gradient_movie(tmp_path):
+    """40 frames on a gradient background, written with a wrong gain in the metadata (1 instead of 3)."""
+    cfg = SimulationConfig(n_frames=40, height_px=48, width_px=48, density_per_um2=0.5, photons=2000.0,
+                           background_photons=40.0, background_structure="gradient", gain_adu_per_photon=3.0,
+                           offset_adu=100.0, read_noise_e=1.0, structure="uniform", blinking=False, seed=9)
+    sim = simulate_stack(cfg, quantize=True)
+    return write_stack(tmp_path / "gradient.tif", sim.adu, 108.0, extra_info={"offset_adu": 100.0,
+                                                                              "gain_adu_per_photon": 1.0})
+
+
+def test_wrong_gain_is_reported_and_camera_auto_uses_the_estimate(gradient_movie, tmp_path, tiny_models, capsys):
+    out = tmp_path / "given"
+    assert main(["reconstruct", str(gradient_movie), "--out", str(out), "--phi", tiny_models["phi"],
+                 "--no-posterior", "--device", "cpu", "--frames", "1:2"]) == 0
+    err = capsys.readouterr().err
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "below the gain estimated from the movie" in warnings[0]
+    record = json.loads((out / "run.json").read_text())
+    assert record["camera"]["estimate"]["gain_adu_per_photon"] == pytest.approx(3.0, rel=0.15)
+    assert record["camera"]["used"]["gain_adu_per_photon"] == 1.0 and record["warnings"] == [warnings[0][9:]]
+    assert record["detection"]["min_photons"] == 100.0
+
+    auto = tmp_path / "auto"
+    assert main(["reconstruct", str(gradient_movie), "--out", str(auto), "--phi", tiny_models["phi"],
+                 "--no-posterior", "--device", "cpu", "--frames", "1:2", "--camera", "auto"]) == 0
+    assert "warning" not in capsys.readouterr().err
+    used = json.loads((auto / "run.json").read_text())["camera"]["used"]
+    assert used["source"] == "estimated from the movie"
+    assert used["gain_adu_per_photon"] == pytest.approx(3.0, rel=0.15)
+
+
+def test_camera_auto_on_a_too_short_movie_is_one_sentence(movie, tmp_path, capsys):
+    err = _error(capsys, ["reconstruct", str(movie), "--out", str(tmp_path / "r"), "--camera", "auto"])
+    assert "at least 8 frames" in err
+
+
+def test_the_detection_knob_is_honoured(gradient_movie, tmp_path):
+    counts = []
+    for knob in ("0", "500", "3000"):
+        out = tmp_path / f"knob{knob}"
+        assert main(["reconstruct", str(gradient_movie), "--out", str(out), "--no-posterior", "--device", "cpu",
+                     "--frames", "1:4", "--camera", "auto", "--min-photons", knob]) == 0
+        locs = read_localizations_csv(out / "localizations.csv")
+        assert (locs.intensity_photons >= float(knob)).all()
+        counts.append(len(locs))
+    # 2000-photon emitters: a 500-photon knob keeps most, a 3000-photon knob almost none
+    assert counts[0] >= counts[1] > 0.6 * counts[0] and counts[2] < 0.2 * counts[0]

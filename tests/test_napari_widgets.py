@@ -209,3 +209,35 @@ def test_reconstruct_widget_layers_line_up_with_the_truth(make_napari_viewer, qt
         around = mean.data[r - 4:r + 5, c - 4:c + 5].max()
         peak_here.append(near == around and near > 0.005)  # KDE peak within 1 KDE px = 0.25 raw px
     assert np.mean(peak_here) >= 0.8
+
+
+def test_reconstruct_settings_carry_the_camera_choice_and_the_detection_knob():
+    from smlm_diffusion._napari.reconstruct_logic import CAMERA_CHOICES, build_settings
+
+    values = {"pixel_size_nm": 100.0, "offset_adu": 90.0, "gain": 2.0, "scope": "whole stack", "posterior": False,
+              "camera": CAMERA_CHOICES[1], "emccd": True, "min_photons": 250.0}
+    settings = build_settings(values, n_frames=10)
+    assert settings.camera == "auto" and settings.emccd and settings.min_photons == 250.0
+    settings = build_settings({**values, "camera": CAMERA_CHOICES[0]}, n_frames=10)
+    assert settings.camera == "given"
+
+
+def test_reconstruct_widget_warns_once_about_a_wrong_gain(make_napari_viewer, qtbot, tmp_path, bundled_or_tiny,
+                                                          monkeypatch):
+    import napari.utils.notifications as notifications
+
+    shown = []
+    monkeypatch.setattr(notifications, "show_warning", shown.append)
+    cfg = SimulationConfig(n_frames=30, height_px=40, width_px=40, density_per_um2=0.5, photons=2000,
+                           background_photons=40.0, background_structure="gradient", offset_adu=100.0,
+                           gain_adu_per_photon=3.0, seed=2)
+    path = write_stack(tmp_path / "wrong_gain.tif", simulate_stack(cfg, quantize=True).adu, 108.0,
+                       extra_info={"offset_adu": 100.0, "gain_adu_per_photon": 1.0})
+    viewer = make_napari_viewer()
+    viewer.open(str(path), plugin=PLUGIN)
+    widget = _dock(viewer, "Reconstruct")
+    widget.values["posterior"].value = False
+    widget.start()
+    _wait_idle(qtbot, widget)
+    assert len(shown) == 1 and "below the gain estimated from the movie" in shown[0]
+    assert "\n" not in shown[0]
