@@ -81,7 +81,7 @@ def gradient_movie(tmp_path):
 def test_wrong_gain_is_reported_and_camera_auto_uses_the_estimate(gradient_movie, tmp_path, tiny_models, capsys):
     out = tmp_path / "given"
     assert main(["reconstruct", str(gradient_movie), "--out", str(out), "--phi", tiny_models["phi"],
-                 "--no-posterior", "--device", "cpu", "--frames", "1:2"]) == 0
+                 "--no-posterior", "--device", "cpu", "--frames", "1:2", "--psf-sigma", "0.92"]) == 0
     err = capsys.readouterr().err
     warnings = [line for line in err.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and "below the gain estimated from the movie" in warnings[0]
@@ -89,10 +89,11 @@ def test_wrong_gain_is_reported_and_camera_auto_uses_the_estimate(gradient_movie
     assert record["camera"]["estimate"]["gain_adu_per_photon"] == pytest.approx(3.0, rel=0.15)
     assert record["camera"]["used"]["gain_adu_per_photon"] == 1.0 and record["warnings"] == [warnings[0][9:]]
     assert record["detection"]["min_photons"] == 100.0
+    assert record["psf"] == {"sigma_px": 0.92, "source": "given"}
 
     auto = tmp_path / "auto"
     assert main(["reconstruct", str(gradient_movie), "--out", str(auto), "--phi", tiny_models["phi"],
-                 "--no-posterior", "--device", "cpu", "--frames", "1:2", "--camera", "auto"]) == 0
+                 "--no-posterior", "--device", "cpu", "--frames", "1:2", "--camera", "auto", "--psf-sigma", "0.92"]) == 0
     assert "warning" not in capsys.readouterr().err
     used = json.loads((auto / "run.json").read_text())["camera"]["used"]
     assert used["source"] == "estimated from the movie"

@@ -82,13 +82,13 @@ def test_reconstruct_widget_cancel_keeps_finished_frames(make_napari_viewer, qtb
 
     from smlm_diffusion.reconstruction import engine
 
-    localize = engine._localize
+    localize = engine.refine_frame
 
     def slow_localize(*args, **kwargs):  # tiny models are too quick to cancel mid-stack
         time.sleep(0.3)
         return localize(*args, **kwargs)
 
-    monkeypatch.setattr(engine, "_localize", slow_localize)
+    monkeypatch.setattr(engine, "refine_frame", slow_localize)
     path, _ = _movie(tmp_path, n_frames=6)
     viewer = make_napari_viewer()
     viewer.open(str(path), plugin=PLUGIN)
@@ -215,11 +215,12 @@ def test_reconstruct_settings_carry_the_camera_choice_and_the_detection_knob():
     from smlm_diffusion._napari.reconstruct_logic import CAMERA_CHOICES, build_settings
 
     values = {"pixel_size_nm": 100.0, "offset_adu": 90.0, "gain": 2.0, "scope": "whole stack", "posterior": False,
-              "camera": CAMERA_CHOICES[1], "emccd": True, "min_photons": 250.0}
+              "camera": CAMERA_CHOICES[1], "emccd": True, "min_photons": 250.0, "psf_sigma_px": 0.0}
     settings = build_settings(values, n_frames=10)
     assert settings.camera == "auto" and settings.emccd and settings.min_photons == 250.0
-    settings = build_settings({**values, "camera": CAMERA_CHOICES[0]}, n_frames=10)
-    assert settings.camera == "given"
+    assert settings.psf_sigma_px is None  # 0 in the widget: measure it on the movie
+    settings = build_settings({**values, "camera": CAMERA_CHOICES[0], "psf_sigma_px": 1.2}, n_frames=10)
+    assert settings.camera == "given" and settings.psf_sigma_px == 1.2
 
 
 def test_reconstruct_widget_warns_once_about_a_wrong_gain(make_napari_viewer, qtbot, tmp_path, bundled_or_tiny,
@@ -239,5 +240,6 @@ def test_reconstruct_widget_warns_once_about_a_wrong_gain(make_napari_viewer, qt
     widget.values["posterior"].value = False
     widget.start()
     _wait_idle(qtbot, widget)
-    assert len(shown) == 1 and "below the gain estimated from the movie" in shown[0]
-    assert "\n" not in shown[0]
+    about_gain = [message for message in shown if "camera gain" in message]
+    assert len(about_gain) == 1 and "below the gain estimated from the movie" in about_gain[0]
+    assert all("\n" not in message for message in shown)

@@ -17,8 +17,9 @@ CAMERA_CHOICES = ("as given", "estimate from movie")
 def build_settings(values: dict, n_frames: int, current_frame: int = 0,
                    visible_region: tuple[int, int, int, int] | None = None) -> ReconstructionSettings:
     """``values``: pixel_size_nm, offset_adu, gain, camera (a CAMERA_CHOICES label), emccd,
-    min_photons, scope, first_frame, last_frame (1-based, inclusive), posterior, chains,
-    accelerated, seed, device. ``current_frame`` is 0-based."""
+    min_photons, psf_sigma_px (0 or missing: measured on the movie), scope, first_frame,
+    last_frame (1-based, inclusive), posterior, chains, accelerated, seed, device.
+    ``current_frame`` is 0-based."""
     scope = values.get("scope", "current frame")
     if scope not in SCOPES:
         raise ValueError(f"unknown scope {scope!r}; choose one of {', '.join(SCOPES)}")
@@ -38,6 +39,7 @@ def build_settings(values: dict, n_frames: int, current_frame: int = 0,
         gain_adu_per_photon=float(values["gain"]), frames=frames, region=region,
         camera="auto" if values.get("camera") == CAMERA_CHOICES[1] else "given", emccd=bool(values.get("emccd", False)),
         min_photons=float(values.get("min_photons", DEFAULT_MIN_PHOTONS)),
+        psf_sigma_px=float(values["psf_sigma_px"]) if values.get("psf_sigma_px") else None,
         posterior=bool(values.get("posterior", True)), sampler=sampler, seed=int(values.get("seed", 0)),
         device=str(values.get("device", "cpu")))
 

@@ -37,6 +37,8 @@ class ReconstructWidget(Container):
             "min_photons": FloatSpinBox(label="min photons", min=0.0, max=1e6, step=10.0,
                                         value=DEFAULT_MIN_PHOTONS,
                                         tooltip="detection threshold: photons above the local background"),
+            "psf_sigma_px": FloatSpinBox(label="PSF sigma (px)", min=0.0, max=5.0, step=0.01, value=0.0,
+                                         tooltip="for the likelihood fit; 0 = measure it on the movie"),
             "scope": ComboBox(label="scope", choices=list(SCOPES), value="current frame"),
             "first_frame": SpinBox(label="first frame", min=1, max=10 ** 9, value=1),
             "last_frame": SpinBox(label="last frame", min=1, max=10 ** 9, value=1),

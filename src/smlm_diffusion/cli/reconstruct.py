@@ -37,6 +37,12 @@ def add_parser(sub) -> None:
     p.add_argument("--min-photons", type=float, default=DEFAULT_MIN_PHOTONS,
                    help="detection threshold: keep localizations with at least this many photons above the "
                         f"local background (default {DEFAULT_MIN_PHOTONS:g})")
+    p.add_argument("--psf-sigma", type=float, metavar="PX",
+                   help="PSF sigma in camera pixels for the likelihood fit (default: measured on the movie's bright "
+                        "isolated spots)")
+    p.add_argument("--read-noise", type=float, default=1.4, help="camera read noise, electrons rms (default 1.4)")
+    p.add_argument("--no-refine", action="store_true",
+                   help="keep the KDE positions (no maximum-likelihood refinement on the raw frames)")
     p.add_argument("--frames", metavar="A:B", help="frames A to B, counted from 1, inclusive (default all)")
     p.add_argument("--samples", type=int, default=16, help="posterior samples (chains) per tile (default 16)")
     p.add_argument("--no-posterior", action="store_true", help="phi only: no sampling, no uncertainties")
@@ -73,7 +79,8 @@ def run(args) -> int:
             pixel_size_nm=_pick(args.pixel_size, meta.pixel_size_nm, DEFAULT_PIXEL_SIZE_NM),
             offset_adu=_pick(args.offset, meta.offset_adu, DEFAULT_OFFSET_ADU),
             gain_adu_per_photon=_pick(args.gain, meta.gain_adu_per_photon, DEFAULT_GAIN),
-            camera=args.camera, emccd=args.emccd, min_photons=args.min_photons,
+            camera=args.camera, emccd=args.emccd, min_photons=args.min_photons, psf_sigma_px=args.psf_sigma,
+            read_noise_e=args.read_noise, refine=not args.no_refine,
             frames=parse_frames(args.frames, stack.n_frames), posterior=not args.no_posterior, seed=args.seed,
             device=args.device, phi_model=args.phi, psi_model=args.psi)
         settings.sampler.n_samples = args.samples
@@ -129,6 +136,7 @@ def write_outputs(out: Path, result: Reconstruction, stack_path: str, stack_shap
         "camera": {"used": {"offset_adu": s.offset_adu, "gain_adu_per_photon": s.gain_adu_per_photon,
                             "source": "estimated from the movie" if s.camera == "auto" else "given"},
                    "estimate": result.camera_estimate},
+        "psf": {"sigma_px": result.psf_sigma_px, "source": result.psf_sigma_source},
         "warnings": list(result.warnings),
         "timings_s": {k: round(v, 3) for k, v in result.timings_s.items()},
     }

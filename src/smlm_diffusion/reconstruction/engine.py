@@ -14,12 +14,10 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from ..analysis.localize import localize_kde
 from ..errors import SmlmInputError
-from ..localizations import Localizations
 from .camera_check import check_camera
 from .settings import FrameResult, ProgressEvent, Reconstruction, ReconstructionSettings
-from .uncertainty import aperture_photons, sample_spread
+from .refine import FALLBACK_PSF_SIGMA_PX, kde_candidates, movie_psf_sigma, refine_frame
 
 UPSAMPLING = 4
 
@@ -128,6 +126,10 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
             t = time.perf_counter()
             estimates = phi_kde(phi.module, normalise_frames(photons, norm, background), device)
             timing["phi"] += time.perf_counter() - t
+            if result.psf_sigma_px is None:
+                t = time.perf_counter()
+                _measure_psf(result, estimates / kde_scale, photons, background, chunk_start)
+                timing["psf_sigma"] = time.perf_counter() - t
             result.network_evaluations += len(estimates)
             for offset, estimate in enumerate(estimates):
                 frame = chunk_start + offset + 1
@@ -155,7 +157,9 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
                 else:
                     mean = estimate / kde_scale
                 t = time.perf_counter()
-                locs = _localize(mean, samples, kde_scale, photons[offset], background[offset], frame, settings)
+                candidates = kde_candidates(mean, photons[offset], background[offset], frame, settings)
+                locs = refine_frame(candidates, photons[offset], background[offset], result.psf_sigma_px, settings,
+                                    samples, kde_scale)
                 locs.x_nm += c0 * settings.pixel_size_nm
                 locs.y_nm += r0 * settings.pixel_size_nm
                 timing["localize"] += time.perf_counter() - t
@@ -178,25 +182,22 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
         result.timings_s["total"] = time.perf_counter() - started
 
 
-def _localize(mean: np.ndarray, samples: np.ndarray | None, kde_scale: float, photons: np.ndarray,
-              background: np.ndarray, frame: int, settings: ReconstructionSettings) -> Localizations:
-    """LoG candidates on the KDE, photons from the raw frame above the local background,
-    the detection knob (``min_photons``), then the posterior spread where there are samples."""
-    px = settings.pixel_size_nm
-    locs = localize_kde(mean, px, frame, threshold=settings.kde_threshold)
-    xy_px = locs.xy_px(px)
-    locs.intensity_photons = aperture_photons(photons, xy_px[:, 0], xy_px[:, 1], background=background)
-    locs = locs.select(locs.intensity_photons >= settings.min_photons)
-    xy_px = locs.xy_px(px)
-    if samples is not None and len(locs):
-        sample_xys = [localize_kde(s / kde_scale, px, frame, threshold=settings.kde_threshold).xy_px(px)
-                      for s in samples]
-        std_px, probability = sample_spread(xy_px, sample_xys, settings.match_radius_px)
-        locs.uncertainty_xy_nm = std_px * px
-        locs.extra["probability"] = probability
+def _measure_psf(result: Reconstruction, kdes: np.ndarray, photons: np.ndarray, background: np.ndarray,
+                 first_index: int) -> None:
+    """The PSF width for the likelihood fit: given, or measured on the first chunk's spots."""
+    settings = result.settings
+    if settings.psf_sigma_px is not None:
+        result.psf_sigma_px, result.psf_sigma_source = float(settings.psf_sigma_px), "given"
+        return
+    candidates = [kde_candidates(k, p, b, first_index + i + 1, settings)
+                  for i, (k, p, b) in enumerate(zip(kdes, photons, background))]
+    sigma, spots = movie_psf_sigma(photons, background, candidates, settings)
+    if np.isfinite(sigma):
+        result.psf_sigma_px, result.psf_sigma_source = sigma, f"measured on {spots} bright isolated spots"
     else:
-        locs.extra["probability"] = np.ones(len(locs))
-    return locs
+        result.psf_sigma_px, result.psf_sigma_source = FALLBACK_PSF_SIGMA_PX, "fallback"
+        result.warnings.append(f"Too few bright isolated spots ({spots}) in the first frames to measure the PSF "
+                               f"width; the fit uses {FALLBACK_PSF_SIGMA_PX:g} px (give the PSF sigma to fix it).")
 
 
 def reconstruct(stack, settings: ReconstructionSettings | None = None,

@@ -33,6 +33,9 @@ class ReconstructionSettings:
     psi_model: str = "psi"
     min_photons: float = DEFAULT_MIN_PHOTONS  # the detection knob: keep localizations with at least this many
                                               # background-subtracted photons (SPEC 2; benchmarks/background.py)
+    psf_sigma_px: float | None = None         # PSF sigma for the likelihood fit; None: measured on the movie
+    read_noise_e: float = 1.4                 # read noise (e- rms) in the likelihood (Poisson + read variance)
+    refine: bool = True                       # maximum-likelihood refinement on the raw frame (analysis/fit.py)
     kde_threshold: float = 0.3                # LoG candidates on the KDE: fraction of one emitter's response
     match_radius_px: float = 1.0              # chain-to-mean matching radius (camera px)
     chunk_frames: int = 16                    # frames read and sent through phi together
@@ -47,6 +50,11 @@ class ReconstructionSettings:
             raise ValueError(f"camera must be 'given' or 'auto', not {self.camera!r}")
         if not self.kde_threshold > 0:
             raise ValueError("the KDE detection threshold must be positive")
+        if self.psf_sigma_px is not None and not 0.3 <= self.psf_sigma_px <= 5.0:
+            raise ValueError(f"a PSF sigma of {self.psf_sigma_px:g} camera pixels is implausible; SMLM PSFs have "
+                             "sigma 0.7-2 px (give it in camera pixels, not nm)")
+        if not self.read_noise_e >= 0:
+            raise ValueError("the read noise must be zero or positive (electrons rms)")
         if not self.min_photons >= 0:
             raise ValueError(f"the minimum photons per localization must be zero or positive, not {self.min_photons:g}")
         if self.chunk_frames < 1:
@@ -86,6 +94,8 @@ class Reconstruction:
     device: str = "cpu"
     network_evaluations: int = 0
     timings_s: dict[str, float] = field(default_factory=dict)
+    psf_sigma_px: float | None = None          # the PSF sigma the fit used (given or measured)
+    psf_sigma_source: str = ""                 # "given", "measured on N spots" or "fallback"
     camera_estimate: dict | None = None        # photon-transfer estimate of gain and offset (analysis/camera.py)
     warnings: list[str] = field(default_factory=list)
     frames_requested: int = 0

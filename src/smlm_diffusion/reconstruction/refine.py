@@ -1,0 +1,89 @@
+"""One frame's localizations: LoG candidates on the KDE (phi estimate or posterior mean),
+refined by maximum likelihood on the raw frame (``analysis/fit.py``), the detection knob,
+and the per-localization uncertainty columns.
+
+Columns beyond SPEC 3: ``crlb_xy [nm]`` (per-axis Cramer-Rao bound of the joint fit,
+neighbours included), ``posterior_spread_xy [nm]`` (spread of matched positions over the
+posterior samples; posterior runs only), ``probability`` (fraction of samples with the
+emitter; 1 on the phi path), ``background [photon]`` (fitted local background per pixel),
+``fit_deviance`` (Poisson deviance per pixel of the fit window, about 1 for a good fit) and
+``fit_ok`` (0 where the fit failed or ran away: the KDE position and the aperture photons
+are kept and the uncertainty is Mortensen's approximation).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..analysis.crlb import mortensen_precision_px
+from ..analysis.fit import estimate_psf_sigma, fit_emitters
+from ..analysis.localize import localize_kde
+from ..localizations import Localizations
+from .uncertainty import aperture_photons, sample_spread
+
+#: PSF width used when a movie has too few bright isolated spots to measure it (camera px)
+FALLBACK_PSF_SIGMA_PX = 1.0
+
+
+def kde_candidates(mean: np.ndarray, photons: np.ndarray, background: np.ndarray, frame: int, settings
+                   ) -> Localizations:
+    """LoG detections on a KDE (eq. 3 units) with background-subtracted aperture photons."""
+    px = settings.pixel_size_nm
+    locs = localize_kde(mean, px, frame, threshold=settings.kde_threshold)
+    xy = locs.xy_px(px)
+    locs.intensity_photons = aperture_photons(photons, xy[:, 0], xy[:, 1], background=background)
+    return locs
+
+
+def movie_psf_sigma(photons: np.ndarray, backgrounds: np.ndarray, candidates: list[Localizations], settings
+                    ) -> tuple[float, int]:
+    """PSF sigma (camera px) from the bright isolated candidates of some frames."""
+    px = settings.pixel_size_nm
+    positions = [np.c_[c.xy_px(px), c.intensity_photons] for c in candidates]
+    return estimate_psf_sigma(list(photons), list(backgrounds), positions, settings.read_noise_e ** 2)
+
+
+def refine_frame(candidates: Localizations, photons: np.ndarray, background: np.ndarray, psf_sigma_px: float,
+                 settings, samples: np.ndarray | None = None, kde_scale: float = 1.0) -> Localizations:
+    """Maximum-likelihood positions and photons, the detection knob, and the uncertainty
+    columns (module doc) for one frame's candidates."""
+    px = settings.pixel_size_nm
+    locs = candidates
+    xy = locs.xy_px(px)
+    read_variance = settings.read_noise_e ** 2
+    if settings.refine and len(locs):
+        fit = fit_emitters(photons, background, xy[:, 0], xy[:, 1], psf_sigma_px, read_variance)
+        ok = fit.ok
+        intensity = np.where(ok, fit.photons, locs.intensity_photons)
+        level = np.where(ok, fit.background_photons, _level_at(background, xy))
+        crlb_px = np.sqrt(0.5 * (fit.crlb_x_px ** 2 + fit.crlb_y_px ** 2))
+        locs.x_nm, locs.y_nm = fit.x_px * px, fit.y_px * px
+        deviance = np.where(ok, fit.deviance, np.nan)
+    else:
+        ok = np.zeros(len(locs), bool)
+        intensity, level = locs.intensity_photons, _level_at(background, xy)
+        crlb_px, deviance = np.full(len(locs), np.nan), np.full(len(locs), np.nan)
+    approximate = mortensen_precision_px(np.maximum(intensity, 1.0), np.maximum(level, 0.0) + read_variance,
+                                         psf_sigma_px)
+    precision_px = np.where(ok, crlb_px, approximate)
+    locs.intensity_photons = intensity
+    locs.uncertainty_xy_nm = precision_px * px
+    locs.extra.update({"crlb_xy_nm": np.where(ok, crlb_px * px, np.nan), "background_photons": level,
+                       "fit_deviance": deviance, "fit_ok": ok.astype(np.int64)})
+    locs = locs.select(locs.intensity_photons >= settings.min_photons)
+    if samples is not None and len(locs):
+        mean_xy = locs.xy_px(px)
+        sample_xys = [localize_kde(s / kde_scale, px, 1, threshold=settings.kde_threshold).xy_px(px)
+                      for s in samples]
+        spread_px, probability = sample_spread(mean_xy, sample_xys, settings.match_radius_px)
+        locs.extra["posterior_spread_xy_nm"] = spread_px * px
+        locs.extra["probability"] = probability
+    else:
+        locs.extra["probability"] = np.ones(len(locs))
+    return locs
+
+
+def _level_at(background: np.ndarray, xy_px: np.ndarray) -> np.ndarray:
+    rows = np.clip(np.floor(xy_px[:, 1]).astype(int), 0, background.shape[0] - 1)
+    cols = np.clip(np.floor(xy_px[:, 0]).astype(int), 0, background.shape[1] - 1)
+    return np.asarray(background, np.float64)[rows, cols]

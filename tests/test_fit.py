@@ -1,0 +1,76 @@
+"""Maximum-likelihood refinement against the Cramer-Rao bound (analysis/fit.py)."""
+
+import numpy as np
+import pytest
+
+from smlm_diffusion.analysis import crlb
+from smlm_diffusion.analysis.fit import estimate_psf_sigma, fit_emitters
+from smlm_diffusion.simulation import expected_photons
+
+SIGMA = 0.92
+
+
+def _isolated_frames(photons, background, n_frames=25, seed=0, sigma=SIGMA, read_noise=1.4):
+    """Frames of 64x64 with 9 emitters on a jittered grid (>= 15 px apart), and the truth."""
+    rng = np.random.default_rng(seed)
+    base = np.stack(np.meshgrid(np.arange(3) * 20 + 12.0, np.arange(3) * 20 + 12.0), -1).reshape(-1, 2)
+    for _ in range(n_frames):
+        xy = base + rng.uniform(-1, 1, base.shape)
+        omega = expected_photons(xy[None, :, 0], xy[None, :, 1], np.full((1, 9), float(photons)), (64, 64), sigma,
+                                 background)[0]
+        frame = rng.poisson(omega) + rng.normal(0, read_noise, omega.shape)
+        yield frame, xy, xy + rng.normal(0, 0.3, xy.shape)
+
+
+@pytest.mark.parametrize("photons,background", [(200, 10), (1000, 10), (5000, 50)])
+def test_isolated_emitters_reach_the_crlb_and_their_z_scores_are_unit(photons, background):
+    errors, bounds = [], []
+    for frame, truth, start in _isolated_frames(photons, background, seed=photons):
+        fit = fit_emitters(frame, background, start[:, 0], start[:, 1], SIGMA, read_variance_photons2=1.4 ** 2)
+        assert fit.ok.all()
+        errors.append(np.c_[fit.x_px - truth[:, 0], fit.y_px - truth[:, 1]])
+        bounds.append(np.c_[fit.crlb_x_px, fit.crlb_y_px])
+    errors, bounds = np.concatenate(errors), np.concatenate(bounds)
+    analytic = crlb(8.5, 8.5, photons, background + 1.4 ** 2, SIGMA, (17, 17))["x"]
+    rmse = np.sqrt((errors ** 2).mean(axis=0))
+    assert np.all(np.abs(rmse / analytic - 1) < 0.10)           # 225 emitters: RMSE within 10 % of the CRLB
+    assert bounds.mean() == pytest.approx(analytic, rel=0.05)   # the reported bound is the bound
+    z = errors / bounds
+    assert np.all((z.std(axis=0) > 0.85) & (z.std(axis=0) < 1.2))
+
+
+def test_close_pairs_are_fitted_jointly_and_get_larger_uncertainties():
+    rng = np.random.default_rng(3)
+    pair = np.array([[20.3, 20.4], [21.5, 20.9]])  # 1.3 px apart, about 1.4 PSF widths
+    alone, together, errors = [], [], []
+    for _ in range(60):
+        omega = expected_photons(pair[None, :, 0], pair[None, :, 1], np.full((1, 2), 1500.0), (40, 40), SIGMA, 10.0)[0]
+        start = pair + rng.normal(0, 0.2, pair.shape)
+        fit = fit_emitters(rng.poisson(omega).astype(float), 10.0, start[:, 0], start[:, 1], SIGMA)
+        together.append(fit.crlb_x_px)
+        errors.append(fit.x_px - pair[:, 0])
+        single = expected_photons(pair[None, :1, 0], pair[None, :1, 1], np.full((1, 1), 1500.0), (40, 40), SIGMA,
+                                  10.0)[0]
+        alone.append(fit_emitters(rng.poisson(single).astype(float), 10.0, start[:1, 0], start[:1, 1], SIGMA).crlb_x_px)
+    assert np.mean(together) > 1.3 * np.mean(alone)
+    # the joint fit resolves the pair: errors stay within a few of their (larger) bounds
+    assert np.abs(np.mean(errors, axis=0)).max() < 0.1 and np.std(errors) < 2.0 * np.mean(together)
+
+
+def test_a_fit_that_runs_away_is_flagged_and_keeps_the_start():
+    rng = np.random.default_rng(4)
+    frame = rng.poisson(np.full((32, 32), 20.0)).astype(float)
+    frame[10, 10] += 400.0  # a hot pixel; start the fit 3 px away from it
+    fit = fit_emitters(frame, 20.0, np.array([13.5]), np.array([10.5]), SIGMA, max_shift_px=1.5)
+    assert not fit.ok[0] and fit.x_px[0] == 13.5 and fit.y_px[0] == 10.5
+
+
+@pytest.mark.parametrize("sigma", [0.8, 1.3])
+def test_psf_sigma_is_measured_from_bright_isolated_spots(sigma):
+    frames, backgrounds, positions = [], [], []
+    for frame, truth, start in _isolated_frames(3000, 30, n_frames=6, seed=9, sigma=sigma):
+        frames.append(frame)
+        backgrounds.append(np.full(frame.shape, 30.0))
+        positions.append(np.c_[start, np.full(len(start), 3000.0)])
+    measured, spots = estimate_psf_sigma(frames, backgrounds, positions, 1.4 ** 2)
+    assert spots == 54 and measured == pytest.approx(sigma, rel=0.05)
