@@ -7,8 +7,9 @@ PSF of width ``sigma_px``, ``b`` the frame's estimated (structured) background m
 noise variance added to both sides (``x + r^2 ~ Poisson(mu + r^2)``; Huang et al. 2013,
 the approximation of eq. 1). Each emitter is fitted on a window of ``2w+1`` pixels by
 damped Fisher scoring (Levenberg-Marquardt on the negative log-likelihood), all emitters
-at once; emitters whose windows overlap are fitted *jointly* on the union of their
-windows ((x, y, N) of each and one delta).
+at once; emitters closer than 4 PSF sigmas (overlapping PSFs) are fitted *jointly* on
+the union of their windows ((x, y, N) of each and one delta); a crowd of more than 12 is
+flagged instead (``ok`` False).
 
 The inverse Fisher information of that joint model gives ``crlb_x``, ``crlb_y``: the
 Cramer-Rao bound of each emitter, including what its neighbours cost it (appendix A.5).
@@ -21,9 +22,14 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
 from scipy.special import erf
 
 SQRT2 = np.sqrt(2.0)
+#: emitters closer than this many PSF sigmas are fitted jointly (their PSFs overlap)
+JOINT_DISTANCE_SIGMAS = 4.0
+#: larger groups are not fitted jointly (flagged instead): 3k+1 parameters stay small
+MAX_GROUP = 12
 
 
 @dataclass
@@ -56,9 +62,8 @@ def _psf(x, y, r0, c0, size, sigma):
 
 def _neighbours(x, y, reach):
     """Index pairs (i, j), i != j, of emitters closer than ``reach`` px (both orders)."""
-    d = np.hypot(x[:, None] - x[None, :], y[:, None] - y[None, :])
-    i, j = np.nonzero((d < reach) & ~np.eye(len(x), dtype=bool))
-    return i, j
+    pairs = cKDTree(np.c_[x, y]).query_pairs(reach, output_type="ndarray")
+    return np.r_[pairs[:, 0], pairs[:, 1]], np.r_[pairs[:, 1], pairs[:, 0]]
 
 
 def _windows(frame, r0, c0, size):
@@ -83,13 +88,15 @@ def fit_emitters(photons: np.ndarray, background: np.ndarray | float, x_px, y_px
     out = FitResult(*(np.full(m, np.nan) for _ in range(7)), np.zeros(m, bool))
     if m == 0:
         return out
-    labels = _groups(x0, y0, 2 * w + 1)
+    labels = _groups(x0, y0, JOINT_DISTANCE_SIGMAS * sigma_px)
     sizes = np.bincount(labels)
     single = sizes[labels] == 1
-    if single.any():
-        _fit_singles(frame, bg_map, x0, y0, np.flatnonzero(single), w, sigma_px, read_variance_photons2,
+    crowded = sizes[labels] > MAX_GROUP
+    if single.any() or crowded.any():
+        _fit_singles(frame, bg_map, x0, y0, np.flatnonzero(single | crowded), w, sigma_px, read_variance_photons2,
                      iterations, out)
-    for label in np.flatnonzero(sizes > 1):
+        out.ok[crowded] = False  # a crowd too large to fit jointly: flagged, KDE positions kept
+    for label in np.flatnonzero((sizes > 1) & (sizes <= MAX_GROUP)):
         _fit_group(frame, bg_map, x0, y0, np.flatnonzero(labels == label), w, sigma_px, read_variance_photons2,
                    2 * iterations, out)
     out.ok &= (np.isfinite(out.x_px) & np.isfinite(out.y_px) & (out.photons > 0)
@@ -100,7 +107,7 @@ def fit_emitters(photons: np.ndarray, background: np.ndarray | float, x_px, y_px
 
 
 def _groups(x, y, reach):
-    """Connected components of emitters closer than ``reach`` px (their windows overlap)."""
+    """Connected components of emitters closer than ``reach`` px."""
     i, j = _neighbours(x, y, reach)
     graph = coo_matrix((np.ones(len(i)), (i, j)), shape=(len(x), len(x)))
     return connected_components(graph, directed=False)[1]
@@ -228,56 +235,71 @@ def _scoring(data_r, inside, fixed, x, y, n, delta, r0, c0, size, sigma, iterati
 
 
 def estimate_psf_sigma(frames: list[np.ndarray], backgrounds: list[np.ndarray], positions: list[np.ndarray],
-                       read_variance_photons2: float = 2.0, grid=np.arange(0.55, 2.251, 0.05),
-                       max_spots: int = 400) -> tuple[float, int]:
+                       read_variance_photons2: float = 2.0, bounds: tuple[float, float] = (0.55, 2.25),
+                       max_spots: int = 200) -> tuple[float, int]:
     """PSF sigma (camera px) of a movie by profile likelihood over bright, isolated spots.
 
     ``positions``: per frame, (k, 3) candidate (x, y, photons) in camera px. Spots with at
-    least 20 background noise std of photons and no other candidate within 6 px are fitted
-    at every sigma of ``grid``; the summed log-likelihood is maximised (parabola through
-    the best grid point). Returns (sigma, number of spots); (nan, n) with fewer than 5."""
-    spots = []
-    for f, (frame, bg, cand) in enumerate(zip(frames, backgrounds, positions)):
-        if len(cand) == 0:
+    least 60 background noise std of photons and no other candidate within 7 px are cut
+    out (11x11 windows, laid out apart on one mosaic), fitted at each trial sigma, and the
+    summed log-likelihood is maximised by golden-section search within ``bounds``.
+    Returns (sigma, number of spots); (nan, n) with fewer than 5 spots."""
+    cells, cell_bg, spots = [], [], 0
+    for frame, bg, cand in zip(frames, backgrounds, positions):
+        if len(cand) == 0 or spots >= max_spots:
             continue
+        h, w = frame.shape
         d = np.hypot(cand[:, 0][:, None] - cand[:, 0][None], cand[:, 1][:, None] - cand[:, 1][None])
         isolated = (d + np.eye(len(cand)) * 99).min(axis=1) > 7.0
-        h, w = frame.shape
         inner = (cand[:, 0] > 5) & (cand[:, 0] < w - 5) & (cand[:, 1] > 5) & (cand[:, 1] < h - 5)
         level = bg[np.clip(cand[:, 1].astype(int), 0, h - 1), np.clip(cand[:, 0].astype(int), 0, w - 1)]
         bright = cand[:, 2] > 60 * np.sqrt(np.maximum(level, 0) + read_variance_photons2)
-        for x, y, _ in cand[isolated & inner & bright]:
-            spots.append((f, x, y))
-    spots = spots[:max_spots]
-    if len(spots) < 5:
-        return float("nan"), len(spots)
-    totals = []
-    for sigma in grid:
-        total = 0.0
-        for f in sorted({s[0] for s in spots}):
-            xy = np.array([(x, y) for g, x, y in spots if g == f])
-            total += _frame_loglik(frames[f], backgrounds[f], xy, float(sigma), read_variance_photons2)
-        totals.append(total)
-    totals = np.array(totals)
-    k = int(np.argmax(totals))
-    if 0 < k < len(grid) - 1:
-        a, b, c = totals[k - 1:k + 2]
-        shift = 0.5 * (a - c) / (a - 2 * b + c) if (a - 2 * b + c) < 0 else 0.0
-        return float(grid[k] + np.clip(shift, -0.5, 0.5) * (grid[1] - grid[0])), len(spots)
-    return float(grid[k]), len(spots)
+        for x, y, _ in cand[isolated & inner & bright][: max_spots - spots]:
+            r0, c0 = int(np.floor(y)) - 5, int(np.floor(x)) - 5
+            cells.append((frame[r0:r0 + 11, c0:c0 + 11], x - c0, y - r0))
+            cell_bg.append(np.broadcast_to(bg, frame.shape)[r0:r0 + 11, c0:c0 + 11])
+            spots += 1
+    if spots < 5:
+        return float("nan"), spots
+    # one mosaic, 22 px per cell: spots are > 4 sigma apart and are fitted separately
+    side = int(np.ceil(np.sqrt(spots)))
+    mosaic = np.zeros((22 * side, 22 * side))
+    mosaic_bg = np.zeros_like(mosaic)
+    xy = np.zeros((spots, 2))
+    for k, ((window, x, y), bg) in enumerate(zip(cells, cell_bg)):
+        r, c = divmod(k, side)
+        mosaic[22 * r + 5:22 * r + 16, 22 * c + 5:22 * c + 16] = window
+        mosaic_bg[22 * r + 5:22 * r + 16, 22 * c + 5:22 * c + 16] = bg
+        xy[k] = (22 * c + 5 + x, 22 * r + 5 + y)
+
+    def loglik(sigma: float) -> float:
+        return _mosaic_loglik(mosaic, mosaic_bg, xy, sigma, read_variance_photons2)
+
+    lo, hi = bounds
+    ratio = (np.sqrt(5) - 1) / 2
+    a, b = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
+    fa, fb = loglik(a), loglik(b)
+    while hi - lo > 0.005:
+        if fa > fb:
+            hi, b, fb = b, a, fa
+            a = hi - ratio * (hi - lo)
+            fa = loglik(a)
+        else:
+            lo, a, fa = a, b, fb
+            b = lo + ratio * (hi - lo)
+            fb = loglik(b)
+    return float(0.5 * (lo + hi)), spots
 
 
-def _frame_loglik(frame, background, xy, sigma, read_variance):
-    """Summed Poisson log-likelihood (up to a constant) of isolated spots fitted at ``sigma``,
-    on a fixed 11x11 window each so that every sigma sees the same pixels."""
-    fit = fit_emitters(frame, background, xy[:, 0], xy[:, 1], sigma, read_variance, half_width_px=5)
-    size = 11
-    r0 = np.floor(xy[:, 1]).astype(int) - 5
+def _mosaic_loglik(mosaic, background, xy, sigma, read_variance):
+    """Summed Poisson log-likelihood (up to a constant) of the mosaic's spots fitted at
+    ``sigma``, each on its fixed 11x11 cell so that every sigma sees the same pixels."""
+    fit = fit_emitters(mosaic, background, xy[:, 0], xy[:, 1], sigma, read_variance, half_width_px=5)
+    r0 = np.floor(xy[:, 1]).astype(int) - 5   # the spot's own 11x11 cell (the fit's window)
     c0 = np.floor(xy[:, 0]).astype(int) - 5
-    data, inside = _windows(np.asarray(frame, np.float64), r0, c0, size)
-    bg, _ = _windows(np.broadcast_to(np.asarray(background, np.float64), frame.shape), r0, c0, size)
-    psf = _psf(fit.x_px, fit.y_px, r0, c0, size, sigma)[0]
+    data, _ = _windows(mosaic, r0, c0, 11)
+    bg, _ = _windows(background, r0, c0, 11)
+    psf = _psf(fit.x_px, fit.y_px, r0, c0, 11, sigma)[0]
     delta = fit.background_photons - bg[:, 5, 5]
     mu = np.maximum(fit.photons[:, None, None] * psf + bg + delta[:, None, None] + read_variance, 1e-6)
-    data_r = data + read_variance
-    return float(np.where(inside, data_r * np.log(mu) - mu, 0.0).sum())
+    return float(((data + read_variance) * np.log(mu) - mu).sum())
