@@ -187,6 +187,8 @@ def _fit_group(frame, bg_map, x0, y0, index, w, sigma, read_variance, iterations
         value = nll(*trial)
         if value <= current:
             (x, y, n, delta), current, lam = trial, value, lam * 0.3
+            if np.abs(step[:2 * k]).max() < 1e-3:   # converged to 0.001 px
+                break
         else:
             lam *= 10.0
     mu, psf, dx, dy = model(x, y, n, delta)
@@ -231,6 +233,8 @@ def _scoring(data_r, inside, fixed, x, y, n, delta, r0, c0, size, sigma, iterati
         x, y, n, delta = (np.where(better, t, v) for t, v in zip(trial, (x, y, n, delta)))
         current = np.where(better, value, current)
         lam = np.where(better, lam * 0.3, lam * 10.0)
+        if np.all(better & (np.abs(step[:, :2]).max(axis=1) < 1e-3)):  # all converged to 0.001 px
+            break
     return x, y, n, delta
 
 
