@@ -168,3 +168,21 @@ def test_failed_write_leaves_no_file(tmp_path):
     with pytest.raises(RuntimeError):
         write_stack(tmp_path / "out.tif", chunks(), 108.0, shape=(4, 8, 8))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_picasso_export_puts_pixel_centres_on_integers_and_carries_the_fit(tmp_path):
+    import h5py
+
+    from smlm_diffusion.io import write_picasso_hdf5
+
+    px = 108.0
+    locs = Localizations(frame=np.array([1, 2]), x_nm=np.array([5.5, 7.25]) * px, y_nm=np.array([3.5, 9.0]) * px,
+                         intensity_photons=np.array([1000.0, 500.0]), uncertainty_xy_nm=np.array([5.4, 10.8]),
+                         extra={"sigma_nm": np.array([99.36, 99.36]), "background_photons": np.array([12.0, 30.0])})
+    path = write_picasso_hdf5(tmp_path / "locs.hdf5", locs, px, 32, 32, 2)
+    with h5py.File(path) as handle:
+        table = handle["locs"][...]
+    assert np.allclose(table["x"], [5.0, 6.75]) and np.allclose(table["y"], [3.0, 8.5])
+    assert np.array_equal(table["frame"], [0, 1])
+    assert np.allclose(table["lpx"], [0.05, 0.1]) and np.allclose(table["lpy"], table["lpx"])
+    assert np.allclose(table["sx"], 0.92) and np.allclose(table["bg"], [12.0, 30.0])

@@ -72,7 +72,8 @@ def test_reconstruct_widget_runs_and_aligns(make_napari_viewer, qtbot, tmp_path,
     assert mean.data.shape == (96, 112)
     assert np.allclose(mean.scale, [0.25, 0.25]) and np.allclose(mean.translate, [-0.375, -0.375])
     points = viewer.layers["localizations [movie.tif]"]
-    assert {"uncertainty_xy_nm", "probability", "intensity"} <= set(points.features.columns)
+    assert {"uncertainty_xy_nm", "probability", "intensity", "crlb_xy_nm", "posterior_spread_xy_nm", "background",
+            "fit_deviance", "fit_ok"} <= set(points.features.columns)
     assert "finished" in widget._status.value
 
 
@@ -170,7 +171,8 @@ def test_evaluate_widget_and_writer_round_trip(make_napari_viewer, tmp_path):
 
     with h5py.File(hdf) as handle:
         locs = handle["locs"][...]
-    assert len(locs) == len(points) and np.allclose(locs["x"], points[:, 2] + 0.5, atol=1e-4)
+    # Picasso's convention is napari's: the centre of pixel c is at c
+    assert len(locs) == len(points) and np.allclose(locs["x"], points[:, 2], atol=1e-4)
     assert (tmp_path / "truth.yaml").exists()
 
 

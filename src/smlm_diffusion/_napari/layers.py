@@ -53,18 +53,33 @@ def localizations_from_points(data: np.ndarray, features, pixel_size_nm: float, 
         return None
 
     extra = {}
-    probability = feature("probability")
-    if probability is not None:
-        extra["probability"] = probability
+    for key in ("probability", *FEATURE_COLUMNS):
+        values = feature(_feature_name(key))
+        if values is not None:
+            extra[key] = values
     return Localizations(frame=frame, x_nm=x_nm, y_nm=y_nm,
                          intensity_photons=feature("intensity", "intensity_photons"),
                          uncertainty_xy_nm=feature("uncertainty_xy_nm"), extra=extra)
 
 
+#: per-localization columns shown as Points features beside uncertainty, probability and intensity
+FEATURE_COLUMNS = ("crlb_xy_nm", "posterior_spread_xy_nm", "background_photons", "sigma_nm", "fit_deviance",
+                   "fit_ok")
+
+
+def _feature_name(column: str) -> str:
+    """Points feature name of a localization column (``background_photons`` -> ``background``)."""
+    return column.replace("_photons", "")
+
+
 def points_features(locs: Localizations) -> dict[str, np.ndarray]:
-    return {"uncertainty_xy_nm": np.asarray(locs.uncertainty_xy_nm, float),
-            "probability": np.asarray(locs.extra.get("probability", np.ones(len(locs))), float),
-            "intensity": np.asarray(locs.intensity_photons, float)}
+    features = {"uncertainty_xy_nm": np.asarray(locs.uncertainty_xy_nm, float),
+                "probability": np.asarray(locs.extra.get("probability", np.ones(len(locs))), float),
+                "intensity": np.asarray(locs.intensity_photons, float)}
+    for name in FEATURE_COLUMNS:
+        if name in locs.extra:
+            features[_feature_name(name)] = np.asarray(locs.extra[name], float)
+    return features
 
 
 def robust_contrast(image: np.ndarray) -> list[float]:

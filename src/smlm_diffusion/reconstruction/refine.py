@@ -6,6 +6,7 @@ Columns beyond SPEC 3: ``crlb_xy [nm]`` (per-axis Cramer-Rao bound of the joint 
 neighbours included), ``posterior_spread_xy [nm]`` (spread of matched positions over the
 posterior samples; posterior runs only), ``probability`` (fraction of samples with the
 emitter; 1 on the phi path), ``background [photon]`` (fitted local background per pixel),
+``sigma [nm]`` (the PSF sigma of the fit, as ThunderSTORM writes it),
 ``fit_deviance`` (Poisson deviance per pixel of the fit window, about 1 for a good fit) and
 ``fit_ok`` (0 where the fit failed or ran away: the KDE position and the aperture photons
 are kept and the uncertainty is Mortensen's approximation).
@@ -69,7 +70,8 @@ def refine_frame(candidates: Localizations, photons: np.ndarray, background: np.
     locs.intensity_photons = intensity
     locs.uncertainty_xy_nm = precision_px * px
     locs.extra.update({"crlb_xy_nm": np.where(ok, crlb_px * px, np.nan), "background_photons": level,
-                       "fit_deviance": deviance, "fit_ok": ok.astype(np.int64)})
+                       "sigma_nm": np.full(len(locs), psf_sigma_px * px), "fit_deviance": deviance,
+                       "fit_ok": ok.astype(np.int64)})
     locs = locs.select(locs.intensity_photons >= settings.min_photons)
     if samples is not None and len(locs):
         mean_xy = locs.xy_px(px)
