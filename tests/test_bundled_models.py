@@ -45,3 +45,28 @@ def test_bundled_psi_posterior_mean_matches_phi():
     settings.sampler.n_samples = 8
     post = evaluate(reconstruct(sim.adu, settings).localizations, sim.truth, 250.0)
     assert post.jaccard >= phi.jaccard - 0.1 and post.jaccard > 0.7
+
+
+@pytest.mark.parametrize("structure,level,hot", [("flat", 20.0, 0), ("flat", 150.0, 0), ("gradient", 80.0, 0),
+                                                 ("field", 60.0, 0), ("blobs", 60.0, 2), ("cell", 80.0, 0),
+                                                 ("mixed", 100.0, 3)])
+def test_background_only_frames_give_almost_no_localizations(structure, level, hot):
+    """The real-frames target is <= 0.5 false localizations per 128x128 frame: here 8 frames
+    of 64x64 (two 128x128 frames' worth of area) may hold at most 1."""
+    cfg = SimulationConfig(n_frames=8, height_px=64, width_px=64, density_per_um2=0.0, background_photons=level,
+                           background_structure=structure, hot_pixels=hot, read_noise_e=1.5, offset_adu=100.0,
+                           seed=4242)
+    sim = simulate_stack(cfg, quantize=True)
+    rec = reconstruct(sim.adu, ReconstructionSettings(posterior=False, device="cpu", psf_sigma_px=0.92))
+    assert len(rec.localizations) <= 1, rec.localizations.intensity_photons
+
+
+@pytest.mark.parametrize("structure", ["gradient", "cell", "blobs"])
+def test_emitters_on_structured_backgrounds_are_found(structure):
+    cfg = SimulationConfig(n_frames=6, height_px=64, width_px=64, density_per_um2=0.5, photons=1000.0,
+                           background_photons=60.0, background_structure=structure, read_noise_e=1.5,
+                           offset_adu=100.0, structure="uniform", blinking=False, seed=777)
+    sim = simulate_stack(cfg, quantize=True)
+    rec = reconstruct(sim.adu, ReconstructionSettings(posterior=False, device="cpu"))
+    m = evaluate(rec.localizations, sim.truth, 250.0)
+    assert m.jaccard > 0.85 and m.rmse_lateral_nm < 25.0, m.to_dict()
