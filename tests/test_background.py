@@ -108,3 +108,14 @@ def test_gain_warning_only_when_more_than_twice_off():
     assert "--camera auto" in gain_warning(12.0, estimate)
     with pytest.raises(ValueError, match="at least 8 frames"):
         estimate_camera(_movie(3.0, frames=5))
+
+
+def test_implausible_pixel_size_and_psf_width_are_flagged():
+    from smlm_diffusion.reconstruction import ReconstructionSettings
+    from smlm_diffusion.reconstruction.camera_check import plausibility_warnings
+
+    assert plausibility_warnings(ReconstructionSettings(pixel_size_nm=108.0, psf_sigma_px=1.0)) == []
+    (message,) = plausibility_warnings(ReconstructionSettings(pixel_size_nm=6500.0))
+    assert "6500 nm is unusual" in message and message.endswith(".")
+    (message,) = plausibility_warnings(ReconstructionSettings(pixel_size_nm=160.0, psf_sigma_px=4.0))
+    assert "camera pixels" in message

@@ -16,10 +16,22 @@ from ..errors import SmlmInputError
 CAMERA_FRAMES = 200
 
 
+def plausibility_warnings(settings) -> list[str]:
+    """One sentence per setting outside what SMLM cameras and objectives give."""
+    warnings = []
+    if not 40.0 <= settings.pixel_size_nm <= 400.0:
+        warnings.append(f"A pixel size of {settings.pixel_size_nm:g} nm is unusual for SMLM (typically 65-160 nm "
+                        "in the sample plane); check that it is in nm and refers to the sample, not the camera chip.")
+    if settings.psf_sigma_px is not None and settings.psf_sigma_px * settings.pixel_size_nm > 400.0:
+        warnings.append(f"A PSF sigma of {settings.psf_sigma_px:g} px ({settings.psf_sigma_px * settings.pixel_size_nm:.0f} "
+                        "nm) is wider than an in-focus SMLM spot; check that it is in camera pixels.")
+    return warnings
+
+
 def check_camera(stack, n_frames: int, settings, read) -> tuple[object, CameraEstimate | None, list[str]]:
     """(settings to use, the estimate or None, warnings). ``read(start, stop)`` returns
     frames in ADU. Raises SmlmInputError when ``camera="auto"`` cannot estimate."""
-    warnings: list[str] = []
+    warnings = plausibility_warnings(settings)
     if n_frames < MIN_FRAMES:
         if settings.camera == "auto":
             raise SmlmInputError(f"--camera auto needs a movie of at least {MIN_FRAMES} frames to estimate the "
@@ -31,7 +43,7 @@ def check_camera(stack, n_frames: int, settings, read) -> tuple[object, CameraEs
     except ValueError as exc:
         if settings.camera == "auto":
             raise SmlmInputError(f"--camera auto could not estimate the camera: {exc}") from None
-        return settings, None, [f"The camera gain could not be checked: {exc}."]
+        return settings, None, [*warnings, f"The camera gain could not be checked: {exc}."]
     if settings.camera == "auto":
         settings = dataclasses.replace(settings, gain_adu_per_photon=estimate.gain_adu_per_photon,
                                        offset_adu=estimate.offset_adu)
