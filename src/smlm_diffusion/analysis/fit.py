@@ -40,6 +40,8 @@ class FitResult:
     background_photons: np.ndarray  # b + delta at the emitter's centre pixel
     crlb_x_px: np.ndarray
     crlb_y_px: np.ndarray
+    robust_x_px: np.ndarray     # sandwich (Huber-White) std: I^-1 J' diag(r^2 / mu^2) J I^-1, residuals r
+    robust_y_px: np.ndarray
     deviance: np.ndarray        # Poisson deviance per pixel of the window (about 1 for a good fit)
     ok: np.ndarray              # bool: converged, stayed near the start, photons > 0
 
@@ -85,7 +87,7 @@ def fit_emitters(photons: np.ndarray, background: np.ndarray | float, x_px, y_px
     x0, y0 = np.asarray(x_px, np.float64).copy(), np.asarray(y_px, np.float64).copy()
     m = len(x0)
     w = half_width_px if half_width_px is not None else int(np.ceil(3 * sigma_px))
-    out = FitResult(*(np.full(m, np.nan) for _ in range(7)), np.zeros(m, bool))
+    out = FitResult(*(np.full(m, np.nan) for _ in range(9)), np.zeros(m, bool))
     if m == 0:
         return out
     labels = _groups(x0, y0, JOINT_DISTANCE_SIGMAS * sigma_px)
@@ -137,10 +139,14 @@ def _fit_singles(frame, bg_map, x0, y0, index, w, sigma, read_variance, iteratio
     jac = np.where(inside[:, None], jac, 0.0).reshape(len(x), 4, -1)
     fisher = np.einsum("mpk,mqk,mk->mpq", jac, jac, (1.0 / mu).reshape(len(x), -1))
     cov = np.linalg.pinv(fisher)
+    meat = np.einsum("mpk,mqk,mk->mpq", jac, jac, (np.where(inside, data_r - mu, 0.0) ** 2 / mu ** 2).reshape(len(x), -1))
+    sandwich = cov @ meat @ cov
     out.x_px[index], out.y_px[index], out.photons[index] = x, y, n
     out.background_photons[index] = bg[:, w, w] + delta
     out.crlb_x_px[index] = np.sqrt(np.clip(cov[:, 0, 0], 0, None))
     out.crlb_y_px[index] = np.sqrt(np.clip(cov[:, 1, 1], 0, None))
+    out.robust_x_px[index] = np.sqrt(np.clip(sandwich[:, 0, 0], 0, None))
+    out.robust_y_px[index] = np.sqrt(np.clip(sandwich[:, 1, 1], 0, None))
     out.deviance[index] = _deviance(data_r, mu, inside)
     out.ok[index] = True
 
@@ -193,13 +199,18 @@ def _fit_group(frame, bg_map, x0, y0, index, w, sigma, read_variance, iterations
             lam *= 10.0
     mu, psf, dx, dy = model(x, y, n, delta)
     jac = jacobian(n, psf, dx, dy)
-    variances = np.diag(np.linalg.pinv((jac * (1.0 / mu).ravel()) @ jac.T))
+    cov = np.linalg.pinv((jac * (1.0 / mu).ravel()) @ jac.T)
+    variances = np.diag(cov)
+    meat = (jac * (np.where(inside, data_r - mu, 0.0) ** 2 / mu ** 2).ravel()) @ jac.T
+    robust = np.diag(cov @ meat @ cov)
     out.x_px[index], out.y_px[index], out.photons[index] = x, y, n
     rr = np.clip(np.floor(y).astype(int) - r0, 0, size - 1)
     cc = np.clip(np.floor(x).astype(int) - c0, 0, size - 1)
     out.background_photons[index] = bg[rr, cc] + delta
     out.crlb_x_px[index] = np.sqrt(np.clip(variances[:k], 0, None))
     out.crlb_y_px[index] = np.sqrt(np.clip(variances[k:2 * k], 0, None))
+    out.robust_x_px[index] = np.sqrt(np.clip(robust[:k], 0, None))
+    out.robust_y_px[index] = np.sqrt(np.clip(robust[k:2 * k], 0, None))
     out.deviance[index] = _deviance(data_r[None], mu[None], inside[None])[0]
     out.ok[index] = True
 
