@@ -25,7 +25,14 @@ from .schedule import NoiseSchedule
 FORMAT_VERSION = 1
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 MANIFEST = WEIGHTS_DIR / "manifest.json"
-KINDS = {"phi": build_phi, "psi": ConditionalUNet}
+
+
+def _build_psi(config: dict) -> nn.Module:
+    return ConditionalUNet(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in config.items()})
+
+
+#: model kind -> the module a file's ``config`` describes
+KINDS = {"phi": build_phi, "psi": _build_psi}
 
 
 @dataclass
@@ -81,9 +88,7 @@ def load_model(name_or_path: str | Path, device: str | torch.device = "cpu") -> 
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
         kind = payload["kind"]
-        config = payload["config"]
-        module = build_phi(config) if kind == "phi" else \
-            KINDS[kind](**{k: (tuple(v) if isinstance(v, list) else v) for k, v in config.items()})
+        module = KINDS[kind](payload["config"])
         module.load_state_dict(payload["state_dict"])
     except Exception as exc:  # noqa: BLE001 - any unpickling/shape problem means a bad file
         raise SmlmInputError(f"model weights file {path} could not be read ({type(exc).__name__}); "
