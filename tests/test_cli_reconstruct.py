@@ -88,7 +88,7 @@ def test_wrong_gain_is_reported_and_camera_auto_uses_the_estimate(gradient_movie
     record = json.loads((out / "run.json").read_text())
     assert record["camera"]["estimate"]["gain_adu_per_photon"] == pytest.approx(3.0, rel=0.15)
     assert record["camera"]["used"]["gain_adu_per_photon"] == 1.0 and record["warnings"] == [warnings[0][9:]]
-    assert record["detection"]["min_photons"] == 100.0
+    assert record["detection"]["min_photons"] == 200.0
     assert record["psf"] == {"sigma_px": 0.92, "source": "given"}
 
     auto = tmp_path / "auto"

@@ -104,13 +104,14 @@ def _climb(image: np.ndarray, rows: np.ndarray, cols: np.ndarray, steps: int = 2
 def localize_kde(kde: np.ndarray, pixel_size_nm: float, frame: int = 1,
                  kde_sigma_upsampled_px: float = DEFAULT_KDE_SIGMA_UPSAMPLED_PX,
                  upsampling: int = UPSAMPLING, threshold: float = 0.3,
-                 split_mass: float | None = 1.4) -> Localizations:
+                 split_mass: float | None = 1.8) -> Localizations:
     """LoG localizations on one KDE frame (eq. 3 units: unit mass per emitter).
 
     Sub-pixel positions come from a log-parabola on the lightly smoothed KDE; blobs of
     mass >= ``split_mass`` (None: never) are split into round(mass) >= 2 emitters by a
-    multi-Gaussian fit when that explains the blob clearly better (``split.py``; 1.4 was
-    chosen on validation data, seed 7, not on the benchmark sets).
+    multi-Gaussian fit when that explains the blob clearly better (``split.py``; 1.8 was
+    chosen for phi v2 on validation data, seed 7, not on the benchmark sets: 1.4, chosen
+    for phi v1, splits too many single emitters of v2's slightly heavier blobs).
 
     ``threshold`` is a fraction of the LoG peak of one isolated emitter. The extra
     column ``kde_mass`` estimates how many emitters a blob holds (1 for one emitter).

@@ -40,9 +40,10 @@ def split_blob(kde: np.ndarray, row: float, col: float, k: int, sigma: float) ->
     fit = least_squares(lambda p: (_gaussians(p, rr, cc, sigma) - window).ravel(), start,
                         bounds=(lower, upper), max_nfev=200)
     params = fit.x.reshape(-1, 3)
+    single_lower, single_upper = np.array([r0, c0, 0.0]), np.array([r1 - 1, c1 - 1, 4 * peak + 1e-12])
     single = least_squares(lambda p: (_gaussians(p, rr, cc, sigma) - window).ravel(),
-                           [row, col, peak], bounds=([r0, c0, 0], [r1 - 1, c1 - 1, 4 * peak + 1e-12]),
-                           max_nfev=100)
+                           np.clip([row, col, peak], single_lower + 1e-9, single_upper - 1e-9),
+                           bounds=(single_lower, single_upper), max_nfev=100)
     if fit.cost > 0.7 * single.cost or np.any(params[:, 2] < 0.25 * params[:, 2].max()):
         return None  # the extra emitters do not explain the blob better
     return params[:, :2]

@@ -13,7 +13,7 @@ from ..localizations import Localizations
 
 #: Default of the detection knob (photons per localization), chosen on background-only and
 #: dim-emitter frames in benchmarks/background.py (docs/performance.md).
-DEFAULT_MIN_PHOTONS = 100.0
+DEFAULT_MIN_PHOTONS = 200.0
 
 
 @dataclass
