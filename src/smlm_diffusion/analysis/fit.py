@@ -44,6 +44,7 @@ class FitResult:
     robust_y_px: np.ndarray
     deviance: np.ndarray        # Poisson deviance per pixel of the window (about 1 for a good fit)
     ok: np.ndarray              # bool: converged, stayed near the start, photons > 0
+    crowded: np.ndarray | None = None  # bool: in a crowd too large for a joint fit (not ok, but not a runaway)
 
 
 def _axis(centre: np.ndarray, edges0: np.ndarray, n: int, sigma: float):
@@ -88,6 +89,7 @@ def fit_emitters(photons: np.ndarray, background: np.ndarray | float, x_px, y_px
     m = len(x0)
     w = half_width_px if half_width_px is not None else int(np.ceil(3 * sigma_px))
     out = FitResult(*(np.full(m, np.nan) for _ in range(9)), np.zeros(m, bool))
+    out.crowded = np.zeros(m, bool)
     if m == 0:
         return out
     labels = _groups(x0, y0, JOINT_DISTANCE_SIGMAS * sigma_px)
@@ -98,6 +100,7 @@ def fit_emitters(photons: np.ndarray, background: np.ndarray | float, x_px, y_px
         _fit_singles(frame, bg_map, x0, y0, np.flatnonzero(single | crowded), w, sigma_px, read_variance_photons2,
                      iterations, out)
         out.ok[crowded] = False  # a crowd too large to fit jointly: flagged, KDE positions kept
+    out.crowded = crowded
     for label in np.flatnonzero((sizes > 1) & (sizes <= MAX_GROUP)):
         _fit_group(frame, bg_map, x0, y0, np.flatnonzero(labels == label), w, sigma_px, read_variance_photons2,
                    2 * iterations, out)

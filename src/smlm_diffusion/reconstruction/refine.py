@@ -13,8 +13,10 @@ posterior samples; posterior runs only), ``probability`` (fraction of samples wi
 emitter; 1 on the phi path), ``background [photon]`` (fitted local background per pixel),
 ``sigma [nm]`` (the PSF sigma of the fit, as ThunderSTORM writes it),
 ``fit_deviance`` (Poisson deviance per pixel of the fit window, about 1 for a good fit) and
-``fit_ok`` (0 where the fit failed or ran away: the KDE position and the aperture photons
-are kept and the uncertainty is Mortensen's approximation).
+``fit_ok`` (0 where the fit failed or ran away, or the emitter sits in a crowd too large
+for a joint fit: the KDE position is kept and the uncertainty is Mortensen's
+approximation; a crowd member keeps its aperture photons, a failed fit has none (NaN),
+so the detection knob keeps it only when ``min_photons`` is 0).
 """
 
 from __future__ import annotations
@@ -60,7 +62,9 @@ def refine_frame(candidates: Localizations, photons: np.ndarray, background: np.
     if settings.refine and len(locs):
         fit = fit_emitters(photons, background, xy[:, 0], xy[:, 1], psf_sigma_px, read_variance)
         ok = fit.ok
-        intensity = np.where(ok, fit.photons, locs.intensity_photons)
+        # a fit that failed or ran away has no photon count worth the name (the aperture sum
+        # of a background ridge can be large): NaN, so the detection knob keeps it only at 0
+        intensity = np.where(ok, fit.photons, np.where(fit.crowded, locs.intensity_photons, np.nan))
         level = np.where(ok, fit.background_photons, _level_at(background, xy))
         crlb_px = np.sqrt(0.5 * (fit.crlb_x_px ** 2 + fit.crlb_y_px ** 2))
         robust_px = np.sqrt(0.5 * (fit.robust_x_px ** 2 + fit.robust_y_px ** 2))
@@ -70,7 +74,8 @@ def refine_frame(candidates: Localizations, photons: np.ndarray, background: np.
         ok = np.zeros(len(locs), bool)
         intensity, level = locs.intensity_photons, _level_at(background, xy)
         crlb_px = robust_px = deviance = np.full(len(locs), np.nan)
-    approximate = mortensen_precision_px(np.maximum(intensity, 1.0), np.maximum(level, 0.0) + read_variance,
+    known = np.where(np.isnan(intensity), locs.intensity_photons, intensity)  # aperture photons where NaN
+    approximate = mortensen_precision_px(np.maximum(known, 1.0), np.maximum(level, 0.0) + read_variance,
                                          psf_sigma_px)
     # the larger of the CRLB and the sandwich std: the bound where the model fits, more where the
     # residuals say it does not (a missed neighbour); calibration.py measured the choice
@@ -80,7 +85,8 @@ def refine_frame(candidates: Localizations, photons: np.ndarray, background: np.
     locs.extra.update({"crlb_xy_nm": np.where(ok, crlb_px * px, np.nan), "background_photons": level,
                        "sigma_nm": np.full(len(locs), psf_sigma_px * px), "fit_deviance": deviance,
                        "fit_ok": ok.astype(np.int64), "robust_xy_nm": robust_px * px})
-    locs = locs.select(locs.intensity_photons >= settings.min_photons)
+    if settings.min_photons > 0:
+        locs = locs.select(locs.intensity_photons >= settings.min_photons)
     if samples is not None and len(locs):
         mean_xy = locs.xy_px(px)
         sample_xys = [localize_kde(s / kde_scale, px, 1, threshold=settings.kde_threshold).xy_px(px)
