@@ -87,11 +87,12 @@ def refine_frame(candidates: Localizations, photons: np.ndarray, background: np.
                        "fit_ok": ok.astype(np.int64), "robust_xy_nm": robust_px * px})
     if settings.min_photons > 0:
         locs = locs.select(locs.intensity_photons >= settings.min_photons)
-    if samples is not None and len(locs):
-        mean_xy = locs.xy_px(px)
-        sample_xys = [localize_kde(s / kde_scale, px, 1, threshold=settings.kde_threshold).xy_px(px)
-                      for s in samples]
-        spread_px, probability = sample_spread(mean_xy, sample_xys, settings.match_radius_px)
+    if samples is not None:  # the columns exist on every posterior frame, also an empty one
+        spread_px, probability = np.zeros(0), np.zeros(0)
+        if len(locs):
+            sample_xys = [localize_kde(s / kde_scale, px, 1, threshold=settings.kde_threshold).xy_px(px)
+                          for s in samples]
+            spread_px, probability = sample_spread(locs.xy_px(px), sample_xys, settings.match_radius_px)
         locs.extra["posterior_spread_xy_nm"] = spread_px * px
         locs.extra["probability"] = probability
     else:
