@@ -267,8 +267,8 @@ def estimate_psf_sigma(frames: list[np.ndarray], backgrounds: list[np.ndarray], 
         if len(cand) == 0 or spots >= max_spots:
             continue
         h, w = frame.shape
-        d = np.hypot(cand[:, 0][:, None] - cand[:, 0][None], cand[:, 1][:, None] - cand[:, 1][None])
-        isolated = (d + np.eye(len(cand)) * 99).min(axis=1) > 7.0
+        nearest = cKDTree(cand[:, :2]).query(cand[:, :2], k=2)[0][:, 1] if len(cand) > 1 else np.full(1, np.inf)
+        isolated = nearest > 7.0
         inner = (cand[:, 0] > 5) & (cand[:, 0] < w - 5) & (cand[:, 1] > 5) & (cand[:, 1] < h - 5)
         level = bg[np.clip(cand[:, 1].astype(int), 0, h - 1), np.clip(cand[:, 0].astype(int), 0, w - 1)]
         bright = cand[:, 2] > 60 * np.sqrt(np.maximum(level, 0) + read_variance_photons2)

@@ -28,7 +28,7 @@ def plausibility_warnings(settings) -> list[str]:
     return warnings
 
 
-def check_camera(stack, n_frames: int, settings, read) -> tuple[object, CameraEstimate | None, list[str]]:
+def check_camera(n_frames: int, settings, read) -> tuple[object, CameraEstimate | None, list[str]]:
     """(settings to use, the estimate or None, warnings). ``read(start, stop)`` returns
     frames in ADU. Raises SmlmInputError when ``camera="auto"`` cannot estimate."""
     warnings = plausibility_warnings(settings)

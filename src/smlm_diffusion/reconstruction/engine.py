@@ -87,7 +87,7 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
     r0, r1, c0, c1 = run.region
     device = resolve_device(run.settings.device)
     started = time.perf_counter()
-    settings, camera, warnings = check_camera(stack, frame_source_shape(stack)[0], run.settings,
+    settings, camera, warnings = check_camera(frame_source_shape(stack)[0], run.settings,
                                               lambda a, b: _read(stack, a, b))
     camera_s = time.perf_counter() - started
     phi = load_model(settings.phi_model, device)
