@@ -12,7 +12,7 @@ def tiny_models(tmp_path_factory):
     """Untrained, narrow phi and psi model files (fast; for plumbing tests)."""
     import torch
 
-    from smlm_diffusion.models import ConditionalUNet, NoiseSchedule, ShufflePhi
+    from smlm_diffusion.models import CameraPsi, ConditionalUNet, NoiseSchedule, ShufflePhi
     from smlm_diffusion.models.normalisation import INPUT_NORMALISATION, kde_scale
     from smlm_diffusion.models.store import model_payload, save_file
 
@@ -23,7 +23,9 @@ def tiny_models(tmp_path_factory):
     phi = save_file(model_payload("phi", ShufflePhi(channels=8).eval(), norm, {}), folder / "phi.pt")
     psi = save_file(model_payload("psi", ConditionalUNet(channels=8, heads=2), norm, {}, NoiseSchedule()),
                     folder / "psi.pt")
-    return {"phi": str(phi), "psi": str(psi)}
+    psi_v2 = save_file(model_payload("psi", CameraPsi(channels=8, heads=2, blocks=1), norm, {},
+                                     NoiseSchedule(kind="cosine")), folder / "psi_v2.pt")
+    return {"phi": str(phi), "psi": str(psi), "psi_v2": str(psi_v2)}
 
 
 @pytest.fixture(autouse=True)

@@ -42,19 +42,29 @@ def test_accelerated_sampling_needs_far_fewer_evaluations():
     assert step_pairs(fast, 100)[0][0] == fast.t0 and step_pairs(fast, 100)[-1][1] == 0
 
 
-def test_posterior_samples_are_seeded_and_batch_independent(tiny_models):
-    psi = load_model(tiny_models["psi"])
+@pytest.mark.parametrize("name,mode", [("psi", "accelerated"), ("psi_v2", "accelerated"), ("psi_v2", "full")])
+def test_posterior_samples_are_seeded_and_batch_independent(tiny_models, name, mode):
+    psi = load_model(tiny_models[name])
     estimate = np.zeros((4 * 22, 4 * 18), np.float32)
     estimate[40:50, 40:50] = 1.0
-    settings = SamplerSettings(n_samples=3, t0=4, stride=2, skip_empty_below=None, core_px=10)
-    a = sample_posterior(psi.module, psi.schedule, estimate, settings, torch.device("cpu"), seed=4, frame=2)
+    frame = np.random.default_rng(0).normal(size=(2, 22, 18)).astype(np.float32)
+    settings = SamplerSettings(n_samples=3, t0=4, stride=2, skip_empty_below=None, core_px=10, halo_px=3, mode=mode)
+    run = lambda seed: sample_posterior(psi.module, psi.schedule, estimate, settings,  # noqa: E731
+                                        torch.device("cpu"), seed=seed, frame=2, frame_input=frame)
+    a = run(4)
     settings.max_batch_maps = 3  # one tile per call instead of several
-    b = sample_posterior(psi.module, psi.schedule, estimate, settings, torch.device("cpu"), seed=4, frame=2)
-    c = sample_posterior(psi.module, psi.schedule, estimate, settings, torch.device("cpu"), seed=5, frame=2)
+    b, c = run(4), run(5)
     assert a.shape == (3, 88, 72)
-    assert np.allclose(a, b, atol=1e-6)
+    assert np.allclose(a, b, atol=1e-5)
     assert not np.allclose(a, c)
-    assert (a >= 0).all()
+    assert (a >= 0).all() and (a <= settings.clip_max).all()
+
+
+def test_a_psi_that_reads_the_frame_needs_it(tiny_models):
+    psi = load_model(tiny_models["psi_v2"])
+    with pytest.raises(ValueError, match="frame_input"):
+        sample_posterior(psi.module, psi.schedule, np.zeros((40, 40), np.float32), SamplerSettings(n_samples=2),
+                         torch.device("cpu"))
 
 
 def _stack(n_frames=2, h=23, w=31, seed=0):
@@ -69,9 +79,10 @@ def _settings(tiny_models, **kw):
     return s
 
 
-def test_reconstruct_odd_sizes_2d_and_stacks(tiny_models):
+@pytest.mark.parametrize("psi_name", ["psi", "psi_v2"])
+def test_reconstruct_odd_sizes_2d_and_stacks(tiny_models, psi_name):
     sim = _stack()
-    rec = reconstruct(sim.adu, _settings(tiny_models, keep_frame_kdes=True))
+    rec = reconstruct(sim.adu, _settings(tiny_models, keep_frame_kdes=True, psi_model=tiny_models[psi_name]))
     assert rec.completed and rec.frames == [1, 2]
     assert rec.render.shape == (92, 124) and rec.render_variance.shape == (92, 124)
     assert set(rec.mean_kdes) == {1, 2} and rec.variance_kdes[1].min() >= 0

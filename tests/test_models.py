@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from smlm_diffusion.models import ConditionalUNet, DeepStormPhi, NoiseSchedule
+from smlm_diffusion.models import CameraPsi, ConditionalUNet, DeepStormPhi, NoiseSchedule, build_psi
 from smlm_diffusion.simulation import render_kde
 
 
@@ -100,3 +100,49 @@ def test_psi_overfits_noise_prediction_on_a_tiny_batch():
         opt.step()
         first = loss.item() if first is None else first
     assert loss.item() < 0.2 * first
+
+
+def test_cosine_schedule_reaches_noise_and_the_paper_schedule_does_not():
+    cosine, paper = NoiseSchedule(kind="cosine"), NoiseSchedule()
+    assert cosine.gamma[-1].item() < 1e-5 and paper.gamma[-1].item() == pytest.approx(0.6025, abs=1e-3)
+    assert torch.all(cosine.gamma[1:] < cosine.gamma[:-1])
+    # a file that says nothing about the kind is the paper's linear schedule
+    assert NoiseSchedule(**paper.config()).kind == "linear"
+    assert NoiseSchedule(**cosine.config()).kind == "cosine"
+
+
+def test_camera_psi_takes_any_frame_size_and_returns_noise_on_the_4x_grid():
+    psi = CameraPsi(channels=8, heads=2, blocks=2)
+    frame = torch.randn(3, 2, 13, 18)
+    y = torch.randn(3, 1, 52, 72)
+    out = psi(y, y.abs(), torch.tensor([1, 50, 100]), frame)
+    assert out.shape == y.shape
+    with pytest.raises(ValueError, match="4x"):
+        psi(y, y, torch.tensor([1, 2, 3]), torch.randn(3, 2, 12, 18))
+    # the stored config rebuilds the same module
+    again = build_psi(psi.config)
+    again.load_state_dict(psi.state_dict())
+    torch.testing.assert_close(again(y, y.abs(), torch.tensor([1, 50, 100]), frame), out)
+
+
+def test_camera_psi_reads_the_raw_frame():
+    """Same y_t, same phi condition, different frames, different targets: a network blind
+    to the frame can do no better than the targets' mean; psi v2 fits both."""
+    torch.manual_seed(2)
+    psi = CameraPsi(channels=16, heads=2, blocks=1, multipliers=(1, 2))
+    y_t = torch.randn(1, 1, 32, 32).repeat(2, 1, 1, 1)
+    condition = torch.zeros(2, 1, 32, 32)
+    frame = torch.zeros(2, 2, 8, 8)
+    frame[0, :, 3, 3] = 3.0
+    frame[1, :, 5, 2] = 3.0
+    target = torch.zeros(2, 1, 32, 32)
+    target[0, 0, 12:16, 12:16] = 1.0
+    target[1, 0, 20:24, 8:12] = 1.0
+    blind = ((target - target.mean(dim=0, keepdim=True)) ** 2).mean().item()
+    opt = torch.optim.Adam(psi.parameters(), lr=3e-3)
+    for _ in range(200):
+        opt.zero_grad()
+        loss = ((psi(y_t, condition, torch.tensor([10, 10]), frame) - target) ** 2).mean()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.1 * blind

@@ -22,7 +22,16 @@ def add_parser(sub) -> None:
     p.add_argument("--steps", type=int, default=6000, help="optimiser steps (default 6000)")
     p.add_argument("--batch-size", type=int, default=16, help="frames per step (default 16)")
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
-    p.add_argument("--channels", type=int, help="network width (default 48 for phi, 16 for psi)")
+    p.add_argument("--channels", type=int, help="network width (default 48 for phi, 32 for psi)")
+    p.add_argument("--architecture", choices=("camera", "unet4x"), default="camera",
+                   help="psi: 'camera' (version 2, U-Net at camera resolution with the raw frame as input) or "
+                        "'unet4x' (version 1, the paper's U-Net on the 4x grid) (default camera)")
+    p.add_argument("--target", choices=("residual", "kde"), default="residual",
+                   help="psi version 2: model the residual y - phi(x) or the KDE y itself (default residual)")
+    p.add_argument("--blocks", type=int, default=2, help="psi version 2: residual blocks per U-Net level (default 2)")
+    p.add_argument("--schedule", choices=("cosine", "linear"), default="cosine",
+                   help="psi noise schedule: 'cosine' reaches noise (gamma_T ~ 0); 'linear' is the paper's "
+                        "1e-4..1e-2, whose gamma_T is 0.6 (default cosine)")
     p.add_argument("--frame-size", type=int, help="training frame side in pixels (default 32 phi, 24 psi)")
     p.add_argument("--loss", choices=("simple", "eq8"), default="simple",
                    help="psi loss: simple noise MSE or the eq. 8 variational weighting (default simple)")
@@ -66,7 +75,9 @@ def run(args) -> int:
     device = resolve_device(args.device)
     settings = TrainSettings(kind=args.model, steps=args.steps, batch_size=args.batch_size,
                              learning_rate=args.lr, seed=args.seed, loss=args.loss, channels=args.channels,
-                             frame_px=args.frame_size, phi_model=args.phi,
+                             frame_px=args.frame_size, phi_model=args.phi, psi_architecture=args.architecture,
+                             psi_target="kde" if args.architecture == "unet4x" else args.target,
+                             psi_blocks=args.blocks, schedule=args.schedule,
                              checkpoint_minutes=args.checkpoint_minutes, data_folder=args.data,
                              data_fraction=args.data_fraction)
     settings.validate()

@@ -3,7 +3,9 @@
 Full sampling is the paper's ancestral sampling (appendix A.1): start from N(0, I) at
 t = T and take T reverse steps. Accelerated sampling follows the equilibrium-diffusion
 paper: start at t0 < T from phi's estimate noised by the forward process, q(y_t0 | phi),
-and step down to 0 with a stride. Chains of many tiles go through psi together. The
+and step down to 0 with a stride. A psi that models the residual y - phi(x) (version 2)
+samples the residual, whose phi-based start is 0, and adds phi's estimate at the end; a
+psi that reads the raw frame gets the normalised frame's tile beside phi's. Chains of many tiles go through psi together. The
 noise of each tile depends only on (seed, frame, tile), so results do not depend on the
 batching, and the same seed gives the same samples on CPU.
 """
@@ -27,9 +29,11 @@ def _tile_seed(seed: int, frame: int, tile_index: int) -> int:
 
 
 def sample_posterior(psi: torch.nn.Module, schedule: NoiseSchedule, phi_kde: np.ndarray,
-                     settings: SamplerSettings, device: torch.device, seed: int = 0, frame: int = 0) -> np.ndarray:
-    """Posterior KDE samples (N, 4H, 4W), model units, for one frame's phi estimate (4H, 4W)."""
-    steps = iter_sample_posterior(psi, schedule, phi_kde, settings, device, seed, frame)
+                     settings: SamplerSettings, device: torch.device, seed: int = 0, frame: int = 0,
+                     frame_input: np.ndarray | None = None) -> np.ndarray:
+    """Posterior KDE samples (N, 4H, 4W), model units, for one frame's phi estimate (4H, 4W)
+    and, for a psi that reads the data, its normalised frame (C, H, W)."""
+    steps = iter_sample_posterior(psi, schedule, phi_kde, settings, device, seed, frame, frame_input)
     while True:
         try:
             next(steps)
@@ -42,11 +46,15 @@ def count_tiles(height_px: int, width_px: int, settings: SamplerSettings) -> int
 
 
 def iter_sample_posterior(psi: torch.nn.Module, schedule: NoiseSchedule, phi_kde: np.ndarray,
-                          settings: SamplerSettings, device: torch.device, seed: int = 0, frame: int = 0):
+                          settings: SamplerSettings, device: torch.device, seed: int = 0, frame: int = 0,
+                          frame_input: np.ndarray | None = None):
     """Generator form of :func:`sample_posterior`: yields the number of tiles finished
     after each psi batch (so callers can report progress and stop between batches) and
     returns the samples."""
     settings.validate(schedule.n_steps)
+    uses_frame = getattr(psi, "uses_frame", False)
+    if uses_frame and frame_input is None:
+        raise ValueError("this psi reads the normalised frame: pass frame_input")
     u = UPSAMPLING
     h4, w4 = phi_kde.shape
     n = settings.n_samples
@@ -64,15 +72,18 @@ def iter_sample_posterior(psi: torch.nn.Module, schedule: NoiseSchedule, phi_kde
         per_call = max(1, maps // n)
         for start in range(0, len(items), per_call):
             chunk = items[start:start + per_call]
-            cond, noise = [], []
+            cond, noise, data = [], [], []
             for index, tile, window in chunk:
                 cond.append(np.repeat(window[None, None], n, axis=0))
+                if uses_frame:
+                    data.append(np.repeat(frame_input[None, :, tile.in_r0:tile.in_r1, tile.in_c0:tile.in_c1], n, axis=0))
                 gen = torch.Generator().manual_seed(_tile_seed(seed, frame, index))
                 noise.append(torch.randn((len(pairs) + 1, n, 1, *window.shape), generator=gen))
             condition = torch.from_numpy(np.concatenate(cond)).to(device)
+            frames = torch.from_numpy(np.concatenate(data).astype(np.float32)).to(device) if uses_frame else None
             noise_all = torch.cat(noise, dim=1).to(device)         # (steps + 1, maps, 1, h, w)
             with torch.no_grad():
-                y = _run_chain(psi, schedule, condition, noise_all, pairs, settings)
+                y = _run_chain(psi, schedule, condition, noise_all, pairs, settings, frames)
             y = y.float().cpu().numpy()[:, 0].reshape(len(chunk), n, *condition.shape[-2:])
             for (_, tile, _), tile_samples in zip(chunk, y):
                 rows, cols = tile.core_in_input(u)
@@ -82,16 +93,22 @@ def iter_sample_posterior(psi: torch.nn.Module, schedule: NoiseSchedule, phi_kde
 
 
 def _run_chain(psi, schedule: NoiseSchedule, condition: torch.Tensor, noise: torch.Tensor,
-               pairs: list[tuple[int, int]], settings: SamplerSettings) -> torch.Tensor:
+               pairs: list[tuple[int, int]], settings: SamplerSettings,
+               frames: torch.Tensor | None = None) -> torch.Tensor:
+    """Reverse chain for a batch of maps; returns KDE samples in model units."""
     maps = len(condition)
     start = pairs[0][0]
+    residual = getattr(psi, "target", "kde") == "residual"
+    # y lives in the model's target space: the residual y - phi(x), or the KDE itself
     if settings.mode == "full":
         y = noise[0]
     else:
-        y = schedule.q_sample(condition, torch.full((maps,), start, device=condition.device), noise[0])
+        y = schedule.q_sample(torch.zeros_like(condition) if residual else condition,
+                              torch.full((maps,), start, device=condition.device), noise[0])
+    clip = (-condition, settings.clip_max - condition) if residual else (0.0, settings.clip_max)
     for k, (t, s) in enumerate(pairs):
         tt = torch.full((maps,), t, device=condition.device, dtype=torch.long)
         ss = torch.full((maps,), s, device=condition.device, dtype=torch.long)
-        eps = psi(y, condition, tt)
-        y = schedule.reverse_step(y, eps, tt, ss, noise=noise[k + 1], clip_y0=(0.0, settings.clip_max))
-    return y
+        eps = psi(y, condition, tt, frames) if frames is not None else psi(y, condition, tt)
+        y = schedule.reverse_step(y, eps, tt, ss, noise=noise[k + 1], clip_y0=clip)
+    return y + condition if residual else y

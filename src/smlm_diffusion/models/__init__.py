@@ -3,7 +3,8 @@ U-Net psi and the DDPM noise schedule. Training, bundled weights and loading com
 the models issue."""
 
 from .phi import DeepStormPhi, ShufflePhi, build_phi
-from .psi import ConditionalUNet, timestep_embedding
+from .psi import CameraPsi, ConditionalUNet, build_psi, timestep_embedding
 from .schedule import NoiseSchedule
 
-__all__ = ["ConditionalUNet", "DeepStormPhi", "NoiseSchedule", "ShufflePhi", "build_phi", "timestep_embedding"]
+__all__ = ["CameraPsi", "ConditionalUNet", "DeepStormPhi", "NoiseSchedule", "ShufflePhi", "build_phi", "build_psi",
+           "timestep_embedding"]

@@ -1,12 +1,21 @@
-"""Conditional denoiser psi: a small SR3-style U-Net (Saharia et al. 2021; primary paper
-A.6). Input concat(y_t, phi's KDE); sinusoidal time embedding; residual blocks with
-GroupNorm/SiLU; self-attention at the lowest resolution; predicts the noise eps."""
+"""Conditional denoiser psi: SR3-style U-Nets (Saharia et al. 2021; primary paper A.6)
+with a sinusoidal time embedding, residual blocks with GroupNorm/SiLU, self-attention at
+the lowest resolution, predicting the noise eps.
+
+``ConditionalUNet`` (version 1, the paper's layout) runs on the 4x KDE grid with input
+concat(y_t, phi's KDE). ``CameraPsi`` (version 2) runs at camera resolution: a
+space-to-depth stem (PixelUnshuffle(4)) gives each camera pixel its 16 KDE pixels of y_t
+and of phi's KDE as channels, the normalised raw frame (the data itself) joins there, and a
+depth-to-space head (PixelShuffle(4)) returns the noise on the 4x grid. With
+``target="residual"`` it models y - phi(x), the mismatch the paper says the DDPM needs.
+"""
 
 from __future__ import annotations
 
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -93,3 +102,89 @@ class ConditionalUNet(nn.Module):
         for block, up in zip(self.up, self.upsample):
             h = up(block(torch.cat([h, skips.pop()], dim=1), temb))
         return self.head(h)
+
+
+class CameraPsi(nn.Module):
+    """(y_t (B,1,4H,4W), phi KDE (B,1,4H,4W), t (B,), frame (B,F,H,W)) -> noise (B,1,4H,4W).
+
+    ``blocks`` residual blocks per level; any H, W (inputs are zero-padded to a multiple
+    of the U-Net's down-sampling factor and the output cropped back)."""
+
+    uses_frame = True
+
+    def __init__(self, channels: int = 32, multipliers: tuple[int, ...] = (1, 2, 2), blocks: int = 1,
+                 heads: int = 4, frame_channels: int = 2, upsampling: int = 4, target: str = "residual") -> None:
+        super().__init__()
+        if target not in ("residual", "kde"):
+            raise ValueError("psi's target must be 'residual' or 'kde'")
+        self.config = {"architecture": "camera", "channels": channels, "multipliers": list(multipliers),
+                       "blocks": blocks, "heads": heads, "frame_channels": frame_channels,
+                       "upsampling": upsampling, "target": target}
+        self.target = target
+        self.upsampling = upsampling
+        self.factor = 2 ** (len(multipliers) - 1)
+        time_dim = channels * 4
+        self.time_dim = channels
+        self.time_mlp = nn.Sequential(nn.Linear(channels, time_dim), nn.SiLU(), nn.Linear(time_dim, time_dim))
+        self.unshuffle = nn.PixelUnshuffle(upsampling)
+        self.stem = nn.Conv2d(2 * upsampling ** 2 + frame_channels, channels, 3, padding=1)
+        widths = [channels * m for m in multipliers]
+        self.down, self.downsample = nn.ModuleList(), nn.ModuleList()
+        cin, skip_widths = channels, []
+        for i, width in enumerate(widths):
+            for _ in range(blocks):
+                self.down.append(ResBlock(cin, width, time_dim))
+                cin = width
+                skip_widths.append(width)
+            self.downsample.append(nn.Identity() if i == len(widths) - 1
+                                   else nn.Conv2d(width, width, 3, stride=2, padding=1))
+        self.mid1 = ResBlock(cin, cin, time_dim)
+        self.mid_attn = SelfAttention(cin, heads)
+        self.mid2 = ResBlock(cin, cin, time_dim)
+        self.up, self.upsample = nn.ModuleList(), nn.ModuleList()
+        for i, width in reversed(list(enumerate(widths))):
+            for _ in range(blocks):
+                self.up.append(ResBlock(cin + skip_widths.pop(), width, time_dim))
+                cin = width
+            self.upsample.append(nn.Identity() if i == 0 else nn.Sequential(
+                nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(width, widths[i - 1], 3, padding=1)))
+            cin = width if i == 0 else widths[i - 1]
+        self.head = nn.Sequential(_norm(cin), nn.SiLU(), nn.Conv2d(cin, upsampling ** 2, 3, padding=1),
+                                  nn.PixelShuffle(upsampling))
+        self.blocks = blocks
+
+    def forward(self, y_t: torch.Tensor, condition: torch.Tensor, t: torch.Tensor,
+                frame: torch.Tensor) -> torch.Tensor:
+        u, h, w = self.upsampling, frame.shape[-2], frame.shape[-1]
+        if y_t.shape[-2:] != (u * h, u * w) or condition.shape[-2:] != y_t.shape[-2:]:
+            raise ValueError(f"psi needs KDE maps {u}x the frame's size")
+        temb = self.time_mlp(timestep_embedding(t, self.time_dim))
+        x = torch.cat([self.unshuffle(y_t), self.unshuffle(condition), frame], dim=1)
+        pad_h, pad_w = -h % self.factor, -w % self.factor
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h))
+        hidden = self.stem(x)
+        skips = []
+        k = 0
+        for down in self.downsample:
+            for _ in range(self.blocks):
+                hidden = self.down[k](hidden, temb)
+                k += 1
+                skips.append(hidden)
+            hidden = down(hidden)
+        hidden = self.mid2(self.mid_attn(self.mid1(hidden, temb)), temb)
+        k = 0
+        for up in self.upsample:
+            for _ in range(self.blocks):
+                hidden = self.up[k](torch.cat([hidden, skips.pop()], dim=1), temb)
+                k += 1
+            hidden = up(hidden)
+        return self.head(hidden)[..., :u * h, :u * w]
+
+
+def build_psi(config: dict) -> nn.Module:
+    """The psi module a model file's ``config`` describes (no "architecture": ConditionalUNet)."""
+    config = {k: (tuple(v) if isinstance(v, list) else v) for k, v in config.items()}
+    if config.pop("architecture", "unet4x") == "camera":
+        return CameraPsi(**config)
+    return ConditionalUNet(**config)

@@ -1,8 +1,17 @@
-"""Linear-beta noise schedule of the conditional DDPM (primary paper sec. 3.2, A.1-A.2).
+"""Noise schedules of the conditional DDPM (primary paper sec. 3.2, A.1-A.2).
 
-Notation as the paper: ``beta_t`` linear from 1e-4 to 1e-2 for t = 1..T (T = 100),
-``alpha_t = 1 - beta_t``, ``gamma_t = prod_{s<=t} alpha_s`` (gamma_0 = 1),
-``SNR_t = gamma_t / (1 - gamma_t)``. Arrays are indexed by t, index 0 is t = 0.
+Notation as the paper: ``alpha_t = 1 - beta_t``, ``gamma_t = prod_{s<=t} alpha_s``
+(gamma_0 = 1), ``SNR_t = gamma_t / (1 - gamma_t)``; arrays are indexed by t, index 0 is
+t = 0. Two kinds:
+
+- ``"linear"`` (the paper's): ``beta_t`` linear from 1e-4 to 1e-2 for t = 1..T (T = 100).
+  Its gamma_T is 0.60, so the forward process never reaches noise: "full" sampling from
+  N(0, I) starts where no training input ever was.
+- ``"cosine"`` (Nichol & Dhariwal 2021): ``gamma_t = f(t) / f(0)`` with
+  ``f(t) = cos^2(pi/2 (t/T + s) / (1 + s))``, s = 0.008, betas capped at 0.999. Its
+  gamma_T is ~1e-7 (SNR_T ~ 0), so full sampling from N(0, I) is the model's true
+  reverse process, and it spends more steps at the moderate noise levels where the
+  posterior's shape is decided.
 """
 
 from __future__ import annotations
@@ -11,12 +20,19 @@ import torch
 
 
 class NoiseSchedule:
-    def __init__(self, n_steps: int = 100, beta_start: float = 1e-4, beta_end: float = 1e-2) -> None:
+    def __init__(self, n_steps: int = 100, beta_start: float = 1e-4, beta_end: float = 1e-2,
+                 kind: str = "linear") -> None:
+        if kind not in ("linear", "cosine"):
+            raise ValueError("the noise schedule must be 'linear' or 'cosine'")
         if n_steps < 2 or not 0 < beta_start <= beta_end < 1:
             raise ValueError("need T >= 2 and 0 < beta_start <= beta_end < 1")
-        self.n_steps = n_steps
+        self.n_steps, self.kind = n_steps, kind
         self.beta_start, self.beta_end = beta_start, beta_end
-        beta = torch.linspace(beta_start, beta_end, n_steps, dtype=torch.float64)
+        if kind == "linear":
+            beta = torch.linspace(beta_start, beta_end, n_steps, dtype=torch.float64)
+        else:
+            f = torch.cos(torch.pi / 2 * (torch.arange(n_steps + 1, dtype=torch.float64) / n_steps + 0.008) / 1.008) ** 2
+            beta = (1.0 - f[1:] / f[:-1]).clamp(max=0.999)
         self.beta = torch.cat([torch.zeros(1, dtype=torch.float64), beta])
         self.alpha = 1.0 - self.beta
         self.gamma = torch.cumprod(self.alpha, dim=0)
@@ -24,7 +40,10 @@ class NoiseSchedule:
             self.snr = self.gamma / (1.0 - self.gamma)  # inf at t = 0
 
     def config(self) -> dict:
-        return {"n_steps": self.n_steps, "beta_start": self.beta_start, "beta_end": self.beta_end}
+        out = {"n_steps": self.n_steps, "beta_start": self.beta_start, "beta_end": self.beta_end}
+        if self.kind != "linear":  # older files have no "kind": they are linear
+            out["kind"] = self.kind
+        return out
 
     def _at(self, values: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         """values[t] shaped to broadcast against ``like`` (batch first)."""
@@ -48,7 +67,7 @@ class NoiseSchedule:
         return (y_t - (1.0 - g).sqrt() * eps) / g.sqrt()
 
     def reverse_step(self, y_t: torch.Tensor, eps: torch.Tensor, t: torch.Tensor, s: torch.Tensor | None = None,
-                     noise: torch.Tensor | None = None, clip_y0: tuple[float, float] | None = None) -> torch.Tensor:
+                     noise: torch.Tensor | None = None, clip_y0: tuple | None = None) -> torch.Tensor:
         """One ancestral step y_t -> y_s (s = t - 1 by default; s < t - 1 is a strided
         step), sampling ``q(y_s | y_t, y0_hat)`` with
 
@@ -57,8 +76,8 @@ class NoiseSchedule:
         """
         s = t - 1 if s is None else s
         y0 = self.predict_y0(y_t, eps, t)
-        if clip_y0 is not None:
-            y0 = y0.clamp(*clip_y0)
+        if clip_y0 is not None:  # floats or tensors broadcasting against y_t
+            y0 = torch.clamp(y0, *clip_y0)
         g_t, g_s = self._at(self.gamma, t, y_t), self._at(self.gamma, s, y_t)
         a_ts = g_t / g_s
         mean = (g_s.sqrt() * (1 - a_ts) * y0 + a_ts.sqrt() * (1 - g_s) * y_t) / (1 - g_t)

@@ -19,7 +19,7 @@ from torch import nn
 
 from ..errors import SmlmInputError
 from .phi import build_phi
-from .psi import ConditionalUNet
+from .psi import build_psi
 from .schedule import NoiseSchedule
 
 FORMAT_VERSION = 1
@@ -27,12 +27,8 @@ WEIGHTS_DIR = Path(__file__).parent / "weights"
 MANIFEST = WEIGHTS_DIR / "manifest.json"
 
 
-def _build_psi(config: dict) -> nn.Module:
-    return ConditionalUNet(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in config.items()})
-
-
 #: model kind -> the module a file's ``config`` describes
-KINDS = {"phi": build_phi, "psi": _build_psi}
+KINDS = {"phi": build_phi, "psi": build_psi}
 
 
 @dataclass

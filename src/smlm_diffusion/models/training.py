@@ -17,7 +17,7 @@ import torch
 
 from .normalisation import INPUT_NORMALISATION, kde_scale
 from .phi import ShufflePhi
-from .psi import ConditionalUNet
+from .psi import CameraPsi, ConditionalUNet
 from .schedule import NoiseSchedule
 from .store import load_model, model_payload, save_file
 from .training_data import FolderData, TrainingDomain, mixed_batch
@@ -32,7 +32,11 @@ class TrainSettings:
     warmup_steps: int = 200
     seed: int = 0
     loss: str = "simple"                   # psi: "simple" | "eq8"
-    channels: int | None = None            # default 48 (phi) / 16 (psi)
+    channels: int | None = None            # default 48 (phi) / 32 (psi camera) / 16 (psi unet4x)
+    psi_architecture: str = "camera"       # psi: "camera" (v2, camera resolution) | "unet4x" (v1, the paper's)
+    psi_target: str = "residual"           # psi v2: "residual" (y - phi(x)) | "kde" (y)
+    psi_blocks: int = 2                    # psi v2: residual blocks per U-Net level
+    schedule: str = "cosine"               # psi: "cosine" (gamma_T ~ 0) | "linear" (the paper's 1e-4..1e-2)
     frame_px: int | None = None            # training frame side; default 32 (phi) / 24 (psi)
     phi_model: str = "phi"                 # psi's conditioning model (name or path)
     checkpoint_minutes: float = 5.0
@@ -45,12 +49,20 @@ class TrainSettings:
             raise ValueError("the model to train must be phi or psi")
         if self.loss not in ("simple", "eq8"):
             raise ValueError("the loss must be 'simple' or 'eq8'")
+        if self.psi_architecture not in ("camera", "unet4x") or self.psi_target not in ("residual", "kde"):
+            raise ValueError("psi's architecture must be 'camera' or 'unet4x' and its target 'residual' or 'kde'")
+        if self.psi_architecture == "unet4x" and self.psi_target != "kde":
+            raise ValueError("the version-1 psi (unet4x) models the KDE itself: use --target kde")
+        if self.schedule not in ("cosine", "linear"):
+            raise ValueError("the noise schedule must be 'cosine' or 'linear'")
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError("steps and batch size must be at least 1")
 
     @property
     def resolved_channels(self) -> int:
-        return self.channels or (48 if self.kind == "phi" else 16)
+        if self.channels:
+            return self.channels
+        return 48 if self.kind == "phi" else (32 if self.psi_architecture == "camera" else 16)
 
     @property
     def domain(self) -> TrainingDomain:
@@ -72,16 +84,21 @@ class Trainer:
         self.settings = settings
         self.device = torch.device(device)
         torch.manual_seed(settings.seed)
-        self.schedule = NoiseSchedule() if settings.kind == "psi" else None
+        self.schedule = NoiseSchedule(kind=settings.schedule) if settings.kind == "psi" else None
         if settings.kind == "phi":
             self.model = ShufflePhi(channels=settings.resolved_channels)
             self.phi = None
             self.input_normalisation = dict(INPUT_NORMALISATION)
         else:
-            self.model = ConditionalUNet(channels=settings.resolved_channels)
             phi = load_model(settings.phi_model, self.device)
             self.phi = phi.module
             self.input_normalisation = dict(phi.normalisation["input"])
+            if settings.psi_architecture == "camera":
+                self.model = CameraPsi(channels=settings.resolved_channels, blocks=settings.psi_blocks,
+                                       frame_channels=int(phi.module.config.get("in_channels", 1)),
+                                       target=settings.psi_target)
+            else:
+                self.model = ConditionalUNet(channels=settings.resolved_channels)
         self.model.to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=settings.learning_rate)
         self.folder = FolderData(settings.data_folder, settings.domain.frame_px, self.input_normalisation) \
@@ -100,8 +117,13 @@ class Trainer:
         noise = torch.randn(targets.shape, generator=generator).to(self.device)
         with torch.no_grad():
             condition = self.phi(inputs)
-        y_t = self.schedule.q_sample(targets, t.to(self.device), noise)
-        per_example = ((self.model(y_t, condition, t.to(self.device)) - noise) ** 2).mean(dim=(1, 2, 3))
+        residual = getattr(self.model, "target", "kde") == "residual"
+        y_t = self.schedule.q_sample(targets - condition if residual else targets, t.to(self.device), noise)
+        if getattr(self.model, "uses_frame", False):
+            predicted = self.model(y_t, condition, t.to(self.device), inputs)
+        else:
+            predicted = self.model(y_t, condition, t.to(self.device))
+        per_example = ((predicted - noise) ** 2).mean(dim=(1, 2, 3))
         if self.settings.loss == "eq8":
             all_t = torch.arange(1, self.schedule.n_steps + 1)
             weights = self.schedule.loss_weight(t) / self.schedule.loss_weight(all_t).mean()
@@ -140,7 +162,8 @@ class Trainer:
         ours = _plain(asdict(self.settings))
         theirs = state["settings"]
         for key in ("kind", "steps", "batch_size", "learning_rate", "warmup_steps", "seed", "loss",
-                    "channels", "frame_px", "data_folder", "data_fraction"):
+                    "channels", "frame_px", "data_folder", "data_fraction", "psi_architecture", "psi_target",
+                    "psi_blocks", "schedule"):
             if key in theirs and ours[key] != theirs[key]:
                 raise ValueError(f"checkpoint {path} was made with {key}={theirs[key]!r}, not {ours[key]!r}; "
                                  "use the same settings to resume or start a new checkpoint file")
@@ -161,6 +184,7 @@ class Trainer:
                     "final_loss_mean_last_100": float(np.mean(self.losses[-100:])) if self.losses else None,
                     "domain": s.domain.to_dict(), "data_folder": s.data_folder,
                     "data_fraction": s.data_fraction if s.data_folder else 0.0, "hardware": hardware_description(self.device),
+                    "phi_model": s.phi_model if s.kind == "psi" else None,
                     "torch": str(torch.__version__)}
         return save_file(model_payload(s.kind, self.model, normalisation, training, self.schedule), path)
 

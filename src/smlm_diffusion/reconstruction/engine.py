@@ -124,7 +124,8 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
                                                  read_variance_photons2=norm["read_variance_photons2"])
             timing["background"] += time.perf_counter() - t
             t = time.perf_counter()
-            estimates = phi_kde(phi.module, normalise_frames(photons, norm, background), device)
+            normalised = normalise_frames(photons, norm, background)
+            estimates = phi_kde(phi.module, normalised, device)
             timing["phi"] += time.perf_counter() - t
             if result.psf_sigma_px is None:
                 t = time.perf_counter()
@@ -138,7 +139,7 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
                 if psi is not None:
                     t = time.perf_counter()
                     steps = iter_sample_posterior(psi.module, psi.schedule, estimate, settings.sampler, device,
-                                                  settings.seed, frame)
+                                                  settings.seed, frame, normalised[offset])
                     frame_done = 0
                     while True:
                         try:
