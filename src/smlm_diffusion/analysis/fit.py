@@ -29,7 +29,7 @@ SQRT2 = np.sqrt(2.0)
 #: emitters closer than this many PSF sigmas are fitted jointly (their PSFs overlap)
 JOINT_DISTANCE_SIGMAS = 4.0
 #: larger groups are not fitted jointly (flagged instead): 3k+1 parameters stay small
-MAX_GROUP = 12
+MAX_GROUP = 20
 
 
 @dataclass

@@ -26,6 +26,7 @@ import numpy as np
 from ..analysis.crlb import mortensen_precision_px
 from ..analysis.fit import estimate_psf_sigma, fit_emitters
 from ..analysis.localize import localize_kde
+from ..analysis.multi_emitter import distinct, split_merged
 from ..localizations import Localizations
 from .uncertainty import aperture_photons, sample_spread
 
@@ -61,6 +62,19 @@ def refine_frame(candidates: Localizations, photons: np.ndarray, background: np.
     read_variance = settings.read_noise_e ** 2
     if settings.refine and len(locs):
         fit = fit_emitters(photons, background, xy[:, 0], xy[:, 1], psf_sigma_px, read_variance)
+        ambiguity_px = np.zeros(len(locs))
+        if settings.multi_emitter:
+            split = split_merged(photons, background, fit, psf_sigma_px, read_variance, settings.min_photons)
+            ambiguity_px = split.ambiguity_px
+            if split.from_split.any():  # refit everything jointly from the new starts
+                xs, ys = split.x_px, split.y_px
+                fit = fit_emitters(photons, background, xs, ys, psf_sigma_px, read_variance)
+                keep = distinct(fit.x_px, fit.y_px, fit.photons, 0.5 * psf_sigma_px)
+                if not keep.all():  # two starts converged on one emitter: drop the dimmer, refit
+                    xs, ys, ambiguity_px = xs[keep], ys[keep], ambiguity_px[keep]
+                    fit = fit_emitters(photons, background, xs, ys, psf_sigma_px, read_variance)
+                locs = _candidates_at(locs.frame[0], xs, ys, photons, background, px)
+                xy = locs.xy_px(px)
         ok = fit.ok
         # a fit that failed or ran away has no photon count worth the name (the aperture sum
         # of a background ridge can be large): NaN, so the detection knob keeps it only at 0
@@ -74,12 +88,13 @@ def refine_frame(candidates: Localizations, photons: np.ndarray, background: np.
         ok = np.zeros(len(locs), bool)
         intensity, level = locs.intensity_photons, _level_at(background, xy)
         crlb_px = robust_px = deviance = np.full(len(locs), np.nan)
+        ambiguity_px = np.zeros(len(locs))
     known = np.where(np.isnan(intensity), locs.intensity_photons, intensity)  # aperture photons where NaN
     approximate = mortensen_precision_px(np.maximum(known, 1.0), np.maximum(level, 0.0) + read_variance,
                                          psf_sigma_px)
     # the larger of the CRLB and the sandwich std: the bound where the model fits, more where the
     # residuals say it does not (a missed neighbour); calibration.py measured the choice
-    precision_px = np.where(ok, np.fmax(crlb_px, robust_px), approximate)
+    precision_px = np.where(ok, np.hypot(np.fmax(crlb_px, robust_px), ambiguity_px), approximate)
     locs.intensity_photons = intensity
     locs.uncertainty_xy_nm = precision_px * px
     locs.extra.update({"crlb_xy_nm": np.where(ok, crlb_px * px, np.nan), "background_photons": level,
@@ -97,6 +112,13 @@ def refine_frame(candidates: Localizations, photons: np.ndarray, background: np.
         locs.extra["probability"] = probability
     else:
         locs.extra["probability"] = np.ones(len(locs))
+    return locs
+
+
+def _candidates_at(frame: int, x_px: np.ndarray, y_px: np.ndarray, photons: np.ndarray, background: np.ndarray,
+                   pixel_size_nm: float) -> Localizations:
+    locs = Localizations(frame=np.full(len(x_px), frame), x_nm=x_px * pixel_size_nm, y_nm=y_px * pixel_size_nm)
+    locs.intensity_photons = aperture_photons(photons, x_px, y_px, background=background)
     return locs
 
 

@@ -36,6 +36,7 @@ class ReconstructionSettings:
     psf_sigma_px: float | None = None         # PSF sigma for the likelihood fit; None: measured on the movie
     read_noise_e: float = 1.4                 # read noise (e- rms) in the likelihood (Poisson + read variance)
     refine: bool = True                       # maximum-likelihood refinement on the raw frame (analysis/fit.py)
+    multi_emitter: bool = True                # split a fit that two emitters explain better (analysis/multi_emitter.py)
     kde_threshold: float = 0.3                # LoG candidates on the KDE: fraction of one emitter's response
     match_radius_px: float = 1.0              # chain-to-mean matching radius (camera px)
     chunk_frames: int = 16                    # frames read and sent through phi together

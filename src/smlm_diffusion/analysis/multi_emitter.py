@@ -1,0 +1,193 @@
+"""Splitting merged emitters by a likelihood-ratio test (multi-emitter fitting).
+
+Two emitters closer than about 2.5 PSF sigmas give one KDE blob and one candidate; the
+single fit then lands between them, with a small CRLB and a large error. As in
+ThunderSTORM's multi-emitter analysis and SMAP's, a one-emitter and a two-emitter model
+are both fitted to the data around every fit (its neighbours' fitted PSFs held as
+background; all windows at once) and the pair replaces the single emitter when twice the
+log-likelihood gain exceeds ``threshold`` (the pair has 3 more parameters: chi^2 with 3
+degrees of freedom under the one-emitter model, so 20 is p ~ 2e-4 per test) and both of
+its emitters reach the detection knob. The pair starts on the principal axis of the
+spot's second moments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from .fit import FitResult, _psf
+
+#: twice the log-likelihood gain a pair needs to replace a single fit (chi^2_3: p ~ 2e-4)
+SPLIT_THRESHOLD = 20.0
+
+
+@dataclass
+class SplitResult:
+    x_px: np.ndarray            # start positions after the splits: the fits' own first, then the added ones
+    y_px: np.ndarray
+    from_split: np.ndarray      # bool: this start is one of an accepted pair
+    ambiguity_px: np.ndarray    # sqrt(P(pair)) x offset to the pair's nearer member, for a fit left single
+
+
+def split_merged(photons: np.ndarray, background: np.ndarray | float, fit: FitResult, sigma_px: float,
+                 read_variance_photons2: float = 2.0, min_photons: float = 0.0,
+                 threshold: float = SPLIT_THRESHOLD) -> SplitResult:
+    """Split the fits that two emitters explain better (module doc).
+
+    For a fit left single, ``ambiguity_px`` is the position error it would have if the pair
+    were real (its distance to the pair's nearer member), weighted by the pair's probability from
+    BIC-penalised likelihoods, ``P = 1 / (1 + exp(-(2 dlogL - 3 ln n_pixels) / 2))``
+    (Bayesian model averaging; refine.py adds it in quadrature to the precision)."""
+    frame = np.asarray(photons, np.float64)
+    bg_map = np.broadcast_to(np.asarray(background, np.float64), frame.shape)
+    m = len(fit.x_px)
+    w = int(np.ceil(3 * sigma_px)) + 1
+    size = 2 * w + 1
+    h, wd = frame.shape
+    ok = fit.ok & np.isfinite(fit.photons)
+    index = np.flatnonzero(ok)
+    out = SplitResult(fit.x_px.copy(), fit.y_px.copy(), np.zeros(m, bool), np.zeros(m))
+    if len(index) == 0 or h < size or wd < size:
+        return out
+    r0 = np.clip(np.floor(fit.y_px).astype(int) - w, 0, h - size)
+    c0 = np.clip(np.floor(fit.x_px).astype(int) - w, 0, wd - size)
+    # every fitted emitter's PSF in every window is held as background, except the window's own
+    model = _window_model(fit.x_px, fit.y_px, np.where(ok, fit.photons, 0.0), r0, c0, size, sigma_px)
+    others = model.sum(axis=1) - model[np.arange(m), np.arange(m)]
+    rows = r0[:, None] + np.arange(size)
+    cols = c0[:, None] + np.arange(size)
+    data = frame[rows[:, :, None], cols[:, None, :]][index]
+    bg = (bg_map[rows[:, :, None], cols[:, None, :]] + others)[index]
+    sx, sy = fit.x_px[index] - c0[index], fit.y_px[index] - r0[index]
+    one = _fit_windows(data, bg, sx[:, None], sy[:, None], sigma_px, read_variance_photons2)
+    # the pair starts on the principal axis of the spot's second moments
+    var_x, var_y, cov_xy = _moments(data - bg, one[0][:, 0], one[1][:, 0], 2.5 * sigma_px)
+    values, vectors = np.linalg.eigh(np.stack([np.stack([var_x, cov_xy], -1), np.stack([cov_xy, var_y], -1)], -2))
+    axis = vectors[:, :, 1]
+    half = np.sqrt(np.maximum(values[:, 1] - sigma_px ** 2 - 1 / 12, (0.4 * sigma_px) ** 2))
+    offsets = np.array([-1.0, 1.0])[None, :] * half[:, None]
+    xs, ys, ns, _, nll_two = _fit_windows(data, bg, one[0] + offsets * axis[:, :1], one[1] + offsets * axis[:, 1:],
+                                          sigma_px, read_variance_photons2)
+    gain = 2.0 * (one[4] - nll_two)
+    separation = np.hypot(xs[:, 0] - xs[:, 1], ys[:, 0] - ys[:, 1])
+    inside = ((xs > 0) & (xs < size) & (ys > 0) & (ys < size)).all(axis=1)
+    # a real pair shares the single fit's photons; a pair that needs many more is fitting
+    # background structure (a ridge the background estimate missed)
+    plausible = (inside & (separation >= 0.3 * sigma_px) & (ns.min(axis=1) >= 1.0)
+                 & (ns.sum(axis=1) <= 1.5 * one[2][:, 0]))
+    good = plausible & (gain > threshold) & (ns.min(axis=1) >= min_photons)
+    # two neighbours may both explain one missed emitter between them by a split: the
+    # larger gain wins, and a split whose emitters land within 1 sigma of those of an
+    # accepted one is dropped
+    accept = np.zeros(len(index), bool)
+    taken = np.zeros((0, 2))
+    for j in np.flatnonzero(good)[np.argsort(-gain[good], kind="stable")]:
+        new = np.c_[xs[j] + c0[index[j]], ys[j] + r0[index[j]]]
+        if len(taken) and np.hypot(*(new[:, None] - taken[None]).transpose(2, 0, 1)).min() < sigma_px:
+            continue
+        accept[j] = True
+        taken = np.r_[taken, new]
+    with np.errstate(over="ignore"):
+        p_pair = 1.0 / (1.0 + np.exp(-(gain - 3.0 * np.log(size * size)) / 2.0))
+    # the single fit's offset from the nearer member of the pair: what it misses if the pair is real
+    offset = np.hypot(xs - one[0], ys - one[1]).min(axis=1)
+    ambiguity = np.where(plausible & ~accept, np.sqrt(p_pair) * offset, 0.0)
+    out.ambiguity_px[index] = ambiguity
+    first, second = index[accept], np.flatnonzero(accept)
+    out.x_px[first], out.y_px[first] = xs[second, 0] + c0[first], ys[second, 0] + r0[first]
+    out.from_split[first] = True
+    out.x_px = np.r_[out.x_px, xs[second, 1] + c0[first]]
+    out.y_px = np.r_[out.y_px, ys[second, 1] + r0[first]]
+    out.from_split = np.r_[out.from_split, np.ones(len(first), bool)]
+    out.ambiguity_px = np.r_[out.ambiguity_px, np.zeros(len(first))]
+    return out
+
+
+def distinct(x_px: np.ndarray, y_px: np.ndarray, photons: np.ndarray, min_distance_px: float) -> np.ndarray:
+    """Mask keeping, of emitters closer than ``min_distance_px``, the brightest (a joint fit
+    whose starts converged on one emitter)."""
+    keep = np.ones(len(x_px), bool)
+    pairs = cKDTree(np.c_[x_px, y_px]).query_pairs(min_distance_px, output_type="ndarray")
+    for i, j in pairs[np.argsort(-np.minimum(np.nan_to_num(photons[pairs[:, 0]]),
+                                             np.nan_to_num(photons[pairs[:, 1]])), kind="stable")]:
+        if keep[i] and keep[j]:
+            keep[j if np.nan_to_num(photons[j]) < np.nan_to_num(photons[i]) else i] = False
+    return keep
+
+
+def _window_model(x, y, n, r0, c0, size, sigma):
+    """(windows, emitters, size, size): emitter j's N_j PSF_j in window i."""
+    m = len(x)
+    wi, ej = np.meshgrid(np.arange(m), np.arange(m), indexing="ij")
+    psf = _psf(x[ej].ravel(), y[ej].ravel(), r0[wi].ravel(), c0[wi].ravel(), size, sigma)[0]
+    return (n[ej].ravel()[:, None, None] * psf).reshape(m, m, size, size)
+
+
+def _moments(spot, x, y, radius):
+    """Second central moments (px^2) of the positive part of ``spot`` within ``radius`` of
+    (x, y) in window coordinates (pixel centres at k + 0.5)."""
+    rr = np.arange(spot.shape[1])[None, :, None] + 0.5
+    cc = np.arange(spot.shape[2])[None, None, :] + 0.5
+    inside = (rr - y[:, None, None]) ** 2 + (cc - x[:, None, None]) ** 2 <= radius ** 2
+    weight = np.where(inside, np.clip(spot, 0, None), 0.0)
+    total = np.maximum(weight.sum(axis=(1, 2)), 1e-9)
+    mx = (weight * cc).sum(axis=(1, 2)) / total
+    my = (weight * rr).sum(axis=(1, 2)) / total
+    var_x = (weight * (cc - mx[:, None, None]) ** 2).sum(axis=(1, 2)) / total
+    var_y = (weight * (rr - my[:, None, None]) ** 2).sum(axis=(1, 2)) / total
+    cov = (weight * (cc - mx[:, None, None]) * (rr - my[:, None, None])).sum(axis=(1, 2)) / total
+    return var_x, var_y, cov
+
+
+def _fit_windows(data, fixed, xs, ys, sigma, read_variance, iterations=20):
+    """k emitters per window, all windows at once: damped Fisher scoring of (x, y, N) of
+    each emitter and one background offset delta per window, Poisson likelihood with the
+    read variance on both sides; ``fixed``: background and neighbours. Window coordinates.
+    Returns xs, ys, ns, delta, and the negative log-likelihood per window."""
+    m, k = xs.shape
+    size_r, size_c = data.shape[1:]
+    size = max(size_r, size_c)
+    zeros = np.zeros(m * k, int)
+    data_r = data + read_variance
+    fixed_r = fixed + read_variance
+    ns = np.repeat(np.maximum((data - fixed).sum(axis=(1, 2)) / k, 10.0)[:, None], k, axis=1)
+    delta = np.zeros(m)
+
+    def model(xs, ys, ns, delta):
+        psf, dx, dy = (a[:, :size_r, :size_c].reshape(m, k, size_r, size_c)
+                       for a in _psf(xs.ravel(), ys.ravel(), zeros, zeros, size, sigma))
+        mu = np.maximum((ns[:, :, None, None] * psf).sum(axis=1) + fixed_r + delta[:, None, None], 1e-6)
+        return mu, psf, dx, dy
+
+    def nll(mu):
+        return (mu - data_r * np.log(mu)).sum(axis=(1, 2))
+
+    lam = np.full(m, 1e-3)
+    mu, psf, dx, dy = model(xs, ys, ns, delta)
+    current = nll(mu)
+    eye = np.eye(3 * k + 1)
+    for _ in range(iterations):
+        jac = np.concatenate([ns[:, :, None, None] * dx, ns[:, :, None, None] * dy, psf,
+                              np.ones((m, 1, size_r, size_c))], axis=1).reshape(m, 3 * k + 1, -1)
+        grad = np.einsum("mpk,mk->mp", jac, (1.0 - data_r / mu).reshape(m, -1))
+        fisher = np.einsum("mpk,mqk,mk->mpq", jac, jac, (1.0 / mu).reshape(m, -1))
+        damped = fisher + lam[:, None, None] * (eye * np.diagonal(fisher, axis1=1, axis2=2)[:, :, None]) + 1e-9 * eye
+        step = -np.linalg.solve(damped, grad[:, :, None])[:, :, 0]
+        step[:, :2 * k] = np.clip(step[:, :2 * k], -1.0, 1.0)
+        trial = (xs + step[:, :k], ys + step[:, k:2 * k], np.maximum(ns + step[:, 2 * k:3 * k], 1.0),
+                 delta + step[:, -1])
+        trial_mu = model(*trial)
+        value = nll(trial_mu[0])
+        better = value <= current
+        xs, ys, ns = (np.where(better[:, None], t, v) for t, v in zip(trial[:3], (xs, ys, ns)))
+        delta = np.where(better, trial[3], delta)
+        mu, psf, dx, dy = (np.where(better.reshape(-1, *[1] * (t.ndim - 1)), t, v)
+                           for t, v in zip(trial_mu, (mu, psf, dx, dy)))
+        current = np.where(better, value, current)
+        lam = np.where(better, lam * 0.3, lam * 10.0)
+        if np.all(better & (np.abs(step[:, :2 * k]).max(axis=1) < 1e-3)):
+            break
+    return xs, ys, ns, delta, current
