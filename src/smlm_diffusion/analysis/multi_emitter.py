@@ -30,6 +30,7 @@ class SplitResult:
     y_px: np.ndarray
     from_split: np.ndarray      # bool: this start is one of an accepted pair
     ambiguity_px: np.ndarray    # sqrt(P(pair)) x offset to the pair's nearer member, for a fit left single
+    gain: np.ndarray | None = None  # 2 dlogL of the pair over the single (nan where not tested)
 
 
 def split_merged(photons: np.ndarray, background: np.ndarray | float, fit: FitResult, sigma_px: float,
@@ -96,6 +97,8 @@ def split_merged(photons: np.ndarray, background: np.ndarray | float, fit: FitRe
     offset = np.hypot(xs - one[0], ys - one[1]).min(axis=1)
     ambiguity = np.where(plausible & ~accept, np.sqrt(p_pair) * offset, 0.0)
     out.ambiguity_px[index] = ambiguity
+    out.gain = np.full(m, np.nan)
+    out.gain[index] = gain
     first, second = index[accept], np.flatnonzero(accept)
     out.x_px[first], out.y_px[first] = xs[second, 0] + c0[first], ys[second, 0] + r0[first]
     out.from_split[first] = True
@@ -103,6 +106,7 @@ def split_merged(photons: np.ndarray, background: np.ndarray | float, fit: FitRe
     out.y_px = np.r_[out.y_px, ys[second, 1] + r0[first]]
     out.from_split = np.r_[out.from_split, np.ones(len(first), bool)]
     out.ambiguity_px = np.r_[out.ambiguity_px, np.zeros(len(first))]
+    out.gain = np.r_[out.gain, np.full(len(first), np.nan)]
     return out
 
 

@@ -2,14 +2,19 @@
 refined by maximum likelihood on the raw frame (``analysis/fit.py``), the detection knob,
 and the per-localization uncertainty columns.
 
-``uncertainty_xy [nm]`` is the larger of the per-axis CRLB and the sandwich (Huber-White)
-std of the fit, whose residuals widen it where the model does not explain the window
-(``benchmarks/calibration.py``: on isolated emitters std(z) stays at 1.0, on dense frames
-it falls from 6.7 with the CRLB alone to 2.5).
+Before the final fit, fits that two emitters explain better are split
+(``analysis/multi_emitter.py``). ``uncertainty_xy [nm]`` is the larger of the per-axis
+CRLB and the sandwich (Huber-White) std of the fit, whose residuals widen it where the
+model does not explain the window, with the multi-emitter ambiguity of a fit left single
+added in quadrature (``benchmarks/calibration.py``: std(z) 0.9-1.1 on isolated emitters;
+on dense frames the misses are emitters within ~0.8 PSF sigma of another, which no
+single-frame test can separate).
 
 Columns beyond SPEC 3: ``crlb_xy [nm]`` (per-axis Cramer-Rao bound of the joint fit,
-neighbours included), ``robust_xy [nm]`` (the sandwich std), ``posterior_spread_xy [nm]`` (spread of matched positions over the
-posterior samples; posterior runs only), ``probability`` (fraction of samples with the
+neighbours included), ``robust_xy [nm]`` (the sandwich std), ``likelihood_xy [nm]`` (the
+precision from the likelihood alone, as above; ``uncertainty_xy`` on the phi path),
+``posterior_spread_xy [nm]`` (spread of matched positions over the posterior samples;
+posterior runs only), ``probability`` (fraction of samples with the
 emitter; 1 on the phi path), ``background [photon]`` (fitted local background per pixel),
 ``sigma [nm]`` (the PSF sigma of the fit, as ThunderSTORM writes it),
 ``fit_deviance`` (Poisson deviance per pixel of the fit window, about 1 for a good fit) and
@@ -97,7 +102,8 @@ def refine_frame(candidates: Localizations, photons: np.ndarray, background: np.
     precision_px = np.where(ok, np.hypot(np.fmax(crlb_px, robust_px), ambiguity_px), approximate)
     locs.intensity_photons = intensity
     locs.uncertainty_xy_nm = precision_px * px
-    locs.extra.update({"crlb_xy_nm": np.where(ok, crlb_px * px, np.nan), "background_photons": level,
+    locs.extra.update({"crlb_xy_nm": np.where(ok, crlb_px * px, np.nan), "likelihood_xy_nm": precision_px * px,
+                       "background_photons": level,
                        "sigma_nm": np.full(len(locs), psf_sigma_px * px), "fit_deviance": deviance,
                        "fit_ok": ok.astype(np.int64), "robust_xy_nm": robust_px * px})
     if settings.min_photons > 0:

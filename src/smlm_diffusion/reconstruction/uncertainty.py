@@ -2,9 +2,9 @@
 
 Every posterior KDE sample is localized like the mean; each chain's localizations are
 matched one-to-one (Hungarian, within ``match_radius_px``) to the mean's. A localization's
-``uncertainty_xy`` is the per-axis standard deviation of its matched sample positions,
-``sqrt((var_x + var_y) / 2)``, and its ``probability`` is the fraction of samples in
-which it was found.
+``posterior_spread_xy`` is the per-axis standard deviation of its matched sample
+positions, ``sqrt((var_x + var_y) / 2)``, and its ``probability`` is the fraction of
+samples in which it was found.
 """
 
 from __future__ import annotations

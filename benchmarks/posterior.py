@@ -1,0 +1,170 @@
+"""The posterior's quality and cost (issue 11): sampler choice, MCMC check, speed.
+
+    python benchmarks/posterior.py --choose [--psi psi]      # sampler grid on validation data
+    python benchmarks/posterior.py --mcmc 10 [--psi psi]     # psi's KDE std vs MCMC's (eq. 3)
+    python benchmarks/posterior.py --speed [--psi psi]       # seconds per frame, 16 chains
+
+``--choose`` runs on validation frames (seeds 777-779, never the benchmark seeds of
+accuracy.py / calibration.py): for each sampler (start t0 and number of network
+evaluations, and the full sampler from N(0, I)) the 2-std coverage of the truth KDE on
+signal pixels, the mean posterior variance relative to full sampling, the posterior-mean
+Jaccard against phi's, and seconds per frame. ``--mcmc``: isolated emitters at 200 and
+1000 photons (20x20 frames, background 10): the per-pixel std of psi's KDE samples against
+the std of KDEs rendered through eq. 3 from Metropolis-Hastings samples of theta
+(appendix A.4), averaged over the emitter's footprint (the paper's MCMC-vs-DDPM check).
+``--speed``: whole ``reconstruct`` calls with the posterior, 16 chains, at 1 emitter/um^2
+on 64x64 and 256x256 frames. Set OMP_NUM_THREADS; nothing else should run meanwhile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from accuracy import coverage
+from smlm_diffusion.analysis import evaluate, metropolis_hastings
+from smlm_diffusion.inference.sampling_settings import SamplerSettings
+from smlm_diffusion.reconstruction import ReconstructionSettings, reconstruct
+from smlm_diffusion.simulation import CameraModel, SimulationConfig, expected_photons, render_kde, simulate_stack
+from smlm_diffusion.simulation.psf import single_emitter_kde_peak
+
+PX = 108.0
+
+
+def _settings(args, sampler: SamplerSettings | None = None, **kw) -> ReconstructionSettings:
+    s = ReconstructionSettings(offset_adu=100.0, device="cpu", phi_model=args.phi, psi_model=args.psi,
+                               keep_frame_kdes=True, **kw)
+    if sampler is not None:
+        s.sampler = sampler
+    return s
+
+
+def _sampler(t0: int | None, evals: int, **kw) -> SamplerSettings:
+    if t0 is None:
+        return SamplerSettings(mode="full", **kw)
+    return SamplerSettings(t0=t0, stride=max(1, round(t0 / evals)), **kw)
+
+
+VALIDATION = {
+    "val 64x64 1/um^2 1000 ph": dict(height_px=64, width_px=64, density_per_um2=1.0, photons=1000.0,
+                                      background_photons=10.0, psf_sigma_px=0.92, seed=777),
+    "val 32x32 3/um^2 500 ph bg 40": dict(height_px=32, width_px=32, density_per_um2=3.0, photons=500.0,
+                                          background_photons=40.0, psf_sigma_px=1.2, background_structure="gradient",
+                                          seed=778),
+    "val 20x20 disc 200 ph": dict(height_px=20, width_px=20, structure="disc", density_per_um2=1.07, photons=200.0,
+                                  background_photons=2.0, psf_sigma_px=0.92, read_noise_e=0.0, seed=779),
+}
+
+
+def choose(args) -> None:
+    grid = [(None, 100)] + [(t0, evals) for t0 in (100, 60, 30) for evals in (5, 10, 20)]
+    print("| validation set | sampler | evals | coverage 2-std (signal) | variance / full | Jaccard post / phi | s/frame |")
+    print("|---|---|---|---|---|---|---|")
+    for name, kw in VALIDATION.items():
+        cfg = SimulationConfig(n_frames=args.frames, offset_adu=100.0, gain_adu_per_photon=1.0, **kw)
+        sim = simulate_stack(cfg, with_kde=True)
+        phi = reconstruct(sim.adu, _settings(args, posterior=False))
+        j_phi = evaluate(phi.localizations, sim.truth, 250.0).jaccard
+        full_var = None
+        for t0, evals in grid:
+            if t0 is None and args.frames > 4:
+                sub = slice(0, 4)  # full sampling: 100 evaluations per tile, a few frames suffice
+            else:
+                sub = slice(None)
+            rec = reconstruct(sim.adu[sub], _settings(args, _sampler(t0, evals)))
+            var = float(np.mean([rec.variance_kdes[f].mean() for f in rec.frames]))
+            if t0 is None:
+                full_var = float(np.mean([rec.variance_kdes[f].mean() for f in rec.frames]))
+                # the same frames through the fast samplers are compared below
+                full_frames = list(rec.frames)
+            else:
+                var = float(np.mean([rec.variance_kdes[f].mean() for f in full_frames]))
+            sub_sim = type(sim)(config=sim.config, adu=sim.adu[sub], truth=sim.truth.select(
+                np.isin(sim.truth.frame, rec.frames)), kde=sim.kde[sub])
+            cov, _ = coverage(sub_sim, rec)
+            j_post = evaluate(rec.localizations, sub_sim.truth, 250.0).jaccard
+            j_phi_sub = evaluate(phi.localizations.select(np.isin(phi.localizations.frame, rec.frames)),
+                                 sub_sim.truth, 250.0).jaccard if t0 is None else j_phi
+            label = "full" if t0 is None else f"t0 {t0}, stride {max(1, round(t0 / evals))}"
+            n_evals = rec.network_evaluations / max(len(rec.frames), 1)
+            print(f"| {name} | {label} | {n_evals:.0f} | {cov:.3f} | {var / full_var:.2f} | "
+                  f"{j_post:.3f} / {j_phi_sub:.3f} | {rec.timings_s['total'] / len(rec.frames):.1f} |", flush=True)
+
+
+def mcmc_check(args) -> None:
+    print("| photons | emitters | psi KDE std / MCMC KDE std (median) | (mean) | psi / MCMC position std |")
+    print("|---|---|---|---|---|")
+    peak = single_emitter_kde_peak()
+    for photons in (200.0, 1000.0):
+        rng = np.random.default_rng(31 + int(photons))
+        n = args.mcmc
+        xy = 10 + rng.uniform(-2, 2, size=(n, 2))
+        sigma, background = 0.92, 10.0
+        omega = expected_photons(xy[:, :1], xy[:, 1:], np.full((n, 1), photons), (20, 20), sigma, background)
+        adu = CameraModel(1.0, 100.0, 0.0).expose(omega, rng)
+        rec = reconstruct(adu, _settings(args, _sampler(args.t0, args.evals), psf_sigma_px=sigma, read_noise_e=0.0))
+        ratios, pos = [], []
+        for k in range(n):
+            result = metropolis_hastings(adu[k] - 100.0, {"x": xy[k, 0], "y": xy[k, 1], "photons": photons,
+                                                          "background": background}, sigma,
+                                         free=("x", "y", "photons", "background"), n_iterations=3000,
+                                         burn_in=1000, n_chains=4, seed=k)
+            theta = result.samples[::20]
+            x = theta[:, result.parameters.index("x")][:, None]
+            y = theta[:, result.parameters.index("y")][:, None]
+            kdes = render_kde(x, y, np.ones_like(x), (20, 20))
+            mcmc_std = kdes.std(axis=0, ddof=1)
+            footprint = kdes.mean(axis=0) > 0.05 * peak
+            psi_std = np.sqrt(rec.variance_kdes[k + 1])
+            ratios.append(psi_std[footprint].mean() / mcmc_std[footprint].mean())
+            locs = rec.localizations.select(rec.localizations.frame == k + 1)
+            spread = locs.extra.get("posterior_spread_xy_nm") if locs.extra else None
+            if spread is not None and len(spread):
+                pos.append(float(spread[0]) / (np.sqrt((x.var() + y.var()) / 2) * PX))
+        print(f"| {photons:.0f} | {n} | {np.median(ratios):.2f} | {np.mean(ratios):.2f} | "
+              f"{np.median(pos) if pos else float('nan'):.2f} |", flush=True)
+
+
+def speed(args) -> None:
+    print("| frame | emitters/um^2 | frames | seconds/frame | network evals/frame |")
+    print("|---|---|---|---|---|")
+    for side, frames in ((64, 3), (256, 1)):
+        cfg = SimulationConfig(n_frames=frames + 1, height_px=side, width_px=side, density_per_um2=1.0,
+                               photons=1000.0, background_photons=10.0, offset_adu=100.0, seed=5)
+        sim = simulate_stack(cfg)
+        settings = _settings(args, _sampler(args.t0, args.evals), keep_frame_kdes=False)
+        reconstruct(sim.adu[:1], settings)  # warm-up
+        t = time.perf_counter()
+        rec = reconstruct(sim.adu[1:], settings)
+        per = (time.perf_counter() - t) / frames
+        print(f"| {side}x{side} | 1.0 | {frames} | {per:.1f} | {rec.network_evaluations / frames:.0f} |", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--phi", default="phi")
+    parser.add_argument("--psi", default="psi")
+    parser.add_argument("--choose", action="store_true", help="sampler grid on validation data")
+    parser.add_argument("--frames", type=int, default=6, help="validation frames per set (--choose)")
+    parser.add_argument("--mcmc", type=int, default=0, help="isolated emitters per photon level for the MCMC check")
+    parser.add_argument("--speed", action="store_true")
+    parser.add_argument("--t0", type=int, default=SamplerSettings().t0, help="sampler for --mcmc / --speed")
+    parser.add_argument("--evals", type=int, default=None, help="network evaluations (default: the settings')")
+    args = parser.parse_args()
+    if args.evals is None:
+        args.evals = max(1, round(SamplerSettings().t0 / SamplerSettings().stride))
+    import torch
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; psi {args.psi}, phi {args.phi}")
+    if args.choose:
+        choose(args)
+    if args.mcmc:
+        mcmc_check(args)
+    if args.speed:
+        speed(args)
+
+
+if __name__ == "__main__":
+    main()
