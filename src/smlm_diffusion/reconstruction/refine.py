@@ -94,11 +94,14 @@ def refine_frame(candidates: Localizations, photons: np.ndarray, background: np.
         intensity, level = locs.intensity_photons, _level_at(background, xy)
         crlb_px = robust_px = deviance = np.full(len(locs), np.nan)
         ambiguity_px = np.zeros(len(locs))
-    known = np.where(np.isnan(intensity), locs.intensity_photons, intensity)  # aperture photons where NaN
-    approximate = mortensen_precision_px(np.maximum(known, 1.0), np.maximum(level, 0.0) + read_variance,
-                                         psf_sigma_px)
-    # the larger of the CRLB and the sandwich std: the bound where the model fits, more where the
-    # residuals say it does not (a missed neighbour); calibration.py measured the choice
+    # Mortensen's approximation where there is no fit (computed only there: it integrates numerically)
+    approximate = np.full(len(locs), np.nan)
+    if (~ok).any():
+        known = np.where(np.isnan(intensity), locs.intensity_photons, intensity)[~ok]  # aperture photons where NaN
+        approximate[~ok] = mortensen_precision_px(np.maximum(known, 1.0),
+                                                  np.maximum(level[~ok], 0.0) + read_variance, psf_sigma_px)
+    # the larger of the CRLB and the sandwich std (the bound where the model fits, more where the
+    # residuals say it does not), with the multi-emitter ambiguity in quadrature (module doc)
     precision_px = np.where(ok, np.hypot(np.fmax(crlb_px, robust_px), ambiguity_px), approximate)
     locs.intensity_photons = intensity
     locs.uncertainty_xy_nm = precision_px * px
