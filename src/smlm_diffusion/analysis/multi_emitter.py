@@ -55,9 +55,8 @@ def split_merged(photons: np.ndarray, background: np.ndarray | float, fit: FitRe
         return out
     r0 = np.clip(np.floor(fit.y_px).astype(int) - w, 0, h - size)
     c0 = np.clip(np.floor(fit.x_px).astype(int) - w, 0, wd - size)
-    # every fitted emitter's PSF in every window is held as background, except the window's own
-    model = _window_model(fit.x_px, fit.y_px, np.where(ok, fit.photons, 0.0), r0, c0, size, sigma_px)
-    others = model.sum(axis=1) - model[np.arange(m), np.arange(m)]
+    # the neighbours' fitted PSFs are held as background in each window
+    others = _others_in_windows(fit.x_px, fit.y_px, np.where(ok, fit.photons, 0.0), r0, c0, size, sigma_px)
     rows = r0[:, None] + np.arange(size)
     cols = c0[:, None] + np.arange(size)
     data = frame[rows[:, :, None], cols[:, None, :]][index]
@@ -122,12 +121,20 @@ def distinct(x_px: np.ndarray, y_px: np.ndarray, photons: np.ndarray, min_distan
     return keep
 
 
-def _window_model(x, y, n, r0, c0, size, sigma):
-    """(windows, emitters, size, size): emitter j's N_j PSF_j in window i."""
+def _others_in_windows(x, y, n, r0, c0, size, sigma):
+    """(windows, size, size): the sum of N_j PSF_j over every other emitter j whose PSF
+    reaches window i (neighbour pairs only: memory grows with the pairs, not m^2)."""
     m = len(x)
-    wi, ej = np.meshgrid(np.arange(m), np.arange(m), indexing="ij")
-    psf = _psf(x[ej].ravel(), y[ej].ravel(), r0[wi].ravel(), c0[wi].ravel(), size, sigma)[0]
-    return (n[ej].ravel()[:, None, None] * psf).reshape(m, m, size, size)
+    out = np.zeros((m, size, size))
+    reach = size * np.sqrt(0.5) + 4 * sigma  # window centre to corner, plus the PSF's tail
+    pairs = cKDTree(np.c_[x, y]).query_pairs(reach, output_type="ndarray")
+    if len(pairs) == 0:
+        return out
+    windows = np.r_[pairs[:, 0], pairs[:, 1]]
+    emitters = np.r_[pairs[:, 1], pairs[:, 0]]
+    psf = _psf(x[emitters], y[emitters], r0[windows], c0[windows], size, sigma)[0]
+    np.add.at(out, windows, n[emitters, None, None] * psf)
+    return out
 
 
 def _moments(spot, x, y, radius):

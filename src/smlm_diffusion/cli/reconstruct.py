@@ -52,6 +52,11 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--phi", default="phi", help="phi model: bundled name or file (default phi)")
     p.add_argument("--psi", default="psi", help="psi model: bundled name or file (default psi)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run on a Dask distributed cluster (e.g. tcp://host:8786); every worker must read INPUT "
+                        "at the same path and have this package installed")
+    p.add_argument("--task-frames", type=int, default=256,
+                   help="with --scheduler: frames per task (rounded up to whole chunks of 16; default 256)")
 
 
 def parse_frames(text: str | None, n_frames: int) -> tuple[int, int] | None:
@@ -100,7 +105,17 @@ def run(args) -> int:
                   f"{rate:.2f} frames/s", end="", file=sys.stderr, flush=True)
 
         frames_done = [0]
-        result = reconstruct(stack, settings, progress=progress)
+        if args.scheduler:
+            from ..reconstruction.distributed import reconstruct_on_cluster
+
+            def cluster_progress(event) -> None:
+                rate = event.done / max(time.monotonic() - started, 1e-9)
+                print(f"\r{event.message} on the cluster, {rate:.2f} frames/s", end="", file=sys.stderr, flush=True)
+
+            result = reconstruct_on_cluster(str(args.input), settings, args.scheduler, args.task_frames,
+                                            progress=cluster_progress)
+        else:
+            result = reconstruct(stack, settings, progress=progress)
         print(file=sys.stderr)
         for message in result.warnings:
             print(f"warning: {message}", file=sys.stderr)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import numpy as np
 
@@ -57,8 +58,9 @@ class ReconstructionRun:
     """One reconstruction of ``stack``; iterate ``events()``, read ``result`` any time
     (it holds every finished frame, also after a stop or an error)."""
 
-    def __init__(self, stack, settings: ReconstructionSettings | None = None) -> None:
+    def __init__(self, stack, settings: ReconstructionSettings | None = None, camera_checked: bool = False) -> None:
         self.stack = stack
+        self.camera_checked = camera_checked  # the settings' camera values were already checked on this movie
         self.settings = settings or ReconstructionSettings()
         self.settings.validate()
         n_frames, self.rows, self.cols = frame_source_shape(stack)
@@ -80,18 +82,20 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
     from ..inference.posterior import count_tiles, iter_sample_posterior
     from ..inference.sampling_settings import network_evaluations_per_tile
     from ..models.normalisation import INPUT_NORMALISATION_V1, estimate_background, normalise_frames
-    from ..models.store import load_model
 
     stack = run.stack
     start, stop = run.start, run.stop
     r0, r1, c0, c1 = run.region
     device = resolve_device(run.settings.device)
     started = time.perf_counter()
-    settings, camera, warnings = check_camera(frame_source_shape(stack)[0], run.settings,
-                                              lambda a, b: _read(stack, a, b))
+    if run.camera_checked:
+        settings, camera, warnings = run.settings, None, []
+    else:
+        settings, camera, warnings = check_camera(frame_source_shape(stack)[0], run.settings,
+                                                  lambda a, b: _read(stack, a, b))
     camera_s = time.perf_counter() - started
-    phi = load_model(settings.phi_model, device)
-    psi = load_model(settings.psi_model, device) if settings.posterior else None
+    phi = cached_model(settings.phi_model, device)
+    psi = cached_model(settings.psi_model, device) if settings.posterior else None
     kde_scale = float(phi.normalisation["kde_scale"])
     h, w = r1 - r0, c1 - c0
     result = Reconstruction(settings=settings, shape_px=(h, w), origin_px=(r0, c0), device=str(device),
@@ -183,6 +187,28 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
         result.timings_s["total"] = time.perf_counter() - started
 
 
+_MODELS: dict[tuple, object] = {}
+
+
+def cached_model(name_or_path: str, device):
+    """``load_model``, once per process for the same file and device (a batch worker loads
+    each model once; the widget's repeated runs do not reload). Inference never changes a
+    model, so sharing it is safe."""
+    from ..models.store import KINDS, bundled_path, load_model
+
+    path = bundled_path(name_or_path) if str(name_or_path) in KINDS else Path(name_or_path)
+    try:
+        stat = path.stat()
+        key = (str(path.resolve()), str(device), stat.st_mtime_ns, stat.st_size)
+    except OSError:  # missing: load_model says so in one sentence
+        return load_model(name_or_path, device)
+    if key not in _MODELS:
+        if len(_MODELS) >= 8:
+            _MODELS.clear()
+        _MODELS[key] = load_model(name_or_path, device)
+    return _MODELS[key]
+
+
 def _measure_psf(result: Reconstruction, kdes: np.ndarray, photons: np.ndarray, background: np.ndarray,
                  first_index: int) -> None:
     """The PSF width for the likelihood fit: given, or measured on the first chunk's spots."""
@@ -203,11 +229,12 @@ def _measure_psf(result: Reconstruction, kdes: np.ndarray, photons: np.ndarray, 
 
 def reconstruct(stack, settings: ReconstructionSettings | None = None,
                 progress: Callable[[ProgressEvent], None] | None = None,
-                should_stop: Callable[[], bool] | None = None) -> Reconstruction:
+                should_stop: Callable[[], bool] | None = None, camera_checked: bool = False) -> Reconstruction:
     """Reconstruct ``stack`` (ADU array, 2D or 3D, or a lazy TiffStack). ``progress`` gets
     every event; when ``should_stop()`` turns true the run stops at the next tile batch and
-    the frames finished so far are returned (``completed`` is False)."""
-    run = ReconstructionRun(stack, settings)
+    the frames finished so far are returned (``completed`` is False). ``camera_checked``:
+    the settings' camera values were checked on this movie already (skip the check)."""
+    run = ReconstructionRun(stack, settings, camera_checked)
     events = run.events()
     try:
         for event in events:

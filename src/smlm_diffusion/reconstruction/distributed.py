@@ -1,0 +1,122 @@
+"""Batch reconstruction on a Dask distributed cluster (``reconstruct --scheduler ADDRESS``).
+
+The movie is cut into tasks of whole engine chunks (``task_frames``, a multiple of
+``settings.chunk_frames``, so every chunk sees the same frames as in a single-machine
+run). A first small task on the first chunk checks the camera and measures the PSF width
+exactly as a single run does; every task then runs the ordinary engine with those values
+fixed, and each worker process loads the models once (``engine.cached_model``). Results
+come back in frame order: the localizations, render and run record equal a
+single-machine run's with the same seed (posterior noise depends only on seed, frame
+and tile). Every worker must be able to read the movie at the same path and have this
+package installed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from ..errors import SmlmInputError
+from .engine import frame_source_shape, reconstruct, resolve_frames
+from .settings import ProgressEvent, Reconstruction, ReconstructionSettings
+
+#: frames per task by default (16 engine chunks of 16 frames)
+TASK_FRAMES = 256
+
+
+def _run_task(stack_path: str, settings: ReconstructionSettings, camera_checked: bool) -> Reconstruction:
+    """One task on a worker: the engine on the task's frames of the movie at ``stack_path``."""
+    from ..io.tiff import TiffStack
+
+    with TiffStack(stack_path) as stack:
+        result = reconstruct(stack, settings, camera_checked=camera_checked)
+    result.mean_kdes, result.variance_kdes = {}, {}
+    return result
+
+
+def task_ranges(start: int, stop: int, task_frames: int, chunk_frames: int) -> list[tuple[int, int]]:
+    """[start, stop) cut into tasks of ``task_frames`` rounded up to whole chunks."""
+    size = max(chunk_frames, -(-task_frames // chunk_frames) * chunk_frames)
+    return [(a, min(stop, a + size)) for a in range(start, stop, size)]
+
+
+def merge(parts: list[Reconstruction], settings: ReconstructionSettings, probe: Reconstruction,
+          frames_requested: int) -> Reconstruction:
+    """The tasks' results in frame order, as one Reconstruction."""
+    parts = sorted(parts, key=lambda r: r.frames[0] if r.frames else 1 << 62)
+    result = Reconstruction(settings=settings, shape_px=probe.shape_px, origin_px=probe.origin_px, device=probe.device,
+                            render=np.zeros_like(probe.render),
+                            render_variance=None if probe.render_variance is None
+                            else np.zeros_like(probe.render_variance),
+                            frames_requested=frames_requested)
+    result.psf_sigma_px, result.psf_sigma_source = probe.psf_sigma_px, probe.psf_sigma_source
+    result.camera_estimate, result.warnings = probe.camera_estimate, list(probe.warnings)
+    for part in parts:
+        result.frames += part.frames
+        result.frame_tables += part.frame_tables
+        result.render += part.render
+        if result.render_variance is not None:
+            result.render_variance += part.render_variance
+        result.network_evaluations += part.network_evaluations
+        for key, value in part.timings_s.items():
+            result.timings_s[key] = result.timings_s.get(key, 0.0) + value
+    result.completed = len(result.frames) == frames_requested and all(p.completed for p in parts)
+    return result
+
+
+def reconstruct_on_cluster(stack_path: str, settings: ReconstructionSettings, scheduler: str,
+                           task_frames: int = TASK_FRAMES, connect_timeout_s: float = 20.0,
+                           progress: Callable[[ProgressEvent], None] | None = None,
+                           should_stop: Callable[[], bool] | None = None) -> Reconstruction:
+    """Reconstruct the movie at ``stack_path`` on the Dask cluster at ``scheduler``
+    (``tcp://host:8786``; see the module doc). ``progress`` gets one event per finished
+    task (``done``/``total`` in frames); ``should_stop`` cancels the tasks not yet finished
+    and returns the finished ones."""
+    try:
+        from distributed import Client, as_completed
+    except ImportError:
+        raise SmlmInputError("--scheduler needs Dask distributed: pip install 'napari-smlm-diffusion[cluster]'") from None
+    from ..io.tiff import TiffStack
+
+    settings.validate()
+    with TiffStack(stack_path) as stack:
+        n_frames = frame_source_shape(stack)[0]
+    start, stop = resolve_frames(n_frames, settings.frames)
+    try:
+        client = Client(scheduler, timeout=f"{connect_timeout_s}s")
+    except (OSError, TimeoutError) as exc:
+        raise SmlmInputError(f"could not reach the Dask scheduler at {scheduler} ({exc})") from None
+    started = time.perf_counter()
+    try:
+        # the first chunk checks the camera and measures the PSF as a single run does; it is
+        # also the first chunk of the result
+        first_stop = min(stop, start + settings.chunk_frames)
+        probe = client.submit(_run_task, stack_path, dataclasses.replace(settings, frames=(start, first_stop)), False,
+                              pure=False).result()
+        fixed = dataclasses.replace(probe.settings, camera="given", psf_sigma_px=probe.psf_sigma_px)
+        ranges = task_ranges(first_stop, stop, task_frames, settings.chunk_frames)
+        futures = [client.submit(_run_task, stack_path, dataclasses.replace(fixed, frames=r), True, pure=False)
+                   for r in ranges]
+        parts, done = [probe], len(probe.frames)
+        if progress is not None:
+            progress(ProgressEvent(done, stop - start, None, f"{done} of {stop - start} frames"))
+        for future in as_completed(futures):
+            part = future.result()
+            parts.append(part)
+            done += len(part.frames)
+            if progress is not None:
+                progress(ProgressEvent(done, stop - start, None, f"{done} of {stop - start} frames"))
+            if should_stop is not None and should_stop():
+                for other in futures:
+                    other.cancel()
+                break
+    finally:
+        client.close()
+    # the run record shows the user's settings with the camera values the check resolved
+    used = dataclasses.replace(probe.settings, psf_sigma_px=settings.psf_sigma_px, frames=settings.frames)
+    result = merge(parts, used, probe, stop - start)
+    result.timings_s["wall"] = time.perf_counter() - started
+    return result
