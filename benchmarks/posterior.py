@@ -3,6 +3,7 @@
     python benchmarks/posterior.py --choose [--psi psi]      # sampler grid on validation data
     python benchmarks/posterior.py --mcmc 10 [--psi psi]     # psi's KDE std vs MCMC's (eq. 3)
     python benchmarks/posterior.py --speed [--psi psi]       # seconds per frame, 16 chains
+    python benchmarks/posterior.py --tiles [--psi psi]       # tile core and halo
 
 ``--choose`` runs on validation frames (seeds 777-779, never the benchmark seeds of
 accuracy.py / calibration.py): for each sampler (start t0 and number of network
@@ -93,6 +94,29 @@ def choose(args) -> None:
                   f"{j_post:.3f} / {j_phi_sub:.3f} | {rec.timings_s['total'] / len(rec.frames):.1f} |", flush=True)
 
 
+def tiles(args) -> None:
+    """Tile core and halo at the chosen sampler: the stitched posterior should not depend on
+    them once the halo covers psi's reach; compared with one whole-frame tile."""
+    name = "val 64x64 1/um^2 1000 ph"
+    cfg = SimulationConfig(n_frames=min(args.frames, 4), offset_adu=100.0, gain_adu_per_photon=1.0,
+                           **VALIDATION[name])
+    sim = simulate_stack(cfg, with_kde=True)
+    print(f"\n{name}: tile core / halo at t0 {args.t0}, {args.evals} evaluations\n")
+    print("| core px | halo px | coverage 2-std (signal) | variance / one tile | mean |posterior mean - one tile| | s/frame |")
+    print("|---|---|---|---|---|---|")
+    reference = None
+    for core, halo in ((64, 0), (64, 8), (32, 8), (32, 4), (20, 4)):
+        rec = reconstruct(sim.adu, _settings(args, _sampler(args.t0, args.evals, core_px=core, halo_px=halo)))
+        var = float(np.mean([rec.variance_kdes[f].mean() for f in rec.frames]))
+        means = np.stack([rec.mean_kdes[f] for f in rec.frames])
+        if reference is None:
+            reference = (var, means)
+        cov, _ = coverage(sim, rec)
+        diff = float(np.abs(means - reference[1]).mean() / max(reference[1].mean(), 1e-12))
+        print(f"| {core} | {halo} | {cov:.3f} | {var / reference[0]:.2f} | {diff:.3f} | "
+              f"{rec.timings_s['total'] / len(rec.frames):.1f} |", flush=True)
+
+
 def mcmc_check(args) -> None:
     print("| photons | emitters | psi KDE std / MCMC KDE std (median) | (mean) | psi / MCMC position std |")
     print("|---|---|---|---|---|")
@@ -150,6 +174,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=6, help="validation frames per set (--choose)")
     parser.add_argument("--mcmc", type=int, default=0, help="isolated emitters per photon level for the MCMC check")
     parser.add_argument("--speed", action="store_true")
+    parser.add_argument("--tiles", action="store_true", help="tile core and halo at the chosen sampler")
     parser.add_argument("--t0", type=int, default=SamplerSettings().t0, help="sampler for --mcmc / --speed")
     parser.add_argument("--evals", type=int, default=None, help="network evaluations (default: the settings')")
     args = parser.parse_args()
@@ -160,6 +185,8 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; psi {args.psi}, phi {args.phi}")
     if args.choose:
         choose(args)
+    if args.tiles:
+        tiles(args)
     if args.mcmc:
         mcmc_check(args)
     if args.speed:

@@ -98,7 +98,8 @@ def test_reconstruct_widget_cancel_keeps_finished_frames(make_napari_viewer, qtb
     widget.values["chains"].value = 2
     seen = []
 
-    def cancel_after_first(event):
+    def cancel_after_first(update):
+        event = getattr(update, "event", None)
         if getattr(event, "frame_result", None) is not None and not seen:
             seen.append(event.frame_result.frame)
             widget.cancel()
@@ -110,6 +111,9 @@ def test_reconstruct_widget_cancel_keeps_finished_frames(make_napari_viewer, qtb
     assert not result.completed and 1 <= len(result.frames) < 6
     assert "cancelled" in widget._status.value
     assert "posterior mean [movie.tif]" in viewer.layers
+    # every finished frame is shown, also those after the last live refresh
+    assert len(viewer.layers["localizations [movie.tif]"].data) == len(result.localizations)
+    assert viewer.layers["posterior mean [movie.tif]"].metadata["frame"] == result.frames[-1]
 
 
 def test_reconstruct_widget_bad_input_is_one_line(make_napari_viewer, monkeypatch, bundled_or_tiny):
@@ -245,3 +249,105 @@ def test_reconstruct_widget_warns_once_about_a_wrong_gain(make_napari_viewer, qt
     about_gain = [message for message in shown if "camera gain" in message]
     assert len(about_gain) == 1 and "below the gain estimated from the movie" in about_gain[0]
     assert all("\n" not in message for message in shown)
+
+
+def test_reconstruct_widget_whole_stack_keeps_the_gui_live(make_napari_viewer, qtbot, tmp_path):
+    """Bundled phi, 100 frames: a 20 ms QTimer never waits 0.5 s, layers refresh at a
+    bounded rate, the status shows speed and time left, and the final layers hold the run."""
+    import time
+
+    from qtpy.QtCore import QTimer
+
+    from smlm_diffusion._napari.reconstruct_logic import frame_layers
+
+    cfg = SimulationConfig(n_frames=100, height_px=32, width_px=32, density_per_um2=0.8, photons=3000,
+                           background_photons=5, offset_adu=100.0, gain_adu_per_photon=2.0, seed=5)
+    path = write_stack(tmp_path / "long.tif", simulate_stack(cfg, quantize=True).adu, 108.0,
+                       extra_info={"offset_adu": 100.0, "gain_adu_per_photon": 2.0})
+    viewer = make_napari_viewer()
+    raw = viewer.open(str(path), plugin=PLUGIN)[0]
+    widget = _dock(viewer, "Reconstruct")
+    widget.values["scope"].value = "whole stack"
+    widget.values["posterior"].value = False
+    ticks, statuses, refreshes = [], [], []
+    timer = QTimer()
+    timer.setInterval(20)
+    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+
+    def stop_timer():
+        timer.stop()
+        ticks.append(time.perf_counter())
+
+    def watch(update):
+        statuses.append(widget._status.value)
+        refreshes.append(getattr(update, "refresh", None) is not None)
+
+    timer.start()
+    started = time.perf_counter()
+    widget.start()
+    widget._worker.yielded.connect(watch)
+    widget._worker.finished.connect(stop_timer)
+    _wait_idle(qtbot, widget)
+    result = widget._run_handle.result
+    assert result.completed and len(result.frames) == 100
+    longest_gap = float(np.max(np.diff(ticks)))
+    speeds = [s for s in statuses if "frames/s" in s]
+    print(f"longest event-loop gap {longest_gap:.3f} s; {sum(refreshes)} refreshes in "
+          f"{ticks[-1] - started:.1f} s; last status: {speeds[-1] if speeds else statuses[-1]}")
+    assert longest_gap < 0.5
+    assert sum(refreshes) <= 2 + (ticks[-1] - started) / 0.5 and sum(refreshes) < 50  # bounded, not per frame
+    assert speeds and "left" in speeds[-1]
+    # the final layers are those of the whole run (as frame_layers builds them from scratch)
+    points = viewer.layers["localizations [long.tif]"]
+    locs = result.localizations
+    assert len(locs) > 0 and len(points.data) == len(locs)
+    expected = {kwargs["name"]: (data, kwargs) for data, kwargs, _ in
+                frame_layers(widget._live.latest, result, raw.scale, raw.translate, True, "long.tif")}
+    assert np.allclose(points.data, expected["localizations [long.tif]"][0])
+    assert np.allclose(points.features["uncertainty_xy_nm"], locs.uncertainty_xy_nm, equal_nan=True)
+    assert np.allclose(viewer.layers["render [long.tif]"].data, result.render.astype(np.float32))
+    assert viewer.layers["phi estimate [long.tif]"].metadata["frame"] == 100
+
+
+def test_live_layers_refresh_at_a_bounded_rate_and_catch_up():
+    from types import SimpleNamespace
+
+    from smlm_diffusion._napari.reconstruct_logic import LiveLayers, RefreshPacer, RunClock, format_duration
+    from smlm_diffusion.localizations import Localizations
+    from smlm_diffusion.reconstruction import FrameResult, ProgressEvent, Reconstruction, ReconstructionSettings
+
+    pacer = RefreshPacer(min_interval_s=0.5, cost_factor=10.0)
+    assert pacer.due(0.0)
+    pacer.started(0.0)
+    assert not pacer.due(5.0)  # the previous refresh is still queued
+    pacer.applied(0.2)
+    assert not pacer.due(1.9) and pacer.due(2.0)  # a 0.2 s refresh: 2 s apart, not 0.5 s
+
+    now = [0.0]
+    result = Reconstruction(ReconstructionSettings(), shape_px=(8, 8), render=np.zeros((32, 32)), frames_requested=6)
+    run = SimpleNamespace(result=result)
+    live = LiveLayers(run, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), True, "raw", clock=lambda: now[0])
+    built = []
+    for frame in range(1, 7):
+        locs = Localizations(frame=[frame] * frame, x_nm=np.full(frame, 300.0), y_nm=np.full(frame, 200.0),
+                             uncertainty_xy_nm=np.full(frame, 10.0))
+        result.frame_tables.append(locs)
+        result.frames.append(frame)
+        result.render += 1.0
+        kde = np.full((32, 32), float(frame), np.float32)
+        refresh = live.observe(ProgressEvent(frame, 6, FrameResult(frame, kde, None, locs), f"frame {frame}"))
+        if refresh is not None:
+            built.append(refresh)
+            live.applied(refresh, 0.001)
+        now[0] += 0.2
+    assert [r.frames for r in built] == [1, 4]  # at t = 0 and t = 0.6 s
+    final = live.catch_up(after=live.shown)
+    assert final.frames == 6 and live.catch_up(after=6) is None
+    layers = {kwargs["name"]: data for data, kwargs, _ in final.layers}
+    assert len(layers["localizations [raw]"]) == 21 and np.all(layers["phi estimate [raw]"] == 6)
+    assert np.all(layers["render [raw]"] == 6)
+
+    clock = RunClock()
+    assert clock.update(1, 100, 1, now=10.0) == "estimating speed…"
+    assert clock.update(11, 100, 10, now=12.0) == "5 frames/s, about 18 s left"
+    assert format_duration(3725) == "1 h 02 min" and format_duration(75) == "1 min 15 s"

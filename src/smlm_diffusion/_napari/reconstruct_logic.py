@@ -1,12 +1,17 @@
-"""Qt-free core of the Reconstruct widget: settings from widget values and layer data
-from results (tests call these directly)."""
+"""Qt-free core of the Reconstruct widget: settings from widget values, layer data from
+results, and the pacing of live updates during a run (tests call these directly)."""
 
 from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..inference.sampling_settings import SamplerSettings
-from ..reconstruction.settings import DEFAULT_MIN_PHOTONS, FrameResult, Reconstruction, ReconstructionSettings
+from ..reconstruction.settings import (DEFAULT_MIN_PHOTONS, FrameResult, ProgressEvent, Reconstruction,
+                                       ReconstructionSettings)
 from .layers import kde_transform, points_features, points_world, robust_contrast
 
 SCOPES = ("current frame", "visible region", "frame range", "whole stack")
@@ -57,6 +62,8 @@ def visible_region_from_corners(corner_pixels, frame_shape: tuple[int, int]) -> 
 def frame_layers(event_result: FrameResult, run_result: Reconstruction, raw_scale, raw_translate,
                  raw_is_stack: bool, source_name: str) -> list[tuple]:
     """Layer data tuples (data, kwargs, type) showing one finished frame and the totals so far."""
+    import pandas as pd  # napari's own dependency; the table is built here, off the GUI thread
+
     s = run_result.settings
     scale, translate = kde_transform(raw_scale, raw_translate, run_result.origin_px)
     meta = {"pixel_size_nm": s.pixel_size_nm, "source": source_name}
@@ -76,7 +83,7 @@ def frame_layers(event_result: FrameResult, run_result: Reconstruction, raw_scal
     coords = points_world(locs, s.pixel_size_nm, raw_scale, raw_translate, with_frame=raw_is_stack)
     if raw_is_stack:  # frame index -> world along the raw layer's frame axis
         coords[:, 0] = float(raw_translate[-3]) + float(raw_scale[-3]) * coords[:, 0]
-    features = points_features(locs)
+    features = pd.DataFrame(points_features(locs))
     colour = {"face_color": "uncertainty_xy_nm", "face_colormap": "viridis"} if posterior and len(locs) \
         else {"face_color": "yellow"}
     layers.append((coords, {"name": f"localizations [{source_name}]", "features": features, "size": 0.5,
@@ -92,3 +99,123 @@ def frame_layers(event_result: FrameResult, run_result: Reconstruction, raw_scal
                             "colormap": "viridis", "metadata": meta, "visible": False,
                             "contrast_limits": robust_contrast(run_result.render_variance)}, "image"))
     return layers
+
+
+# -- live updates during a run ---------------------------------------------------------
+class RefreshPacer:
+    """Bounded-rate layer refreshes: at most one per ``min_interval_s``, spaced at least
+    ``cost_factor`` times the last refresh's GUI-thread cost (so refreshing a big table
+    takes at most ~1/cost_factor of the GUI thread), and none while one is still queued."""
+
+    def __init__(self, min_interval_s: float = 0.5, cost_factor: float = 10.0) -> None:
+        self.min_interval_s, self.cost_factor = min_interval_s, cost_factor
+        self.last_cost_s = 0.0
+        self.pending = False  # a refresh was built and the GUI has not applied it yet
+        self._last: float | None = None
+
+    def due(self, now: float) -> bool:
+        if self.pending:
+            return False
+        return self._last is None or now - self._last >= max(self.min_interval_s, self.cost_factor * self.last_cost_s)
+
+    def started(self, now: float) -> None:
+        self._last, self.pending = now, True
+
+    def applied(self, cost_s: float) -> None:
+        self.last_cost_s, self.pending = float(cost_s), False
+
+
+@dataclass
+class Refresh:
+    """Layer data tuples showing the first ``frames`` finished frames of a run."""
+    frames: int
+    layers: list[tuple] = field(default_factory=list)
+
+
+@dataclass
+class LiveUpdate:
+    """What the worker yields per engine event: the event and, now and then, a refresh."""
+    event: ProgressEvent | None
+    refresh: Refresh | None = None
+
+
+class LiveLayers:
+    """The layers of a running reconstruction. The worker calls :meth:`observe` per event
+    and gets a :class:`Refresh` when one is due (built off the GUI thread: all points,
+    features and render so far, the latest frame's KDEs); :meth:`catch_up` builds the last
+    one at the end. ``run`` is a ``ReconstructionRun`` (its ``result`` fills up)."""
+
+    def __init__(self, run, raw_scale, raw_translate, raw_is_stack: bool, source_name: str,
+                 pacer: RefreshPacer | None = None, clock=time.monotonic) -> None:
+        self.run, self.source = run, (raw_scale, raw_translate, raw_is_stack, source_name)
+        self.pacer, self.clock = pacer or RefreshPacer(), clock
+        self.latest: FrameResult | None = None
+        self.built = 0  # frames covered by the last refresh built
+        self.shown = 0  # frames covered by the last refresh applied in the GUI
+        self._gui_free = threading.Event()
+        self._gui_free.set()
+
+    def observe(self, event: ProgressEvent) -> Refresh | None:
+        if event.frame_result is not None:
+            self.latest = event.frame_result
+        now = self.clock()
+        if self.latest is None or len(self.run.result.frames) <= self.built or not self.pacer.due(now):
+            return None
+        self.pacer.started(now)
+        self._gui_free.clear()
+        return self.build()
+
+    def wait_for_gui(self, timeout_s: float = 1.0) -> None:
+        """Worker side: hold off (no CPU, no GIL) while the GUI shows the last refresh."""
+        self._gui_free.wait(timeout_s)
+
+    def release(self) -> None:
+        """GUI side: the last refresh is shown (also on cancel, so the worker can quit)."""
+        self._gui_free.set()
+
+    def catch_up(self, after: int) -> Refresh | None:
+        """A refresh with every finished frame, unless the first ``after`` frames are all."""
+        result = self.run.result
+        return self.build() if result is not None and self.latest is not None and len(result.frames) > after \
+            else None
+
+    def build(self) -> Refresh:
+        result = self.run.result
+        frames = len(result.frames)
+        refresh = Refresh(frames, frame_layers(self.latest, result, *self.source))
+        self.built = max(self.built, frames)
+        return refresh
+
+    def applied(self, refresh: Refresh, cost_s: float) -> None:
+        """The GUI applied ``refresh`` in ``cost_s`` seconds."""
+        self.shown = max(self.shown, refresh.frames)
+        self.pacer.applied(cost_s)
+
+
+class RunClock:
+    """Speed and time left from the progress events (measured from the first event, so
+    model loading and the camera check do not count)."""
+
+    def __init__(self) -> None:
+        self.frames = 0
+        self._first: tuple[float, int, int] | None = None
+
+    def update(self, done: int, total: int, new_frames: int, now: float) -> str:
+        self.frames += new_frames
+        if self._first is None:
+            self._first = (now, done, self.frames)
+        t0, done0, frames0 = self._first
+        if now <= t0 or done <= done0:
+            return "estimating speed…"
+        rate = (self.frames - frames0) / (now - t0)
+        left = (total - done) * (now - t0) / (done - done0)
+        return (f"{rate:.3g} frames/s, " if rate > 0 else "") + f"about {format_duration(left)} left"
+
+
+def format_duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"

@@ -1,18 +1,23 @@
 """Reconstruct dock widget: a thin Qt shell over ``reconstruction.ReconstructionRun``.
 
 The run goes through a napari ``thread_worker`` that yields one event per psi batch of
-tiles and per finished frame; the GUI thread updates the progress bar and the layers as
-frames arrive. Cancel quits the worker at its next yield; finished frames stay shown."""
+tiles and per finished frame. The GUI thread updates the progress bar, speed and time left
+per event. The layers' data is built in the worker (``LiveLayers``) at a bounded rate
+(about twice a second, less often when the table grows) and once at the end, and the
+worker pauses while the GUI shows it, so a long movie never floods the GUI. Cancel quits
+the worker at its next yield; finished frames stay shown."""
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, ProgressBar, PushButton, SpinBox
 
 from . import persist
 from ..reconstruction.settings import DEFAULT_MIN_PHOTONS
-from .reconstruct_logic import CAMERA_CHOICES, SCOPES, build_settings, frame_layers, visible_region_from_corners
+from .reconstruct_logic import (CAMERA_CHOICES, SCOPES, LiveLayers, LiveUpdate, RunClock, build_settings,
+                                visible_region_from_corners)
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -118,7 +123,7 @@ class ReconstructWidget(Container):
         except ValueError as exc:  # SmlmInputError is a ValueError
             show_error(str(exc))
             return
-        self._source = (layer.name, tuple(layer.scale), tuple(layer.translate), is_stack)
+        live = LiveLayers(run, tuple(layer.scale), tuple(layer.translate), is_stack, layer.name)
         self._progress.max, self._progress.value = 1, 0
         self._status.value = "starting…"
 
@@ -126,11 +131,17 @@ class ReconstructWidget(Container):
         def work():
             try:
                 for event in run.events():
-                    yield event
+                    refresh = live.observe(event)
+                    yield LiveUpdate(event, refresh)
+                    if refresh is not None:
+                        live.wait_for_gui()
             except Exception as exc:  # noqa: BLE001 - reported as one line in the GUI
                 yield exc
+            yield LiveUpdate(None, live.catch_up(after=live.built))  # the complete layers
 
-        self._run_handle = run
+        self._run_handle, self._live, self._clock, self._started = run, live, RunClock(), time.monotonic()
+        self._points_sent = -1  # points in this run's Points layer
+        self._partial = None  # the last refresh, when some of its new layers wait
         self._warned = False
         self._worker = work()
         self._worker.yielded.connect(self._on_event)
@@ -142,22 +153,52 @@ class ReconstructWidget(Container):
         if self._worker is not None:
             self._status.value = "cancelling… (finished frames are kept)"
             self._worker.quit()
+            self._live.release()
 
-    def _on_event(self, event):
+    def _on_event(self, update):
         from napari.utils.notifications import show_error
 
-        if isinstance(event, Exception):
-            show_error(f"Reconstruction failed: {event}")
+        if isinstance(update, Exception):
+            show_error(f"Reconstruction failed: {update}")
             return
-        self._show_warnings()
-        self._progress.max = max(event.total, 1)
-        self._progress.value = event.done
-        self._status.value = f"{event.done}/{event.total} {event.message}"
-        if event.frame_result is not None:
-            name, scale, translate, is_stack = self._source
-            for data, kwargs, kind in frame_layers(event.frame_result, self._run_handle.result, scale, translate,
-                                                   is_stack, name):
+        event = update.event
+        if event is not None:
+            self._show_warnings()
+            self._progress.max = max(event.total, 1)
+            self._progress.value = event.done
+            speed = self._clock.update(event.done, event.total, int(event.frame_result is not None),
+                                       time.monotonic())
+            self._status.value = f"{event.done}/{event.total} {event.message} · {speed}"
+        self._apply(update.refresh)
+
+    def _apply(self, refresh, all_layers: bool = False):
+        """Show a refresh built by ``LiveLayers``. Adding a layer can stall the GUI for a
+        moment (creation and first draw), so one is added per refresh unless ``all_layers``
+        and the worker waits until it is drawn; the time spent updating existing layers
+        paces the next refresh."""
+        if refresh is None:
+            return
+        cost, added, skipped = 0.0, False, False
+        try:
+            for data, kwargs, kind in refresh.layers:
+                new = kwargs["name"] not in self._viewer.layers
+                if new and added and not all_layers:
+                    skipped = True
+                    continue
+                started = time.perf_counter()
                 self._show(data, kwargs, kind)
+                cost += 0.0 if new else time.perf_counter() - started
+                added |= new
+        finally:
+            self._partial = refresh if skipped else None
+            self._live.applied(refresh, cost)
+            release = self._live.release
+            if added:  # the worker goes on after the next event-loop turn, when the new layer is drawn
+                from qtpy.QtCore import QTimer
+
+                QTimer.singleShot(0, lambda: QTimer.singleShot(0, release))
+            else:
+                release()
 
     def _show_warnings(self):
         from napari.utils.notifications import show_warning
@@ -173,7 +214,10 @@ class ReconstructWidget(Container):
         if name in self._viewer.layers:
             layer = self._viewer.layers[name]
             if kind == "points":
+                if len(data) == self._points_sent:  # no new localizations since the last refresh
+                    return
                 layer.data = data
+                self._points_sent = len(data)
                 layer.features = kwargs["features"]
                 if kwargs.get("face_color") == "uncertainty_xy_nm":
                     layer.face_color = "uncertainty_xy_nm"
@@ -186,14 +230,19 @@ class ReconstructWidget(Container):
             return
         add = {"image": self._viewer.add_image, "points": self._viewer.add_points}[kind]
         add(data, **kwargs)
+        if kind == "points":
+            self._points_sent = len(data)
 
     def _on_finished(self, *_):
         result = getattr(self, "_run_handle", None)
         done = result.result if result is not None else None
         if done is not None:
+            live = self._live  # after a cancel or an error the last frames may not be shown yet
+            self._apply(live.catch_up(after=live.shown) or self._partial, all_layers=True)
             self._show_warnings()
             state = "finished" if done.completed else "cancelled"
+            seconds = done.timings_s.get("total") or time.monotonic() - self._started  # no total yet after a cancel
             self._status.value = (f"{state}: {len(done.frames)} frame(s), {len(done.localizations)} localizations, "
-                                  f"{done.timings_s.get('total', 0):.1f} s on {done.device}")
+                                  f"{seconds:.1f} s on {done.device}")
         self._run.enabled, self._cancel.enabled = True, False
         self._worker = None
