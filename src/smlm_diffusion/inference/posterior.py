@@ -49,8 +49,8 @@ def iter_sample_posterior(psi: torch.nn.Module, schedule: NoiseSchedule, phi_kde
                           settings: SamplerSettings, device: torch.device, seed: int = 0, frame: int = 0,
                           frame_input: np.ndarray | None = None):
     """Generator form of :func:`sample_posterior`: yields the number of tiles finished
-    after each psi batch (so callers can report progress and stop between batches) and
-    returns the samples."""
+    after each psi batch, and 0 after every network evaluation within a batch (so callers
+    can report progress and stop within a second or so), and returns the samples."""
     settings.validate(schedule.n_steps)
     uses_frame = getattr(psi, "uses_frame", False)
     if uses_frame and frame_input is None:
@@ -82,8 +82,15 @@ def iter_sample_posterior(psi: torch.nn.Module, schedule: NoiseSchedule, phi_kde
             condition = torch.from_numpy(np.concatenate(cond)).to(device)
             frames = torch.from_numpy(np.concatenate(data).astype(np.float32)).to(device) if uses_frame else None
             noise_all = torch.cat(noise, dim=1).to(device)         # (steps + 1, maps, 1, h, w)
-            with torch.no_grad():
-                y = _run_chain(psi, schedule, condition, noise_all, pairs, settings, frames)
+            chain = _run_chain(psi, schedule, condition, noise_all, pairs, settings, frames)
+            while True:
+                try:
+                    with torch.no_grad():
+                        next(chain)
+                except StopIteration as finished:
+                    y = finished.value
+                    break
+                yield 0
             y = y.float().cpu().numpy()[:, 0].reshape(len(chunk), n, *condition.shape[-2:])
             for (_, tile, _), tile_samples in zip(chunk, y):
                 rows, cols = tile.core_in_input(u)
@@ -95,7 +102,8 @@ def iter_sample_posterior(psi: torch.nn.Module, schedule: NoiseSchedule, phi_kde
 def _run_chain(psi, schedule: NoiseSchedule, condition: torch.Tensor, noise: torch.Tensor,
                pairs: list[tuple[int, int]], settings: SamplerSettings,
                frames: torch.Tensor | None = None) -> torch.Tensor:
-    """Reverse chain for a batch of maps; returns KDE samples in model units."""
+    """Reverse chain for a batch of maps: a generator that yields after every network
+    evaluation and returns the KDE samples in model units."""
     maps = len(condition)
     start = pairs[0][0]
     residual = getattr(psi, "target", "kde") == "residual"
@@ -111,4 +119,6 @@ def _run_chain(psi, schedule: NoiseSchedule, condition: torch.Tensor, noise: tor
         ss = torch.full((maps,), s, device=condition.device, dtype=torch.long)
         eps = psi(y, condition, tt, frames) if frames is not None else psi(y, condition, tt)
         y = schedule.reverse_step(y, eps, tt, ss, noise=noise[k + 1], clip_y0=clip)
+        if k + 1 < len(pairs):
+            yield
     return y + condition if residual else y
