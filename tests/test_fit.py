@@ -115,3 +115,27 @@ def test_a_merged_pair_is_split_and_a_single_emitter_is_not():
     # the per-test false-split rate of the threshold is ~2e-4; the ambiguity term stays
     # well below the CRLB (~0.07 px here)
     assert false_splits <= 1 and np.median(ambiguity) < 0.02
+
+
+def test_refine_frame_splits_a_merged_pair_and_keeps_every_column():
+    """One candidate between two emitters: refine_frame reports two localizations near the
+    truth, each with half the blob's KDE mass, and the same columns as an unsplit frame."""
+    from smlm_diffusion.localizations import Localizations
+    from smlm_diffusion.reconstruction import ReconstructionSettings
+    from smlm_diffusion.reconstruction.refine import refine_frame
+
+    frame, truth = next(_pair_frames(2.2 * SIGMA, seed=8))
+    start = truth.mean(axis=0)
+    px = 108.0
+    candidates = Localizations(frame=np.array([1]), x_nm=np.array([start[0] * px]), y_nm=np.array([start[1] * px]),
+                               intensity_photons=np.array([2000.0]), extra={"kde_mass": np.array([1.9])})
+    settings = ReconstructionSettings(read_noise_e=1.4)
+    locs = refine_frame(candidates, frame, np.full(frame.shape, 10.0), SIGMA, settings)
+    assert len(locs) == 2
+    found = locs.xy_px(px)
+    assert np.linalg.norm(found[:, None] - truth[None], axis=2).min(axis=0).max() < 0.3
+    assert np.allclose(locs.extra["kde_mass"], 0.95)
+    single = refine_frame(Localizations(frame=np.array([1]), x_nm=truth[:1, 0] * px, y_nm=truth[:1, 1] * px,
+                                        extra={"kde_mass": np.array([1.0])}),
+                          frame, np.full(frame.shape, 10.0), SIGMA, settings)
+    assert set(single.extra) == set(locs.extra)

@@ -31,6 +31,7 @@ class SplitResult:
     from_split: np.ndarray      # bool: this start is one of an accepted pair
     ambiguity_px: np.ndarray    # sqrt(P(pair)) x offset to the pair's nearer member, for a fit left single
     gain: np.ndarray | None = None  # 2 dlogL of the pair over the single (nan where not tested)
+    parent: np.ndarray | None = None  # index of the fit each start came from
 
 
 def split_merged(photons: np.ndarray, background: np.ndarray | float, fit: FitResult, sigma_px: float,
@@ -50,7 +51,8 @@ def split_merged(photons: np.ndarray, background: np.ndarray | float, fit: FitRe
     h, wd = frame.shape
     ok = fit.ok & np.isfinite(fit.photons)
     index = np.flatnonzero(ok)
-    out = SplitResult(fit.x_px.copy(), fit.y_px.copy(), np.zeros(m, bool), np.zeros(m))
+    out = SplitResult(fit.x_px.copy(), fit.y_px.copy(), np.zeros(m, bool), np.zeros(m), np.full(m, np.nan),
+                      np.arange(m))
     if len(index) == 0 or h < size or wd < size:
         return out
     r0 = np.clip(np.floor(fit.y_px).astype(int) - w, 0, h - size)
@@ -96,7 +98,6 @@ def split_merged(photons: np.ndarray, background: np.ndarray | float, fit: FitRe
     offset = np.hypot(xs - one[0], ys - one[1]).min(axis=1)
     ambiguity = np.where(plausible & ~accept, np.sqrt(p_pair) * offset, 0.0)
     out.ambiguity_px[index] = ambiguity
-    out.gain = np.full(m, np.nan)
     out.gain[index] = gain
     first, second = index[accept], np.flatnonzero(accept)
     out.x_px[first], out.y_px[first] = xs[second, 0] + c0[first], ys[second, 0] + r0[first]
@@ -106,6 +107,7 @@ def split_merged(photons: np.ndarray, background: np.ndarray | float, fit: FitRe
     out.from_split = np.r_[out.from_split, np.ones(len(first), bool)]
     out.ambiguity_px = np.r_[out.ambiguity_px, np.zeros(len(first))]
     out.gain = np.r_[out.gain, np.full(len(first), np.nan)]
+    out.parent = np.r_[out.parent, first]
     return out
 
 
@@ -126,7 +128,7 @@ def _others_in_windows(x, y, n, r0, c0, size, sigma):
     reaches window i (neighbour pairs only: memory grows with the pairs, not m^2)."""
     m = len(x)
     out = np.zeros((m, size, size))
-    reach = size * np.sqrt(0.5) + 4 * sigma  # window centre to corner, plus the PSF's tail
+    reach = size * np.sqrt(2.0) + 4 * sigma  # emitter to the far corner of its (edge-clipped) window, plus the PSF's tail
     pairs = cKDTree(np.c_[x, y]).query_pairs(reach, output_type="ndarray")
     if len(pairs) == 0:
         return out

@@ -112,8 +112,12 @@ def run(args) -> int:
                 rate = event.done / max(time.monotonic() - started, 1e-9)
                 print(f"\r{event.message} on the cluster, {rate:.2f} frames/s", end="", file=sys.stderr, flush=True)
 
-            result = reconstruct_on_cluster(str(args.input), settings, args.scheduler, args.task_frames,
-                                            progress=cluster_progress)
+            # workers resolve paths on their own machines: give them absolute ones
+            for key in ("phi_model", "psi_model"):
+                if Path(getattr(settings, key)).is_file():
+                    setattr(settings, key, str(Path(getattr(settings, key)).resolve()))
+            result = reconstruct_on_cluster(str(Path(args.input).resolve()), settings, args.scheduler,
+                                            args.task_frames, progress=cluster_progress)
         else:
             result = reconstruct(stack, settings, progress=progress)
         print(file=sys.stderr)

@@ -19,7 +19,7 @@ from .normalisation import INPUT_NORMALISATION, kde_scale
 from .phi import ShufflePhi
 from .psi import CameraPsi, ConditionalUNet
 from .schedule import NoiseSchedule
-from .store import load_model, model_payload, save_file
+from .store import load_model, model_payload, save_file, sha256_of
 from .training_data import FolderData, TrainingDomain, mixed_batch
 
 
@@ -92,6 +92,7 @@ class Trainer:
         else:
             phi = load_model(settings.phi_model, self.device)
             self.phi = phi.module
+            self.phi_sha256 = sha256_of(phi.path) if phi.path is not None else None
             self.input_normalisation = dict(phi.normalisation["input"])
             if settings.psi_architecture == "camera":
                 self.model = CameraPsi(channels=settings.resolved_channels, blocks=settings.psi_blocks,
@@ -185,6 +186,7 @@ class Trainer:
                     "domain": s.domain.to_dict(), "data_folder": s.data_folder,
                     "data_fraction": s.data_fraction if s.data_folder else 0.0, "hardware": hardware_description(self.device),
                     "phi_model": s.phi_model if s.kind == "psi" else None,
+                    "phi_sha256": getattr(self, "phi_sha256", None),
                     "torch": str(torch.__version__)}
         return save_file(model_payload(s.kind, self.model, normalisation, training, self.schedule), path)
 

@@ -5,9 +5,10 @@ The movie is cut into tasks of whole engine chunks (``task_frames``, a multiple 
 run). A first small task on the first chunk checks the camera and measures the PSF width
 exactly as a single run does; every task then runs the ordinary engine with those values
 fixed, and each worker process loads the models once (``engine.cached_model``). Results
-come back in frame order: the localizations, render and run record equal a
+are added up as they arrive and written in frame order: the localizations equal a
 single-machine run's with the same seed (posterior noise depends only on seed, frame
-and tile). Every worker must be able to read the movie at the same path and have this
+and tile), the renders up to the order of summation (float rounding), and the run
+record's timings are worker seconds summed over tasks plus the wall time. Every worker must be able to read the movie at the same path and have this
 package installed.
 """
 
@@ -43,28 +44,39 @@ def task_ranges(start: int, stop: int, task_frames: int, chunk_frames: int) -> l
     return [(a, min(stop, a + size)) for a in range(start, stop, size)]
 
 
-def merge(parts: list[Reconstruction], settings: ReconstructionSettings, probe: Reconstruction,
-          frames_requested: int) -> Reconstruction:
-    """The tasks' results in frame order, as one Reconstruction."""
-    parts = sorted(parts, key=lambda r: r.frames[0] if r.frames else 1 << 62)
-    result = Reconstruction(settings=settings, shape_px=probe.shape_px, origin_px=probe.origin_px, device=probe.device,
-                            render=np.zeros_like(probe.render),
-                            render_variance=None if probe.render_variance is None
-                            else np.zeros_like(probe.render_variance),
-                            frames_requested=frames_requested)
-    result.psf_sigma_px, result.psf_sigma_source = probe.psf_sigma_px, probe.psf_sigma_source
-    result.camera_estimate, result.warnings = probe.camera_estimate, list(probe.warnings)
-    for part in parts:
-        result.frames += part.frames
-        result.frame_tables += part.frame_tables
+class _Merged:
+    """The tasks' results added up as they arrive (renders summed at once, only the frame
+    tables kept), then put in frame order."""
+
+    def __init__(self, settings: ReconstructionSettings, probe: Reconstruction, frames_requested: int) -> None:
+        self.result = Reconstruction(settings=settings, shape_px=probe.shape_px, origin_px=probe.origin_px,
+                                     device=probe.device, render=np.zeros_like(probe.render),
+                                     render_variance=None if probe.render_variance is None
+                                     else np.zeros_like(probe.render_variance), frames_requested=frames_requested)
+        self.result.psf_sigma_px, self.result.psf_sigma_source = probe.psf_sigma_px, probe.psf_sigma_source
+        self.result.camera_estimate, self.result.warnings = probe.camera_estimate, list(probe.warnings)
+        self.tables: dict[int, list] = {}
+        self.all_completed = True
+
+    def add(self, part: Reconstruction) -> int:
+        result = self.result
+        for frame, table in zip(part.frames, part.frame_tables):
+            self.tables[frame] = table
         result.render += part.render
         if result.render_variance is not None:
             result.render_variance += part.render_variance
         result.network_evaluations += part.network_evaluations
-        for key, value in part.timings_s.items():
+        for key, value in part.timings_s.items():  # summed over tasks (worker seconds)
             result.timings_s[key] = result.timings_s.get(key, 0.0) + value
-    result.completed = len(result.frames) == frames_requested and all(p.completed for p in parts)
-    return result
+        self.all_completed &= part.completed
+        return len(part.frames)
+
+    def finish(self) -> Reconstruction:
+        result = self.result
+        result.frames = sorted(self.tables)
+        result.frame_tables = [self.tables[f] for f in result.frames]
+        result.completed = self.all_completed and len(result.frames) == result.frames_requested
+        return result
 
 
 def reconstruct_on_cluster(stack_path: str, settings: ReconstructionSettings, scheduler: str,
@@ -100,13 +112,15 @@ def reconstruct_on_cluster(stack_path: str, settings: ReconstructionSettings, sc
         ranges = task_ranges(first_stop, stop, task_frames, settings.chunk_frames)
         futures = [client.submit(_run_task, stack_path, dataclasses.replace(fixed, frames=r), True, pure=False)
                    for r in ranges]
-        parts, done = [probe], len(probe.frames)
+        # the run record shows the user's settings with the camera values the check resolved
+        used = dataclasses.replace(probe.settings, psf_sigma_px=settings.psf_sigma_px, frames=settings.frames)
+        merged = _Merged(used, probe, stop - start)
+        done = merged.add(probe)
         if progress is not None:
             progress(ProgressEvent(done, stop - start, None, f"{done} of {stop - start} frames"))
         for future in as_completed(futures):
-            part = future.result()
-            parts.append(part)
-            done += len(part.frames)
+            done += merged.add(future.result())
+            future.release()  # the worker may drop it now
             if progress is not None:
                 progress(ProgressEvent(done, stop - start, None, f"{done} of {stop - start} frames"))
             if should_stop is not None and should_stop():
@@ -115,8 +129,6 @@ def reconstruct_on_cluster(stack_path: str, settings: ReconstructionSettings, sc
                 break
     finally:
         client.close()
-    # the run record shows the user's settings with the camera values the check resolved
-    used = dataclasses.replace(probe.settings, psf_sigma_px=settings.psf_sigma_px, frames=settings.frames)
-    result = merge(parts, used, probe, stop - start)
+    result = merged.finish()
     result.timings_s["wall"] = time.perf_counter() - started
     return result

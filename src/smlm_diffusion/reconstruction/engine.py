@@ -96,6 +96,8 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
     camera_s = time.perf_counter() - started
     phi = cached_model(settings.phi_model, device)
     psi = cached_model(settings.psi_model, device) if settings.posterior else None
+    if psi is not None:
+        warnings = warnings + _pairing_warning(phi, psi)
     kde_scale = float(phi.normalisation["kde_scale"])
     h, w = r1 - r0, c1 - c0
     result = Reconstruction(settings=settings, shape_px=(h, w), origin_px=(r0, c0), device=str(device),
@@ -207,6 +209,17 @@ def cached_model(name_or_path: str, device):
             _MODELS.clear()
         _MODELS[key] = load_model(name_or_path, device)
     return _MODELS[key]
+
+
+def _pairing_warning(phi, psi) -> list[str]:
+    """One sentence when psi was trained on the output of another phi file than this one."""
+    from ..models.store import sha256_of
+
+    trained_on = psi.training.get("phi_sha256")
+    if not trained_on or phi.path is None or sha256_of(phi.path) == trained_on:
+        return []
+    return [f"The psi model ({psi.path.name if psi.path else 'psi'}) was trained on another phi than "
+            f"{phi.path.name}; its posterior is only meaningful with the phi it was trained on."]
 
 
 def _measure_psf(result: Reconstruction, kdes: np.ndarray, photons: np.ndarray, background: np.ndarray,

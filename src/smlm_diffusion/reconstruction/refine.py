@@ -72,13 +72,17 @@ def refine_frame(candidates: Localizations, photons: np.ndarray, background: np.
             split = split_merged(photons, background, fit, psf_sigma_px, read_variance, settings.min_photons)
             ambiguity_px = split.ambiguity_px
             if split.from_split.any():  # refit everything jointly from the new starts
-                xs, ys = split.x_px, split.y_px
+                xs, ys, parent, from_split = split.x_px, split.y_px, split.parent, split.from_split
                 fit = fit_emitters(photons, background, xs, ys, psf_sigma_px, read_variance)
                 keep = distinct(fit.x_px, fit.y_px, fit.photons, 0.5 * psf_sigma_px)
                 if not keep.all():  # two starts converged on one emitter: drop the dimmer, refit
-                    xs, ys, ambiguity_px = xs[keep], ys[keep], ambiguity_px[keep]
+                    xs, ys, parent, from_split, ambiguity_px = (a[keep] for a in (xs, ys, parent, from_split,
+                                                                                  ambiguity_px))
                     fit = fit_emitters(photons, background, xs, ys, psf_sigma_px, read_variance)
+                # a split pair shares its parent's KDE mass
+                mass = locs.extra.get("kde_mass", np.full(len(locs), np.nan))[parent] / np.where(from_split, 2.0, 1.0)
                 locs = _candidates_at(locs.frame[0], xs, ys, photons, background, px)
+                locs.extra["kde_mass"] = mass
                 xy = locs.xy_px(px)
         ok = fit.ok
         # a fit that failed or ran away has no photon count worth the name (the aperture sum
