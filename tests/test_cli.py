@@ -83,14 +83,18 @@ def test_console_script_runs_as_a_module_with_a_clear_error():
 
 
 def test_demo_simulates_localizes_evaluates_and_draws(tmp_path, capsys):
-    code, stdout, _ = _run(capsys, "demo", "--out", str(tmp_path / "d"), "--frames", "3", "--samples", "4",
+    code, stdout, _ = _run(capsys, "demo", "--out", str(tmp_path / "d"), "--frames", "20", "--samples", "4",
                            "--device", "cpu")
     assert code == 0
-    for name in ("raw.tif", "ground_truth.csv", "localizations.csv", "render.tif", "render_variance.tif",
-                 "run.json", "metrics.json", "demo.png"):
+    for name in ("raw.tif", "ground_truth.csv", "localizations.csv", "render.tif", "run.json", "metrics.json",
+                 "demo.png", "posterior/localizations.csv", "posterior/render_variance.tif"):
         assert (tmp_path / "d" / name).stat().st_size > 0
     metrics = json.loads((tmp_path / "d" / "metrics.json").read_text())
     assert metrics["precision"] > 0.9 and metrics["recall"] > 0.7
+    assert metrics["posterior"]["frames"] == 1 and metrics["posterior"]["jaccard"] > 0.6
     locs = read_localizations_csv(tmp_path / "d" / "localizations.csv")
+    assert set(np.unique(locs.frame)) == set(range(1, 21))
     assert np.all(np.isfinite(locs.uncertainty_xy_nm)) and np.all(locs.uncertainty_xy_nm > 0)
+    sampled = read_localizations_csv(tmp_path / "d" / "posterior" / "localizations.csv")
+    assert set(np.unique(sampled.frame)) == {1} and "probability" in sampled.extra
     assert (tmp_path / "d" / "demo.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
