@@ -81,7 +81,7 @@ def gradient_movie(tmp_path):
 def test_wrong_gain_is_reported_and_camera_auto_uses_the_estimate(gradient_movie, tmp_path, tiny_models, capsys):
     out = tmp_path / "given"
     assert main(["reconstruct", str(gradient_movie), "--out", str(out), "--phi", tiny_models["phi"],
-                 "--no-posterior", "--device", "cpu", "--frames", "1:2", "--psf-sigma", "0.92"]) == 0
+                 "--no-posterior", "--device", "cpu", "--frames", "1:2", "--psf-sigma", "0.92", "--drift", "off"]) == 0
     err = capsys.readouterr().err
     warnings = [line for line in err.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and "below the gain estimated from the movie" in warnings[0]
@@ -93,7 +93,8 @@ def test_wrong_gain_is_reported_and_camera_auto_uses_the_estimate(gradient_movie
 
     auto = tmp_path / "auto"
     assert main(["reconstruct", str(gradient_movie), "--out", str(auto), "--phi", tiny_models["phi"],
-                 "--no-posterior", "--device", "cpu", "--frames", "1:2", "--camera", "auto", "--psf-sigma", "0.92"]) == 0
+                 "--no-posterior", "--device", "cpu", "--frames", "1:2", "--camera", "auto", "--psf-sigma", "0.92",
+                 "--drift", "off"]) == 0
     assert "warning" not in capsys.readouterr().err
     used = json.loads((auto / "run.json").read_text())["camera"]["used"]
     assert used["source"] == "estimated from the movie"

@@ -6,9 +6,10 @@ import argparse
 import sys
 
 from ..errors import SmlmInputError
-from . import demo, evaluate, reconstruct, simulate, train
+from . import demo, evaluate, frc, reconstruct, simulate, train
 
-COMMANDS = {"simulate": simulate, "reconstruct": reconstruct, "evaluate": evaluate, "train": train, "demo": demo}
+COMMANDS = {"simulate": simulate, "reconstruct": reconstruct, "evaluate": evaluate, "frc": frc, "train": train,
+            "demo": demo}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,7 +14,9 @@ import numpy as np
 from .. import __version__
 from ..errors import SmlmInputError
 from ..io import TiffStack, atomic_path, write_localizations_csv, write_stack
+from ..io.curves import plot_drift, write_frc
 from ..reconstruction import ReconstructionSettings, reconstruct
+from ..reconstruction.postprocess import postprocess
 from ..reconstruction.settings import DEFAULT_MIN_PHOTONS, Reconstruction
 
 DEFAULT_PIXEL_SIZE_NM, DEFAULT_OFFSET_ADU, DEFAULT_GAIN = 108.0, 100.0, 1.0
@@ -52,6 +54,11 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--phi", default="phi", help="phi model: bundled name or file (default phi)")
     p.add_argument("--psi", default="psi", help="psi model: bundled name or file (default psi)")
+    p.add_argument("--drift", choices=("auto", "off"), default="auto",
+                   help="drift correction by redundant cross-correlation after the run (auto: when the movie has "
+                        "enough localizations, else one sentence says why not; default auto)")
+    p.add_argument("--link", action="store_true",
+                   help="also link blinks over consecutive frames into localizations_linked.csv")
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="run on a Dask distributed cluster (e.g. tcp://host:8786); every worker must read INPUT "
                         "at the same path and have this package installed")
@@ -87,7 +94,7 @@ def run(args) -> int:
             camera=args.camera, emccd=args.emccd, min_photons=args.min_photons, psf_sigma_px=args.psf_sigma,
             read_noise_e=args.read_noise, refine=not args.no_refine,
             frames=parse_frames(args.frames, stack.n_frames), posterior=not args.no_posterior, seed=args.seed,
-            device=args.device, phi_model=args.phi, psi_model=args.psi)
+            device=args.device, phi_model=args.phi, psi_model=args.psi, drift=args.drift, link=args.link)
         settings.sampler.n_samples = args.samples
         if args.full_sampling:
             settings.sampler.mode = "full"
@@ -121,15 +128,31 @@ def run(args) -> int:
         else:
             result = reconstruct(stack, settings, progress=progress)
         print(file=sys.stderr)
+        drift, linked, frc = postprocess(result)
         for message in result.warnings:
             print(f"warning: {message}", file=sys.stderr)
         write_outputs(out, result, stack_path=str(args.input), stack_shape=tuple(stack.shape))
+        write_postprocessing(out, drift, linked, frc)
     print(f"{len(result.localizations)} localizations in {len(result.frames)} frames -> {out}/", file=sys.stderr)
     return 0 if result.completed else 130
 
 
 def _pick(*values) -> float:
     return float(next(v for v in values if v is not None))
+
+
+def write_postprocessing(out: Path, drift, linked, frc) -> None:
+    """drift.csv and drift.png, localizations_linked.csv, frc.csv, where computed."""
+    if drift is not None:
+        table = np.c_[drift.frames, drift.x_nm, drift.y_nm]
+        with atomic_path(out / "drift.csv") as tmp:
+            np.savetxt(tmp, table, delimiter=",", fmt=["%d", "%.3f", "%.3f"], header="frame,drift x [nm],drift y [nm]",
+                       comments="")
+        plot_drift(out / "drift.png", drift)
+    if linked is not None:
+        write_localizations_csv(out / "localizations_linked.csv", linked)
+    if frc is not None:
+        write_frc(out, frc)
 
 
 def write_outputs(out: Path, result: Reconstruction, stack_path: str, stack_shape: tuple) -> None:
@@ -156,6 +179,7 @@ def write_outputs(out: Path, result: Reconstruction, stack_path: str, stack_shap
                             "source": "estimated from the movie" if s.camera == "auto" else "given"},
                    "estimate": result.camera_estimate},
         "psf": {"sigma_px": result.psf_sigma_px, "source": result.psf_sigma_source},
+        **result.postprocessing,
         "warnings": list(result.warnings),
         "timings_s": {k: round(v, 3) for k, v in result.timings_s.items()},
     }

@@ -31,13 +31,22 @@ _ALIASES = {
 }
 
 
+#: headers spelled with spaces (issue 14's drift columns)
+_SPACED = {"drift_x_nm": "drift x [nm]", "drift_y_nm": "drift y [nm]"}
+
+
 def _header_name(extra_key: str) -> str:
     """``uncertainty_x_nm`` -> ``uncertainty_x [nm]``; plain names stay plain."""
+    if extra_key in _SPACED:
+        return _SPACED[extra_key]
     m = re.fullmatch(r"(.+)_(nm|px|photons?)", extra_key)
     return f"{m.group(1)} [{m.group(2)}]" if m else extra_key
 
 
 def _extra_key(header: str) -> str:
+    spaced = {v: k for k, v in _SPACED.items()}
+    if header in spaced:
+        return spaced[header]
     m = re.fullmatch(r"(.+?)\s*\[(.+)\]", header)
     return f"{m.group(1)}_{m.group(2)}" if m else header
 

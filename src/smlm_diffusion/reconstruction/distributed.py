@@ -21,7 +21,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ..errors import SmlmInputError
-from .engine import frame_source_shape, reconstruct, resolve_frames
+from .engine import block_frames, frame_source_shape, reconstruct, resolve_frames
 from .settings import ProgressEvent, Reconstruction, ReconstructionSettings
 
 #: frames per task by default (16 engine chunks of 16 frames)
@@ -66,6 +66,11 @@ class _Merged:
         if result.render_variance is not None:
             result.render_variance += part.render_variance
         result.network_evaluations += part.network_evaluations
+        result.block_frames = part.block_frames
+        for blocks, theirs in ((result.render_blocks, part.render_blocks),
+                               (result.variance_blocks, part.variance_blocks)):
+            for block, image in theirs.items():
+                blocks[block] = blocks[block] + image if block in blocks else image
         for key, value in part.timings_s.items():  # summed over tasks (worker seconds)
             result.timings_s[key] = result.timings_s.get(key, 0.0) + value
         self.all_completed &= part.completed
@@ -106,14 +111,18 @@ def reconstruct_on_cluster(stack_path: str, settings: ReconstructionSettings, sc
         # the first chunk checks the camera and measures the PSF as a single run does; it is
         # also the first chunk of the result
         first_stop = min(stop, start + settings.chunk_frames)
-        probe = client.submit(_run_task, stack_path, dataclasses.replace(settings, frames=(start, first_stop)), False,
+        blocks = block_frames(stop - start, settings.chunk_frames)
+        probe = client.submit(_run_task, stack_path, dataclasses.replace(settings, frames=(start, first_stop),
+                                                                         drift_block_frames=blocks), False,
                               pure=False).result()
-        fixed = dataclasses.replace(probe.settings, camera="given", psf_sigma_px=probe.psf_sigma_px)
+        fixed = dataclasses.replace(probe.settings, camera="given", psf_sigma_px=probe.psf_sigma_px,
+                                    drift_block_frames=blocks)
         ranges = task_ranges(first_stop, stop, task_frames, settings.chunk_frames)
         futures = [client.submit(_run_task, stack_path, dataclasses.replace(fixed, frames=r), True, pure=False)
                    for r in ranges]
         # the run record shows the user's settings with the camera values the check resolved
-        used = dataclasses.replace(probe.settings, psf_sigma_px=settings.psf_sigma_px, frames=settings.frames)
+        used = dataclasses.replace(probe.settings, psf_sigma_px=settings.psf_sigma_px, frames=settings.frames,
+                                   drift_block_frames=settings.drift_block_frames)
         merged = _Merged(used, probe, stop - start)
         done = merged.add(probe)
         if progress is not None:

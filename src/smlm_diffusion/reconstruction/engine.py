@@ -109,6 +109,8 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
     run.result = result
     result.timings_s["camera_check"] = camera_s
     result.timings_s["load_models"] = time.perf_counter() - started - camera_s
+    if settings.drift != "off":
+        result.block_frames = settings.drift_block_frames or block_frames(stop - start, settings.chunk_frames)
     tiles_per_frame = count_tiles(h, w, settings.sampler) if psi else 1
     total = (stop - start) * tiles_per_frame
     evals_per_tile = network_evaluations_per_tile(settings.sampler, psi.schedule.n_steps) if psi else 0
@@ -175,6 +177,8 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
                 result.render += mean
                 if variance is not None:
                     result.render_variance += variance
+                if result.block_frames:
+                    _add_block(result, frame, mean, variance)
                 if settings.keep_frame_kdes:
                     result.mean_kdes[frame] = mean.astype(np.float32)
                     if variance is not None:
@@ -187,6 +191,23 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
     finally:
         result.timings_s.update(timing)
         result.timings_s["total"] = time.perf_counter() - started
+
+
+def block_frames(n_frames: int, chunk_frames: int, max_blocks: int = 32) -> int:
+    """Frames per partial render: whole chunks, at most ``max_blocks`` blocks per run."""
+    chunks = -(-n_frames // chunk_frames)
+    return chunk_frames * max(1, -(-chunks // max_blocks))
+
+
+def _add_block(result: Reconstruction, frame: int, mean: np.ndarray, variance: np.ndarray | None) -> None:
+    block = (frame - 1) // result.block_frames
+    if block not in result.render_blocks:
+        result.render_blocks[block] = np.zeros(mean.shape, np.float32)
+        if variance is not None:
+            result.variance_blocks[block] = np.zeros(mean.shape, np.float32)
+    result.render_blocks[block] += mean
+    if variance is not None:
+        result.variance_blocks[block] += variance
 
 
 _MODELS: dict[tuple, object] = {}

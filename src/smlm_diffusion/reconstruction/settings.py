@@ -41,6 +41,9 @@ class ReconstructionSettings:
     match_radius_px: float = 1.0              # chain-to-mean matching radius (camera px)
     chunk_frames: int = 16                    # frames read and sent through phi together
     keep_frame_kdes: bool = False             # keep each frame's mean/variance KDE (memory!)
+    drift: str = "auto"                       # drift correction after the run: "auto" (when the table allows) | "off"
+    drift_block_frames: int = 0               # frames per partial render shifted by its drift; 0: <= 32 blocks
+    link: bool = False                        # also link blinks into groups (localizations_linked.csv)
 
     def validate(self) -> None:
         if not self.pixel_size_nm > 0:
@@ -60,6 +63,8 @@ class ReconstructionSettings:
             raise ValueError(f"the minimum photons per localization must be zero or positive, not {self.min_photons:g}")
         if self.chunk_frames < 1:
             raise ValueError("chunk_frames must be at least 1")
+        if self.drift not in ("auto", "off"):
+            raise ValueError(f"drift must be 'auto' or 'off', not {self.drift!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -101,6 +106,11 @@ class Reconstruction:
     warnings: list[str] = field(default_factory=list)
     frames_requested: int = 0
     frame_tables: list[Localizations] = field(default_factory=list, repr=False)  # one per finished frame
+    # partial renders of blocks of frames (block index -> 4x map), kept for drift correction
+    block_frames: int = 0
+    render_blocks: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
+    variance_blocks: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
+    postprocessing: dict = field(default_factory=dict)  # drift, linking and FRC records (run.json)
     _joined: tuple[int, Localizations] | None = field(default=None, repr=False)
 
     @property
