@@ -36,6 +36,10 @@ def add_parser(sub) -> None:
                    help="draw every frame independently instead of blinking fixed sites")
     p.add_argument("--on-lifetime", type=float, default=3.0, help="mean on-state lifetime in frames (default 3)")
     p.add_argument("--kde", action="store_true", help="also write the 4x KDE targets to OUT_kde.tif")
+    p.add_argument("--drift", type=float, nargs=2, default=(0.0, 0.0), metavar=("DX_NM", "DY_NM"),
+                   help="linear stage drift reached at the last frame, nm (default 0 0)")
+    p.add_argument("--drift-wobble", type=float, default=0.0, metavar="NM",
+                   help="plus a sinusoidal drift of this amplitude, period 500 frames (default 0)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
 
@@ -46,7 +50,8 @@ def config_from_args(args) -> SimulationConfig:
         background_structure=args.background_structure, hot_pixels=args.hot_pixels,
         psf_sigma_px=args.psf_sigma, gain_adu_per_photon=args.gain, offset_adu=args.offset,
         read_noise_e=args.read_noise, emccd=args.emccd, structure=args.structure,
-        blinking=not args.independent_frames, on_lifetime_frames=args.on_lifetime, seed=args.seed)
+        blinking=not args.independent_frames, on_lifetime_frames=args.on_lifetime, seed=args.seed,
+        drift_x_nm=args.drift[0], drift_y_nm=args.drift[1], drift_wobble_nm=args.drift_wobble)
     cfg.validate()
     return cfg
 

@@ -47,6 +47,10 @@ class SimulationConfig:
     blinking: bool = False                # False: every frame is independent
     on_lifetime_frames: float = 3.0
     kde_sigma_upsampled_px: float = DEFAULT_KDE_SIGMA_UPSAMPLED_PX
+    drift_x_nm: float = 0.0               # stage drift: linear, reaching this at the last frame
+    drift_y_nm: float = 0.0
+    drift_wobble_nm: float = 0.0          # plus a sinusoid of this amplitude (x: sin, y: cos - 1)
+    drift_wobble_frames: float = 500.0    # period of the sinusoid
     seed: int = 0
 
     def validate(self) -> None:
@@ -67,6 +71,7 @@ class SimulationConfig:
             (self.structure in STRUCTURES, f"the structure must be one of {', '.join(STRUCTURES)}"),
             (self.on_lifetime_frames >= 1, "the on-state lifetime must be at least 1 frame"),
             (self.disc_radius_px > 0, "the disc radius must be positive (pixels)"),
+            (self.drift_wobble_frames > 0, "the drift's sinusoid period must be positive (frames)"),
         ]
         for ok, message in checks:
             if not ok:
@@ -86,6 +91,14 @@ class SimulationConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def drift_nm(self, frames) -> tuple[np.ndarray, np.ndarray]:
+        """Stage drift (x, y) in nm at 1-based frames; zero at frame 1."""
+        t = np.asarray(frames, np.float64) - 1.0
+        ramp = t / max(self.n_frames - 1, 1)
+        phase = 2 * np.pi * t / self.drift_wobble_frames
+        return (self.drift_x_nm * ramp + self.drift_wobble_nm * np.sin(phase),
+                self.drift_y_nm * ramp + self.drift_wobble_nm * (np.cos(phase) - 1.0))
 
 
 def filament_movie_config(n_frames: int = 100, seed: int = 0) -> SimulationConfig:
@@ -191,6 +204,10 @@ def iter_simulation(cfg: SimulationConfig, chunk_frames: int = 256, with_kde: bo
     while done < cfg.n_frames:
         n = min(chunk_frames, cfg.n_frames - done)
         frames = source.next_frames(n)
+        if cfg.drift_x_nm or cfg.drift_y_nm or cfg.drift_wobble_nm:  # the stage moves the whole sample
+            dx, dy = cfg.drift_nm(np.arange(done + 1, done + n + 1))
+            frames = [(xy + np.array([ddx, ddy]) / cfg.pixel_size_nm, ids)
+                      for (xy, ids), ddx, ddy in zip(frames, dx, dy)]
         counts = [len(ids) for _, ids in frames]
         width = max(counts) if counts else 0
         photons = [_photons(c, cfg, photon_rng) for c in counts]
