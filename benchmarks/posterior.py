@@ -42,7 +42,11 @@ def _settings(args, sampler: SamplerSettings | None = None, **kw) -> Reconstruct
     return s
 
 
+TILES: dict = {}  # core_px / halo_px from the command line (--core, --halo)
+
+
 def _sampler(t0: int | None, evals: int, **kw) -> SamplerSettings:
+    kw = {**TILES, **kw}
     if t0 is None:
         return SamplerSettings(mode="full", **kw)
     return SamplerSettings(t0=t0, stride=max(1, round(t0 / evals)), **kw)
@@ -179,9 +183,12 @@ def main() -> None:
     parser.add_argument("--mcmc", type=int, default=0, help="isolated emitters per photon level for the MCMC check")
     parser.add_argument("--speed", action="store_true")
     parser.add_argument("--tiles", action="store_true", help="tile core and halo at the chosen sampler")
+    parser.add_argument("--core", type=int, help="tile core (camera px) for --choose/--mcmc/--speed")
+    parser.add_argument("--halo", type=int, help="tile halo (camera px) for --choose/--mcmc/--speed")
     parser.add_argument("--t0", type=int, default=SamplerSettings().t0, help="sampler for --mcmc / --speed")
     parser.add_argument("--evals", type=int, default=None, help="network evaluations (default: the settings')")
     args = parser.parse_args()
+    TILES.update({k: v for k, v in (("core_px", args.core), ("halo_px", args.halo)) if v is not None})
     if args.evals is None:
         args.evals = max(1, round(SamplerSettings().t0 / SamplerSettings().stride))
     import torch
