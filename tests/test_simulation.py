@@ -166,3 +166,47 @@ def test_stage_drift_moves_every_emitter_by_the_same_amount():
     assert np.allclose(b.x_nm - a.x_nm, dx) and np.allclose(b.y_nm - a.y_nm, dy)
     assert moved.drift_nm([1])[0][0] == 0 and moved.drift_nm([50])[0][0] == pytest.approx(200.0 + 20 * np.sin(
         2 * np.pi * 49 / 500))
+
+
+def test_a_structure_prior_keeps_its_coordinates_when_it_fits():
+    from smlm_diffusion.simulation import StructurePrior
+
+    rng = np.random.default_rng(3)
+    ring = 2000 + 800 * np.c_[np.cos(np.linspace(0, 2 * np.pi, 400)), np.sin(np.linspace(0, 2 * np.pi, 400))]
+    prior = StructurePrior(points_nm=ring, source="ring")
+    cfg = SimulationConfig(n_frames=30, height_px=40, width_px=40, density_per_um2=1.0, blinking=True, seed=2)
+    truth = simulate_stack(cfg, prior=prior).truth
+    radius = np.hypot(truth.x_nm - 2000, truth.y_nm - 2000)
+    assert len(truth) > 30 and np.allclose(radius, 800, atol=1e-6)   # on the given ring, where it was
+    moved = simulate_stack(SimulationConfig(**{**cfg.to_dict(), "augment_structure": True}), prior=prior).truth
+    assert np.allclose(np.hypot(moved.x_nm - 2000, moved.y_nm - 2000), 800, atol=1e-6)  # flips/rotations about the centre
+    image = np.zeros((50, 50))
+    image[10, 5:45] = 1.0   # a line 40 image pixels long
+    sites = StructurePrior(image=image, image_pixel_nm=50.0).sites_px(500, 40, 40, 108.0, rng)
+    assert np.all((sites[:, 1] * 108 >= 500) & (sites[:, 1] * 108 < 550))
+    with pytest.raises(ValueError, match="pixel size"):
+        StructurePrior(image=image)
+
+
+def test_simulate_structure_from_a_table_and_bad_structure_files(tmp_path, capsys):
+    from smlm_diffusion.cli import main
+    from smlm_diffusion.io import read_localizations_csv, write_localizations_csv
+    from smlm_diffusion.localizations import Localizations
+
+    t = np.linspace(0, 1, 300)
+    table = write_localizations_csv(tmp_path / "line.csv", Localizations(
+        frame=np.ones(300, int), x_nm=500 + 3000 * t, y_nm=1000 + 0 * t))
+    assert main(["simulate", str(tmp_path / "m.tif"), "--frames", "10", "--height", "40", "--width", "40",
+                 "--structure-from", str(table)]) == 0
+    truth = read_localizations_csv(tmp_path / "m.csv")
+    assert len(truth) > 5 and np.allclose(truth.y_nm, 1000.0)
+    empty = write_localizations_csv(tmp_path / "empty.csv", Localizations.empty())
+    capsys.readouterr()
+    assert main(["simulate", str(tmp_path / "e.tif"), "--structure-from", str(empty)]) == 2
+    assert "no localizations" in capsys.readouterr().err
+    import tifffile
+
+    image = tmp_path / "img.tif"
+    tifffile.imwrite(image, np.ones((20, 20), np.float32))  # no pixel size anywhere
+    assert main(["simulate", str(tmp_path / "i.tif"), "--structure-from", str(image)]) == 2
+    assert "no pixel size" in capsys.readouterr().err

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..errors import SmlmInputError
 from ..io.simulated import write_simulation
+from ..io.structure import read_structure
 from ..simulation import BACKGROUND_STRUCTURES, STRUCTURES, SimulationConfig
 
 
@@ -36,6 +37,13 @@ def add_parser(sub) -> None:
                    help="draw every frame independently instead of blinking fixed sites")
     p.add_argument("--on-lifetime", type=float, default=3.0, help="mean on-state lifetime in frames (default 3)")
     p.add_argument("--kde", action="store_true", help="also write the 4x KDE targets to OUT_kde.tif")
+    p.add_argument("--structure-from", metavar="FILE",
+                   help="emitter sites from your own data: a localization table (.csv, Picasso .hdf5) or a "
+                        "super-resolution image (.tif with its pixel size); replaces --structure")
+    p.add_argument("--structure-pixel-size", type=float, metavar="NM",
+                   help="pixel size of that image or Picasso table when its file does not say it")
+    p.add_argument("--augment", action="store_true",
+                   help="random crop, flip and 90-degree rotation of the --structure-from structure")
     p.add_argument("--drift", type=float, nargs=2, default=(0.0, 0.0), metavar=("DX_NM", "DY_NM"),
                    help="linear stage drift reached at the last frame, nm (default 0 0)")
     p.add_argument("--drift-wobble", type=float, default=0.0, metavar="NM",
@@ -51,7 +59,8 @@ def config_from_args(args) -> SimulationConfig:
         psf_sigma_px=args.psf_sigma, gain_adu_per_photon=args.gain, offset_adu=args.offset,
         read_noise_e=args.read_noise, emccd=args.emccd, structure=args.structure,
         blinking=not args.independent_frames, on_lifetime_frames=args.on_lifetime, seed=args.seed,
-        drift_x_nm=args.drift[0], drift_y_nm=args.drift[1], drift_wobble_nm=args.drift_wobble)
+        drift_x_nm=args.drift[0], drift_y_nm=args.drift[1], drift_wobble_nm=args.drift_wobble,
+        structure_source=str(args.structure_from or ""), augment_structure=args.augment)
     cfg.validate()
     return cfg
 
@@ -72,7 +81,8 @@ def run(args) -> int:
     def progress(done, total):
         print(f"\rsimulated {done}/{total} frames", end="", file=sys.stderr, flush=True)
 
-    truth = write_simulation(cfg, tif_path, csv_path, kde_path if args.kde else None, progress)
+    prior = read_structure(args.structure_from, args.structure_pixel_size) if args.structure_from else None
+    truth = write_simulation(cfg, tif_path, csv_path, kde_path if args.kde else None, progress, prior=prior)
     print(file=sys.stderr)
     print(f"wrote {tif_path} ({cfg.n_frames} frames, {cfg.height_px}x{cfg.width_px}) and {csv_path} "
           f"({len(truth)} emitters)")

@@ -13,12 +13,13 @@ from .tiff import write_stack
 
 
 def write_simulation(cfg: SimulationConfig, tif_path: Path, csv_path: Path, kde_path: Path | None = None,
-                     progress=None) -> Localizations:
-    """Simulate chunk by chunk, streaming frames into the TIFF; returns the ground truth."""
+                     progress=None, prior=None) -> Localizations:
+    """Simulate chunk by chunk, streaming frames into the TIFF; returns the ground truth.
+    ``prior``: a StructurePrior from the user's data (``io.structure.read_structure``)."""
     truths, kdes = [], []
 
     def frames():
-        for chunk in iter_simulation(cfg, with_kde=kde_path is not None, quantize=True):
+        for chunk in iter_simulation(cfg, with_kde=kde_path is not None, quantize=True, prior=prior):
             truths.append(chunk.truth)
             if kde_path is not None:
                 kdes.append(chunk.kde)

@@ -12,6 +12,7 @@ from .psf import (
     render_kde,
     single_emitter_kde_peak,
 )
+from .structure_prior import StructurePrior
 from .stack import (
     SimulatedChunk,
     SimulatedStack,
@@ -23,7 +24,7 @@ from .stack import (
 
 __all__ = [
     "BACKGROUND_STRUCTURES", "background_map", "hot_pixel_map", "BlinkingChain", "CameraModel", "DEFAULT_KDE_SIGMA_UPSAMPLED_PX", "STRUCTURES", "UPSAMPLING",
-    "SimulatedChunk", "SimulatedStack", "SimulationConfig", "expected_photons", "filament_movie_config", "iter_simulation",
+    "SimulatedChunk", "SimulatedStack", "SimulationConfig", "StructurePrior", "expected_photons", "filament_movie_config", "iter_simulation",
     "pixel_integrals", "quantize_uint16", "render_emitters", "render_kde", "simulate_stack",
     "single_emitter_kde_peak",
 ]

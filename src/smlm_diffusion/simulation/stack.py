@@ -19,6 +19,7 @@ from .emitters import (
     uniform_sites,
 )
 from .psf import DEFAULT_KDE_SIGMA_UPSAMPLED_PX, UPSAMPLING, expected_photons, render_kde
+from .structure_prior import StructurePrior
 
 
 @dataclass
@@ -51,6 +52,8 @@ class SimulationConfig:
     drift_y_nm: float = 0.0
     drift_wobble_nm: float = 0.0          # plus a sinusoid of this amplitude (x: sin, y: cos - 1)
     drift_wobble_frames: float = 500.0    # period of the sinusoid
+    structure_source: str = ""            # a structure prior from the user's data (its file), else ""
+    augment_structure: bool = False       # random crop / flip / 90-degree rotation of that structure
     seed: int = 0
 
     def validate(self) -> None:
@@ -148,11 +151,18 @@ def _structure_sites(cfg: SimulationConfig, rng: np.random.Generator) -> np.ndar
 class _EmitterSource:
     """Which emitters are on in each frame, and where."""
 
-    def __init__(self, cfg: SimulationConfig, rng: np.random.Generator) -> None:
+    def __init__(self, cfg: SimulationConfig, rng: np.random.Generator, prior: StructurePrior | None = None) -> None:
         self.cfg = cfg
         self.rng = rng
-        fresh_each_frame = not cfg.blinking and cfg.structure in ("uniform", "disc")
-        self.sites = None if fresh_each_frame else _structure_sites(cfg, rng)
+        if prior is not None:
+            pool = max(int(200 * cfg.mean_active_emitters), 2000)
+            self.sites = prior.sites_px(pool, cfg.height_px, cfg.width_px, cfg.pixel_size_nm, rng,
+                                        cfg.augment_structure)
+            if len(self.sites) == 0:
+                raise ValueError(f"the structure {prior.source} has no sites inside the simulated field")
+        else:
+            fresh_each_frame = not cfg.blinking and cfg.structure in ("uniform", "disc")
+            self.sites = None if fresh_each_frame else _structure_sites(cfg, rng)
         self.chain = None
         if cfg.blinking:
             self.chain = BlinkingChain(len(self.sites), cfg.mean_active_emitters,
@@ -191,12 +201,13 @@ def _padded(per_frame: list[np.ndarray], width: int) -> np.ndarray:
 
 
 def iter_simulation(cfg: SimulationConfig, chunk_frames: int = 256, with_kde: bool = False,
-                    quantize: bool = False) -> Iterator[SimulatedChunk]:
-    """Generate a movie chunk by chunk (bounded memory for long movies)."""
+                    quantize: bool = False, prior: StructurePrior | None = None) -> Iterator[SimulatedChunk]:
+    """Generate a movie chunk by chunk (bounded memory for long movies). ``prior``: the
+    structure from the user's data (``cfg.structure`` is then not used)."""
     cfg.validate()
     seeds = np.random.SeedSequence(cfg.seed).spawn(4)
     emitter_rng, photon_rng, noise_rng = (np.random.default_rng(s) for s in seeds[:3])
-    source = _EmitterSource(cfg, emitter_rng)
+    source = _EmitterSource(cfg, emitter_rng, prior)
     camera = cfg.camera
     shape = (cfg.height_px, cfg.width_px)
     background = background_photons_map(cfg, np.random.default_rng(seeds[3]))
@@ -254,9 +265,9 @@ def _photons(count: int, cfg: SimulationConfig, rng: np.random.Generator) -> np.
 
 
 def simulate_stack(cfg: SimulationConfig, with_kde: bool = False, quantize: bool = False,
-                   keep_omega: bool = False) -> SimulatedStack:
+                   keep_omega: bool = False, prior: StructurePrior | None = None) -> SimulatedStack:
     """A whole movie in memory: ADU frames, ground truth, optional KDE targets."""
-    chunks = list(iter_simulation(cfg, with_kde=with_kde, quantize=quantize))
+    chunks = list(iter_simulation(cfg, with_kde=with_kde, quantize=quantize, prior=prior))
     truth = Localizations.concatenate([c.truth for c in chunks])
     truth.extra["id"] = np.arange(1, len(truth) + 1)
     return SimulatedStack(
