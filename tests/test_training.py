@@ -173,3 +173,35 @@ def test_training_from_a_simulated_folder(tmp_path):
     assert np.isfinite(trainer.step())
     with pytest.raises(ValueError, match="no training data"):
         Trainer(tiny("phi", data_folder=str(tmp_path / "empty")))
+
+
+def test_fine_tuning_on_a_structure_file_starts_from_the_given_weights(tmp_path, tiny_models):
+    """--init keeps the starting model's architecture and weights; --structures puts a
+    share of the training frames on the user's structure (recorded in the model file)."""
+    import torch
+
+    from smlm_diffusion.io import write_localizations_csv
+    from smlm_diffusion.io.structure import read_structure
+    from smlm_diffusion.localizations import Localizations
+    from smlm_diffusion.models.store import load_model
+    from smlm_diffusion.models.training import TrainSettings, Trainer
+    from smlm_diffusion.models.training_data import TrainingDomain, training_batch
+
+    t = np.linspace(0, 1, 500)
+    table = write_localizations_csv(tmp_path / "ring.csv", Localizations(
+        frame=np.ones(500, int), x_nm=1700 + 1200 * np.cos(2 * np.pi * t), y_nm=1700 + 1200 * np.sin(2 * np.pi * t)))
+    prior = read_structure(table)
+    settings = TrainSettings(kind="phi", steps=2, batch_size=2, frame_px=16, init_model=tiny_models["phi"],
+                             structure_files=[str(table)], structure_fraction=1.0)
+    trainer = Trainer(settings, priors=[prior])
+    start = load_model(tiny_models["phi"]).module.state_dict()
+    assert all(torch.equal(start[k], v) for k, v in trainer.model.state_dict().items())
+    trainer.step()
+    out = trainer.export(tmp_path / "tuned.pt")
+    record = load_model(out).training
+    assert record["structure_files"] == [str(table)] and record["init_model"] == tiny_models["phi"]
+    # every frame of a batch with fraction 1 has its emitters on the (augmented) ring:
+    # the same batch without the prior differs
+    with_prior = training_batch(0, 1, 2, TrainingDomain(frame_px=32), None, [prior], 1.0)
+    without = training_batch(0, 1, 2, TrainingDomain(frame_px=32))
+    assert not np.allclose(with_prior[1], without[1])

@@ -10,6 +10,8 @@ import signal
 import sys
 import time
 
+from ..errors import SmlmInputError
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("train", help="train phi (CNN) or psi (conditional DDPM) on simulated data",
@@ -40,6 +42,15 @@ def add_parser(sub) -> None:
                                                  "(written by `smlm-diffusion simulate --kde`)")
     p.add_argument("--data-fraction", type=float, default=0.5,
                    help="share of each batch taken from --data (default 0.5)")
+    p.add_argument("--structures", nargs="+", metavar="FILE", default=[],
+                   help="also place emitters on structures from your own data: localization tables (.csv, Picasso "
+                        ".hdf5) or super-resolution images (.tif), randomly cropped, flipped and rotated")
+    p.add_argument("--structure-fraction", type=float, default=0.3,
+                   help="share of the simulated frames on those structures (default 0.3)")
+    p.add_argument("--structure-pixel-size", type=float, metavar="NM",
+                   help="pixel size of structure images or Picasso tables whose files do not say it")
+    p.add_argument("--init", metavar="MODEL", default="",
+                   help="fine-tune: start from this model (bundled name such as phi, or a file) instead of scratch")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
     p.add_argument("--checkpoint-minutes", type=float, default=5.0, help="minutes between checkpoints (default 5)")
@@ -79,8 +90,14 @@ def run(args) -> int:
                              psi_target="kde" if args.architecture == "unet4x" else args.target,
                              psi_blocks=args.blocks, schedule=args.schedule,
                              checkpoint_minutes=args.checkpoint_minutes, data_folder=args.data,
-                             data_fraction=args.data_fraction)
+                             data_fraction=args.data_fraction, structure_files=[str(f) for f in args.structures],
+                             structure_fraction=args.structure_fraction, init_model=args.init)
     settings.validate()
+    if not 0.0 <= args.structure_fraction <= 1.0:
+        raise SmlmInputError("--structure-fraction is a share between 0 and 1")
+    from ..io.structure import read_structure
+
+    priors = [read_structure(f, args.structure_pixel_size) for f in args.structures]
     checkpoint = args.checkpoint or f"{args.out}.ckpt"
     started = time.monotonic()
 
@@ -96,7 +113,8 @@ def run(args) -> int:
     command = "smlm-diffusion train " + " ".join(shlex.quote(a) for a in sys.argv[2:]) \
         if len(sys.argv) > 2 and sys.argv[1] == "train" else ""
     with _Stopper() as stopper:
-        trainer = run_training(settings, args.out, checkpoint, device, progress, lambda: stopper.requested, command)
+        trainer = run_training(settings, args.out, checkpoint, device, progress, lambda: stopper.requested, command,
+                               priors=priors)
     print(file=sys.stderr)
     if trainer.step_index < settings.steps:
         print(f"stopped at step {trainer.step_index}; checkpoint saved to {checkpoint} - rerun the same command "

@@ -42,6 +42,9 @@ class TrainSettings:
     checkpoint_minutes: float = 5.0
     data_folder: str | None = None         # optional folder of simulate --kde outputs
     data_fraction: float = 0.5             # share of each batch drawn from data_folder
+    structure_files: list = field(default_factory=list)  # structure priors from the user's data (their files)
+    structure_fraction: float = 0.3        # share of the simulated frames placed on them
+    init_model: str = ""                   # fine-tune from this model file or bundled name ("" = from scratch)
     extra: dict = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -79,9 +82,10 @@ def learning_rate(settings: TrainSettings, step: int) -> float:
 class Trainer:
     """One training run; ``step()`` advances one optimiser step and returns the loss."""
 
-    def __init__(self, settings: TrainSettings, device: str | torch.device = "cpu") -> None:
+    def __init__(self, settings: TrainSettings, device: str | torch.device = "cpu", priors: list | None = None) -> None:
         settings.validate()
         self.settings = settings
+        self.priors = list(priors or [])  # StructurePriors read from settings.structure_files by the caller
         self.device = torch.device(device)
         torch.manual_seed(settings.seed)
         self.schedule = NoiseSchedule(kind=settings.schedule) if settings.kind == "psi" else None
@@ -100,6 +104,13 @@ class Trainer:
                                        target=settings.psi_target)
             else:
                 self.model = ConditionalUNet(channels=settings.resolved_channels)
+        if settings.init_model:  # fine-tuning: start from a model file's weights (and its architecture)
+            start = load_model(settings.init_model, self.device)
+            if start.kind != settings.kind:
+                raise ValueError(f"--init {settings.init_model} holds a {start.kind} model, not {settings.kind}")
+            self.model = start.module.train()
+            if settings.kind == "phi":
+                self.input_normalisation = dict(start.normalisation["input"])
         self.model.to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=settings.learning_rate)
         self.folder = FolderData(settings.data_folder, settings.domain.frame_px, self.input_normalisation) \
@@ -135,7 +146,7 @@ class Trainer:
         s = self.settings
         started = time.perf_counter()
         x, y = mixed_batch(s.seed, self.step_index, s.batch_size, s.domain, self.folder, s.data_fraction,
-                           self.input_normalisation)
+                           self.input_normalisation, self.priors, s.structure_fraction if self.priors else 0.0)
         inputs, targets = torch.from_numpy(x).to(self.device), torch.from_numpy(y).to(self.device)
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(s, self.step_index)
@@ -164,7 +175,7 @@ class Trainer:
         theirs = state["settings"]
         for key in ("kind", "steps", "batch_size", "learning_rate", "warmup_steps", "seed", "loss",
                     "channels", "frame_px", "data_folder", "data_fraction", "psi_architecture", "psi_target",
-                    "psi_blocks", "schedule"):
+                    "psi_blocks", "schedule", "structure_files", "structure_fraction", "init_model"):
             if key in theirs and ours[key] != theirs[key]:
                 raise ValueError(f"checkpoint {path} was made with {key}={theirs[key]!r}, not {ours[key]!r}; "
                                  "use the same settings to resume or start a new checkpoint file")
@@ -187,6 +198,8 @@ class Trainer:
                     "data_fraction": s.data_fraction if s.data_folder else 0.0, "hardware": hardware_description(self.device),
                     "phi_model": s.phi_model if s.kind == "psi" else None,
                     "phi_sha256": getattr(self, "phi_sha256", None),
+                    "structure_files": list(s.structure_files), "init_model": s.init_model,
+                    "structure_fraction": s.structure_fraction if s.structure_files else 0.0,
                     "torch": str(torch.__version__)}
         return save_file(model_payload(s.kind, self.model, normalisation, training, self.schedule), path)
 
@@ -207,10 +220,11 @@ def _plain(value):
 
 def run_training(settings: TrainSettings, out_path: str | Path, checkpoint_path: str | Path | None = None,
                  device: str = "cpu", progress: Callable[[int, int, float], None] | None = None,
-                 should_stop: Callable[[], bool] | None = None, command: str = "") -> Trainer:
+                 should_stop: Callable[[], bool] | None = None, command: str = "",
+                 priors: list | None = None) -> Trainer:
     """Train to ``settings.steps`` (resuming from ``checkpoint_path`` when it exists),
     checkpointing every ``checkpoint_minutes`` and on stop; export the model file at the end."""
-    trainer = Trainer(settings, device)
+    trainer = Trainer(settings, device, priors)
     if checkpoint_path is not None and Path(checkpoint_path).exists():
         trainer.restore(checkpoint_path)
     last_save = time.monotonic()

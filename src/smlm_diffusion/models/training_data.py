@@ -13,7 +13,7 @@ exactly and any batch can be regenerated.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -73,14 +73,21 @@ def random_config(rng: np.random.Generator, domain: TrainingDomain) -> Simulatio
 
 
 def training_batch(seed: int, step: int, batch_size: int, domain: TrainingDomain,
-                   input_normalisation: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(inputs (B, C, H, W) normalised frames, targets (B, 1, 4H, 4W) KDE in model units)."""
+                   input_normalisation: dict | None = None, priors: list | None = None,
+                   prior_fraction: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """(inputs (B, C, H, W) normalised frames, targets (B, 1, 4H, 4W) KDE in model units).
+    With ``priors`` (StructurePriors from the user's data), a ``prior_fraction`` of the
+    frames put their emitters on one of them, randomly cropped, flipped and rotated."""
     rng = np.random.default_rng([seed, step])
     inputs, targets = [], []
     scale = kde_scale()
     for _ in range(batch_size):
         cfg = random_config(rng, domain)
-        sim = simulate_stack(cfg, with_kde=True)
+        prior = None
+        if priors and rng.random() < prior_fraction:
+            prior = priors[int(rng.integers(len(priors)))]
+            cfg = replace(cfg, structure_source=prior.source, augment_structure=True)
+        sim = simulate_stack(cfg, with_kde=True, prior=prior)
         photons = cfg.camera.to_photons(sim.adu)
         inputs.append(normalise_frames(photons, input_normalisation)[0])
         targets.append(sim.kde[0] * scale)
@@ -142,9 +149,10 @@ def _imagej_info(tif) -> dict:
 
 
 def mixed_batch(seed: int, step: int, batch_size: int, domain: TrainingDomain, folder: FolderData | None,
-                folder_fraction: float, input_normalisation: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+                folder_fraction: float, input_normalisation: dict | None = None, priors: list | None = None,
+                prior_fraction: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Simulated batch where a ``folder_fraction`` of the examples come from ``folder``."""
-    inputs, targets = training_batch(seed, step, batch_size, domain, input_normalisation)
+    inputs, targets = training_batch(seed, step, batch_size, domain, input_normalisation, priors, prior_fraction)
     if folder is None or folder_fraction <= 0:
         return inputs, targets
     rng = np.random.default_rng([seed, step, 1])
