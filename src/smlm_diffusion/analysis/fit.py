@@ -23,9 +23,8 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
-from scipy.special import erf
 
-SQRT2 = np.sqrt(2.0)
+from .scoring import fit_windows, psf_windows as _psf
 #: emitters closer than this many PSF sigmas are fitted jointly (their PSFs overlap)
 JOINT_DISTANCE_SIGMAS = 4.0
 #: larger groups are not fitted jointly (flagged instead): 3k+1 parameters stay small
@@ -45,22 +44,6 @@ class FitResult:
     deviance: np.ndarray        # Poisson deviance per pixel of the window (about 1 for a good fit)
     ok: np.ndarray              # bool: converged, stayed near the start, photons > 0
     crowded: np.ndarray | None = None  # bool: in a crowd too large for a joint fit (not ok, but not a runaway)
-
-
-def _axis(centre: np.ndarray, edges0: np.ndarray, n: int, sigma: float):
-    """Pixel integrals (m, n) and their derivative w.r.t. the centre along one axis."""
-    edges = edges0[:, None] + np.arange(n + 1)[None, :]
-    z = (edges - centre[:, None]) / (SQRT2 * sigma)
-    cdf = 0.5 * erf(z)
-    pdf = np.exp(-z ** 2) / (np.sqrt(2 * np.pi) * sigma)
-    return np.diff(cdf, axis=1), -np.diff(pdf, axis=1)
-
-
-def _psf(x, y, r0, c0, size, sigma):
-    """PSF (m, size, size) on windows whose top-left pixels are (r0, c0), and d/dx, d/dy."""
-    ex, dex = _axis(x, c0.astype(float), size, sigma)
-    ey, dey = _axis(y, r0.astype(float), size, sigma)
-    return ey[:, :, None] * ex[:, None, :], ey[:, :, None] * dex[:, None, :], dey[:, :, None] * ex[:, None, :]
 
 
 def _neighbours(x, y, reach):
@@ -101,9 +84,11 @@ def fit_emitters(photons: np.ndarray, background: np.ndarray | float, x_px, y_px
                      iterations, out)
         out.ok[crowded] = False  # a crowd too large to fit jointly: flagged, KDE positions kept
     out.crowded = crowded
-    for label in np.flatnonzero((sizes > 1) & (sizes <= MAX_GROUP)):
-        _fit_group(frame, bg_map, x0, y0, np.flatnonzero(labels == label), w, sigma_px, read_variance_photons2,
-                   2 * iterations, out)
+    joint = np.flatnonzero((sizes > 1) & (sizes <= MAX_GROUP))
+    for k in np.unique(sizes[joint]):  # groups of k emitters are fitted together
+        members = [np.flatnonzero(labels == label) for label in joint[sizes[joint] == k]]
+        _fit_groups(frame, bg_map, x0, y0, np.array(members), w, sigma_px, read_variance_photons2,
+                    2 * iterations, out)
     out.ok &= (np.isfinite(out.x_px) & np.isfinite(out.y_px) & (out.photons > 0)
                & (np.hypot(out.x_px - x0, out.y_px - y0) <= max_shift_px)
                & np.isfinite(out.crlb_x_px) & np.isfinite(out.crlb_y_px))
@@ -118,13 +103,6 @@ def _groups(x, y, reach):
     return connected_components(graph, directed=False)[1]
 
 
-def _deviance(data_r, mu, inside):
-    with np.errstate(divide="ignore", invalid="ignore"):
-        term = np.where(data_r > 0, data_r * np.log(data_r / mu), 0.0) - (data_r - mu)
-    axes = tuple(range(1, data_r.ndim))
-    return 2 * np.where(inside, term, 0.0).sum(axis=axes) / np.maximum(inside.sum(axis=axes), 1)
-
-
 def _fit_singles(frame, bg_map, x0, y0, index, w, sigma, read_variance, iterations, out):
     """Isolated emitters: (x, y, N, delta) on a (2w+1)^2 window each, all at once."""
     size = 2 * w + 1
@@ -132,124 +110,49 @@ def _fit_singles(frame, bg_map, x0, y0, index, w, sigma, read_variance, iteratio
     r0, c0 = np.floor(y).astype(int) - w, np.floor(x).astype(int) - w
     data, inside = _windows(frame, r0, c0, size)
     bg, _ = _windows(bg_map, r0, c0, size)
-    data_r = data + read_variance
-    fixed = bg + read_variance
-    n = np.maximum(np.where(inside, data - bg, 0.0).sum(axis=(1, 2)), 10.0)
-    x, y, n, delta = _scoring(data_r, inside, fixed, x, y, n, np.zeros(len(x)), r0, c0, size, sigma, iterations)
-    psf, dx, dy = _psf(x, y, r0, c0, size, sigma)
-    mu = np.maximum(n[:, None, None] * psf + fixed + delta[:, None, None], 1e-6)
-    jac = np.stack([n[:, None, None] * dx, n[:, None, None] * dy, psf, np.ones_like(psf)], axis=1)
-    jac = np.where(inside[:, None], jac, 0.0).reshape(len(x), 4, -1)
-    fisher = np.einsum("mpk,mqk,mk->mpq", jac, jac, (1.0 / mu).reshape(len(x), -1))
-    cov = np.linalg.pinv(fisher)
-    meat = np.einsum("mpk,mqk,mk->mpq", jac, jac, (np.where(inside, data_r - mu, 0.0) ** 2 / mu ** 2).reshape(len(x), -1))
-    sandwich = cov @ meat @ cov
-    out.x_px[index], out.y_px[index], out.photons[index] = x, y, n
-    out.background_photons[index] = bg[:, w, w] + delta
-    out.crlb_x_px[index] = np.sqrt(np.clip(cov[:, 0, 0], 0, None))
-    out.crlb_y_px[index] = np.sqrt(np.clip(cov[:, 1, 1], 0, None))
-    out.robust_x_px[index] = np.sqrt(np.clip(sandwich[:, 0, 0], 0, None))
-    out.robust_y_px[index] = np.sqrt(np.clip(sandwich[:, 1, 1], 0, None))
-    out.deviance[index] = _deviance(data_r, mu, inside)
+    fit = fit_windows(data, inside, bg, x[:, None], y[:, None], r0, c0, sigma, read_variance, iterations)
+    cov, sandwich, deviance = fit.statistics(data, inside, read_variance)
+    out.x_px[index], out.y_px[index], out.photons[index] = fit.x[:, 0], fit.y[:, 0], fit.n[:, 0]
+    out.background_photons[index] = bg[:, w, w] + fit.delta
+    _store_errors(out, index, cov, sandwich, 1)
+    out.deviance[index] = deviance
     out.ok[index] = True
 
 
-def _fit_group(frame, bg_map, x0, y0, index, w, sigma, read_variance, iterations, out):
-    """Emitters whose windows overlap: (x_i, y_i, N_i) of each and one delta, jointly, on
-    the union of their windows; the inverse Fisher information gives each emitter's CRLB
+def _fit_groups(frame, bg_map, x0, y0, members, w, sigma, read_variance, iterations, out):
+    """Groups of k emitters whose windows overlap (``members``: (groups, k) indices):
+    (x_i, y_i, N_i) of each and one delta per group, jointly, on the union of their
+    windows, all groups at once; the inverse Fisher information gives each emitter's CRLB
     with its neighbours as nuisance parameters."""
-    k = len(index)
-    r0 = int(np.floor(y0[index].min())) - w
-    c0 = int(np.floor(x0[index].min())) - w
-    size = max(int(np.floor(y0[index].max())) + w + 1 - r0, int(np.floor(x0[index].max())) + w + 1 - c0)
-    data, inside = (a[0] for a in _windows(frame, np.array([r0]), np.array([c0]), size))
-    bg = _windows(bg_map, np.array([r0]), np.array([c0]), size)[0][0]
-    data_r = data + read_variance
-    x, y = x0[index].copy(), y0[index].copy()
-    n = np.full(k, max(np.where(inside, data - bg, 0.0).sum() / k, 10.0))
-    delta, lam = 0.0, 1e-3
-    rows, cols = np.full(k, r0), np.full(k, c0)
-
-    def model(x, y, n, delta):
-        psf, dx, dy = _psf(x, y, rows, cols, size, sigma)
-        mu = np.maximum((n[:, None, None] * psf).sum(axis=0) + bg + delta + read_variance, 1e-6)
-        return mu, psf, dx, dy
-
-    def nll(x, y, n, delta):
-        mu = model(x, y, n, delta)[0]
-        return float(np.where(inside, mu - data_r * np.log(mu), 0.0).sum())
-
-    def jacobian(n, psf, dx, dy):  # rows: x_1..k, y_1..k, N_1..k, delta
-        columns = np.concatenate([n[:, None, None] * dx, n[:, None, None] * dy, psf, np.ones((1, size, size))])
-        return np.where(inside, columns, 0.0).reshape(3 * k + 1, -1)
-
-    current = nll(x, y, n, delta)
-    for _ in range(iterations):
-        mu, psf, dx, dy = model(x, y, n, delta)
-        jac = jacobian(n, psf, dx, dy)
-        grad = jac @ (1.0 - data_r / mu).ravel()
-        fisher = (jac * (1.0 / mu).ravel()) @ jac.T
-        damped = fisher + lam * np.diag(np.diag(fisher)) + 1e-9 * np.eye(3 * k + 1)
-        step = -np.linalg.solve(damped, grad)
-        step[:2 * k] = np.clip(step[:2 * k], -1.0, 1.0)
-        trial = (x + step[:k], y + step[k:2 * k], np.maximum(n + step[2 * k:3 * k], 1.0), delta + step[-1])
-        value = nll(*trial)
-        if value <= current:
-            (x, y, n, delta), current, lam = trial, value, lam * 0.3
-            if np.abs(step[:2 * k]).max() < 1e-3:   # converged to 0.001 px
-                break
-        else:
-            lam *= 10.0
-    mu, psf, dx, dy = model(x, y, n, delta)
-    jac = jacobian(n, psf, dx, dy)
-    cov = np.linalg.pinv((jac * (1.0 / mu).ravel()) @ jac.T)
-    variances = np.diag(cov)
-    meat = (jac * (np.where(inside, data_r - mu, 0.0) ** 2 / mu ** 2).ravel()) @ jac.T
-    robust = np.diag(cov @ meat @ cov)
-    out.x_px[index], out.y_px[index], out.photons[index] = x, y, n
-    rr = np.clip(np.floor(y).astype(int) - r0, 0, size - 1)
-    cc = np.clip(np.floor(x).astype(int) - c0, 0, size - 1)
-    out.background_photons[index] = bg[rr, cc] + delta
-    out.crlb_x_px[index] = np.sqrt(np.clip(variances[:k], 0, None))
-    out.crlb_y_px[index] = np.sqrt(np.clip(variances[k:2 * k], 0, None))
-    out.robust_x_px[index] = np.sqrt(np.clip(robust[:k], 0, None))
-    out.robust_y_px[index] = np.sqrt(np.clip(robust[k:2 * k], 0, None))
-    out.deviance[index] = _deviance(data_r[None], mu[None], inside[None])[0]
-    out.ok[index] = True
+    g, k = members.shape
+    x, y = x0[members], y0[members]
+    r0 = np.floor(y.min(axis=1)).astype(int) - w
+    c0 = np.floor(x.min(axis=1)).astype(int) - w
+    sizes = np.maximum(np.floor(y.max(axis=1)).astype(int) + w + 1 - r0, np.floor(x.max(axis=1)).astype(int) + w + 1 - c0)
+    size = int(sizes.max())
+    data, inside = _windows(frame, r0, c0, size)
+    own = np.arange(size) < sizes[:, None]          # a group's own union window within the batch's size
+    inside &= own[:, :, None] & own[:, None, :]
+    bg, _ = _windows(bg_map, r0, c0, size)
+    fit = fit_windows(data, inside, bg, x, y, r0, c0, sigma, read_variance, iterations)
+    cov, sandwich, deviance = fit.statistics(data, inside, read_variance)
+    out.x_px[members], out.y_px[members], out.photons[members] = fit.x, fit.y, fit.n
+    rr = np.clip(np.floor(fit.y).astype(int) - r0[:, None], 0, size - 1)
+    cc = np.clip(np.floor(fit.x).astype(int) - c0[:, None], 0, size - 1)
+    out.background_photons[members] = bg[np.arange(g)[:, None], rr, cc] + fit.delta[:, None]
+    _store_errors(out, members, cov, sandwich, k)
+    out.deviance[members] = deviance[:, None]
+    out.ok[members] = True
 
 
-def _scoring(data_r, inside, fixed, x, y, n, delta, r0, c0, size, sigma, iterations):
-    """Damped Fisher scoring on (x, y, N, delta) of every window at once; ``fixed`` holds
-    the background, the neighbours and the read variance."""
-
-    def nll(x, y, n, delta):
-        mu = np.maximum(n[:, None, None] * _psf(x, y, r0, c0, size, sigma)[0] + fixed + delta[:, None, None], 1e-6)
-        return np.where(inside, mu - data_r * np.log(mu), 0.0).sum(axis=(1, 2))
-
-    lam = np.full(len(x), 1e-3)
-    current = nll(x, y, n, delta)
-    for _ in range(iterations):
-        psf, dx, dy = _psf(x, y, r0, c0, size, sigma)
-        mu = np.maximum(n[:, None, None] * psf + fixed + delta[:, None, None], 1e-6)
-        jac = np.stack([n[:, None, None] * dx, n[:, None, None] * dy, psf, np.ones_like(psf)], axis=1)
-        jac = np.where(inside[:, None], jac, 0.0).reshape(len(x), 4, -1)
-        weight = (1.0 / mu).reshape(len(x), -1)
-        residual = (1.0 - data_r / mu).reshape(len(x), -1)
-        grad = np.einsum("mpk,mk->mp", jac, residual)
-        fisher = np.einsum("mpk,mqk,mk->mpq", jac, jac, weight)
-        damped = fisher + lam[:, None, None] * (np.eye(4) * np.diagonal(fisher, axis1=1, axis2=2)[:, :, None]
-                                                + 1e-9 * np.eye(4))
-        step = -np.linalg.solve(damped, grad[:, :, None])[:, :, 0]
-        step[:, :2] = np.clip(step[:, :2], -1.0, 1.0)
-        trial = (x + step[:, 0], y + step[:, 1], np.maximum(n + step[:, 2], 1.0), delta + step[:, 3])
-        value = nll(*trial)
-        better = value <= current
-        x, y, n, delta = (np.where(better, t, v) for t, v in zip(trial, (x, y, n, delta)))
-        current = np.where(better, value, current)
-        lam = np.where(better, lam * 0.3, lam * 10.0)
-        if np.all(better & (np.abs(step[:, :2]).max(axis=1) < 1e-3)):  # all converged to 0.001 px
-            break
-    return x, y, n, delta
+def _store_errors(out, index, cov, sandwich, k):
+    """Per-axis CRLB and sandwich std of each emitter from (m, 3k+1, 3k+1) covariances."""
+    variances, robust = np.diagonal(cov, axis1=1, axis2=2), np.diagonal(sandwich, axis1=1, axis2=2)
+    shape = np.shape(index)
+    out.crlb_x_px[index] = np.sqrt(np.clip(variances[:, :k], 0, None)).reshape(shape)
+    out.crlb_y_px[index] = np.sqrt(np.clip(variances[:, k:2 * k], 0, None)).reshape(shape)
+    out.robust_x_px[index] = np.sqrt(np.clip(robust[:, :k], 0, None)).reshape(shape)
+    out.robust_y_px[index] = np.sqrt(np.clip(robust[:, k:2 * k], 0, None)).reshape(shape)
 
 
 def estimate_psf_sigma(frames: list[np.ndarray], backgrounds: list[np.ndarray], positions: list[np.ndarray],

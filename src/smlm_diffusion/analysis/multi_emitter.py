@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
-from .fit import FitResult, _psf
+from .fit import FitResult
+from .scoring import fit_windows, psf_windows
 
 #: twice the log-likelihood gain a pair needs to replace a single fit (chi^2_3: p ~ 2e-4)
 SPLIT_THRESHOLD = 20.0
@@ -63,23 +64,28 @@ def split_merged(photons: np.ndarray, background: np.ndarray | float, fit: FitRe
     cols = c0[:, None] + np.arange(size)
     data = frame[rows[:, :, None], cols[:, None, :]][index]
     bg = (bg_map[rows[:, :, None], cols[:, None, :]] + others)[index]
+    # fits in window coordinates (every window lies inside the frame)
     sx, sy = fit.x_px[index] - c0[index], fit.y_px[index] - r0[index]
-    one = _fit_windows(data, bg, sx[:, None], sy[:, None], sigma_px, read_variance_photons2)
+    corner = np.zeros(len(index), int)
+    everywhere = np.ones(data.shape, bool)
+    one = fit_windows(data, everywhere, bg, sx[:, None], sy[:, None], corner, corner, sigma_px,
+                      read_variance_photons2)
     # the pair starts on the principal axis of the spot's second moments
-    var_x, var_y, cov_xy = _moments(data - bg, one[0][:, 0], one[1][:, 0], 2.5 * sigma_px)
+    var_x, var_y, cov_xy = _moments(data - bg, one.x[:, 0], one.y[:, 0], 2.5 * sigma_px)
     values, vectors = np.linalg.eigh(np.stack([np.stack([var_x, cov_xy], -1), np.stack([cov_xy, var_y], -1)], -2))
     axis = vectors[:, :, 1]
     half = np.sqrt(np.maximum(values[:, 1] - sigma_px ** 2 - 1 / 12, (0.4 * sigma_px) ** 2))
     offsets = np.array([-1.0, 1.0])[None, :] * half[:, None]
-    xs, ys, ns, _, nll_two = _fit_windows(data, bg, one[0] + offsets * axis[:, :1], one[1] + offsets * axis[:, 1:],
-                                          sigma_px, read_variance_photons2)
-    gain = 2.0 * (one[4] - nll_two)
+    two = fit_windows(data, everywhere, bg, one.x + offsets * axis[:, :1], one.y + offsets * axis[:, 1:], corner,
+                      corner, sigma_px, read_variance_photons2)
+    xs, ys, ns = two.x, two.y, two.n
+    gain = 2.0 * (one.nll - two.nll)
     separation = np.hypot(xs[:, 0] - xs[:, 1], ys[:, 0] - ys[:, 1])
     inside = ((xs > 0) & (xs < size) & (ys > 0) & (ys < size)).all(axis=1)
     # a real pair shares the single fit's photons; a pair that needs many more is fitting
     # background structure (a ridge the background estimate missed)
     plausible = (inside & (separation >= 0.3 * sigma_px) & (ns.min(axis=1) >= 1.0)
-                 & (ns.sum(axis=1) <= 1.5 * one[2][:, 0]))
+                 & (ns.sum(axis=1) <= 1.5 * one.n[:, 0]))
     good = plausible & (gain > threshold) & (ns.min(axis=1) >= min_photons)
     # two neighbours may both explain one missed emitter between them by a split: the
     # larger gain wins, and a split whose emitters land within 1 sigma of those of an
@@ -95,7 +101,7 @@ def split_merged(photons: np.ndarray, background: np.ndarray | float, fit: FitRe
     with np.errstate(over="ignore"):
         p_pair = 1.0 / (1.0 + np.exp(-(gain - 3.0 * np.log(size * size)) / 2.0))
     # the single fit's offset from the nearer member of the pair: what it misses if the pair is real
-    offset = np.hypot(xs - one[0], ys - one[1]).min(axis=1)
+    offset = np.hypot(xs - one.x, ys - one.y).min(axis=1)
     ambiguity = np.where(plausible & ~accept, np.sqrt(p_pair) * offset, 0.0)
     out.ambiguity_px[index] = ambiguity
     out.gain[index] = gain
@@ -134,7 +140,7 @@ def _others_in_windows(x, y, n, r0, c0, size, sigma):
         return out
     windows = np.r_[pairs[:, 0], pairs[:, 1]]
     emitters = np.r_[pairs[:, 1], pairs[:, 0]]
-    psf = _psf(x[emitters], y[emitters], r0[windows], c0[windows], size, sigma)[0]
+    psf = psf_windows(x[emitters], y[emitters], r0[windows], c0[windows], size, sigma)[0]
     np.add.at(out, windows, n[emitters, None, None] * psf)
     return out
 
@@ -153,54 +159,3 @@ def _moments(spot, x, y, radius):
     var_y = (weight * (rr - my[:, None, None]) ** 2).sum(axis=(1, 2)) / total
     cov = (weight * (cc - mx[:, None, None]) * (rr - my[:, None, None])).sum(axis=(1, 2)) / total
     return var_x, var_y, cov
-
-
-def _fit_windows(data, fixed, xs, ys, sigma, read_variance, iterations=20):
-    """k emitters per window, all windows at once: damped Fisher scoring of (x, y, N) of
-    each emitter and one background offset delta per window, Poisson likelihood with the
-    read variance on both sides; ``fixed``: background and neighbours. Window coordinates.
-    Returns xs, ys, ns, delta, and the negative log-likelihood per window."""
-    m, k = xs.shape
-    size_r, size_c = data.shape[1:]
-    size = max(size_r, size_c)
-    zeros = np.zeros(m * k, int)
-    data_r = data + read_variance
-    fixed_r = fixed + read_variance
-    ns = np.repeat(np.maximum((data - fixed).sum(axis=(1, 2)) / k, 10.0)[:, None], k, axis=1)
-    delta = np.zeros(m)
-
-    def model(xs, ys, ns, delta):
-        psf, dx, dy = (a[:, :size_r, :size_c].reshape(m, k, size_r, size_c)
-                       for a in _psf(xs.ravel(), ys.ravel(), zeros, zeros, size, sigma))
-        mu = np.maximum((ns[:, :, None, None] * psf).sum(axis=1) + fixed_r + delta[:, None, None], 1e-6)
-        return mu, psf, dx, dy
-
-    def nll(mu):
-        return (mu - data_r * np.log(mu)).sum(axis=(1, 2))
-
-    lam = np.full(m, 1e-3)
-    mu, psf, dx, dy = model(xs, ys, ns, delta)
-    current = nll(mu)
-    eye = np.eye(3 * k + 1)
-    for _ in range(iterations):
-        jac = np.concatenate([ns[:, :, None, None] * dx, ns[:, :, None, None] * dy, psf,
-                              np.ones((m, 1, size_r, size_c))], axis=1).reshape(m, 3 * k + 1, -1)
-        grad = np.einsum("mpk,mk->mp", jac, (1.0 - data_r / mu).reshape(m, -1))
-        fisher = np.einsum("mpk,mqk,mk->mpq", jac, jac, (1.0 / mu).reshape(m, -1))
-        damped = fisher + lam[:, None, None] * (eye * np.diagonal(fisher, axis1=1, axis2=2)[:, :, None]) + 1e-9 * eye
-        step = -np.linalg.solve(damped, grad[:, :, None])[:, :, 0]
-        step[:, :2 * k] = np.clip(step[:, :2 * k], -1.0, 1.0)
-        trial = (xs + step[:, :k], ys + step[:, k:2 * k], np.maximum(ns + step[:, 2 * k:3 * k], 1.0),
-                 delta + step[:, -1])
-        trial_mu = model(*trial)
-        value = nll(trial_mu[0])
-        better = value <= current
-        xs, ys, ns = (np.where(better[:, None], t, v) for t, v in zip(trial[:3], (xs, ys, ns)))
-        delta = np.where(better, trial[3], delta)
-        mu, psf, dx, dy = (np.where(better.reshape(-1, *[1] * (t.ndim - 1)), t, v)
-                           for t, v in zip(trial_mu, (mu, psf, dx, dy)))
-        current = np.where(better, value, current)
-        lam = np.where(better, lam * 0.3, lam * 10.0)
-        if np.all(better & (np.abs(step[:, :2 * k]).max(axis=1) < 1e-3)):
-            break
-    return xs, ys, ns, delta, current
