@@ -63,8 +63,8 @@ def localizations_from_points(data: np.ndarray, features, pixel_size_nm: float, 
 
 
 #: per-localization columns shown as Points features beside uncertainty, probability and intensity
-FEATURE_COLUMNS = ("crlb_xy_nm", "robust_xy_nm", "likelihood_xy_nm", "posterior_spread_xy_nm", "background_photons", "sigma_nm",
-                   "fit_deviance", "fit_ok")
+FEATURE_COLUMNS = ("crlb_xy_nm", "robust_xy_nm", "likelihood_xy_nm", "posterior_spread_xy_nm", "background_photons",
+                   "sigma_nm", "fit_deviance", "fit_ok", "drift_x_nm", "drift_y_nm", "n_frames", "last_frame")
 
 
 def _feature_name(column: str) -> str:
