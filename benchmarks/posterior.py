@@ -64,9 +64,9 @@ VALIDATION = {
 
 
 def choose(args) -> None:
-    grid = [(None, 100)] + [(t0, evals) for t0 in (100, 60, 30) for evals in (5, 10, 20)]
-    print("(full sampling on the first 4 frames; variance / full compares the same 4 frames, coverage and "
-          "Jaccard of the other rows use all frames)\n")
+    grid = [(None, 100)] + [tuple(int(v) for v in item.split(":")) for item in args.grid.split(",")]
+    print(f"(full sampling on the first {args.full_frames} frames; variance / full compares the same frames, "
+          "coverage and Jaccard of the other rows use all frames)\n")
     print("| validation set | sampler | evals per chain | coverage 2-std (signal) | variance / full | Jaccard post / phi | s/frame |")
     print("|---|---|---|---|---|---|---|")
     for name, kw in VALIDATION.items():
@@ -76,8 +76,8 @@ def choose(args) -> None:
         j_phi = evaluate(phi.localizations, sim.truth, 250.0).jaccard
         full_var = None
         for t0, evals in grid:
-            if t0 is None and args.frames > 4:
-                sub = slice(0, 4)  # full sampling: 100 evaluations per tile, a few frames suffice
+            if t0 is None and args.frames > args.full_frames:
+                sub = slice(0, args.full_frames)  # full sampling: 100 evaluations per tile, a few frames suffice
             else:
                 sub = slice(None)
             rec = reconstruct(sim.adu[sub], _settings(args, _sampler(t0, evals)))
@@ -180,6 +180,9 @@ def main() -> None:
     parser.add_argument("--psi", default="psi")
     parser.add_argument("--choose", action="store_true", help="sampler grid on validation data")
     parser.add_argument("--frames", type=int, default=6, help="validation frames per set (--choose)")
+    parser.add_argument("--full-frames", type=int, default=2, help="of those, sampled in full (--choose)")
+    parser.add_argument("--grid", default="100:10,100:5,60:10,60:5,30:10,30:5",
+                        help="accelerated samplers t0:evaluations to compare (--choose)")
     parser.add_argument("--mcmc", type=int, default=0, help="isolated emitters per photon level for the MCMC check")
     parser.add_argument("--speed", action="store_true")
     parser.add_argument("--tiles", action="store_true", help="tile core and halo at the chosen sampler")

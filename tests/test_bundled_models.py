@@ -1,6 +1,8 @@
 """The bundled phi and psi: quality on small fixed simulated sets (fast enough for CI)
 and the SPEC 3 geometry of their outputs."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -88,3 +90,27 @@ def test_emitters_on_structured_backgrounds_are_found(structure):
     rec = reconstruct(sim.adu, ReconstructionSettings(posterior=False, device="cpu"))
     m = evaluate(rec.localizations, sim.truth, 250.0)
     assert m.jaccard > 0.85 and m.rmse_lateral_nm < 25.0, m.to_dict()
+
+
+def test_bundled_psi_is_v2_paired_with_the_bundled_phi_and_covers_the_truth():
+    """psi v2: camera-resolution U-Net on the residual, cosine schedule, trained on the
+    bundled phi's output; its 2-std band covers the truth KDE on signal pixels."""
+    from smlm_diffusion.models.psi import CameraPsi
+    from smlm_diffusion.models.store import MANIFEST, load_model
+    from smlm_diffusion.models.normalisation import kde_scale
+
+    psi = load_model("psi")
+    assert isinstance(psi.module, CameraPsi) and psi.module.target == "residual" and psi.schedule.kind == "cosine"
+    assert psi.training["phi_sha256"] == json.loads(MANIFEST.read_text())["phi.pt"]["sha256"]
+    cfg = SimulationConfig(n_frames=2, height_px=32, width_px=32, density_per_um2=1.0, photons=1000.0,
+                           background_photons=10.0, offset_adu=100.0, seed=31)
+    sim = simulate_stack(cfg, with_kde=True)
+    rec = reconstruct(sim.adu, ReconstructionSettings(device="cpu", keep_frame_kdes=True, psf_sigma_px=0.92))
+    inside = signal = 0
+    for frame in rec.frames:
+        truth, mean, var = sim.kde[frame - 1], rec.mean_kdes[frame], rec.variance_kdes[frame]
+        peak = 1.0 / kde_scale()
+        on = (truth > 0.05 * peak) | (mean > 0.05 * peak)
+        inside += int((np.abs(truth - mean) <= 2 * np.sqrt(var))[on].sum())
+        signal += int(on.sum())
+    assert 0.85 <= inside / signal <= 0.99

@@ -100,13 +100,15 @@ def run(args) -> int:
     priors = [read_structure(f, args.structure_pixel_size) for f in args.structures]
     checkpoint = args.checkpoint or f"{args.out}.ckpt"
     started = time.monotonic()
+    first: dict = {}
 
     def progress(step: int, total: int, loss: float) -> None:
         if step % 10 and step != total:
             return
         done = step / total
         bar = "#" * int(30 * done)
-        rate = step / max(time.monotonic() - started, 1e-9)
+        first.setdefault("step", step - 1)  # a resumed run counts its rate from where it resumed
+        rate = (step - first["step"]) / max(time.monotonic() - started, 1e-9)
         print(f"\r[{bar:<30}] {step}/{total} loss {loss:.4g} ({rate:.2f} steps/s this run)",
               end="", file=sys.stderr, flush=True)
 

@@ -9,8 +9,8 @@ from dataclasses import asdict, dataclass
 class SamplerSettings:
     n_samples: int = 16             # posterior chains per tile
     mode: str = "accelerated"       # "accelerated" | "full"
-    t0: int = 90                    # accelerated: first step (forward-noised phi estimate)
-    stride: int = 9                 # accelerated: steps skipped per network evaluation
+    t0: int = 60                    # accelerated: first step (forward-noised phi estimate); psi v2 validation
+    stride: int = 8                 # accelerated: steps skipped per network evaluation (8 evaluations)
     core_px: int = 20               # tile core (camera px); cores are balanced to <= this
     halo_px: int = 4                # context around each core (camera px)
     max_batch_maps: int = 0         # tiles x chains per psi call; 0 = auto (64 on CPU, 1024 on a GPU)
