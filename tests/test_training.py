@@ -148,7 +148,7 @@ def test_bundled_weights_match_manifest():
     for name in ("phi", "psi"):
         path = store.bundled_path(name)
         assert manifest[path.name]["sha256"] == store.sha256_of(path)
-        assert path.stat().st_size < 3_000_000
+        assert path.stat().st_size < 8_000_000  # "a few MB" (psi v2: 5.1 MB)
         loaded = store.load_model(name)
         assert loaded.training["steps"] > 0 and loaded.training["command"].startswith("smlm-diffusion train")
 
