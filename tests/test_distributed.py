@@ -3,6 +3,7 @@ single-process run writes (issue 12)."""
 
 import json
 
+import distributed
 import numpy as np
 import pytest
 
@@ -11,7 +12,6 @@ from smlm_diffusion.io import TiffStack, write_stack
 from smlm_diffusion.reconstruction.distributed import task_ranges
 from smlm_diffusion.simulation import SimulationConfig, simulate_stack
 
-distributed = pytest.importorskip("distributed")
 
 
 def test_tasks_are_whole_chunks_covering_the_range():

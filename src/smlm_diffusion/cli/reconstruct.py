@@ -123,7 +123,7 @@ def run(args) -> int:
             for key in ("phi_model", "psi_model"):
                 if Path(getattr(settings, key)).is_file():
                     setattr(settings, key, str(Path(getattr(settings, key)).resolve()))
-            result = reconstruct_on_cluster(str(Path(args.input).resolve()), settings, args.scheduler,
+            result = reconstruct_on_cluster(str(Path(args.input).resolve()), TiffStack, settings, args.scheduler,
                                             args.task_frames, progress=cluster_progress)
         else:
             result = reconstruct(stack, settings, progress=progress)

@@ -28,11 +28,9 @@ from .settings import ProgressEvent, Reconstruction, ReconstructionSettings
 TASK_FRAMES = 256
 
 
-def _run_task(stack_path: str, settings: ReconstructionSettings, camera_checked: bool) -> Reconstruction:
+def _run_task(open_stack, stack_path: str, settings: ReconstructionSettings, camera_checked: bool) -> Reconstruction:
     """One task on a worker: the engine on the task's frames of the movie at ``stack_path``."""
-    from ..io.tiff import TiffStack
-
-    with TiffStack(stack_path) as stack:
+    with open_stack(stack_path) as stack:
         result = reconstruct(stack, settings, camera_checked=camera_checked)
     result.mean_kdes, result.variance_kdes = {}, {}
     return result
@@ -84,22 +82,21 @@ class _Merged:
         return result
 
 
-def reconstruct_on_cluster(stack_path: str, settings: ReconstructionSettings, scheduler: str,
+def reconstruct_on_cluster(stack_path: str, open_stack, settings: ReconstructionSettings, scheduler: str,
                            task_frames: int = TASK_FRAMES, connect_timeout_s: float = 20.0,
                            progress: Callable[[ProgressEvent], None] | None = None,
                            should_stop: Callable[[], bool] | None = None) -> Reconstruction:
     """Reconstruct the movie at ``stack_path`` on the Dask cluster at ``scheduler``
-    (``tcp://host:8786``; see the module doc). ``progress`` gets one event per finished
+    (``tcp://host:8786``; see the module doc). ``open_stack(path)`` opens the movie as a
+    context manager (the io layer's ``TiffStack``; it travels to the workers by reference). ``progress`` gets one event per finished
     task (``done``/``total`` in frames); ``should_stop`` cancels the tasks not yet finished
     and returns the finished ones."""
     try:
         from distributed import Client, as_completed
     except ImportError:
         raise SmlmInputError("--scheduler needs Dask distributed: pip install 'napari-smlm-diffusion[cluster]'") from None
-    from ..io.tiff import TiffStack
-
     settings.validate()
-    with TiffStack(stack_path) as stack:
+    with open_stack(stack_path) as stack:
         n_frames = frame_source_shape(stack)[0]
     start, stop = resolve_frames(n_frames, settings.frames)
     try:
@@ -112,13 +109,13 @@ def reconstruct_on_cluster(stack_path: str, settings: ReconstructionSettings, sc
         # also the first chunk of the result
         first_stop = min(stop, start + settings.chunk_frames)
         blocks = block_frames(stop - start, settings.chunk_frames)
-        probe = client.submit(_run_task, stack_path, dataclasses.replace(settings, frames=(start, first_stop),
-                                                                         drift_block_frames=blocks), False,
-                              pure=False).result()
+        first = dataclasses.replace(settings, frames=(start, first_stop), drift_block_frames=blocks)
+        probe = client.submit(_run_task, open_stack, stack_path, first, False, pure=False).result()
         fixed = dataclasses.replace(probe.settings, camera="given", psf_sigma_px=probe.psf_sigma_px,
                                     drift_block_frames=blocks)
         ranges = task_ranges(first_stop, stop, task_frames, settings.chunk_frames)
-        futures = [client.submit(_run_task, stack_path, dataclasses.replace(fixed, frames=r), True, pure=False)
+        futures = [client.submit(_run_task, open_stack, stack_path, dataclasses.replace(fixed, frames=r), True,
+                                 pure=False)
                    for r in ranges]
         # the run record shows the user's settings with the camera values the check resolved
         used = dataclasses.replace(probe.settings, psf_sigma_px=settings.psf_sigma_px, frames=settings.frames,
