@@ -81,13 +81,11 @@ def choose(args) -> None:
             else:
                 sub = slice(None)
             rec = reconstruct(sim.adu[sub], _settings(args, _sampler(t0, evals)))
-            var = float(np.mean([rec.variance_kdes[f].mean() for f in rec.frames]))
-            if t0 is None:
-                full_var = float(np.mean([rec.variance_kdes[f].mean() for f in rec.frames]))
-                # the same frames through the fast samplers are compared below
+            if t0 is None:  # the fast samplers are compared with it on the same frames
                 full_frames = list(rec.frames)
-            else:
-                var = float(np.mean([rec.variance_kdes[f].mean() for f in full_frames]))
+            var = float(np.mean([rec.variance_kdes[f].mean() for f in full_frames]))
+            if t0 is None:
+                full_var = var
             sub_sim = type(sim)(config=sim.config, adu=sim.adu[sub], truth=sim.truth.select(
                 np.isin(sim.truth.frame, rec.frames)), kde=sim.kde[sub])
             cov, _ = coverage(sub_sim, rec)
