@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 
+from smlm_diffusion.inference.sampling_settings import SamplerSettings
 from smlm_diffusion.reconstruction import ReconstructionSettings, reconstruct
 from smlm_diffusion.simulation import SimulationConfig, simulate_stack
 
@@ -41,6 +42,7 @@ def main() -> None:
     parser.add_argument("--phi-frames", type=int, default=200)
     parser.add_argument("--posterior-frames", type=int, default=3)
     parser.add_argument("--full-frames", type=int, default=1)
+    parser.add_argument("--posterior-256", type=int, default=0, help="also time this many 256x256 posterior frames")
     parser.add_argument("--skip-full", action="store_true")
     parser.add_argument("--phi-only", action="store_true", help="only the phi-path rows")
     parser.add_argument("--phi", default="phi")
@@ -68,8 +70,15 @@ def main() -> None:
     seconds, result = timed(stack, device=args.device, **models)
     n = args.posterior_frames
     accelerated = seconds / n
-    print(f"| posterior accelerated (16 chains, t0=90, stride 9) | 64x64 | {n} | {seconds:.2f} | {n / seconds:.3f} | "
+    sampler = SamplerSettings()
+    label = f"posterior accelerated (16 chains, t0={sampler.t0}, stride {sampler.stride})"
+    print(f"| {label} | 64x64 | {n} | {seconds:.2f} | {n / seconds:.3f} | "
           f"{seconds / n:.2f} | {result.network_evaluations / n:.0f} |")
+    if args.posterior_256:
+        n256 = args.posterior_256
+        seconds256, result256 = timed(movie(n256, 256), device=args.device, **models)
+        print(f"| {label} | 256x256 | {n256} | {seconds256:.2f} | {n256 / seconds256:.3f} | "
+              f"{seconds256 / n256:.2f} | {result256.network_evaluations / n256:.0f} |")
     if not args.skip_full:
         stack = movie(args.full_frames, 64)
         seconds, result = timed(stack, device=args.device, sampler={"mode": "full"}, **models)

@@ -146,3 +146,28 @@ def test_camera_psi_reads_the_raw_frame():
         loss.backward()
         opt.step()
     assert loss.item() < 0.1 * blind
+
+
+def test_v_prediction_recovers_y0_exactly_and_stays_bounded_where_noise_is_reached():
+    """v = sqrt(g) eps - sqrt(1-g) y0 gives y0 back; an error in the output moves y0_hat by at
+    most that error (times sqrt(1-g) <= 1), while noise prediction divides it by sqrt(g_T) ~ 3e-4."""
+    s = NoiseSchedule(kind="cosine")
+    y0, eps, t = torch.rand(3, 1, 8, 8), torch.randn(3, 1, 8, 8), torch.tensor([1, 60, 100])
+    yt = s.q_sample(y0.double(), t, eps.double())
+    v = s.training_target(y0.double(), eps.double(), t, "v")
+    torch.testing.assert_close(s.predict_y0(yt, v, t, "v"), y0.double(), atol=1e-9, rtol=1e-9)
+    assert s.training_target(y0, eps, t, "eps") is eps
+    error = 0.01 * torch.ones_like(yt)
+    at_t = torch.tensor([100, 100, 100])
+    v_shift = (s.predict_y0(yt, v + error, at_t, "v") - s.predict_y0(yt, v, at_t, "v")).abs().max()
+    eps_shift = (s.predict_y0(yt, eps.double() + error, at_t) - s.predict_y0(yt, eps.double(), at_t)).abs().max()
+    assert v_shift <= 0.01 + 1e-12 and eps_shift > 10.0
+    with pytest.raises(ValueError, match="eps' or 'v'"):
+        s.predict_y0(yt, v, t, "x0")
+
+
+def test_camera_psi_records_v_prediction_and_older_files_predict_noise():
+    psi = CameraPsi(channels=8, heads=2, blocks=1, prediction="v")
+    assert psi.config["prediction"] == "v" and build_psi(psi.config).prediction == "v"
+    plain = CameraPsi(channels=8, heads=2, blocks=1)
+    assert "prediction" not in plain.config and build_psi(plain.config).prediction == "eps"

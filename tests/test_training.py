@@ -205,3 +205,13 @@ def test_fine_tuning_on_a_structure_file_starts_from_the_given_weights(tmp_path,
     with_prior = training_batch(0, 1, 2, TrainingDomain(frame_px=32), None, [prior], 1.0)
     without = training_batch(0, 1, 2, TrainingDomain(frame_px=32))
     assert not np.allclose(with_prior[1], without[1])
+
+
+def test_worker_processes_give_the_same_batches_and_losses(tmp_path, tiny_models):
+    settings = tiny("psi", phi_model=tiny_models["phi"], psi_prediction="v")
+    here = run_training(settings, tmp_path / "a.pt")
+    settings = tiny("psi", phi_model=tiny_models["phi"], psi_prediction="v")
+    workers = run_training(settings, tmp_path / "b.pt", workers=2)
+    assert workers.losses == pytest.approx(here.losses, rel=1e-6)
+    loaded = store.load_model(tmp_path / "b.pt")
+    assert loaded.module.prediction == "v" and loaded.training["wall_time_s"] > 0

@@ -30,6 +30,9 @@ def add_parser(sub) -> None:
                         "'unet4x' (version 1, the paper's U-Net on the 4x grid) (default camera)")
     p.add_argument("--target", choices=("residual", "kde"), default="residual",
                    help="psi version 2: model the residual y - phi(x) or the KDE y itself (default residual)")
+    p.add_argument("--prediction", choices=("eps", "v"), default="eps",
+                   help="psi version 2: the network predicts the noise (eps, the paper's) or v = sqrt(g) eps - "
+                        "sqrt(1-g) y0, which stays accurate where the cosine schedule reaches noise (default eps)")
     p.add_argument("--blocks", type=int, default=2, help="psi version 2: residual blocks per U-Net level (default 2)")
     p.add_argument("--schedule", choices=("cosine", "linear"), default="cosine",
                    help="psi noise schedule: 'cosine' reaches noise (gamma_T ~ 0); 'linear' is the paper's "
@@ -55,6 +58,9 @@ def add_parser(sub) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
     p.add_argument("--checkpoint-minutes", type=float, default=5.0, help="minutes between checkpoints (default 5)")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--workers", type=int, default=0,
+                   help="processes simulating batches ahead of the optimiser (default 0: in the training "
+                        "process); the batches, and so the result, do not depend on it")
 
 
 class _Stopper:
@@ -88,7 +94,7 @@ def run(args) -> int:
                              learning_rate=args.lr, seed=args.seed, loss=args.loss, channels=args.channels,
                              frame_px=args.frame_size, phi_model=args.phi, psi_architecture=args.architecture,
                              psi_target="kde" if args.architecture == "unet4x" else args.target,
-                             psi_blocks=args.blocks, schedule=args.schedule,
+                             psi_blocks=args.blocks, psi_prediction=args.prediction, schedule=args.schedule,
                              checkpoint_minutes=args.checkpoint_minutes, data_folder=args.data,
                              data_fraction=args.data_fraction, structure_files=[str(f) for f in args.structures],
                              structure_fraction=args.structure_fraction, init_model=args.init)
@@ -116,7 +122,7 @@ def run(args) -> int:
         if len(sys.argv) > 2 and sys.argv[1] == "train" else ""
     with _Stopper() as stopper:
         trainer = run_training(settings, args.out, checkpoint, device, progress, lambda: stopper.requested, command,
-                               priors=priors)
+                               priors=priors, workers=max(0, args.workers))
     print(file=sys.stderr)
     if trainer.step_index < settings.steps:
         print(f"stopped at step {trainer.step_index}; checkpoint saved to {checkpoint} - rerun the same command "

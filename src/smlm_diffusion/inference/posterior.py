@@ -107,6 +107,7 @@ def _run_chain(psi, schedule: NoiseSchedule, condition: torch.Tensor, noise: tor
     maps = len(condition)
     start = pairs[0][0]
     residual = getattr(psi, "target", "kde") == "residual"
+    prediction = getattr(psi, "prediction", "eps")
     # y lives in the model's target space: the residual y - phi(x), or the KDE itself
     if settings.mode == "full":
         y = noise[0]
@@ -117,8 +118,8 @@ def _run_chain(psi, schedule: NoiseSchedule, condition: torch.Tensor, noise: tor
     for k, (t, s) in enumerate(pairs):
         tt = torch.full((maps,), t, device=condition.device, dtype=torch.long)
         ss = torch.full((maps,), s, device=condition.device, dtype=torch.long)
-        eps = psi(y, condition, tt, frames) if frames is not None else psi(y, condition, tt)
-        y = schedule.reverse_step(y, eps, tt, ss, noise=noise[k + 1], clip_y0=clip)
+        output = psi(y, condition, tt, frames) if frames is not None else psi(y, condition, tt)
+        y = schedule.reverse_step(y, output, tt, ss, noise=noise[k + 1], clip_y0=clip, prediction=prediction)
         if k + 1 < len(pairs):
             yield
     return y + condition if residual else y

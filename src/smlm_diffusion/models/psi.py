@@ -7,7 +7,8 @@ concat(y_t, phi's KDE). ``CameraPsi`` (version 2) runs at camera resolution: a
 space-to-depth stem (PixelUnshuffle(4)) gives each camera pixel its 16 KDE pixels of y_t
 and of phi's KDE as channels, the normalised raw frame (the data itself) joins there, and a
 depth-to-space head (PixelShuffle(4)) returns the noise on the 4x grid. With
-``target="residual"`` it models y - phi(x), the mismatch the paper says the DDPM needs.
+``target="residual"`` it models y - phi(x), the mismatch the paper says the DDPM needs;
+with ``prediction="v"`` it outputs v instead of the noise (``schedule.predict_y0``).
 """
 
 from __future__ import annotations
@@ -61,14 +62,17 @@ class ConditionalUNet(nn.Module):
     """(y_t (B,1,H,W), condition (B,1,H,W), t (B,)) -> predicted noise (B,1,H,W).
     H and W must be divisible by 2 ** (len(multipliers) - 1)."""
 
-    def __init__(self, channels: int = 32, multipliers: tuple[int, ...] = (1, 2, 2), heads: int = 4) -> None:
+    def __init__(self, channels: int = 32, multipliers: tuple[int, ...] = (1, 2, 2), heads: int = 4,
+                 in_channels: int = 2) -> None:
         super().__init__()
         self.config = {"channels": channels, "multipliers": list(multipliers), "heads": heads}
+        if in_channels != 2:  # 1: unconditional (the structure generator); files without the key have 2
+            self.config["in_channels"] = in_channels
         self.factor = 2 ** (len(multipliers) - 1)
         time_dim = channels * 4
         self.time_dim = channels
         self.time_mlp = nn.Sequential(nn.Linear(channels, time_dim), nn.SiLU(), nn.Linear(time_dim, time_dim))
-        self.stem = nn.Conv2d(2, channels, 3, padding=1)
+        self.stem = nn.Conv2d(in_channels, channels, 3, padding=1)
         widths = [channels * m for m in multipliers]
         self.down, self.downsample = nn.ModuleList(), nn.ModuleList()
         cin = channels
@@ -88,11 +92,11 @@ class ConditionalUNet(nn.Module):
             cin = width if i == 0 else widths[i - 1]
         self.head = nn.Sequential(_norm(cin), nn.SiLU(), nn.Conv2d(cin, 1, 3, padding=1))
 
-    def forward(self, y_t: torch.Tensor, condition: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def forward(self, y_t: torch.Tensor, condition: torch.Tensor | None, t: torch.Tensor) -> torch.Tensor:
         if y_t.shape[-1] % self.factor or y_t.shape[-2] % self.factor:
             raise ValueError(f"psi needs tiles whose sides are multiples of {self.factor}")
         temb = self.time_mlp(timestep_embedding(t, self.time_dim))
-        h = self.stem(torch.cat([y_t, condition], dim=1))
+        h = self.stem(y_t if condition is None else torch.cat([y_t, condition], dim=1))
         skips = []
         for block, down in zip(self.down, self.downsample):
             h = block(h, temb)
@@ -105,7 +109,8 @@ class ConditionalUNet(nn.Module):
 
 
 class CameraPsi(nn.Module):
-    """(y_t (B,1,4H,4W), phi KDE (B,1,4H,4W), t (B,), frame (B,F,H,W)) -> noise (B,1,4H,4W).
+    """(y_t (B,1,4H,4W), phi KDE (B,1,4H,4W), t (B,), frame (B,F,H,W)) -> noise (B,1,4H,4W),
+    or v = sqrt(gamma_t) eps - sqrt(1 - gamma_t) y0 with ``prediction="v"`` (version 3).
 
     ``blocks`` residual blocks per level; any H, W (inputs are zero-padded to a multiple
     of the U-Net's down-sampling factor and the output cropped back)."""
@@ -113,14 +118,20 @@ class CameraPsi(nn.Module):
     uses_frame = True
 
     def __init__(self, channels: int = 32, multipliers: tuple[int, ...] = (1, 2, 2), blocks: int = 1,
-                 heads: int = 4, frame_channels: int = 2, upsampling: int = 4, target: str = "residual") -> None:
+                 heads: int = 4, frame_channels: int = 2, upsampling: int = 4, target: str = "residual",
+                 prediction: str = "eps") -> None:
         super().__init__()
         if target not in ("residual", "kde"):
             raise ValueError("psi's target must be 'residual' or 'kde'")
+        if prediction not in ("eps", "v"):
+            raise ValueError("psi's prediction must be 'eps' or 'v'")
         self.config = {"architecture": "camera", "channels": channels, "multipliers": list(multipliers),
                        "blocks": blocks, "heads": heads, "frame_channels": frame_channels,
                        "upsampling": upsampling, "target": target}
+        if prediction != "eps":  # files without the key predict the noise
+            self.config["prediction"] = prediction
         self.target = target
+        self.prediction = prediction
         self.upsampling = upsampling
         self.factor = 2 ** (len(multipliers) - 1)
         time_dim = channels * 4

@@ -61,13 +61,32 @@ class NoiseSchedule:
         t = t.long().clamp(min=2)
         return (self.snr[t - 1] / self.snr[t] - 1.0).float()
 
-    def predict_y0(self, y_t: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """eq. 9: ``y0_hat = (y_t - sqrt(1 - gamma_t) eps) / sqrt(gamma_t)``."""
+    def predict_y0(self, y_t: torch.Tensor, output: torch.Tensor, t: torch.Tensor,
+                   prediction: str = "eps") -> torch.Tensor:
+        """The clean estimate from the network's output. ``"eps"`` (noise prediction,
+        eq. 9): ``y0_hat = (y_t - sqrt(1 - gamma_t) eps) / sqrt(gamma_t)``, which divides
+        by sqrt(gamma_t) and so amplifies the network's error ~1/sqrt(gamma_t) times near
+        t = T of a schedule that reaches noise. ``"v"`` (Salimans & Ho 2022,
+        ``v = sqrt(gamma_t) eps - sqrt(1 - gamma_t) y0``): ``y0_hat = sqrt(gamma_t) y_t -
+        sqrt(1 - gamma_t) v``, bounded at every t."""
         g = self._at(self.gamma, t, y_t)
-        return (y_t - (1.0 - g).sqrt() * eps) / g.sqrt()
+        if prediction == "v":
+            return g.sqrt() * y_t - (1.0 - g).sqrt() * output
+        if prediction != "eps":
+            raise ValueError("psi's prediction must be 'eps' or 'v'")
+        return (y_t - (1.0 - g).sqrt() * output) / g.sqrt()
 
-    def reverse_step(self, y_t: torch.Tensor, eps: torch.Tensor, t: torch.Tensor, s: torch.Tensor | None = None,
-                     noise: torch.Tensor | None = None, clip_y0: tuple | None = None) -> torch.Tensor:
+    def training_target(self, y0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor,
+                        prediction: str = "eps") -> torch.Tensor:
+        """What the network is trained to output: the noise, or v."""
+        if prediction == "eps":
+            return noise
+        g = self._at(self.gamma, t, y0)
+        return g.sqrt() * noise - (1.0 - g).sqrt() * y0
+
+    def reverse_step(self, y_t: torch.Tensor, output: torch.Tensor, t: torch.Tensor, s: torch.Tensor | None = None,
+                     noise: torch.Tensor | None = None, clip_y0: tuple | None = None,
+                     prediction: str = "eps") -> torch.Tensor:
         """One ancestral step y_t -> y_s (s = t - 1 by default; s < t - 1 is a strided
         step), sampling ``q(y_s | y_t, y0_hat)`` with
 
@@ -75,7 +94,7 @@ class NoiseSchedule:
         var  = (1 - g_s)(1 - g_t/g_s)/(1 - g_t)   (appendix A.1-A.2; s = 0 gives y0_hat).
         """
         s = t - 1 if s is None else s
-        y0 = self.predict_y0(y_t, eps, t)
+        y0 = self.predict_y0(y_t, output, t, prediction)
         if clip_y0 is not None:  # floats or tensors broadcasting against y_t
             y0 = torch.clamp(y0, *clip_y0)
         g_t, g_s = self._at(self.gamma, t, y_t), self._at(self.gamma, s, y_t)

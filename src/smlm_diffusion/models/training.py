@@ -36,6 +36,7 @@ class TrainSettings:
     psi_architecture: str = "camera"       # psi: "camera" (v2, camera resolution) | "unet4x" (v1, the paper's)
     psi_target: str = "residual"           # psi v2: "residual" (y - phi(x)) | "kde" (y)
     psi_blocks: int = 2                    # psi v2: residual blocks per U-Net level
+    psi_prediction: str = "eps"            # psi v2: network output "eps" (noise) | "v" (v-prediction)
     schedule: str = "cosine"               # psi: "cosine" (gamma_T ~ 0) | "linear" (the paper's 1e-4..1e-2)
     frame_px: int | None = None            # training frame side; default 32 (phi) / 24 (psi)
     phi_model: str = "phi"                 # psi's conditioning model (name or path)
@@ -56,6 +57,8 @@ class TrainSettings:
             raise ValueError("psi's architecture must be 'camera' or 'unet4x' and its target 'residual' or 'kde'")
         if self.psi_architecture == "unet4x" and self.psi_target != "kde":
             raise ValueError("the version-1 psi (unet4x) models the KDE itself: use --target kde")
+        if self.psi_prediction not in ("eps", "v") or (self.psi_prediction == "v" and self.psi_architecture != "camera"):
+            raise ValueError("psi's prediction must be 'eps' or 'v' (v only for the camera architecture)")
         if self.schedule not in ("cosine", "linear"):
             raise ValueError("the noise schedule must be 'cosine' or 'linear'")
         if self.steps < 1 or self.batch_size < 1:
@@ -101,7 +104,7 @@ class Trainer:
             if settings.psi_architecture == "camera":
                 self.model = CameraPsi(channels=settings.resolved_channels, blocks=settings.psi_blocks,
                                        frame_channels=int(phi.module.config.get("in_channels", 1)),
-                                       target=settings.psi_target)
+                                       target=settings.psi_target, prediction=settings.psi_prediction)
             else:
                 self.model = ConditionalUNet(channels=settings.resolved_channels)
         if settings.init_model:  # fine-tuning: start from a model file's weights (and its architecture)
@@ -130,24 +133,32 @@ class Trainer:
         with torch.no_grad():
             condition = self.phi(inputs)
         residual = getattr(self.model, "target", "kde") == "residual"
-        y_t = self.schedule.q_sample(targets - condition if residual else targets, t.to(self.device), noise)
+        y0 = targets - condition if residual else targets
+        t = t.to(self.device)
+        y_t = self.schedule.q_sample(y0, t, noise)
         if getattr(self.model, "uses_frame", False):
-            predicted = self.model(y_t, condition, t.to(self.device), inputs)
+            predicted = self.model(y_t, condition, t, inputs)
         else:
-            predicted = self.model(y_t, condition, t.to(self.device))
-        per_example = ((predicted - noise) ** 2).mean(dim=(1, 2, 3))
+            predicted = self.model(y_t, condition, t)
+        wanted = self.schedule.training_target(y0, noise, t, getattr(self.model, "prediction", "eps"))
+        per_example = ((predicted - wanted) ** 2).mean(dim=(1, 2, 3))
         if self.settings.loss == "eq8":
             all_t = torch.arange(1, self.schedule.n_steps + 1)
-            weights = self.schedule.loss_weight(t) / self.schedule.loss_weight(all_t).mean()
+            weights = self.schedule.loss_weight(t.cpu()) / self.schedule.loss_weight(all_t).mean()
             per_example = per_example * weights.to(self.device)
         return per_example.mean()
 
-    def step(self) -> float:
+    def batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        """The training batch of a step: a pure function of (seed, step)."""
+        return _StepBatches(self, 0)[step]
+
+    def step(self, batch: tuple | None = None) -> float:
+        """One optimiser step on ``batch`` (default: simulate this step's batch here)."""
         s = self.settings
         started = time.perf_counter()
-        x, y = mixed_batch(s.seed, self.step_index, s.batch_size, s.domain, self.folder, s.data_fraction,
-                           self.input_normalisation, self.priors, s.structure_fraction if self.priors else 0.0)
-        inputs, targets = torch.from_numpy(x).to(self.device), torch.from_numpy(y).to(self.device)
+        x, y = self.batch(self.step_index) if batch is None else batch
+        inputs = torch.as_tensor(x).to(self.device, non_blocking=True)
+        targets = torch.as_tensor(y).to(self.device, non_blocking=True)
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(s, self.step_index)
         self.model.train()
@@ -175,7 +186,7 @@ class Trainer:
         theirs = state["settings"]
         for key in ("kind", "steps", "batch_size", "learning_rate", "warmup_steps", "seed", "loss",
                     "channels", "frame_px", "data_folder", "data_fraction", "psi_architecture", "psi_target",
-                    "psi_blocks", "schedule", "structure_files", "structure_fraction", "init_model"):
+                    "psi_blocks", "psi_prediction", "schedule", "structure_files", "structure_fraction", "init_model"):
             if key in theirs and ours[key] != theirs[key]:
                 raise ValueError(f"checkpoint {path} was made with {key}={theirs[key]!r}, not {ours[key]!r}; "
                                  "use the same settings to resume or start a new checkpoint file")
@@ -218,18 +229,57 @@ def _plain(value):
     return value
 
 
+class _StepBatches(torch.utils.data.Dataset):
+    """Batches by step index, for worker processes; the same batches as in-process."""
+
+    def __init__(self, trainer: Trainer, first_step: int) -> None:
+        # only what the simulation needs (no model, no CUDA state in the workers)
+        self.settings, self.folder = trainer.settings, trainer.folder
+        self.input_normalisation, self.priors = trainer.input_normalisation, trainer.priors
+        self.first_step = first_step
+
+    def __len__(self) -> int:
+        return self.settings.steps - self.first_step
+
+    def __getitem__(self, index: int):
+        s, step = self.settings, self.first_step + index
+        return mixed_batch(s.seed, step, s.batch_size, s.domain, self.folder, s.data_fraction,
+                           self.input_normalisation, self.priors, s.structure_fraction if self.priors else 0.0)
+
+
+def _batches(trainer: Trainer, workers: int):
+    """This run's batches in step order, simulated by ``workers`` processes (0: here)."""
+    if workers <= 0:
+        while True:
+            yield None
+    loader = torch.utils.data.DataLoader(_StepBatches(trainer, trainer.step_index), batch_size=None,
+                                         shuffle=False, num_workers=workers, prefetch_factor=4,
+                                         pin_memory=trainer.device.type == "cuda", persistent_workers=False)
+    yield from loader
+
+
 def run_training(settings: TrainSettings, out_path: str | Path, checkpoint_path: str | Path | None = None,
                  device: str = "cpu", progress: Callable[[int, int, float], None] | None = None,
                  should_stop: Callable[[], bool] | None = None, command: str = "",
-                 priors: list | None = None) -> Trainer:
+                 priors: list | None = None, workers: int = 0) -> Trainer:
     """Train to ``settings.steps`` (resuming from ``checkpoint_path`` when it exists),
-    checkpointing every ``checkpoint_minutes`` and on stop; export the model file at the end."""
+    checkpointing every ``checkpoint_minutes`` and on stop; export the model file at the end.
+    ``workers`` processes simulate the batches ahead (the same batches: they depend only on
+    the seed and the step), which keeps a GPU busy."""
     trainer = Trainer(settings, device, priors)
     if checkpoint_path is not None and Path(checkpoint_path).exists():
         trainer.restore(checkpoint_path)
+    if trainer.device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
     last_save = time.monotonic()
+    batches = _batches(trainer, workers)
     while trainer.step_index < settings.steps:
-        loss = trainer.step()
+        waited = time.perf_counter()
+        batch = next(batches)
+        trainer.elapsed_s += time.perf_counter() - waited  # wall time: waiting for the workers counts
+        loss = trainer.step(batch)
         if progress is not None:
             progress(trainer.step_index, settings.steps, loss)
         due = time.monotonic() - last_save > 60 * settings.checkpoint_minutes
