@@ -28,7 +28,7 @@ MANIFEST = WEIGHTS_DIR / "manifest.json"
 
 
 #: model kind -> the module a file's ``config`` describes
-KINDS = {"phi": build_phi, "psi": build_psi}
+KINDS = {"phi": build_phi, "psi": build_psi, "structures": build_psi}  # structures: an unconditional U-Net
 
 
 @dataclass
