@@ -45,10 +45,12 @@ def _settings(args, sampler: SamplerSettings | None = None, **kw) -> Reconstruct
 TILES: dict = {}  # core_px / halo_px from the command line (--core, --halo)
 
 
-def _sampler(t0: int | None, evals: int, **kw) -> SamplerSettings:
+def _sampler(t0: int | None, evals: int, mix: float | None = None, **kw) -> SamplerSettings:
     kw = {**TILES, **kw}
     if t0 is None:
         return SamplerSettings(mode="full", **kw)
+    if mix is not None:
+        kw["variance_mix"] = mix
     return SamplerSettings(t0=t0, stride=max(1, round(t0 / evals)), **kw)
 
 
@@ -63,8 +65,14 @@ VALIDATION = {
 }
 
 
+def _grid_item(item: str) -> tuple:
+    """'t0:evals' or 't0:evals:variance_mix'."""
+    parts = item.split(":")
+    return int(parts[0]), int(parts[1]), float(parts[2]) if len(parts) > 2 else None
+
+
 def choose(args) -> None:
-    grid = [(None, 100)] + [tuple(int(v) for v in item.split(":")) for item in args.grid.split(",")]
+    grid = [(None, 100, None)] + [_grid_item(item) for item in args.grid.split(",")]
     print(f"(full sampling on the first {args.full_frames} frames; variance / full compares the same frames, "
           "coverage and Jaccard of the other rows use all frames)\n")
     print("| validation set | sampler | evals per chain | coverage 2-std (signal) | variance / full | Jaccard post / phi | s/frame |")
@@ -75,12 +83,12 @@ def choose(args) -> None:
         phi = reconstruct(sim.adu, _settings(args, posterior=False))
         j_phi = evaluate(phi.localizations, sim.truth, 250.0).jaccard
         full_var = None
-        for t0, evals in grid:
+        for t0, evals, mix in grid:
             if t0 is None and args.frames > args.full_frames:
                 sub = slice(0, args.full_frames)  # full sampling: 100 evaluations per tile, a few frames suffice
             else:
                 sub = slice(None)
-            rec = reconstruct(sim.adu[sub], _settings(args, _sampler(t0, evals)))
+            rec = reconstruct(sim.adu[sub], _settings(args, _sampler(t0, evals, mix)))
             if t0 is None:  # the fast samplers are compared with it on the same frames
                 full_frames = list(rec.frames)
             var = float(np.mean([rec.variance_kdes[f].mean() for f in full_frames]))
@@ -92,8 +100,8 @@ def choose(args) -> None:
             j_post = evaluate(rec.localizations, sub_sim.truth, 250.0).jaccard
             j_phi_sub = evaluate(phi.localizations.select(np.isin(phi.localizations.frame, rec.frames)),
                                  sub_sim.truth, 250.0).jaccard if t0 is None else j_phi
-            sampler = _sampler(t0, evals)
-            label = "full" if t0 is None else f"t0 {t0}, stride {sampler.stride}"
+            sampler = _sampler(t0, evals, mix)
+            label = "full" if t0 is None else f"t0 {t0}, stride {sampler.stride}, mix {sampler.variance_mix:g}"
             n_evals = network_evaluations_per_tile(sampler, 100)
             print(f"| {name} | {label} | {n_evals:.0f} | {cov:.3f} | {var / full_var:.2f} | "
                   f"{j_post:.3f} / {j_phi_sub:.3f} | {rec.timings_s['total'] / len(rec.frames):.1f} |", flush=True)
@@ -111,7 +119,7 @@ def tiles(args) -> None:
     print("|---|---|---|---|---|---|")
     reference = None
     for core, halo in ((64, 0), (64, 8), (32, 8), (32, 4), (20, 4)):
-        rec = reconstruct(sim.adu, _settings(args, _sampler(args.t0, args.evals, core_px=core, halo_px=halo)))
+        rec = reconstruct(sim.adu, _settings(args, _sampler(args.t0, args.evals, args.mix, core_px=core, halo_px=halo)))
         var = float(np.mean([rec.variance_kdes[f].mean() for f in rec.frames]))
         means = np.stack([rec.mean_kdes[f] for f in rec.frames])
         if reference is None:
@@ -133,7 +141,7 @@ def mcmc_check(args) -> None:
         sigma, background = 0.92, 10.0
         omega = expected_photons(xy[:, :1], xy[:, 1:], np.full((n, 1), photons), (20, 20), sigma, background)
         adu = CameraModel(1.0, 100.0, 0.0).expose(omega, rng)
-        rec = reconstruct(adu, _settings(args, _sampler(args.t0, args.evals), psf_sigma_px=sigma, read_noise_e=0.0))
+        rec = reconstruct(adu, _settings(args, _sampler(args.t0, args.evals, args.mix), psf_sigma_px=sigma, read_noise_e=0.0))
         ratios, pos = [], []
         for k in range(n):
             result = metropolis_hastings(adu[k] - 100.0, {"x": xy[k, 0], "y": xy[k, 1], "photons": photons,
@@ -163,7 +171,7 @@ def speed(args) -> None:
         cfg = SimulationConfig(n_frames=frames + 1, height_px=side, width_px=side, density_per_um2=1.0,
                                photons=1000.0, background_photons=10.0, offset_adu=100.0, seed=5)
         sim = simulate_stack(cfg)
-        settings = _settings(args, _sampler(args.t0, args.evals), keep_frame_kdes=False)
+        settings = _settings(args, _sampler(args.t0, args.evals, args.mix), keep_frame_kdes=False)
         reconstruct(sim.adu[:1], settings)  # warm-up
         t = time.perf_counter()
         rec = reconstruct(sim.adu[1:], settings)
@@ -179,6 +187,7 @@ def main() -> None:
     parser.add_argument("--choose", action="store_true", help="sampler grid on validation data")
     parser.add_argument("--frames", type=int, default=6, help="validation frames per set (--choose)")
     parser.add_argument("--full-frames", type=int, default=2, help="of those, sampled in full (--choose)")
+    parser.add_argument("--mix", type=float, default=None, help="sampler variance mix for --mcmc / --speed / --tiles")
     parser.add_argument("--grid", default="100:10,100:5,60:10,60:5,30:10,30:5",
                         help="accelerated samplers t0:evaluations to compare (--choose)")
     parser.add_argument("--mcmc", type=int, default=0, help="isolated emitters per photon level for the MCMC check")

@@ -171,3 +171,18 @@ def test_camera_psi_records_v_prediction_and_older_files_predict_noise():
     assert psi.config["prediction"] == "v" and build_psi(psi.config).prediction == "v"
     plain = CameraPsi(channels=8, heads=2, blocks=1)
     assert "prediction" not in plain.config and build_psi(plain.config).prediction == "eps"
+
+
+def test_variance_mix_moves_a_strided_step_to_the_upper_bound_and_keeps_the_last_step_clean():
+    s = NoiseSchedule(kind="cosine")
+    y_t, out = torch.zeros(1, 1, 64, 64), torch.zeros(1, 1, 64, 64)
+    t, target = torch.tensor([60]), torch.tensor([50])
+    a_ts = (s.gamma[60] / s.gamma[50]).item()
+    posterior_var = (1 - s.gamma[50].item()) * (1 - a_ts) / (1 - s.gamma[60].item())
+    noise = torch.randn(1, 1, 64, 64, generator=torch.Generator().manual_seed(0))
+    base = s.reverse_step(y_t, out, t, target, noise=torch.zeros_like(noise))  # the mean
+    for mix, var in ((0.0, posterior_var), (1.0, 1 - a_ts), (0.5, math.sqrt(posterior_var * (1 - a_ts)))):
+        step = s.reverse_step(y_t, out, t, target, noise=noise, variance_mix=mix) - base
+        torch.testing.assert_close(step, math.sqrt(var) * noise, rtol=1e-4, atol=1e-6)
+    last = s.reverse_step(y_t, out, t, torch.tensor([0]), noise=noise, variance_mix=1.0)
+    torch.testing.assert_close(last, s.predict_y0(y_t, out, t))

@@ -150,6 +150,43 @@ def test_simulate_widget_preview_and_write(make_napari_viewer, qtbot, tmp_path):
     assert again.values["frames"].value == 30 and again.values["name"].value == "sim"
 
 
+def test_structure_from_layer_keeps_coordinates_and_says_what_is_wrong():
+    from smlm_diffusion._napari.simulate_widget import structure_from_layer
+    from smlm_diffusion.errors import SmlmInputError
+
+    # points at world (row, col) (4, 6) of a 100 nm camera: x = 650 nm, y = 450 nm (pixel centres at k + 0.5)
+    prior = structure_from_layer("locs", "points", [[0, 4.0, 6.0], [1, 5.0, 5.0]], {"pixel_size_nm": 100.0},
+                                 (1, 1, 1), (0, 0, 0), 108.0)
+    np.testing.assert_allclose(prior.points_nm, [[650.0, 450.0], [550.0, 550.0]])
+    # a 4x render (scale 0.25 camera px) of a 100 nm camera has 25 nm pixels
+    image = structure_from_layer("render", "image", np.ones((8, 8)), {"pixel_size_nm": 100.0}, (0.25, 0.25),
+                                 (0, 0), 108.0)
+    assert image.image_pixel_nm == pytest.approx(25.0)
+    # a layer without metadata counts pixels of the simulated camera
+    assert structure_from_layer("x", "image", np.ones((4, 4)), {}, (1, 1), (0, 0), 108.0).image_pixel_nm == 108.0
+    with pytest.raises(SmlmInputError, match="no points"):
+        structure_from_layer("empty", "points", np.zeros((0, 2)), {}, (1, 1), (0, 0), 108.0)
+    with pytest.raises(SmlmInputError, match="empty"):
+        structure_from_layer("dark", "image", np.zeros((4, 4)), {}, (1, 1), (0, 0), 108.0)
+
+
+def test_simulate_widget_places_emitters_on_a_points_layer(make_napari_viewer):
+    viewer = make_napari_viewer()
+    angle = np.linspace(0, 2 * np.pi, 200, endpoint=False)
+    ring = np.c_[10 + 4 * np.sin(angle), 10 + 4 * np.cos(angle)]  # radius 4 camera px around (10, 10)
+    viewer.add_points(ring, name="my ring")
+    widget = _dock(viewer, "Simulate")
+    widget.values["height_px"].value = widget.values["width_px"].value = 20
+    widget.values["pixel_size_nm"].value = 100.0
+    widget.values["density_per_um2"].value = 2.0
+    assert "my ring" in widget.values["structure_layer"].choices
+    widget.values["structure_layer"].value = "my ring"
+    widget.preview()
+    truth = viewer.layers["simulation ground truth"].data
+    radius = np.hypot(truth[:, 1] - 10, truth[:, 2] - 10)
+    assert len(truth) > 10 and np.allclose(radius, 4.0, atol=0.05)
+
+
 def test_evaluate_widget_and_writer_round_trip(make_napari_viewer, tmp_path):
     import napari
 

@@ -1,11 +1,16 @@
 """Simulate dock widget: the simulator's parameters (SPEC 4), a live preview of a few
 frames with the ground truth as Points, and "Write dataset" (stack + ground-truth CSV,
-optional KDE targets) in a background worker with progress."""
+optional KDE targets) in a background worker with progress. The emitters can be placed on
+a structure taken from a Points layer (localizations) or an Image layer (a density, such
+as a super-resolution render) of the viewer."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from magicgui.widgets import (
     CheckBox,
@@ -20,7 +25,8 @@ from magicgui.widgets import (
     SpinBox,
 )
 
-from ..simulation import BACKGROUND_STRUCTURES, STRUCTURES, SimulationConfig, simulate_stack
+from ..errors import SmlmInputError
+from ..simulation import BACKGROUND_STRUCTURES, STRUCTURES, SimulationConfig, StructurePrior, simulate_stack
 from . import persist
 from .layers import points_world, robust_contrast
 
@@ -29,6 +35,35 @@ if TYPE_CHECKING:  # pragma: no cover
 
 NAME = "simulate"
 PREVIEW_FRAMES = 10
+BUILT_IN = "(built-in structure)"
+
+
+def structure_from_layer(name: str, kind: str, data, metadata: dict | None, scale, translate,
+                         pixel_size_nm: float) -> StructurePrior:
+    """A structure prior from a layer's data. World coordinates count camera pixels of
+    ``metadata['pixel_size_nm']`` (our layers), else of ``pixel_size_nm`` (the simulated
+    camera's); a Points layer gives points (nm, pixel centres at k + 0.5 as SPEC 3), an Image
+    layer a density whose pixel is its scale times that camera pixel."""
+    pixel = float((metadata or {}).get("pixel_size_nm") or pixel_size_nm)
+    scale, translate = np.asarray(scale, float)[-2:], np.asarray(translate, float)[-2:]
+    if kind == "points":
+        points = np.array(data, float, ndmin=2)
+        if points.size == 0 or points.shape[1] < 2:
+            raise SmlmInputError(f"the layer {name!r} has no points to use as a structure")
+        world = points[:, -2:] * scale + translate
+        xy = np.c_[world[:, 1] + 0.5, world[:, 0] + 0.5] * pixel
+        xy = xy[np.isfinite(xy).all(axis=1)]
+        if len(xy) == 0:
+            raise SmlmInputError(f"the layer {name!r} has no points with finite positions")
+        return StructurePrior(points_nm=xy, source=f"layer {name}")
+    image = np.asarray(data, float)
+    image = image.reshape(-1, *image.shape[-2:]).sum(axis=0) if image.ndim > 2 else image
+    image = np.clip(np.nan_to_num(image), 0, None)
+    if image.ndim != 2 or image.sum() <= 0:
+        raise SmlmInputError(f"the image layer {name!r} is empty (no positive pixels) and cannot be a structure")
+    if not np.isclose(scale[0], scale[1]):
+        raise SmlmInputError(f"the image layer {name!r} has non-square pixels; a structure image needs square ones")
+    return StructurePrior(image=image, image_pixel_nm=pixel * float(scale[1]), source=f"layer {name}")
 
 
 def config_from_values(values: dict, n_frames: int | None = None) -> SimulationConfig:
@@ -46,10 +81,10 @@ def config_from_values(values: dict, n_frames: int | None = None) -> SimulationC
     return cfg
 
 
-def preview_layers(cfg: SimulationConfig) -> list[tuple]:
+def preview_layers(cfg: SimulationConfig, prior: StructurePrior | None = None) -> list[tuple]:
     """The first frames as an Image and their ground truth as Points (napari layer tuples)."""
     small = SimulationConfig(**{**cfg.to_dict(), "n_frames": min(cfg.n_frames, PREVIEW_FRAMES)})
-    stack = simulate_stack(small, quantize=True)
+    stack = simulate_stack(small, quantize=True, prior=prior)
     meta = {"pixel_size_nm": cfg.pixel_size_nm, "offset_adu": cfg.offset_adu,
             "gain_adu_per_photon": cfg.gain_adu_per_photon}
     coords = points_world(stack.truth, cfg.pixel_size_nm, with_frame=True)
@@ -81,6 +116,7 @@ class SimulateWidget(Container):
             "offset_adu": FloatSpinBox(label="offset (ADU)", min=0.0, max=60000.0, value=100.0),
             "read_noise_e": FloatSpinBox(label="read noise (e-)", min=0.0, max=1000.0, step=0.1, value=1.0),
             "structure": ComboBox(label="structure", choices=list(STRUCTURES), value="filaments"),
+            "structure_layer": ComboBox(label="structure from layer", choices=self._layer_choices),
             "blinking": CheckBox(text="blinking (fixed sites)", value=True),
             "seed": SpinBox(label="seed", min=0, max=2 ** 31 - 1, value=0),
             "folder": FileEdit(label="output folder", mode="d", value=str(Path.home())),
@@ -92,26 +128,50 @@ class SimulateWidget(Container):
         self._progress = ProgressBar(label="progress", min=0, max=1, value=0)
         self._status = Label(label="")
         self.extend([*self.values.values(), self._preview, self._write, self._progress, self._status])
-        persist.restore_into(self.values, NAME)
+        persist.restore_into({k: v for k, v in self.values.items() if k != "structure_layer"}, NAME)
+        for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
+            event.connect(lambda *_: self.values["structure_layer"].reset_choices())
         self._preview.changed.connect(self.preview)
         self._write.changed.connect(self.write)
 
+    def _layer_choices(self, *_):
+        from napari.layers import Image, Points
+
+        return [BUILT_IN] + [layer.name for layer in self._viewer.layers if isinstance(layer, (Image, Points))
+                             and not layer.name.startswith("simulation ")]
+
     def _config(self, n_frames=None):
+        """(config, structure prior or None), or (None, None) after telling the user why."""
         from napari.utils.notifications import show_error
 
-        values = persist.snapshot(self.values)
+        values = persist.snapshot({k: v for k, v in self.values.items() if k != "structure_layer"})
         persist.save(NAME, values)
         try:
-            return config_from_values(values, n_frames)
-        except ValueError as exc:
+            cfg = config_from_values(values, n_frames)
+            chosen = self.values["structure_layer"].value
+            if not chosen or chosen == BUILT_IN or chosen not in self._viewer.layers:
+                return cfg, None
+            layer = self._viewer.layers[chosen]
+            kind = "points" if layer.__class__.__name__ == "Points" else "image"
+            prior = structure_from_layer(layer.name, kind, layer.data, layer.metadata, layer.scale, layer.translate,
+                                         cfg.pixel_size_nm)
+            return replace(cfg, structure_source=prior.source), prior
+        except ValueError as exc:  # SmlmInputError is a ValueError
             show_error(str(exc))
-            return None
+            return None, None
 
     def preview(self, *_):
-        cfg = self._config()
+        cfg, prior = self._config()
         if cfg is None:
             return
-        for data, kwargs, kind in preview_layers(cfg):
+        try:
+            layers = preview_layers(cfg, prior)
+        except ValueError as exc:  # e.g. no structure sites inside the field
+            from napari.utils.notifications import show_error
+
+            show_error(str(exc))
+            return
+        for data, kwargs, kind in layers:
             if kwargs["name"] in self._viewer.layers:
                 self._viewer.layers.remove(kwargs["name"])
             getattr(self._viewer, f"add_{kind}")(data, **kwargs)
@@ -123,7 +183,7 @@ class SimulateWidget(Container):
 
         from ..io.simulated import write_simulation
 
-        cfg = self._config()
+        cfg, prior = self._config()
         if cfg is None:
             return
         name = (self.values["name"].value or "simulated").strip()
@@ -146,7 +206,7 @@ class SimulateWidget(Container):
         def work():
             try:
                 truth = write_simulation(cfg, tif, tif.with_suffix(".csv"), kde,
-                                         progress=lambda k, n: frames_done.__setitem__(0, k))
+                                         progress=lambda k, n: frames_done.__setitem__(0, k), prior=prior)
             except (OSError, ValueError) as exc:
                 yield exc
                 return

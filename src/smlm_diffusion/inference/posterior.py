@@ -119,7 +119,8 @@ def _run_chain(psi, schedule: NoiseSchedule, condition: torch.Tensor, noise: tor
         tt = torch.full((maps,), t, device=condition.device, dtype=torch.long)
         ss = torch.full((maps,), s, device=condition.device, dtype=torch.long)
         output = psi(y, condition, tt, frames) if frames is not None else psi(y, condition, tt)
-        y = schedule.reverse_step(y, output, tt, ss, noise=noise[k + 1], clip_y0=clip, prediction=prediction)
+        y = schedule.reverse_step(y, output, tt, ss, noise=noise[k + 1], clip_y0=clip, prediction=prediction,
+                                  variance_mix=settings.variance_mix if settings.mode == "accelerated" else 0.0)
         if k + 1 < len(pairs):
             yield
     return y + condition if residual else y

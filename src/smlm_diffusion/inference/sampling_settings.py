@@ -11,6 +11,7 @@ class SamplerSettings:
     mode: str = "accelerated"       # "accelerated" | "full"
     t0: int = 60                    # accelerated: first step (forward-noised phi estimate); psi v2 validation
     stride: int = 8                 # accelerated: steps skipped per network evaluation (8 evaluations)
+    variance_mix: float = 0.0       # 0: the posterior variance of each step; 1: the upper bound (schedule.reverse_step)
     core_px: int = 20               # tile core (camera px); cores are balanced to <= this
     halo_px: int = 4                # context around each core (camera px)
     max_batch_maps: int = 0         # tiles x chains per psi call; 0 = auto (64 on CPU, 1024 on a GPU)
@@ -20,6 +21,8 @@ class SamplerSettings:
     def validate(self, n_steps: int) -> None:
         if self.mode not in ("accelerated", "full"):
             raise ValueError("the sampling mode must be 'accelerated' or 'full'")
+        if not 0.0 <= self.variance_mix <= 1.0:
+            raise ValueError("the sampler's variance mix is a number between 0 and 1")
         if self.n_samples < 2:
             raise ValueError("posterior sampling needs at least 2 samples")
         if self.mode == "accelerated" and not (1 <= self.t0 <= n_steps and self.stride >= 1):

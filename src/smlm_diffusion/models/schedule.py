@@ -77,7 +77,7 @@ class NoiseSchedule:
         return (y_t - (1.0 - g).sqrt() * output) / g.sqrt()
 
     def training_target(self, y0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor,
-                        prediction: str = "eps") -> torch.Tensor:
+                        prediction: str = "eps", variance_mix: float = 0.0) -> torch.Tensor:
         """What the network is trained to output: the noise, or v."""
         if prediction == "eps":
             return noise
@@ -86,12 +86,17 @@ class NoiseSchedule:
 
     def reverse_step(self, y_t: torch.Tensor, output: torch.Tensor, t: torch.Tensor, s: torch.Tensor | None = None,
                      noise: torch.Tensor | None = None, clip_y0: tuple | None = None,
-                     prediction: str = "eps") -> torch.Tensor:
+                     prediction: str = "eps", variance_mix: float = 0.0) -> torch.Tensor:
         """One ancestral step y_t -> y_s (s = t - 1 by default; s < t - 1 is a strided
         step), sampling ``q(y_s | y_t, y0_hat)`` with
 
         mean = sqrt(g_s)(1 - g_t/g_s)/(1 - g_t) y0_hat + sqrt(g_t/g_s)(1 - g_s)/(1 - g_t) y_t,
         var  = (1 - g_s)(1 - g_t/g_s)/(1 - g_t)   (appendix A.1-A.2; s = 0 gives y0_hat).
+
+        That variance treats y0_hat as exact; over a long stride y0 is still uncertain
+        and the chain comes out too narrow. ``variance_mix`` = lambda in [0, 1] uses
+        var^(1 - lambda) (1 - g_t/g_s)^lambda instead (lambda = 1: Ho et al.'s upper
+        bound; the last step to s = 0 stays noise-free for every lambda).
         """
         s = t - 1 if s is None else s
         y0 = self.predict_y0(y_t, output, t, prediction)
@@ -101,6 +106,9 @@ class NoiseSchedule:
         a_ts = g_t / g_s
         mean = (g_s.sqrt() * (1 - a_ts) * y0 + a_ts.sqrt() * (1 - g_s) * y_t) / (1 - g_t)
         var = (1 - g_s) * (1 - a_ts) / (1 - g_t)
+        if variance_mix:  # toward the upper bound 1 - g_t/g_s (Ho et al. 2020's sigma^2 = beta), geometrically
+            mixed = var.clamp(min=0) ** (1 - variance_mix) * (1 - a_ts) ** variance_mix
+            var = torch.where(var > 0, mixed, var)  # s = 0: no noise
         if noise is None:
             noise = torch.randn_like(y_t)
         return mean + var.clamp(min=0).sqrt() * noise
