@@ -93,6 +93,7 @@ def main() -> None:
     parser.add_argument("--threshold", type=float, default=None, help="LoG threshold (default: the settings')")
     parser.add_argument("--quick", action="store_true", help="fewer frames")
     parser.add_argument("--skip-psi", action="store_true")
+    parser.add_argument("--mix", type=float, default=None, help="sampler variance mix (default: the settings')")
     args = parser.parse_args()
     import torch
 
@@ -102,6 +103,8 @@ def main() -> None:
                                   psi_model=args.psi, device="cpu")
     if args.threshold is not None:
         base.kde_threshold = args.threshold
+    if args.mix is not None:
+        base.sampler.variance_mix = args.mix
     n = {"paper": 60 if args.quick else 200, "low": 20 if args.quick else 100, "high": 10 if args.quick else 30}
     print("\nphi (no posterior)\n")
     print("| setting                  | truth |  prec. | recall | Jaccard | RMSE nm | eff. | iso RMSE | CRLB | ratio | time s |")

@@ -25,7 +25,9 @@ def tiny_models(tmp_path_factory):
                     folder / "psi.pt")
     psi_v2 = save_file(model_payload("psi", CameraPsi(channels=8, heads=2, blocks=1), norm, {},
                                      NoiseSchedule(kind="cosine")), folder / "psi_v2.pt")
-    return {"phi": str(phi), "psi": str(psi), "psi_v2": str(psi_v2)}
+    psi_v3 = save_file(model_payload("psi", CameraPsi(channels=8, heads=2, blocks=1, prediction="v"), norm, {},
+                                     NoiseSchedule(kind="cosine")), folder / "psi_v3.pt")
+    return {"phi": str(phi), "psi": str(psi), "psi_v2": str(psi_v2), "psi_v3": str(psi_v3)}
 
 
 @pytest.fixture(autouse=True)

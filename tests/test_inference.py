@@ -126,3 +126,13 @@ def test_frame_range_and_region(tiny_models):
         reconstruct(np.zeros((0, 8, 8)), _settings(tiny_models))
     with pytest.raises(SmlmInputError, match="not available"):
         reconstruct(sim.adu, _settings(tiny_models, device="cuda"))
+
+
+@pytest.mark.parametrize("name,warned", [("psi_v2", True), ("psi_v3", False)])
+def test_full_sampling_warns_for_noise_prediction_on_the_cosine_schedule(tiny_models, name, warned):
+    from smlm_diffusion.reconstruction.engine import _full_sampling_warning
+
+    psi = load_model(tiny_models[name])
+    sentences = _full_sampling_warning(psi, SamplerSettings(mode="full"))
+    assert any("Full sampling" in w for w in sentences) == warned
+    assert _full_sampling_warning(psi, SamplerSettings()) == []  # accelerated sampling is fine

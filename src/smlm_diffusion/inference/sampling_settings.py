@@ -11,7 +11,7 @@ class SamplerSettings:
     mode: str = "accelerated"       # "accelerated" | "full"
     t0: int = 60                    # accelerated: first step (forward-noised phi estimate); psi v2 validation
     stride: int = 8                 # accelerated: steps skipped per network evaluation (8 evaluations)
-    variance_mix: float = 0.0       # 0: the posterior variance of each step; 1: the upper bound (schedule.reverse_step)
+    variance_mix: float = 0.0       # 0: each step's posterior variance; 1: the upper bound (matches full sampling)
     core_px: int = 20               # tile core (camera px); cores are balanced to <= this
     halo_px: int = 4                # context around each core (camera px)
     max_batch_maps: int = 0         # tiles x chains per psi call; 0 = auto (64 on CPU, 1024 on a GPU)

@@ -97,7 +97,7 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
     phi = cached_model(settings.phi_model, device)
     psi = cached_model(settings.psi_model, device) if settings.posterior else None
     if psi is not None:
-        warnings = warnings + _pairing_warning(phi, psi)
+        warnings = warnings + _pairing_warning(phi, psi) + _full_sampling_warning(psi, settings.sampler)
     kde_scale = float(phi.normalisation["kde_scale"])
     h, w = r1 - r0, c1 - c0
     result = Reconstruction(settings=settings, shape_px=(h, w), origin_px=(r0, c0), device=str(device),
@@ -241,6 +241,19 @@ def _pairing_warning(phi, psi) -> list[str]:
         return []
     return [f"The psi model ({psi.path.name if psi.path else 'psi'}) was trained on another phi than "
             f"{phi.path.name}; its posterior is only meaningful with the phi it was trained on."]
+
+
+def _full_sampling_warning(psi, sampler) -> list[str]:
+    """One sentence when full sampling is asked of a psi that cannot do it reliably: noise
+    prediction on a schedule that reaches noise divides the network's error by
+    sqrt(gamma_t) near t = T (docs/models.md, psi v2 sampler)."""
+    schedule = psi.schedule
+    if sampler.mode != "full" or schedule is None or schedule.kind != "cosine" \
+            or getattr(psi.module, "prediction", "eps") != "eps":
+        return []
+    return [f"Full sampling with this psi ({psi.path.name if psi.path else 'psi'}, noise prediction on the cosine "
+            "schedule) is unreliable from t = T: its samples are far too wide. Use accelerated sampling, or a psi "
+            "trained with --prediction v."]
 
 
 def _measure_psf(result: Reconstruction, kdes: np.ndarray, photons: np.ndarray, background: np.ndarray,
