@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SmlmInputError
+from ..localizations import Localizations
 from .camera_check import check_camera
 from .settings import FrameResult, ProgressEvent, Reconstruction, ReconstructionSettings
 from .refine import FALLBACK_PSF_SIGMA_PX, kde_candidates, movie_psf_sigma, refine_frame
@@ -135,9 +136,10 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
             normalised = normalise_frames(photons, norm, background)
             estimates = phi_kde(phi.module, normalised, device)
             timing["phi"] += time.perf_counter() - t
+            measured: dict[int, Localizations] = {}
             if result.psf_sigma_px is None:
                 t = time.perf_counter()
-                _measure_psf(result, estimates / kde_scale, photons, background, chunk_start)
+                measured = _measure_psf(result, estimates / kde_scale, photons, background, chunk_start)
                 timing["psf_sigma"] = time.perf_counter() - t
             result.network_evaluations += len(estimates)
             for offset, estimate in enumerate(estimates):
@@ -166,7 +168,9 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
                 else:
                     mean = estimate / kde_scale
                 t = time.perf_counter()
-                candidates = kde_candidates(mean, photons[offset], background[offset], frame, settings)
+                candidates = measured.get(frame) if psi is None else None  # phi path: found once already
+                if candidates is None:
+                    candidates = kde_candidates(mean, photons[offset], background[offset], frame, settings)
                 locs = refine_frame(candidates, photons[offset], background[offset], result.psf_sigma_px, settings,
                                     samples, kde_scale)
                 locs.x_nm += c0 * settings.pixel_size_nm
@@ -257,12 +261,13 @@ def _full_sampling_warning(psi, sampler) -> list[str]:
 
 
 def _measure_psf(result: Reconstruction, kdes: np.ndarray, photons: np.ndarray, background: np.ndarray,
-                 first_index: int) -> None:
-    """The PSF width for the likelihood fit: given, or measured on the first chunk's spots."""
+                 first_index: int) -> dict[int, Localizations]:
+    """The PSF width for the likelihood fit: given, or measured on the first chunk's spots.
+    Returns the candidates it found on phi's KDEs, by frame, for the phi path to reuse."""
     settings = result.settings
     if settings.psf_sigma_px is not None:
         result.psf_sigma_px, result.psf_sigma_source = float(settings.psf_sigma_px), "given"
-        return
+        return {}
     candidates = [kde_candidates(k, p, b, first_index + i + 1, settings)
                   for i, (k, p, b) in enumerate(zip(kdes, photons, background))]
     sigma, spots = movie_psf_sigma(photons, background, candidates, settings)
@@ -272,6 +277,7 @@ def _measure_psf(result: Reconstruction, kdes: np.ndarray, photons: np.ndarray, 
         result.psf_sigma_px, result.psf_sigma_source = FALLBACK_PSF_SIGMA_PX, "fallback"
         result.warnings.append(f"Too few bright isolated spots ({spots}) in the first frames to measure the PSF "
                                f"width; the fit uses {FALLBACK_PSF_SIGMA_PX:g} px (give the PSF sigma to fix it).")
+    return {first_index + i + 1: c for i, c in enumerate(candidates)}
 
 
 def reconstruct(stack, settings: ReconstructionSettings | None = None,
