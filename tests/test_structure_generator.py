@@ -50,3 +50,8 @@ def test_generator_trains_resumes_saves_and_generates(tmp_path):
     assert images.shape == (3, 32, 32) and images.min() >= 0 and images.max() <= 1
     np.testing.assert_array_equal(images, generate_structures(model.module, model.schedule, 3, batch_size=2,
                                                               patch_px=32))
+
+
+def test_patches_refuse_empty_structures():
+    with pytest.raises(ValueError, match="no points"):
+        StructurePatches([np.zeros((0, 2))])

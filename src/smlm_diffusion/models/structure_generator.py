@@ -35,6 +35,8 @@ class StructurePatches:
     def __init__(self, point_sets: list[np.ndarray], render_pixel_nm: float = RENDER_PIXEL_NM,
                  patch_px: int = PATCH_PX) -> None:
         self.patch_px, self.render_pixel_nm = patch_px, render_pixel_nm
+        if not point_sets or any(len(points) == 0 for points in point_sets):
+            raise ValueError("the structures hold no points to learn from")
         self.renders = []
         for points in point_sets:
             p = np.asarray(points, np.float64)
@@ -44,8 +46,6 @@ class StructurePatches:
                                          bins=(size[1], size[0]), range=((0, size[1]), (0, size[0])))
             self.renders.append(ndimage.gaussian_filter(image, 1.0))
         self.scale = float(np.percentile(np.concatenate([r[r > 0] for r in self.renders]), 99.9))
-        if not self.renders or self.scale <= 0:
-            raise ValueError("the structures hold no points to learn from")
 
     def batch(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """(n, 1, P, P) in [-1, 1]; nearly empty crops are redrawn (a few times)."""

@@ -36,7 +36,7 @@ class TrainSettings:
     psi_architecture: str = "camera"       # psi: "camera" (v2, camera resolution) | "unet4x" (v1, the paper's)
     psi_target: str = "residual"           # psi v2: "residual" (y - phi(x)) | "kde" (y)
     psi_blocks: int = 2                    # psi v2: residual blocks per U-Net level
-    psi_prediction: str = "eps"            # psi v2: network output "eps" (noise) | "v" (v-prediction)
+    psi_prediction: str = "eps"            # psi (camera): network output "eps" (noise) | "v" (v-prediction)
     schedule: str = "cosine"               # psi: "cosine" (gamma_T ~ 0) | "linear" (the paper's 1e-4..1e-2)
     frame_px: int | None = None            # training frame side; default 32 (phi) / 24 (psi)
     phi_model: str = "phi"                 # psi's conditioning model (name or path)
