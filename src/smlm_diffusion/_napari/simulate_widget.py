@@ -28,7 +28,7 @@ from magicgui.widgets import (
 from ..errors import SmlmInputError
 from ..simulation import BACKGROUND_STRUCTURES, STRUCTURES, SimulationConfig, StructurePrior, simulate_stack
 from . import persist
-from .layers import points_world, robust_contrast
+from .layers import localizations_from_points, points_world, robust_contrast
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -50,8 +50,8 @@ def structure_from_layer(name: str, kind: str, data, metadata: dict | None, scal
         points = np.array(data, float, ndmin=2)
         if points.size == 0 or points.shape[1] < 2:
             raise SmlmInputError(f"the layer {name!r} has no points to use as a structure")
-        world = points[:, -2:] * scale + translate
-        xy = np.c_[world[:, 1] + 0.5, world[:, 0] + 0.5] * pixel
+        locs = localizations_from_points(points[:, -2:] * scale + translate, None, pixel)  # world -> nm
+        xy = np.c_[locs.x_nm, locs.y_nm]
         xy = xy[np.isfinite(xy).all(axis=1)]
         if len(xy) == 0:
             raise SmlmInputError(f"the layer {name!r} has no points with finite positions")
