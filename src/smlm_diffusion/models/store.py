@@ -29,6 +29,7 @@ MANIFEST = WEIGHTS_DIR / "manifest.json"
 
 #: model kind -> the module a file's ``config`` describes
 KINDS = {"phi": build_phi, "psi": build_psi, "structures": build_psi}  # structures: an unconditional U-Net
+BUNDLED = ("phi", "psi")  # the names of the bundled files
 
 
 @dataclass
@@ -74,9 +75,9 @@ def load_model(name_or_path: str | Path, device: str | torch.device = "cpu") -> 
 
     Raises SmlmInputError (one sentence) for a missing, corrupt or mismatched file."""
     name = str(name_or_path)
-    path = bundled_path(name) if name in KINDS else Path(name_or_path)
+    path = bundled_path(name) if name in BUNDLED else Path(name_or_path)
     if not path.is_file():
-        hint = "reinstall napari-smlm-diffusion" if name in KINDS else "check the path or train one with `smlm-diffusion train`"
+        hint = "reinstall napari-smlm-diffusion" if name in BUNDLED else "check the path or train one with `smlm-diffusion train`"
         raise SmlmInputError(f"model weights file {path} is missing; {hint}")
     expected = _expected_sha(path)
     if expected is not None and sha256_of(path) != expected:
@@ -89,7 +90,7 @@ def load_model(name_or_path: str | Path, device: str | torch.device = "cpu") -> 
     except Exception as exc:  # noqa: BLE001 - any unpickling/shape problem means a bad file
         raise SmlmInputError(f"model weights file {path} could not be read ({type(exc).__name__}); "
                              "it is corrupt or not a napari-smlm-diffusion model") from exc
-    if name in KINDS and kind != name:
+    if name in BUNDLED and kind != name:
         raise SmlmInputError(f"model weights file {path} holds a {kind} model, not {name}")
     schedule = NoiseSchedule(**payload["schedule"]) if "schedule" in payload else None
     module.eval().to(device)
