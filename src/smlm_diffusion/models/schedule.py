@@ -77,7 +77,7 @@ class NoiseSchedule:
         return (y_t - (1.0 - g).sqrt() * output) / g.sqrt()
 
     def training_target(self, y0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor,
-                        prediction: str = "eps", variance_mix: float = 0.0) -> torch.Tensor:
+                        prediction: str = "eps") -> torch.Tensor:
         """What the network is trained to output: the noise, or v."""
         if prediction == "eps":
             return noise

@@ -23,7 +23,8 @@ from scipy import ndimage
 
 from .psi import ConditionalUNet
 from .schedule import NoiseSchedule
-from .store import save_file
+from .store import model_payload, save_file
+from .training import hardware_description
 
 PATCH_PX = 128
 RENDER_PIXEL_NM = 27.0
@@ -115,12 +116,9 @@ def train_structure_generator(point_sets: list[np.ndarray], out_path: str | Path
     training = {"command": command, "steps": step, "batch_size": batch_size, "seed": seed,
                 "learning_rate": learning_rate, "wall_time_s": round(elapsed, 1),
                 "final_loss_mean_last_100": float(np.mean(losses[-100:])), "structure_files": list(sources or []),
-                "hardware": torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU",
-                "torch": str(torch.__version__)}
+                "hardware": hardware_description(device), "torch": str(torch.__version__)}
     normalisation = {"render_pixel_nm": data.render_pixel_nm, "patch_px": data.patch_px, "scale": data.scale}
-    payload = {"format": 1, "kind": "structures", "config": dict(model.config), "state_dict": model.state_dict(),
-               "normalisation": normalisation, "training": training, "schedule": schedule.config()}
-    save_file(payload, out_path)
+    save_file(model_payload("structures", model, normalisation, training, schedule), out_path)
     return training
 
 
