@@ -136,3 +136,23 @@ def test_full_sampling_warns_for_noise_prediction_on_the_cosine_schedule(tiny_mo
     sentences = _full_sampling_warning(psi, SamplerSettings(mode="full"))
     assert any("Full sampling" in w for w in sentences) == warned
     assert _full_sampling_warning(psi, SamplerSettings()) == []  # accelerated sampling is fine
+
+
+def test_phi_inference_copy_folds_batch_norm_and_gives_the_same_kde(tiny_models):
+    """phi_kde runs a copy with each BatchNorm folded into its convolution, channels-last:
+    the KDE is that of the trained module in eval mode, with any running statistics."""
+    from smlm_diffusion.models.phi import inference_copy
+
+    phi = load_model(tiny_models["phi"]).module.eval()
+    generator = torch.Generator().manual_seed(0)
+    for norm in (m for m in phi.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+        norm.running_mean.copy_(torch.randn(norm.num_features, generator=generator) * 0.3)
+        norm.running_var.copy_(torch.rand(norm.num_features, generator=generator) + 0.5)
+        norm.weight.data.copy_(torch.rand(norm.num_features, generator=generator) + 0.5)
+    fast = inference_copy(phi)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+    frames = np.random.default_rng(2).normal(size=(3, 2, 40, 36)).astype(np.float32)
+    with torch.no_grad():
+        expected = phi(torch.from_numpy(frames)).numpy()[:, 0]
+    got = phi_kde(phi, frames, torch.device("cpu"))
+    assert np.abs(got - expected).max() <= 1e-4 * max(np.abs(expected).max(), 1e-6)

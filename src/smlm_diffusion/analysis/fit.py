@@ -52,42 +52,58 @@ def _neighbours(x, y, reach):
     return np.r_[pairs[:, 0], pairs[:, 1]], np.r_[pairs[:, 1], pairs[:, 0]]
 
 
-def _windows(frame, r0, c0, size):
-    """(m, size, size) crops (zero outside the frame) and the inside-frame mask."""
-    h, w = frame.shape
+def _windows(frames, r0, c0, size, frame_index=None):
+    """(m, size, size) crops (zero outside the frame) and the inside-frame mask; ``frames``
+    is one frame (H, W) or a stack (F, H, W) with ``frame_index`` (m,) naming each crop's."""
+    frames = np.asarray(frames)
+    stack = frames[None] if frames.ndim == 2 else frames
+    f = np.zeros(len(r0), int) if frame_index is None else np.asarray(frame_index, int)
+    h, w = stack.shape[1:]
     rows = r0[:, None] + np.arange(size)[None, :]
     cols = c0[:, None] + np.arange(size)[None, :]
     inside = ((rows >= 0) & (rows < h))[:, :, None] & ((cols >= 0) & (cols < w))[:, None, :]
-    values = frame[np.clip(rows, 0, h - 1)[:, :, None], np.clip(cols, 0, w - 1)[:, None, :]]
+    values = stack[f[:, None, None], np.clip(rows, 0, h - 1)[:, :, None], np.clip(cols, 0, w - 1)[:, None, :]]
     return np.where(inside, values, 0.0), inside
+
+
+def frame_separated(x_px: np.ndarray, frame_index: np.ndarray | None, width_px: int, reach_px: float) -> np.ndarray:
+    """x shifted by frame so that emitters of different frames are never within
+    ``reach_px`` of each other (neighbour searches over a batch of frames)."""
+    if frame_index is None:
+        return np.asarray(x_px, np.float64)
+    return np.asarray(x_px, np.float64) + np.asarray(frame_index) * (width_px + 2 * reach_px + 1.0)
 
 
 def fit_emitters(photons: np.ndarray, background: np.ndarray | float, x_px, y_px, sigma_px: float,
                  read_variance_photons2: float = 2.0, half_width_px: int | None = None,
-                 iterations: int = 12, max_shift_px: float = 1.5) -> FitResult:
-    """Refine emitters starting at (x_px, y_px) on one frame in photons (see module doc)."""
+                 iterations: int = 12, max_shift_px: float = 1.5, frame_index=None) -> FitResult:
+    """Refine emitters starting at (x_px, y_px) on one frame in photons (see module doc),
+    or on a stack of frames (F, H, W) with ``frame_index`` (m,) naming each emitter's frame:
+    all frames' emitters are fitted in one batch, each frame's as if alone."""
     frame = np.asarray(photons, np.float64)
     bg_map = np.broadcast_to(np.asarray(background, np.float64), frame.shape)
     x0, y0 = np.asarray(x_px, np.float64).copy(), np.asarray(y_px, np.float64).copy()
     m = len(x0)
+    f = np.zeros(m, int) if frame_index is None else np.asarray(frame_index, int)
     w = half_width_px if half_width_px is not None else int(np.ceil(3 * sigma_px))
     out = FitResult(*(np.full(m, np.nan) for _ in range(9)), np.zeros(m, bool))
     out.crowded = np.zeros(m, bool)
     if m == 0:
         return out
-    labels = _groups(x0, y0, JOINT_DISTANCE_SIGMAS * sigma_px)
+    reach = JOINT_DISTANCE_SIGMAS * sigma_px
+    labels = _groups(frame_separated(x0, f, frame.shape[-1], reach), y0, reach)
     sizes = np.bincount(labels)
     single = sizes[labels] == 1
     crowded = sizes[labels] > MAX_GROUP
     if single.any() or crowded.any():
-        _fit_singles(frame, bg_map, x0, y0, np.flatnonzero(single | crowded), w, sigma_px, read_variance_photons2,
-                     iterations, out)
+        _fit_singles(frame, bg_map, f, x0, y0, np.flatnonzero(single | crowded), w, sigma_px,
+                     read_variance_photons2, iterations, out)
         out.ok[crowded] = False  # a crowd too large to fit jointly: flagged, KDE positions kept
     out.crowded = crowded
     joint = np.flatnonzero((sizes > 1) & (sizes <= MAX_GROUP))
     for k in np.unique(sizes[joint]):  # groups of k emitters are fitted together
         members = [np.flatnonzero(labels == label) for label in joint[sizes[joint] == k]]
-        _fit_groups(frame, bg_map, x0, y0, np.array(members), w, sigma_px, read_variance_photons2,
+        _fit_groups(frame, bg_map, f, x0, y0, np.array(members), w, sigma_px, read_variance_photons2,
                     2 * iterations, out)
     out.ok &= (np.isfinite(out.x_px) & np.isfinite(out.y_px) & (out.photons > 0)
                & (np.hypot(out.x_px - x0, out.y_px - y0) <= max_shift_px)
@@ -103,13 +119,13 @@ def _groups(x, y, reach):
     return connected_components(graph, directed=False)[1]
 
 
-def _fit_singles(frame, bg_map, x0, y0, index, w, sigma, read_variance, iterations, out):
+def _fit_singles(frame, bg_map, f, x0, y0, index, w, sigma, read_variance, iterations, out):
     """Isolated emitters: (x, y, N, delta) on a (2w+1)^2 window each, all at once."""
     size = 2 * w + 1
     x, y = x0[index], y0[index]
     r0, c0 = np.floor(y).astype(int) - w, np.floor(x).astype(int) - w
-    data, inside = _windows(frame, r0, c0, size)
-    bg, _ = _windows(bg_map, r0, c0, size)
+    data, inside = _windows(frame, r0, c0, size, f[index])
+    bg, _ = _windows(bg_map, r0, c0, size, f[index])
     fit = fit_windows(data, inside, bg, x[:, None], y[:, None], r0, c0, sigma, read_variance, iterations)
     cov, sandwich, deviance = fit.statistics(data, inside, read_variance)
     out.x_px[index], out.y_px[index], out.photons[index] = fit.x[:, 0], fit.y[:, 0], fit.n[:, 0]
@@ -119,7 +135,7 @@ def _fit_singles(frame, bg_map, x0, y0, index, w, sigma, read_variance, iteratio
     out.ok[index] = True
 
 
-def _fit_groups(frame, bg_map, x0, y0, members, w, sigma, read_variance, iterations, out):
+def _fit_groups(frame, bg_map, f, x0, y0, members, w, sigma, read_variance, iterations, out):
     """Groups of k emitters whose windows overlap (``members``: (groups, k) indices):
     (x_i, y_i, N_i) of each and one delta per group, jointly, on the union of their
     windows, all groups at once; the inverse Fisher information gives each emitter's CRLB
@@ -130,10 +146,10 @@ def _fit_groups(frame, bg_map, x0, y0, members, w, sigma, read_variance, iterati
     c0 = np.floor(x.min(axis=1)).astype(int) - w
     sizes = np.maximum(np.floor(y.max(axis=1)).astype(int) + w + 1 - r0, np.floor(x.max(axis=1)).astype(int) + w + 1 - c0)
     size = int(sizes.max())
-    data, inside = _windows(frame, r0, c0, size)
+    data, inside = _windows(frame, r0, c0, size, f[members[:, 0]])
     own = np.arange(size) < sizes[:, None]          # a group's own union window within the batch's size
     inside &= own[:, :, None] & own[:, None, :]
-    bg, _ = _windows(bg_map, r0, c0, size)
+    bg, _ = _windows(bg_map, r0, c0, size, f[members[:, 0]])
     fit = fit_windows(data, inside, bg, x, y, r0, c0, sigma, read_variance, iterations)
     cov, sandwich, deviance = fit.statistics(data, inside, read_variance)
     out.x_px[members], out.y_px[members], out.photons[members] = fit.x, fit.y, fit.n

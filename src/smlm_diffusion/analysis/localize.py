@@ -133,18 +133,22 @@ def localize_kde(kde: np.ndarray, pixel_size_nm: float, frame: int = 1,
 
 def _split_merged(image, rows, cols, mass, sigma, split_mass: float, max_emitters: int = 3):
     """Replace blobs of mass >= split_mass by the k = max(2, round(mass)) positions of a
-    k-Gaussian fit, where the fit accepts them."""
-    from .split import split_blob
+    k-Gaussian fit, where the fit accepts them (all blobs of one k at once)."""
+    from .split import split_blobs
 
+    k = np.where(mass >= split_mass, np.maximum(np.minimum(max_emitters, np.round(mass)), 2), 1).astype(int)
+    positions: list[np.ndarray | None] = [None] * len(rows)
+    for n in range(2, max_emitters + 1):
+        index = np.flatnonzero(k == n)
+        for i, found in zip(index, split_blobs(image, rows[index], cols[index], n, sigma)):
+            positions[i] = found
     out_r, out_c, out_m = [], [], []
-    for r, c, m in zip(rows, cols, mass):
-        k = int(min(max_emitters, round(m)))
-        k = max(k, 2) if m >= split_mass else k
-        positions = split_blob(image, r, c, k, sigma) if m >= split_mass and k >= 2 else None
-        if positions is None:
+    for r, c, m, found in zip(rows, cols, mass, positions):
+        if found is None:
             out_r.append(r), out_c.append(c), out_m.append(m)
         else:
-            out_r.extend(positions[:, 0]), out_c.extend(positions[:, 1]), out_m.extend([m / k] * k)
+            n = len(found)
+            out_r.extend(found[:, 0]), out_c.extend(found[:, 1]), out_m.extend([m / n] * n)
     return np.asarray(out_r), np.asarray(out_c), np.asarray(out_m)
 
 

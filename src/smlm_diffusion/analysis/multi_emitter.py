@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
-from .fit import FitResult
+from .fit import FitResult, frame_separated
 from .scoring import fit_windows, psf_windows
 
 #: twice the log-likelihood gain a pair needs to replace a single fit (chi^2_3: p ~ 2e-4)
@@ -37,19 +37,22 @@ class SplitResult:
 
 def split_merged(photons: np.ndarray, background: np.ndarray | float, fit: FitResult, sigma_px: float,
                  read_variance_photons2: float = 2.0, min_photons: float = 0.0,
-                 threshold: float = SPLIT_THRESHOLD) -> SplitResult:
-    """Split the fits that two emitters explain better (module doc).
+                 threshold: float = SPLIT_THRESHOLD, frame_index=None) -> SplitResult:
+    """Split the fits that two emitters explain better (module doc). ``photons``: one
+    frame, or a stack (F, H, W) with ``frame_index`` (m,) naming each fit's frame.
 
     For a fit left single, ``ambiguity_px`` is the position error it would have if the pair
     were real (its distance to the pair's nearer member), weighted by the pair's probability from
     BIC-penalised likelihoods, ``P = 1 / (1 + exp(-(2 dlogL - 3 ln n_pixels) / 2))``
     (Bayesian model averaging; refine.py adds it in quadrature to the precision)."""
     frame = np.asarray(photons, np.float64)
+    frame = frame[None] if frame.ndim == 2 else frame
     bg_map = np.broadcast_to(np.asarray(background, np.float64), frame.shape)
     m = len(fit.x_px)
+    f = np.zeros(m, int) if frame_index is None else np.asarray(frame_index, int)
     w = int(np.ceil(3 * sigma_px)) + 1
     size = 2 * w + 1
-    h, wd = frame.shape
+    h, wd = frame.shape[1:]
     ok = fit.ok & np.isfinite(fit.photons)
     index = np.flatnonzero(ok)
     out = SplitResult(fit.x_px.copy(), fit.y_px.copy(), np.zeros(m, bool), np.zeros(m), np.full(m, np.nan),
@@ -59,11 +62,14 @@ def split_merged(photons: np.ndarray, background: np.ndarray | float, fit: FitRe
     r0 = np.clip(np.floor(fit.y_px).astype(int) - w, 0, h - size)
     c0 = np.clip(np.floor(fit.x_px).astype(int) - w, 0, wd - size)
     # the neighbours' fitted PSFs are held as background in each window
-    others = _others_in_windows(fit.x_px, fit.y_px, np.where(ok, fit.photons, 0.0), r0, c0, size, sigma_px)
+    # (emitters of other frames are shifted out of reach, x and window alike)
+    shift = frame_separated(np.zeros(m), f, wd, size * np.sqrt(2.0) + 4 * sigma_px)
+    others = _others_in_windows(fit.x_px + shift, fit.y_px, np.where(ok, fit.photons, 0.0), r0, c0 + shift, size,
+                                sigma_px)
     rows = r0[:, None] + np.arange(size)
     cols = c0[:, None] + np.arange(size)
-    data = frame[rows[:, :, None], cols[:, None, :]][index]
-    bg = (bg_map[rows[:, :, None], cols[:, None, :]] + others)[index]
+    data = frame[f[index, None, None], rows[index, :, None], cols[index, None, :]]
+    bg = bg_map[f[index, None, None], rows[index, :, None], cols[index, None, :]] + others[index]
     # fits in window coordinates (every window lies inside the frame)
     sx, sy = fit.x_px[index] - c0[index], fit.y_px[index] - r0[index]
     corner = np.zeros(len(index), int)
@@ -76,8 +82,10 @@ def split_merged(photons: np.ndarray, background: np.ndarray | float, fit: FitRe
     axis = vectors[:, :, 1]
     half = np.sqrt(np.maximum(values[:, 1] - sigma_px ** 2 - 1 / 12, (0.4 * sigma_px) ** 2))
     offsets = np.array([-1.0, 1.0])[None, :] * half[:, None]
+    # the pair's likelihood is needed to ~0.01 (the test compares 2 dlogL with 20); an accepted
+    # pair is refitted jointly afterwards, so its positions need not be final here
     two = fit_windows(data, everywhere, bg, one.x + offsets * axis[:, :1], one.y + offsets * axis[:, 1:], corner,
-                      corner, sigma_px, read_variance_photons2)
+                      corner, sigma_px, read_variance_photons2, nll_tolerance=0.005)
     xs, ys, ns = two.x, two.y, two.n
     gain = 2.0 * (one.nll - two.nll)
     separation = np.hypot(xs[:, 0] - xs[:, 1], ys[:, 0] - ys[:, 1])
@@ -93,7 +101,7 @@ def split_merged(photons: np.ndarray, background: np.ndarray | float, fit: FitRe
     accept = np.zeros(len(index), bool)
     taken = np.zeros((0, 2))
     for j in np.flatnonzero(good)[np.argsort(-gain[good], kind="stable")]:
-        new = np.c_[xs[j] + c0[index[j]], ys[j] + r0[index[j]]]
+        new = np.c_[xs[j] + c0[index[j]] + shift[index[j]], ys[j] + r0[index[j]]]
         if len(taken) and np.hypot(*(new[:, None] - taken[None]).transpose(2, 0, 1)).min() < sigma_px:
             continue
         accept[j] = True
@@ -117,11 +125,14 @@ def split_merged(photons: np.ndarray, background: np.ndarray | float, fit: FitRe
     return out
 
 
-def distinct(x_px: np.ndarray, y_px: np.ndarray, photons: np.ndarray, min_distance_px: float) -> np.ndarray:
-    """Mask keeping, of emitters closer than ``min_distance_px``, the brightest (a joint fit
-    whose starts converged on one emitter)."""
+def distinct(x_px: np.ndarray, y_px: np.ndarray, photons: np.ndarray, min_distance_px: float,
+             frame_index=None, width_px: int = 0) -> np.ndarray:
+    """Mask keeping, of emitters closer than ``min_distance_px`` (in the same frame of
+    ``frame_index``, frames ``width_px`` wide), the brightest (a joint fit whose starts
+    converged on one emitter)."""
     keep = np.ones(len(x_px), bool)
-    pairs = cKDTree(np.c_[x_px, y_px]).query_pairs(min_distance_px, output_type="ndarray")
+    x_sep = frame_separated(x_px, frame_index, width_px, min_distance_px)
+    pairs = cKDTree(np.c_[x_sep, y_px]).query_pairs(min_distance_px, output_type="ndarray")
     for i, j in pairs[np.argsort(-np.minimum(np.nan_to_num(photons[pairs[:, 0]]),
                                              np.nan_to_num(photons[pairs[:, 1]])), kind="stable")]:
         if keep[i] and keep[j]:

@@ -45,33 +45,56 @@ class WindowFit:
     delta: np.ndarray      # (m,) background offset
     nll: np.ndarray        # (m,) negative log-likelihood (up to a constant) on the window
     mu: np.ndarray         # (m, S, S) expected photons incl. read variance
-    jac: np.ndarray        # (m, 3k + 1, S * S) d mu / d (x_1..k, y_1..k, N_1..k, delta), zero outside
+    parts: tuple           # (psf, d/dx, d/dy, inside) for the Jacobian, computed when asked for
+
+    @property
+    def jac(self) -> np.ndarray:
+        """(m, 3k + 1, S * S) d mu / d (x_1..k, y_1..k, N_1..k, delta), zero outside."""
+        return _jacobian(self.n, *self.parts)
 
     def statistics(self, data: np.ndarray, inside: np.ndarray, read_variance: float):
         """(covariance (m, P, P) = inverse Fisher information, sandwich covariance
         I^-1 J' diag(r^2 / mu^2) J I^-1, Poisson deviance per pixel (m,))."""
         m = len(self.mu)
+        jac = self.jac
         weight = (1.0 / self.mu).reshape(m, -1)
-        fisher = np.einsum("mpk,mqk,mk->mpq", self.jac, self.jac, weight)
+        fisher = (jac * weight[:, None, :]) @ jac.transpose(0, 2, 1)
         cov = np.linalg.pinv(fisher)
         data_r = data + read_variance
         residual2 = (np.where(inside, data_r - self.mu, 0.0) ** 2 / self.mu ** 2).reshape(m, -1)
-        meat = np.einsum("mpk,mqk,mk->mpq", self.jac, self.jac, residual2)
+        meat = (jac * residual2[:, None, :]) @ jac.transpose(0, 2, 1)
         with np.errstate(divide="ignore", invalid="ignore"):
             term = np.where(data_r > 0, data_r * np.log(data_r / self.mu), 0.0) - (data_r - self.mu)
         deviance = 2 * np.where(inside, term, 0.0).sum(axis=(1, 2)) / np.maximum(inside.sum(axis=(1, 2)), 1)
         return cov, cov @ meat @ cov, deviance
 
 
+def _jacobian(n, psf, dx, dy, inside):
+    """d mu / d (x_1..k, y_1..k, N_1..k, delta): (w, 3k + 1, S * S), zero outside ``inside``
+    (None: every pixel counts)."""
+    w, k, size, _ = psf.shape
+    jac = np.empty((w, 3 * k + 1, size, size))
+    np.multiply(n[:, :, None, None], dx, out=jac[:, :k])
+    np.multiply(n[:, :, None, None], dy, out=jac[:, k:2 * k])
+    jac[:, 2 * k:3 * k] = psf
+    jac[:, 3 * k] = 1.0
+    if inside is not None:
+        jac *= inside[:, None]
+    return jac.reshape(w, 3 * k + 1, -1)
+
+
 def fit_windows(data: np.ndarray, inside: np.ndarray, fixed: np.ndarray, x: np.ndarray, y: np.ndarray,
                 r0: np.ndarray, c0: np.ndarray, sigma: float, read_variance: float,
-                iterations: int = 20) -> WindowFit:
+                iterations: int = 20, nll_tolerance: float = 0.0) -> WindowFit:
     """Fit k emitters in each of m windows (module doc). ``data``, ``inside``, ``fixed``:
     (m, S, S); ``x``, ``y``: (m, k) starts in frame px; ``r0``, ``c0``: (m,) the windows'
-    top-left pixels. Steps are damped per window and clipped to 1 px in position."""
+    top-left pixels. Steps are damped per window and clipped to 1 px in position. A window
+    stops iterating once an accepted step moves its emitters by less than 0.001 px (or
+    lowers its negative log-likelihood by less than ``nll_tolerance``), so its result does
+    not depend on the other windows of the batch (frames can be batched)."""
     m, k = np.shape(x)
     size = data.shape[1]
-    rows, cols = np.repeat(r0, k), np.repeat(c0, k)
+    rows, cols = np.asarray(r0, np.float64), np.asarray(c0, np.float64)
     data_r = np.where(inside, data + read_variance, 0.0)
     fixed_r = fixed + read_variance
     start = np.where(inside, data - fixed, 0.0).sum(axis=(1, 2)) / k
@@ -79,40 +102,45 @@ def fit_windows(data: np.ndarray, inside: np.ndarray, fixed: np.ndarray, x: np.n
     delta = np.zeros(m)
     x, y = np.array(x, np.float64), np.array(y, np.float64)
 
-    def model(x, y, n, delta):
-        psf, dx, dy = (a.reshape(m, k, size, size) for a in psf_windows(x.ravel(), y.ravel(), rows, cols, size, sigma))
-        mu = np.maximum((n[:, :, None, None] * psf).sum(axis=1) + fixed_r + delta[:, None, None], 1e-6)
+    def model(x, y, n, delta, sel):
+        w = len(sel)
+        psf, dx, dy = (a.reshape(w, k, size, size) for a in
+                       psf_windows(x.ravel(), y.ravel(), np.repeat(rows[sel], k), np.repeat(cols[sel], k), size, sigma))
+        mu = np.maximum(np.einsum("wk,wkij->wij", n, psf) + fixed_r[sel] + delta[:, None, None], 1e-6)
         return mu, psf, dx, dy
 
-    def nll(mu):
-        return np.where(inside, mu - data_r * np.log(mu), 0.0).sum(axis=(1, 2))
+    def nll(mu, sel):
+        return np.where(inside[sel], mu - data_r[sel] * np.log(mu), 0.0).sum(axis=(1, 2))
 
-    def jacobian(n, psf, dx, dy):
-        columns = np.concatenate([n[:, :, None, None] * dx, n[:, :, None, None] * dy, psf,
-                                  np.ones((m, 1, size, size))], axis=1)
-        return np.where(inside[:, None], columns, 0.0).reshape(m, 3 * k + 1, -1)
+    mask = None if inside.all() else inside
 
+    every = np.arange(m)
     lam = np.full(m, 1e-3)
-    mu, psf, dx, dy = model(x, y, n, delta)
-    current = nll(mu)
+    mu, psf, dx, dy = model(x, y, n, delta, every)
+    current = nll(mu, every)
     eye = np.eye(3 * k + 1)
+    active = every
     for _ in range(iterations):
-        jac = jacobian(n, psf, dx, dy)
-        grad = np.einsum("mpk,mk->mp", jac, np.where(inside, 1.0 - data_r / mu, 0.0).reshape(m, -1))
-        fisher = np.einsum("mpk,mqk,mk->mpq", jac, jac, (1.0 / mu).reshape(m, -1))
-        damped = fisher + lam[:, None, None] * (eye * np.diagonal(fisher, axis1=1, axis2=2)[:, :, None]) + 1e-9 * eye
+        a = active
+        jac = _jacobian(n[a], psf[a], dx[a], dy[a], None if mask is None else mask[a])
+        weighted = jac * (1.0 / mu[a]).reshape(len(a), 1, -1)
+        grad = (weighted @ np.where(inside[a], mu[a] - data_r[a], 0.0).reshape(len(a), -1, 1))[:, :, 0]
+        fisher = weighted @ jac.transpose(0, 2, 1)
+        damped = fisher + lam[a, None, None] * (eye * np.diagonal(fisher, axis1=1, axis2=2)[:, :, None]) + 1e-9 * eye
         step = -np.linalg.solve(damped, grad[:, :, None])[:, :, 0]
         step[:, :2 * k] = np.clip(step[:, :2 * k], -1.0, 1.0)
-        trial = (x + step[:, :k], y + step[:, k:2 * k], np.maximum(n + step[:, 2 * k:3 * k], 1.0), delta + step[:, -1])
-        trial_model = model(*trial)
-        value = nll(trial_model[0])
-        better = value <= current
-        x, y, n = (np.where(better[:, None], t, v) for t, v in zip(trial[:3], (x, y, n)))
-        delta = np.where(better, trial[3], delta)
-        mu, psf, dx, dy = (np.where(better.reshape(-1, *[1] * (t.ndim - 1)), t, v)
-                           for t, v in zip(trial_model, (mu, psf, dx, dy)))
-        current = np.where(better, value, current)
-        lam = np.where(better, lam * 0.3, lam * 10.0)
-        if np.all(better & (np.abs(step[:, :2 * k]).max(axis=1) < 1e-3)):  # all converged to 0.001 px
+        trial = (x[a] + step[:, :k], y[a] + step[:, k:2 * k], np.maximum(n[a] + step[:, 2 * k:3 * k], 1.0),
+                 delta[a] + step[:, -1])
+        trial_model = model(*trial, a)
+        value = nll(trial_model[0], a)
+        better = value <= current[a]
+        settled = better & ((np.abs(step[:, :2 * k]).max(axis=1) < 1e-3) | (current[a] - value < nll_tolerance))
+        taken = a[better]
+        x[taken], y[taken], n[taken], delta[taken] = (t[better] for t in trial)
+        mu[taken], psf[taken], dx[taken], dy[taken] = (t[better] for t in trial_model)
+        current[taken] = value[better]
+        lam[a] = np.where(better, lam[a] * 0.3, lam[a] * 10.0)
+        active = a[~settled]
+        if len(active) == 0:
             break
-    return WindowFit(x, y, n, delta, current, mu, jacobian(n, psf, dx, dy))
+    return WindowFit(x, y, n, delta, current, mu, (psf, dx, dy, mask))

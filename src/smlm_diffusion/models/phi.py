@@ -75,3 +75,21 @@ def build_phi(config: dict) -> nn.Module:
     if config.pop("architecture", "deepstorm") == "shuffle":
         return ShufflePhi(**config)
     return DeepStormPhi(**config)
+
+
+def inference_copy(module: nn.Module) -> nn.Module:
+    """An eval-mode copy of phi for inference only: each Conv2d followed by BatchNorm2d is
+    folded into one convolution (the same output to float precision) and the weights are
+    laid out channels-last, which the CPU convolutions run 1.4-2x faster
+    (docs/performance.md, phi path speed). Not for training: it has no BatchNorm left."""
+    import copy
+
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    fast = copy.deepcopy(module).eval()
+    for block in fast.modules():
+        if isinstance(block, nn.Sequential):
+            for i in range(len(block) - 1):
+                if isinstance(block[i], nn.Conv2d) and isinstance(block[i + 1], nn.BatchNorm2d):
+                    block[i], block[i + 1] = fuse_conv_bn_eval(block[i], block[i + 1]), nn.Identity()
+    return fast.to(memory_format=torch.channels_last)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from ..errors import SmlmInputError
 from ..localizations import Localizations
 from .camera_check import check_camera
 from .settings import FrameResult, ProgressEvent, Reconstruction, ReconstructionSettings
-from .refine import FALLBACK_PSF_SIGMA_PX, kde_candidates, movie_psf_sigma, refine_frame
+from .refine import FALLBACK_PSF_SIGMA_PX, kde_candidates, movie_psf_sigma, refine_frame, refine_frames
 
 UPSAMPLING = 4
 
@@ -142,6 +143,12 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
                 measured = _measure_psf(result, estimates / kde_scale, photons, background, chunk_start)
                 timing["psf_sigma"] = time.perf_counter() - t
             result.network_evaluations += len(estimates)
+            tables = None
+            if psi is None:  # phi path: the chunk's candidates and fits in batches, one per thread
+                t = time.perf_counter()
+                tables = _localize_chunk(estimates / kde_scale, photons, background, chunk_start, measured,
+                                         result.psf_sigma_px, settings)
+                timing["localize"] += time.perf_counter() - t
             for offset, estimate in enumerate(estimates):
                 frame = chunk_start + offset + 1
                 variance = None
@@ -168,11 +175,12 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
                 else:
                     mean = estimate / kde_scale
                 t = time.perf_counter()
-                candidates = measured.get(frame) if psi is None else None  # phi path: found once already
-                if candidates is None:
+                if tables is not None:
+                    locs = tables[offset]
+                else:
                     candidates = kde_candidates(mean, photons[offset], background[offset], frame, settings)
-                locs = refine_frame(candidates, photons[offset], background[offset], result.psf_sigma_px, settings,
-                                    samples, kde_scale)
+                    locs = refine_frame(candidates, photons[offset], background[offset], result.psf_sigma_px,
+                                        settings, samples, kde_scale)
                 locs.x_nm += c0 * settings.pixel_size_nm
                 locs.y_nm += r0 * settings.pixel_size_nm
                 timing["localize"] += time.perf_counter() - t
@@ -195,6 +203,42 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
     finally:
         result.timings_s.update(timing)
         result.timings_s["total"] = time.perf_counter() - started
+
+
+def _localize_chunk(kdes: np.ndarray, photons: np.ndarray, background: np.ndarray, chunk_start: int,
+                    measured: dict[int, Localizations], psf_sigma_px: float, settings) -> list[Localizations]:
+    """The phi path's localizations of one chunk: LoG candidates (reusing those found for
+    the PSF measurement) and one batched fit per part of consecutive frames, the parts run
+    in parallel (scipy's filters and numpy's array operations release the GIL)."""
+
+    def part(indices: range) -> list[Localizations]:
+        candidates = [measured.get(chunk_start + i + 1) for i in indices]
+        candidates = [c if c is not None else
+                      kde_candidates(kdes[i], photons[i], background[i], chunk_start + i + 1, settings)
+                      for i, c in zip(indices, candidates)]
+        return refine_frames(candidates, photons[indices.start:indices.stop],
+                             background[indices.start:indices.stop], psf_sigma_px, settings)
+
+    return [table for tables in _in_parallel(part, len(kdes)) for table in tables]
+
+
+#: a chunk's frames are localized in this many parts; fixed, not the thread count, so that
+#: every machine batches the same frames together and writes the same numbers
+LOCALIZATION_PARTS = 2
+
+
+def _in_parallel(function, n: int) -> list:
+    """``function`` of the LOCALIZATION_PARTS consecutive ranges splitting range(n), run on
+    as many threads as torch has; results in order."""
+    import torch
+
+    bounds = np.linspace(0, n, min(LOCALIZATION_PARTS, n) + 1).round().astype(int)
+    parts = [range(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
+    workers = max(1, min(torch.get_num_threads(), len(parts)))
+    if workers == 1:
+        return [function(part) for part in parts]
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(function, parts))
 
 
 def block_frames(n_frames: int, chunk_frames: int, max_blocks: int = 32) -> int:
@@ -268,8 +312,9 @@ def _measure_psf(result: Reconstruction, kdes: np.ndarray, photons: np.ndarray, 
     if settings.psf_sigma_px is not None:
         result.psf_sigma_px, result.psf_sigma_source = float(settings.psf_sigma_px), "given"
         return {}
-    candidates = [kde_candidates(k, p, b, first_index + i + 1, settings)
-                  for i, (k, p, b) in enumerate(zip(kdes, photons, background))]
+    candidates = [c for part in _in_parallel(lambda frames: [
+        kde_candidates(kdes[i], photons[i], background[i], first_index + i + 1, settings) for i in frames], len(kdes))
+        for c in part]
     sigma, spots = movie_psf_sigma(photons, background, candidates, settings)
     if np.isfinite(sigma):
         result.psf_sigma_px, result.psf_sigma_source = sigma, f"measured on {spots} bright isolated spots"

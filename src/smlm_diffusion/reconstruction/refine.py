@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..analysis.crlb import mortensen_precision_px
-from ..analysis.fit import estimate_psf_sigma, fit_emitters
+from ..analysis.fit import FitResult, estimate_psf_sigma, fit_emitters
 from ..analysis.localize import localize_kde
 from ..analysis.multi_emitter import distinct, split_merged
 from ..localizations import Localizations
@@ -60,42 +60,85 @@ def movie_psf_sigma(photons: np.ndarray, backgrounds: np.ndarray, candidates: li
 def refine_frame(candidates: Localizations, photons: np.ndarray, background: np.ndarray, psf_sigma_px: float,
                  settings, samples: np.ndarray | None = None, kde_scale: float = 1.0) -> Localizations:
     """Maximum-likelihood positions and photons, the detection knob, and the uncertainty
-    columns (module doc) for one frame's candidates."""
+    columns (module doc) for one frame's candidates; with posterior ``samples``, also
+    their spread and detection probability."""
+    locs = refine_frames([candidates], np.asarray(photons)[None], np.asarray(background)[None], psf_sigma_px,
+                         settings)[0]
+    if samples is not None:  # the columns exist on every posterior frame, also an empty one
+        px = settings.pixel_size_nm
+        spread_px, probability = np.zeros(0), np.zeros(0)
+        if len(locs):
+            # samples are localized without the KDE blob split (a least-squares fit per merged
+            # blob, the dominant cost on 16 samples): a sample that merges two emitters then
+            # shows it as a displaced position, which is part of the spread it should show
+            sample_xys = [localize_kde(s / kde_scale, px, 1, threshold=settings.kde_threshold,
+                                       split_mass=None).xy_px(px) for s in samples]
+            spread_px, probability = sample_spread(locs.xy_px(px), sample_xys, settings.match_radius_px)
+        del locs.extra["probability"]
+        locs.extra["posterior_spread_xy_nm"] = spread_px * px
+        locs.extra["probability"] = probability
+    return locs
+
+
+def refine_frames(candidates: list[Localizations], photons: np.ndarray, background: np.ndarray,
+                  psf_sigma_px: float, settings) -> list[Localizations]:
+    """``refine_frame`` (without samples) for a batch of frames (F, H, W) at once: one
+    batched fit over all their emitters, each frame's fitted as if alone (far fewer, larger
+    array operations than frame by frame)."""
     px = settings.pixel_size_nm
-    locs = candidates
+    photons = np.asarray(photons, np.float64)
+    background = np.broadcast_to(np.asarray(background, np.float64), photons.shape)
+    width = photons.shape[-1]
+    f = np.repeat(np.arange(len(candidates)), [len(c) for c in candidates])
+    locs = Localizations.concatenate(candidates)
     xy = locs.xy_px(px)
     read_variance = settings.read_noise_e ** 2
     if settings.refine and len(locs):
-        fit = fit_emitters(photons, background, xy[:, 0], xy[:, 1], psf_sigma_px, read_variance)
+        fit = fit_emitters(photons, background, xy[:, 0], xy[:, 1], psf_sigma_px, read_variance, frame_index=f)
         ambiguity_px = np.zeros(len(locs))
         if settings.multi_emitter:
-            split = split_merged(photons, background, fit, psf_sigma_px, read_variance, settings.min_photons)
+            split = split_merged(photons, background, fit, psf_sigma_px, read_variance, settings.min_photons,
+                                 frame_index=f)
             ambiguity_px = split.ambiguity_px
-            if split.from_split.any():  # refit everything jointly from the new starts
-                xs, ys, parent, from_split = split.x_px, split.y_px, split.parent, split.from_split
-                fit = fit_emitters(photons, background, xs, ys, psf_sigma_px, read_variance)
-                keep = distinct(fit.x_px, fit.y_px, fit.photons, 0.5 * psf_sigma_px)
-                if not keep.all():  # two starts converged on one emitter: drop the dimmer, refit
-                    xs, ys, parent, from_split, ambiguity_px = (a[keep] for a in (xs, ys, parent, from_split,
-                                                                                  ambiguity_px))
-                    fit = fit_emitters(photons, background, xs, ys, psf_sigma_px, read_variance)
+            if split.from_split.any():  # refit the frames with a split jointly from the new starts
+                # by frame, each frame's own starts first and its added ones after, as when alone
+                order = np.argsort(f[split.parent], kind="stable")
+                xs, ys, parent, from_split, ambiguity_px = (a[order] for a in (
+                    split.x_px, split.y_px, split.parent, split.from_split, split.ambiguity_px))
+                fs = f[parent]
+                # frames without a split keep their fit: each frame ends as it would alone
+                fit = _take(fit, parent)
+                redo = np.isin(fs, fs[from_split])
+                _refit(fit, redo, photons, background, xs, ys, fs, psf_sigma_px, read_variance)
+                keep = np.ones(len(xs), bool)
+                keep[redo] = distinct(fit.x_px[redo], fit.y_px[redo], fit.photons[redo], 0.5 * psf_sigma_px,
+                                      fs[redo], width)
+                if not keep.all():  # two starts converged on one emitter: drop the dimmer, refit its frame
+                    again = np.isin(fs, fs[~keep])
+                    xs, ys, parent, from_split, ambiguity_px, fs, again = (a[keep] for a in (
+                        xs, ys, parent, from_split, ambiguity_px, fs, again))
+                    fit = _take(fit, keep)
+                    _refit(fit, again, photons, background, xs, ys, fs, psf_sigma_px, read_variance)
                 # a split pair shares its parent's KDE mass
                 mass = locs.extra.get("kde_mass", np.full(len(locs), np.nan))[parent] / np.where(from_split, 2.0, 1.0)
-                locs = _candidates_at(locs.frame[0], xs, ys, photons, background, px)
-                locs.extra["kde_mass"] = mass
+                locs = Localizations(frame=locs.frame[parent], x_nm=xs * px, y_nm=ys * px,
+                                     intensity_photons=aperture_photons(photons, xs, ys, background=background,
+                                                                        frame_index=fs),
+                                     extra={"kde_mass": mass})
+                f = fs
                 xy = locs.xy_px(px)
         ok = fit.ok
         # a fit that failed or ran away has no photon count worth the name (the aperture sum
         # of a background ridge can be large): NaN, so the detection knob keeps it only at 0
         intensity = np.where(ok, fit.photons, np.where(fit.crowded, locs.intensity_photons, np.nan))
-        level = np.where(ok, fit.background_photons, _level_at(background, xy))
+        level = np.where(ok, fit.background_photons, _level_at(background, xy, f))
         crlb_px = np.sqrt(0.5 * (fit.crlb_x_px ** 2 + fit.crlb_y_px ** 2))
         robust_px = np.sqrt(0.5 * (fit.robust_x_px ** 2 + fit.robust_y_px ** 2))
         locs.x_nm, locs.y_nm = fit.x_px * px, fit.y_px * px
         deviance = np.where(ok, fit.deviance, np.nan)
     else:
         ok = np.zeros(len(locs), bool)
-        intensity, level = locs.intensity_photons, _level_at(background, xy)
+        intensity, level = locs.intensity_photons, _level_at(background, xy, f)
         crlb_px = robust_px = deviance = np.full(len(locs), np.nan)
         ambiguity_px = np.zeros(len(locs))
     # Mortensen's approximation where there is no fit (computed only there: it integrates numerically)
@@ -112,33 +155,30 @@ def refine_frame(candidates: Localizations, photons: np.ndarray, background: np.
     locs.extra.update({"crlb_xy_nm": np.where(ok, crlb_px * px, np.nan), "likelihood_xy_nm": precision_px * px,
                        "background_photons": level,
                        "sigma_nm": np.full(len(locs), psf_sigma_px * px), "fit_deviance": deviance,
-                       "fit_ok": ok.astype(np.int64), "robust_xy_nm": robust_px * px})
+                       "fit_ok": ok.astype(np.int64), "robust_xy_nm": robust_px * px,
+                       "probability": np.ones(len(locs))})
     if settings.min_photons > 0:
-        locs = locs.select(locs.intensity_photons >= settings.min_photons)
-    if samples is not None:  # the columns exist on every posterior frame, also an empty one
-        spread_px, probability = np.zeros(0), np.zeros(0)
-        if len(locs):
-            # samples are localized without the KDE blob split (a least-squares fit per merged
-            # blob, the dominant cost on 16 samples): a sample that merges two emitters then
-            # shows it as a displaced position, which is part of the spread it should show
-            sample_xys = [localize_kde(s / kde_scale, px, 1, threshold=settings.kde_threshold,
-                                       split_mass=None).xy_px(px) for s in samples]
-            spread_px, probability = sample_spread(locs.xy_px(px), sample_xys, settings.match_radius_px)
-        locs.extra["posterior_spread_xy_nm"] = spread_px * px
-        locs.extra["probability"] = probability
-    else:
-        locs.extra["probability"] = np.ones(len(locs))
-    return locs
+        kept = locs.intensity_photons >= settings.min_photons
+        locs, f = locs.select(kept), f[kept]
+    return [locs.select(f == i) for i in range(len(candidates))]
 
 
-def _candidates_at(frame: int, x_px: np.ndarray, y_px: np.ndarray, photons: np.ndarray, background: np.ndarray,
-                   pixel_size_nm: float) -> Localizations:
-    locs = Localizations(frame=np.full(len(x_px), frame), x_nm=x_px * pixel_size_nm, y_nm=y_px * pixel_size_nm)
-    locs.intensity_photons = aperture_photons(photons, x_px, y_px, background=background)
-    return locs
+def _take(fit: FitResult, index) -> FitResult:
+    """The rows ``index`` (mask or indices) of a fit, copied."""
+    return FitResult(**{name: None if column is None else column[index] for name, column in vars(fit).items()})
 
 
-def _level_at(background: np.ndarray, xy_px: np.ndarray) -> np.ndarray:
-    rows = np.clip(np.floor(xy_px[:, 1]).astype(int), 0, background.shape[0] - 1)
-    cols = np.clip(np.floor(xy_px[:, 0]).astype(int), 0, background.shape[1] - 1)
-    return np.asarray(background, np.float64)[rows, cols]
+def _refit(fit: FitResult, rows: np.ndarray, photons, background, x_px, y_px, frame_index, sigma_px: float,
+           read_variance: float) -> None:
+    """Refit the emitters of ``rows`` (a mask) together, in place."""
+    new = fit_emitters(photons, background, x_px[rows], y_px[rows], sigma_px, read_variance,
+                       frame_index=frame_index[rows])
+    for name, column in vars(new).items():
+        getattr(fit, name)[rows] = column
+
+
+def _level_at(background: np.ndarray, xy_px: np.ndarray, frame_index: np.ndarray) -> np.ndarray:
+    """The background (F, H, W) at each position's pixel of its frame."""
+    rows = np.clip(np.floor(xy_px[:, 1]).astype(int), 0, background.shape[1] - 1)
+    cols = np.clip(np.floor(xy_px[:, 0]).astype(int), 0, background.shape[2] - 1)
+    return np.asarray(background, np.float64)[frame_index, rows, cols]

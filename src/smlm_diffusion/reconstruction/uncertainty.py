@@ -36,18 +36,25 @@ def sample_spread(mean_xy: np.ndarray, sample_xys: list[np.ndarray], match_radiu
 
 
 def aperture_photons(photons: np.ndarray, x_px: np.ndarray, y_px: np.ndarray, half_width_px: int = 2,
-                     background: np.ndarray | float | None = None) -> np.ndarray:
+                     background: np.ndarray | float | None = None, frame_index: np.ndarray | None = None
+                     ) -> np.ndarray:
     """Background-subtracted photons in a (2h+1)^2 window around each position (camera
-    px, SPEC 3 origin). ``background``: a per-pixel map (photons, e.g. the models' local
-    estimate) or a level; None takes the frame median. A simple intensity estimate
-    (captures > 95 % of a PSF with sigma <= 1.2 px; neighbours inside the window add)."""
-    frame = np.asarray(photons, np.float64)
+    px, SPEC 3 origin). ``photons``: one frame, or a stack (F, H, W) with ``frame_index``
+    naming each position's frame. ``background``: a per-pixel map (photons, e.g. the
+    models' local estimate) or a level; None takes the frame median. A simple intensity
+    estimate (captures > 95 % of a PSF with sigma <= 1.2 px; neighbours inside the window add)."""
+    frames = np.asarray(photons, np.float64)
+    single = frames.ndim == 2
+    frames = frames[None] if single else frames
     if background is None:
-        background = float(np.median(frame))
-    residual = frame - np.broadcast_to(np.asarray(background, np.float64), frame.shape)
+        background = np.median(frames, axis=(1, 2))[:, None, None]
+    background = np.asarray(background, np.float64)
+    residual = frames - np.broadcast_to(background[None] if single and background.ndim == 2 else background,
+                                        frames.shape)
     # window sums of the residual for every pixel at once (zero outside the frame)
     window = 2 * half_width_px + 1
-    sums = ndimage.uniform_filter(residual, window, mode="constant") * window ** 2
-    rows = np.clip(np.floor(np.asarray(y_px, np.float64)).astype(int), 0, frame.shape[0] - 1)
-    cols = np.clip(np.floor(np.asarray(x_px, np.float64)).astype(int), 0, frame.shape[1] - 1)
-    return sums[rows, cols]
+    sums = ndimage.uniform_filter(residual, (1, window, window), mode="constant") * window ** 2
+    rows = np.clip(np.floor(np.asarray(y_px, np.float64)).astype(int), 0, frames.shape[1] - 1)
+    cols = np.clip(np.floor(np.asarray(x_px, np.float64)).astype(int), 0, frames.shape[2] - 1)
+    index = np.zeros(len(rows), int) if frame_index is None else np.asarray(frame_index, int)
+    return sums[index, rows, cols]
