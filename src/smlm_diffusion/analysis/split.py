@@ -59,7 +59,8 @@ def split_blobs(kde: np.ndarray, rows: np.ndarray, cols: np.ndarray, k: int, sig
 def _fit_gaussians(window, inside, grid_r, grid_c, start, lower, upper, sigma, iterations):
     """Least-squares fit of (m, k, 3) Gaussians (row, col, amplitude) to the windows,
     parameters kept within [lower, upper] (m, 3); returns (params, cost = half the sum of
-    squares). Each window stops once its cost no longer falls."""
+    squares). Each window stops once a step moves it by less than 0.001 grid px or lowers
+    its cost by less than a millionth."""
     m, k, _ = start.shape
     lo = np.repeat(lower[:, None], k, axis=1) + 1e-9
     hi = np.repeat(upper[:, None], k, axis=1) - 1e-9
@@ -97,7 +98,7 @@ def _fit_gaussians(window, inside, grid_r, grid_c, start, lower, upper, sigma, i
         params[taken], residual[taken], jac[taken], cost[taken] = (trial[better], trial_residual[better],
                                                                    trial_jac[better], trial_cost[better])
         lam[a] = np.where(better, lam[a] * 0.3, lam[a] * 10.0)
-        done = (better & ((moved < 1e-6) | (improvement <= 1e-10 * np.maximum(cost[a], 1e-30)))) | (lam[a] > 1e10)
+        done = (better & ((moved < 1e-3) | (improvement <= 1e-6 * np.maximum(cost[a], 1e-30)))) | (lam[a] > 1e10)
         active = a[~done]
         if len(active) == 0:
             break

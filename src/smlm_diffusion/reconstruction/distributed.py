@@ -24,7 +24,7 @@ from ..errors import SmlmInputError
 from .engine import block_frames, frame_source_shape, reconstruct, resolve_frames
 from .settings import ProgressEvent, Reconstruction, ReconstructionSettings
 
-#: frames per task by default (16 engine chunks of 16 frames)
+#: frames per task by default (whole engine chunks: 16 of 16 frames, 4 of 64)
 TASK_FRAMES = 256
 
 
@@ -97,8 +97,11 @@ def reconstruct_on_cluster(stack_path: str, open_stack, settings: Reconstruction
         raise SmlmInputError("--scheduler needs Dask distributed: pip install 'napari-smlm-diffusion[cluster]'") from None
     settings.validate()
     with open_stack(stack_path) as stack:
-        n_frames = frame_source_shape(stack)[0]
+        n_frames, rows, cols = frame_source_shape(stack)
     start, stop = resolve_frames(n_frames, settings.frames)
+    r0, r1, c0, c1 = settings.region or (0, rows, 0, cols)
+    # every task chunks the movie as a single run would
+    settings = dataclasses.replace(settings, chunk_frames=settings.frames_per_chunk(r1 - r0, c1 - c0))
     try:
         client = Client(scheduler, timeout=f"{connect_timeout_s}s")
     except (OSError, TimeoutError) as exc:

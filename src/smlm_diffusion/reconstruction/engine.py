@@ -23,6 +23,8 @@ from .settings import FrameResult, ProgressEvent, Reconstruction, Reconstruction
 from .refine import FALLBACK_PSF_SIGMA_PX, kde_candidates, movie_psf_sigma, refine_frame, refine_frames
 
 UPSAMPLING = 4
+#: the PSF width is measured on the spots of the first frames (at most 200 spots)
+PSF_MEASUREMENT_FRAMES = 16
 
 
 def frame_source_shape(stack) -> tuple[int, int, int]:
@@ -111,16 +113,17 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
     run.result = result
     result.timings_s["camera_check"] = camera_s
     result.timings_s["load_models"] = time.perf_counter() - started - camera_s
+    chunk_frames = settings.frames_per_chunk(h, w)
     if settings.drift != "off":
-        result.block_frames = settings.drift_block_frames or block_frames(stop - start, settings.chunk_frames)
+        result.block_frames = settings.drift_block_frames or block_frames(stop - start, chunk_frames)
     tiles_per_frame = count_tiles(h, w, settings.sampler) if psi else 1
     total = (stop - start) * tiles_per_frame
     evals_per_tile = network_evaluations_per_tile(settings.sampler, psi.schedule.n_steps) if psi else 0
     done = 0
     timing = {"read": 0.0, "background": 0.0, "phi": 0.0, "psi": 0.0, "localize": 0.0}
     try:
-        for chunk_start in range(start, stop, settings.chunk_frames):
-            chunk_stop = min(stop, chunk_start + settings.chunk_frames)
+        for chunk_start in range(start, stop, chunk_frames):
+            chunk_stop = min(stop, chunk_start + chunk_frames)
             t = time.perf_counter()
             adu = _read(stack, chunk_start, chunk_stop)[:, r0:r1, c0:c1]
             photons = (adu - settings.offset_adu) / settings.gain_adu_per_photon
@@ -140,7 +143,8 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
             measured: dict[int, Localizations] = {}
             if result.psf_sigma_px is None:
                 t = time.perf_counter()
-                measured = _measure_psf(result, estimates / kde_scale, photons, background, chunk_start)
+                n = PSF_MEASUREMENT_FRAMES
+                measured = _measure_psf(result, estimates[:n] / kde_scale, photons[:n], background[:n], chunk_start)
                 timing["psf_sigma"] = time.perf_counter() - t
             result.network_evaluations += len(estimates)
             tables = None

@@ -39,7 +39,8 @@ class ReconstructionSettings:
     multi_emitter: bool = True                # split a fit that two emitters explain better (analysis/multi_emitter.py)
     kde_threshold: float = 0.3                # LoG candidates on the KDE: fraction of one emitter's response
     match_radius_px: float = 1.0              # chain-to-mean matching radius (camera px)
-    chunk_frames: int = 16                    # frames read and sent through phi together
+    chunk_frames: int = 0                     # frames read, sent through phi and fitted together; 0: by frame size
+
     keep_frame_kdes: bool = False             # keep each frame's mean/variance KDE (memory!)
     drift: str = "auto"                       # drift correction after the run: "auto" (when the table allows) | "off"
     drift_block_frames: int = 0               # frames per partial render shifted by its drift; 0: <= 32 blocks
@@ -61,10 +62,18 @@ class ReconstructionSettings:
             raise ValueError("the read noise must be zero or positive (electrons rms)")
         if not self.min_photons >= 0:
             raise ValueError(f"the minimum photons per localization must be zero or positive, not {self.min_photons:g}")
-        if self.chunk_frames < 1:
-            raise ValueError("chunk_frames must be at least 1")
+        if self.chunk_frames < 0:
+            raise ValueError("chunk_frames must be at least 1 (or 0: by frame size)")
         if self.drift not in ("auto", "off"):
             raise ValueError(f"drift must be 'auto' or 'off', not {self.drift!r}")
+
+    def frames_per_chunk(self, rows: int, cols: int) -> int:
+        """``chunk_frames``, or when 0, by frame size: 2^18 pixels, 16 to 128 frames (64x64:
+        64 frames, 256x256: 16). The fits of a chunk run as one batch, and small frames need
+        many per batch to outweigh the per-call cost (docs/performance.md, phi path speed)."""
+        if self.chunk_frames:
+            return self.chunk_frames
+        return int(np.clip((1 << 18) // max(rows * cols, 1), 16, 128))
 
     def to_dict(self) -> dict:
         return asdict(self)
