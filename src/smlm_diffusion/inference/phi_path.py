@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import weakref
 from collections import defaultdict
 
 import numpy as np
 import torch
 
 from ..models.phi import inference_copy
+from .fast_modules import channels_last, inference_module
 from .tiling import Tile, plan_tiles
 
 #: phi's receptive-field radius is at most 26 camera px (dilations 1..8 plus the head's
@@ -21,15 +21,6 @@ UPSAMPLING = 4
 #: frame at batch 1 against 0.49 s at batch 10 on 2 cores, docs/performance.md)
 MAX_BATCH_PIXELS = 1 << 16
 
-_FAST: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _inference_module(model: torch.nn.Module) -> torch.nn.Module:
-    """phi's folded, channels-last inference copy, made once per loaded model."""
-    if model not in _FAST:
-        _FAST[model] = inference_copy(model)
-    return _FAST[model]
-
 
 @torch.no_grad()
 def phi_kde(model: torch.nn.Module, frames: np.ndarray, device: torch.device, core_px: int = 256,
@@ -37,7 +28,7 @@ def phi_kde(model: torch.nn.Module, frames: np.ndarray, device: torch.device, co
     """Run phi on normalised frames (f, C, H, W) (or (f, H, W) for one channel) ->
     (f, 4H, 4W) float32, batching tiles of equal shape across frames (so many small frames
     go through in one batch), through the inference copy of ``model`` (``inference_copy``)."""
-    model = _inference_module(model)
+    model = inference_module(model, inference_copy)
     frames = np.asarray(frames, np.float32)
     if frames.ndim == 3:
         frames = frames[:, None]
@@ -52,7 +43,7 @@ def phi_kde(model: torch.nn.Module, frames: np.ndarray, device: torch.device, co
         for start in range(0, len(items), per_batch):
             chunk = items[start:start + per_batch]
             batch = np.stack([frames[i, :, t.in_r0:t.in_r1, t.in_c0:t.in_c1] for i, t in chunk])
-            inputs = torch.from_numpy(batch).to(device).contiguous(memory_format=torch.channels_last)
+            inputs = channels_last(torch.from_numpy(batch).to(device))
             result = model(inputs).float().cpu().numpy()[:, 0]
             for (i, tile), kde in zip(chunk, result):
                 out[(i, *tile.core_in_frame(UPSAMPLING))] = kde[tile.core_in_input(UPSAMPLING)]

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..models.schedule import NoiseSchedule
+from .fast_modules import channels_last, inference_module
 from .sampling_settings import SamplerSettings, step_pairs
 from .tiling import Tile, plan_tiles
 
@@ -115,10 +116,13 @@ def _run_chain(psi, schedule: NoiseSchedule, condition: torch.Tensor, noise: tor
         y = schedule.q_sample(torch.zeros_like(condition) if residual else condition,
                               torch.full((maps,), start, device=condition.device), noise[0])
     clip = (-condition, settings.clip_max - condition) if residual else (0.0, settings.clip_max)
+    net = inference_module(psi)  # the channels-last copy (fast_modules)
+    condition_cl, frames_cl = channels_last(condition), channels_last(frames)
     for k, (t, s) in enumerate(pairs):
         tt = torch.full((maps,), t, device=condition.device, dtype=torch.long)
         ss = torch.full((maps,), s, device=condition.device, dtype=torch.long)
-        output = psi(y, condition, tt, frames) if frames is not None else psi(y, condition, tt)
+        y_cl = channels_last(y)
+        output = net(y_cl, condition_cl, tt, frames_cl) if frames is not None else net(y_cl, condition_cl, tt)
         y = schedule.reverse_step(y, output, tt, ss, noise=noise[k + 1], clip_y0=clip, prediction=prediction,
                                   variance_mix=settings.variance_mix if settings.mode == "accelerated" else 0.0)
         if k + 1 < len(pairs):
