@@ -215,3 +215,38 @@ def test_worker_processes_give_the_same_batches_and_losses(tmp_path, tiny_models
     assert workers.losses == pytest.approx(here.losses, rel=1e-6)
     loaded = store.load_model(tmp_path / "b.pt")
     assert loaded.module.prediction == "v" and loaded.training["wall_time_s"] > 0
+
+
+def test_eps_weighted_v_loss_weights_each_noise_level_as_the_noise_loss(tiny_models):
+    """--loss eps-weighted (v-prediction): each example's v error is weighted by gamma_t
+    (normalised to mean 1 over t), which turns the v loss's SNR + 1 weighting of the y0
+    error into the noise loss's SNR; the plain v loss is the unweighted mean."""
+    with pytest.raises(ValueError, match="v-prediction"):
+        tiny("psi", loss="eps-weighted", phi_model=tiny_models["phi"]).validate()
+    plain = Trainer(tiny("psi", phi_model=tiny_models["phi"], psi_prediction="v"))
+    weighted = Trainer(tiny("psi", loss="eps-weighted", phi_model=tiny_models["phi"], psi_prediction="v"))
+    weighted.model.load_state_dict(plain.model.state_dict())
+    inputs, targets = (torch.from_numpy(a) for a in plain.batch(0))
+    per_example = []
+    original = torch.Tensor.mean
+
+    def spy(tensor, *args, **kwargs):  # the per-example losses, before any weighting
+        out = original(tensor, *args, **kwargs)
+        if kwargs.get("dim") == (1, 2, 3):
+            per_example.append(out.detach())
+        return out
+
+    torch.Tensor.mean = spy
+    try:
+        with torch.no_grad():
+            loss_plain = plain._loss(inputs, targets, 0)
+            loss_weighted = weighted._loss(inputs, targets, 0)
+    finally:
+        torch.Tensor.mean = original
+    generator = torch.Generator().manual_seed(int(plain.settings.seed) * 1_000_003)
+    t = torch.randint(1, plain.schedule.n_steps + 1, (len(inputs),), generator=generator)
+    gamma = plain.schedule.gamma.float()
+    weights = gamma[t] / gamma[1:].mean()
+    assert torch.allclose(per_example[0], per_example[1])
+    assert float(loss_plain) == pytest.approx(float(per_example[0].mean()), rel=1e-5)
+    assert float(loss_weighted) == pytest.approx(float((per_example[1] * weights).mean()), rel=1e-5)

@@ -38,8 +38,10 @@ def add_parser(sub) -> None:
                    help="psi noise schedule: 'cosine' reaches noise (gamma_T ~ 0); 'linear' is the paper's "
                         "1e-4..1e-2, whose gamma_T is 0.6 (default cosine)")
     p.add_argument("--frame-size", type=int, help="training frame side in pixels (default 32 phi, 24 psi)")
-    p.add_argument("--loss", choices=("simple", "eq8"), default="simple",
-                   help="psi loss: simple noise MSE or the eq. 8 variational weighting (default simple)")
+    p.add_argument("--loss", choices=("simple", "eq8", "eps-weighted"), default="simple",
+                   help="psi loss: simple MSE of the output, the eq. 8 variational weighting, or (v-prediction) "
+                        "eps-weighted: the v loss weighted by gamma_t, so each noise level counts as in the "
+                        "noise loss (default simple)")
     p.add_argument("--phi", default="phi", help="psi: conditioning phi model, bundled name or file (default phi)")
     p.add_argument("--data", metavar="DIR", help="also train on NAME.tif + NAME_kde.tif pairs from this folder "
                                                  "(written by `smlm-diffusion simulate --kde`)")

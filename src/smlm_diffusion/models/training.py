@@ -31,7 +31,7 @@ class TrainSettings:
     learning_rate: float = 1e-3
     warmup_steps: int = 200
     seed: int = 0
-    loss: str = "simple"                   # psi: "simple" | "eq8"
+    loss: str = "simple"                   # psi: "simple" | "eq8" | "eps-weighted" (v-prediction, see _loss)
     channels: int | None = None            # default 48 (phi) / 32 (psi camera) / 16 (psi unet4x)
     psi_architecture: str = "camera"       # psi: "camera" (v2, camera resolution) | "unet4x" (v1, the paper's)
     psi_target: str = "residual"           # psi v2: "residual" (y - phi(x)) | "kde" (y)
@@ -51,8 +51,10 @@ class TrainSettings:
     def validate(self) -> None:
         if self.kind not in ("phi", "psi"):
             raise ValueError("the model to train must be phi or psi")
-        if self.loss not in ("simple", "eq8"):
-            raise ValueError("the loss must be 'simple' or 'eq8'")
+        if self.loss not in ("simple", "eq8", "eps-weighted"):
+            raise ValueError("the loss must be 'simple', 'eq8' or 'eps-weighted'")
+        if self.loss == "eps-weighted" and self.psi_prediction != "v":
+            raise ValueError("the eps-weighted loss is for v-prediction (--prediction v)")
         if self.psi_architecture not in ("camera", "unet4x") or self.psi_target not in ("residual", "kde"):
             raise ValueError("psi's architecture must be 'camera' or 'unet4x' and its target 'residual' or 'kde'")
         if self.psi_architecture == "unet4x" and self.psi_target != "kde":
@@ -145,6 +147,14 @@ class Trainer:
         if self.settings.loss == "eq8":
             all_t = torch.arange(1, self.schedule.n_steps + 1)
             weights = self.schedule.loss_weight(t.cpu()) / self.schedule.loss_weight(all_t).mean()
+            per_example = per_example * weights.to(self.device)
+        elif self.settings.loss == "eps-weighted":
+            # a v error of e moves y0_hat by sqrt(1 - g) e, an eps error by sqrt((1 - g) / g) e:
+            # weighting the v loss by gamma_t weights every noise level's y0 error as the noise
+            # loss does (SNR), where the plain v loss weights it by SNR + 1 and so moves capacity
+            # to the noisiest steps; normalised to mean 1 over t
+            gamma = self.schedule.gamma[1:].float()
+            weights = self.schedule.gamma[t.cpu()].float() / gamma.mean()
             per_example = per_example * weights.to(self.device)
         return per_example.mean()
 
