@@ -26,6 +26,8 @@ so the detection knob keeps it only when ``min_photons`` is 0).
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from ..analysis.crlb import mortensen_precision_px
@@ -71,8 +73,11 @@ def refine_frame(candidates: Localizations, photons: np.ndarray, background: np.
             # samples are localized without the KDE blob split (a least-squares fit per merged
             # blob, the dominant cost on 16 samples): a sample that merges two emitters then
             # shows it as a displaced position, which is part of the spread it should show
-            sample_xys = [localize_kde(s / kde_scale, px, 1, threshold=settings.kde_threshold,
-                                       split_mass=None).xy_px(px) for s in samples]
+            # (in threads: scipy's filters release the GIL, and psi is not running meanwhile)
+            with ThreadPoolExecutor(_threads()) as threads:
+                sample_xys = list(threads.map(lambda s: localize_kde(s / kde_scale, px, 1,
+                                                                     threshold=settings.kde_threshold,
+                                                                     split_mass=None).xy_px(px), samples))
             spread_px, probability = sample_spread(locs.xy_px(px), sample_xys, settings.match_radius_px)
         del locs.extra["probability"]
         locs.extra["posterior_spread_xy_nm"] = spread_px * px
@@ -175,6 +180,14 @@ def _refit(fit: FitResult, rows: np.ndarray, photons, background, x_px, y_px, fr
                        frame_index=frame_index[rows])
     for name, column in vars(new).items():
         getattr(fit, name)[rows] = column
+
+
+def _threads() -> int:
+    """torch's thread count where torch is loaded (the engine), else 1."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    return max(1, torch.get_num_threads()) if torch is not None else 1
 
 
 def _level_at(background: np.ndarray, xy_px: np.ndarray, frame_index: np.ndarray) -> np.ndarray:
