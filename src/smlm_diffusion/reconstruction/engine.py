@@ -121,25 +121,37 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
     evals_per_tile = network_evaluations_per_tile(settings.sampler, psi.schedule.n_steps) if psi else 0
     done = 0
     timing = {"read": 0.0, "background": 0.0, "phi": 0.0, "psi": 0.0, "localize": 0.0}
+
+    def prepare(chunk_start: int, chunk_stop: int):
+        """Read a chunk, its photons, background and phi estimates."""
+        t = time.perf_counter()
+        adu = _read(stack, chunk_start, chunk_stop)[:, r0:r1, c0:c1]
+        photons = (adu - settings.offset_adu) / settings.gain_adu_per_photon
+        timing["read"] += time.perf_counter() - t
+        t = time.perf_counter()
+        norm = phi.normalisation["input"]
+        if norm["kind"] == INPUT_NORMALISATION_V1["kind"]:  # older model files: the frame median
+            background = np.median(photons, axis=(1, 2))[:, None, None] * np.ones_like(photons)
+        else:
+            background = estimate_background(photons, norm["background_sigma_px"],
+                                             read_variance_photons2=norm["read_variance_photons2"])
+        timing["background"] += time.perf_counter() - t
+        t = time.perf_counter()
+        normalised = normalise_frames(photons, norm, background)
+        estimates = phi_kde(phi.module, normalised, device)
+        timing["phi"] += time.perf_counter() - t
+        return photons, background, normalised, estimates
+
+    chunks = [(a, min(stop, a + chunk_frames)) for a in range(start, stop, chunk_frames)]
+    # phi path: the next chunk goes through phi in a thread while this one is localized
+    # (torch and most of numpy/scipy release the GIL, so the two cores stay busy)
+    ahead = ThreadPoolExecutor(1) if psi is None and len(chunks) > 1 else None
+    upcoming = None
     try:
-        for chunk_start in range(start, stop, chunk_frames):
-            chunk_stop = min(stop, chunk_start + chunk_frames)
-            t = time.perf_counter()
-            adu = _read(stack, chunk_start, chunk_stop)[:, r0:r1, c0:c1]
-            photons = (adu - settings.offset_adu) / settings.gain_adu_per_photon
-            timing["read"] += time.perf_counter() - t
-            t = time.perf_counter()
-            norm = phi.normalisation["input"]
-            if norm["kind"] == INPUT_NORMALISATION_V1["kind"]:  # older model files: the frame median
-                background = np.median(photons, axis=(1, 2))[:, None, None] * np.ones_like(photons)
-            else:
-                background = estimate_background(photons, norm["background_sigma_px"],
-                                                 read_variance_photons2=norm["read_variance_photons2"])
-            timing["background"] += time.perf_counter() - t
-            t = time.perf_counter()
-            normalised = normalise_frames(photons, norm, background)
-            estimates = phi_kde(phi.module, normalised, device)
-            timing["phi"] += time.perf_counter() - t
+        for index, (chunk_start, chunk_stop) in enumerate(chunks):
+            prepared = upcoming.result() if upcoming is not None else prepare(chunk_start, chunk_stop)
+            upcoming = ahead.submit(prepare, *chunks[index + 1]) if ahead and index + 1 < len(chunks) else None
+            photons, background, normalised, estimates = prepared
             measured: dict[int, Localizations] = {}
             if result.psf_sigma_px is None:
                 t = time.perf_counter()
@@ -205,6 +217,8 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
                                                              locs), f"frame {frame}")
         result.completed = True
     finally:
+        if ahead is not None:  # a stop or an error: the chunk being prepared is dropped
+            ahead.shutdown(wait=True, cancel_futures=True)
         result.timings_s.update(timing)
         result.timings_s["total"] = time.perf_counter() - started
 
