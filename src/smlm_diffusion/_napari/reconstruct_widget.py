@@ -131,14 +131,17 @@ class ReconstructWidget(Container):
 
         @thread_worker
         def work():
+            events = run.events()
             try:
-                for event in run.events():
+                for event in events:
                     refresh = live.observe(event)
                     yield LiveUpdate(event, refresh)
                     if refresh is not None:
                         live.wait_for_gui()
             except Exception as exc:  # noqa: BLE001 - reported as one line in the GUI
                 yield exc
+            finally:
+                events.close()  # the engine's own clean-up, also after a cancel
             yield LiveUpdate(None, live.catch_up(after=live.built))  # the complete layers
 
         self._run_handle, self._live, self._clock, self._started = run, live, RunClock(), time.monotonic()

@@ -46,9 +46,9 @@ class FitResult:
     crowded: np.ndarray | None = None  # bool: in a crowd too large for a joint fit (not ok, but not a runaway)
 
 
-def _neighbours(x, y, reach):
-    """Index pairs (i, j), i != j, of emitters closer than ``reach`` px (both orders)."""
-    pairs = cKDTree(np.c_[x, y]).query_pairs(reach, output_type="ndarray")
+def _neighbours(points, reach):
+    """Index pairs (i, j), i != j, of points closer than ``reach`` px (both orders)."""
+    pairs = cKDTree(points).query_pairs(reach, output_type="ndarray")
     return np.r_[pairs[:, 0], pairs[:, 1]], np.r_[pairs[:, 1], pairs[:, 0]]
 
 
@@ -66,12 +66,13 @@ def _windows(frames, r0, c0, size, frame_index=None):
     return np.where(inside, values, 0.0), inside
 
 
-def frame_separated(x_px: np.ndarray, frame_index: np.ndarray | None, width_px: int, reach_px: float) -> np.ndarray:
-    """x shifted by frame so that emitters of different frames are never within
-    ``reach_px`` of each other (neighbour searches over a batch of frames)."""
-    if frame_index is None:
-        return np.asarray(x_px, np.float64)
-    return np.asarray(x_px, np.float64) + np.asarray(frame_index) * (width_px + 2 * reach_px + 1.0)
+def frame_points(x_px, y_px, frame_index, reach_px: float) -> np.ndarray:
+    """(m, 3) points for neighbour searches over a batch of frames: (x, y) and a third
+    coordinate that puts frames ``2 reach_px + 1`` apart, so emitters of different frames
+    are never within ``reach_px`` and distances within a frame are unchanged."""
+    x, y = np.asarray(x_px, np.float64), np.asarray(y_px, np.float64)
+    f = np.zeros(len(x)) if frame_index is None else np.asarray(frame_index, np.float64)
+    return np.c_[x, y, f * (2 * reach_px + 1.0)]
 
 
 def fit_emitters(photons: np.ndarray, background: np.ndarray | float, x_px, y_px, sigma_px: float,
@@ -91,7 +92,7 @@ def fit_emitters(photons: np.ndarray, background: np.ndarray | float, x_px, y_px
     if m == 0:
         return out
     reach = JOINT_DISTANCE_SIGMAS * sigma_px
-    labels = _groups(frame_separated(x0, f, frame.shape[-1], reach), y0, reach)
+    labels = _groups(frame_points(x0, y0, f, reach), reach)
     sizes = np.bincount(labels)
     single = sizes[labels] == 1
     crowded = sizes[labels] > MAX_GROUP
@@ -112,10 +113,10 @@ def fit_emitters(photons: np.ndarray, background: np.ndarray | float, x_px, y_px
     return out
 
 
-def _groups(x, y, reach):
-    """Connected components of emitters closer than ``reach`` px."""
-    i, j = _neighbours(x, y, reach)
-    graph = coo_matrix((np.ones(len(i)), (i, j)), shape=(len(x), len(x)))
+def _groups(points, reach):
+    """Connected components of points (``frame_points``) closer than ``reach`` px."""
+    i, j = _neighbours(points, reach)
+    graph = coo_matrix((np.ones(len(i)), (i, j)), shape=(len(points), len(points)))
     return connected_components(graph, directed=False)[1]
 
 

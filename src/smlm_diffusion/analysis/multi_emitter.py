@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
-from .fit import FitResult, frame_separated
+from .fit import FitResult, frame_points
 from .scoring import fit_windows, psf_windows
 
 #: twice the log-likelihood gain a pair needs to replace a single fit (chi^2_3: p ~ 2e-4)
@@ -62,10 +62,7 @@ def split_merged(photons: np.ndarray, background: np.ndarray | float, fit: FitRe
     r0 = np.clip(np.floor(fit.y_px).astype(int) - w, 0, h - size)
     c0 = np.clip(np.floor(fit.x_px).astype(int) - w, 0, wd - size)
     # the neighbours' fitted PSFs are held as background in each window
-    # (emitters of other frames are shifted out of reach, x and window alike)
-    shift = frame_separated(np.zeros(m), f, wd, size * np.sqrt(2.0) + 4 * sigma_px)
-    others = _others_in_windows(fit.x_px + shift, fit.y_px, np.where(ok, fit.photons, 0.0), r0, c0 + shift, size,
-                                sigma_px)
+    others = _others_in_windows(fit.x_px, fit.y_px, np.where(ok, fit.photons, 0.0), r0, c0, size, sigma_px, f)
     rows = r0[:, None] + np.arange(size)
     cols = c0[:, None] + np.arange(size)
     data = frame[f[index, None, None], rows[index, :, None], cols[index, None, :]]
@@ -99,10 +96,10 @@ def split_merged(photons: np.ndarray, background: np.ndarray | float, fit: FitRe
     # larger gain wins, and a split whose emitters land within 1 sigma of those of an
     # accepted one is dropped
     accept = np.zeros(len(index), bool)
-    taken = np.zeros((0, 2))
+    taken = np.zeros((0, 3))
     for j in np.flatnonzero(good)[np.argsort(-gain[good], kind="stable")]:
-        new = np.c_[xs[j] + c0[index[j]] + shift[index[j]], ys[j] + r0[index[j]]]
-        if len(taken) and np.hypot(*(new[:, None] - taken[None]).transpose(2, 0, 1)).min() < sigma_px:
+        new = frame_points(xs[j] + c0[index[j]], ys[j] + r0[index[j]], np.full(2, f[index[j]]), sigma_px)
+        if len(taken) and np.linalg.norm(new[:, None] - taken[None], axis=2).min() < sigma_px:
             continue
         accept[j] = True
         taken = np.r_[taken, new]
@@ -126,13 +123,12 @@ def split_merged(photons: np.ndarray, background: np.ndarray | float, fit: FitRe
 
 
 def distinct(x_px: np.ndarray, y_px: np.ndarray, photons: np.ndarray, min_distance_px: float,
-             frame_index=None, width_px: int = 0) -> np.ndarray:
+             frame_index=None) -> np.ndarray:
     """Mask keeping, of emitters closer than ``min_distance_px`` (in the same frame of
-    ``frame_index``, frames ``width_px`` wide), the brightest (a joint fit whose starts
-    converged on one emitter)."""
+    ``frame_index``), the brightest (a joint fit whose starts converged on one emitter)."""
     keep = np.ones(len(x_px), bool)
-    x_sep = frame_separated(x_px, frame_index, width_px, min_distance_px)
-    pairs = cKDTree(np.c_[x_sep, y_px]).query_pairs(min_distance_px, output_type="ndarray")
+    pairs = cKDTree(frame_points(x_px, y_px, frame_index, min_distance_px)).query_pairs(min_distance_px,
+                                                                                      output_type="ndarray")
     for i, j in pairs[np.argsort(-np.minimum(np.nan_to_num(photons[pairs[:, 0]]),
                                              np.nan_to_num(photons[pairs[:, 1]])), kind="stable")]:
         if keep[i] and keep[j]:
@@ -140,13 +136,14 @@ def distinct(x_px: np.ndarray, y_px: np.ndarray, photons: np.ndarray, min_distan
     return keep
 
 
-def _others_in_windows(x, y, n, r0, c0, size, sigma):
-    """(windows, size, size): the sum of N_j PSF_j over every other emitter j whose PSF
-    reaches window i (neighbour pairs only: memory grows with the pairs, not m^2)."""
+def _others_in_windows(x, y, n, r0, c0, size, sigma, frame_index=None):
+    """(windows, size, size): the sum of N_j PSF_j over every other emitter j of the same
+    frame whose PSF reaches window i (neighbour pairs only: memory grows with the pairs,
+    not m^2)."""
     m = len(x)
     out = np.zeros((m, size, size))
     reach = size * np.sqrt(2.0) + 4 * sigma  # emitter to the far corner of its (edge-clipped) window, plus the PSF's tail
-    pairs = cKDTree(np.c_[x, y]).query_pairs(reach, output_type="ndarray")
+    pairs = cKDTree(frame_points(x, y, frame_index, reach)).query_pairs(reach, output_type="ndarray")
     if len(pairs) == 0:
         return out
     windows = np.r_[pairs[:, 0], pairs[:, 1]]

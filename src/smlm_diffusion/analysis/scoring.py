@@ -89,9 +89,9 @@ def fit_windows(data: np.ndarray, inside: np.ndarray, fixed: np.ndarray, x: np.n
     """Fit k emitters in each of m windows (module doc). ``data``, ``inside``, ``fixed``:
     (m, S, S); ``x``, ``y``: (m, k) starts in frame px; ``r0``, ``c0``: (m,) the windows'
     top-left pixels. Steps are damped per window and clipped to 1 px in position. A window
-    stops iterating once an accepted step moves its emitters by less than 0.001 px (or
-    lowers its negative log-likelihood by less than ``nll_tolerance``), so its result does
-    not depend on the other windows of the batch (frames can be batched)."""
+    stops iterating once an accepted step moves its emitters by less than 0.001 px (or, with
+    little damping, lowers its negative log-likelihood by less than ``nll_tolerance``), so
+    its result does not depend on the other windows of the batch (frames can be batched)."""
     m, k = np.shape(x)
     size = data.shape[1]
     rows, cols = np.asarray(r0, np.float64), np.asarray(c0, np.float64)
@@ -134,7 +134,10 @@ def fit_windows(data: np.ndarray, inside: np.ndarray, fixed: np.ndarray, x: np.n
         trial_model = model(*trial, a)
         value = nll(trial_model[0], a)
         better = value <= current[a]
-        settled = better & ((np.abs(step[:, :2 * k]).max(axis=1) < 1e-3) | (current[a] - value < nll_tolerance))
+        # (a small likelihood gain counts only from a nearly undamped step: after rejected
+        # steps the damping shrinks the step, and with it the gain, far from the optimum)
+        settled = better & ((np.abs(step[:, :2 * k]).max(axis=1) < 1e-3)
+                            | ((current[a] - value < nll_tolerance) & (lam[a] <= 1e-2)))
         taken = a[better]
         x[taken], y[taken], n[taken], delta[taken] = (t[better] for t in trial)
         mu[taken], psf[taken], dx[taken], dy[taken] = (t[better] for t in trial_model)

@@ -19,10 +19,19 @@ def channels_last_copy(module: torch.nn.Module) -> torch.nn.Module:
 
 
 def inference_module(module: torch.nn.Module, make=channels_last_copy) -> torch.nn.Module:
-    """``make(module)``, once per module object (cached while the module lives)."""
-    if module not in _COPIES:
-        _COPIES[module] = make(module)
-    return _COPIES[module]
+    """``make(module)``, cached while the module lives; made again when its weights change
+    (a parameter or buffer is written in place, or the module moves to another device)."""
+    state = _state(module)
+    cached = _COPIES.get(module)
+    if cached is None or cached[1] != state:
+        cached = (make(module), state)
+        _COPIES[module] = cached
+    return cached[0]
+
+
+def _state(module: torch.nn.Module) -> tuple:
+    """Versions and devices of the module's tensors: changes when any is written or moved."""
+    return tuple((t._version, t.device, t.data_ptr()) for t in (*module.parameters(), *module.buffers()))
 
 
 def channels_last(tensor: torch.Tensor | None) -> torch.Tensor | None:

@@ -16,18 +16,21 @@ from .tiling import Tile, plan_tiles
 #: float precision.
 PHI_HALO_PX = 26
 UPSAMPLING = 4
-#: camera pixels per phi batch: one 256x256 tile, or 16 frames of 64x64. Larger batches
-#: run slower per frame on the CPU (the activations leave the cache: 0.18 s per 256x256
+#: camera pixels per phi batch on a CPU: one 256x256 tile, or 16 frames of 64x64. Larger
+#: batches run slower per frame on the CPU (the activations leave the cache: 0.18 s per 256x256
 #: frame at batch 1 against 0.49 s at batch 10 on 2 cores, docs/performance.md)
 MAX_BATCH_PIXELS = 1 << 16
 
 
 @torch.no_grad()
 def phi_kde(model: torch.nn.Module, frames: np.ndarray, device: torch.device, core_px: int = 256,
-            halo_px: int = PHI_HALO_PX, max_batch_pixels: int = MAX_BATCH_PIXELS) -> np.ndarray:
+            halo_px: int = PHI_HALO_PX, max_batch_pixels: int | None = None) -> np.ndarray:
     """Run phi on normalised frames (f, C, H, W) (or (f, H, W) for one channel) ->
     (f, 4H, 4W) float32, batching tiles of equal shape across frames (so many small frames
-    go through in one batch), through the inference copy of ``model`` (``inference_copy``)."""
+    go through in one batch), through the inference copy of ``model`` (``inference_copy``).
+    ``max_batch_pixels``: default MAX_BATCH_PIXELS on a CPU, 16 times that on a GPU."""
+    if max_batch_pixels is None:
+        max_batch_pixels = MAX_BATCH_PIXELS * (1 if torch.device(device).type == "cpu" else 16)
     model = inference_module(model, inference_copy)
     frames = np.asarray(frames, np.float32)
     if frames.ndim == 3:

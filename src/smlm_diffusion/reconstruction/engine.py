@@ -25,6 +25,8 @@ from .refine import FALLBACK_PSF_SIGMA_PX, kde_candidates, movie_psf_sigma, refi
 UPSAMPLING = 4
 #: the PSF width is measured on the spots of the first frames (at most 200 spots)
 PSF_MEASUREMENT_FRAMES = 16
+#: the phi path prepares the next chunk ahead only while a chunk's 4x KDEs take at most this
+PREFETCH_MAX_BYTES = 512 << 20
 
 
 def frame_source_shape(stack) -> tuple[int, int, int]:
@@ -145,7 +147,9 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
     chunks = [(a, min(stop, a + chunk_frames)) for a in range(start, stop, chunk_frames)]
     # phi path: the next chunk goes through phi in a thread while this one is localized
     # (torch and most of numpy/scipy release the GIL, so the two cores stay busy)
-    ahead = ThreadPoolExecutor(1) if psi is None and len(chunks) > 1 else None
+    # (not for chunks whose 4x KDEs are large: two chunks would be held at once)
+    kde_bytes = chunk_frames * h * w * UPSAMPLING ** 2 * 4
+    ahead = ThreadPoolExecutor(1) if psi is None and len(chunks) > 1 and kde_bytes <= PREFETCH_MAX_BYTES else None
     upcoming = None
     try:
         for index, (chunk_start, chunk_stop) in enumerate(chunks):
@@ -217,8 +221,8 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
                                                              locs), f"frame {frame}")
         result.completed = True
     finally:
-        if ahead is not None:  # a stop or an error: the chunk being prepared is dropped
-            ahead.shutdown(wait=True, cancel_futures=True)
+        if ahead is not None:  # a stop or an error: the chunk being prepared is dropped, without
+            ahead.shutdown(wait=False, cancel_futures=True)  # waiting (this may run on the GUI thread)
         result.timings_s.update(timing)
         result.timings_s["total"] = time.perf_counter() - started
 

@@ -93,7 +93,6 @@ def refine_frames(candidates: list[Localizations], photons: np.ndarray, backgrou
     px = settings.pixel_size_nm
     photons = np.asarray(photons, np.float64)
     background = np.broadcast_to(np.asarray(background, np.float64), photons.shape)
-    width = photons.shape[-1]
     f = np.repeat(np.arange(len(candidates)), [len(c) for c in candidates])
     locs = Localizations.concatenate(candidates)
     xy = locs.xy_px(px)
@@ -117,7 +116,7 @@ def refine_frames(candidates: list[Localizations], photons: np.ndarray, backgrou
                 _refit(fit, redo, photons, background, xs, ys, fs, psf_sigma_px, read_variance)
                 keep = np.ones(len(xs), bool)
                 keep[redo] = distinct(fit.x_px[redo], fit.y_px[redo], fit.photons[redo], 0.5 * psf_sigma_px,
-                                      fs[redo], width)
+                                      fs[redo])
                 if not keep.all():  # two starts converged on one emitter: drop the dimmer, refit its frame
                     again = np.isin(fs, fs[~keep])
                     xs, ys, parent, from_split, ambiguity_px, fs, again = (a[keep] for a in (
