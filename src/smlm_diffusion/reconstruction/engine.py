@@ -20,7 +20,8 @@ from ..errors import SmlmInputError
 from ..localizations import Localizations
 from .camera_check import check_camera
 from .settings import FrameResult, ProgressEvent, Reconstruction, ReconstructionSettings
-from .refine import FALLBACK_PSF_SIGMA_PX, kde_candidates, movie_psf_sigma, refine_frame, refine_frames
+from .refine import (FALLBACK_PSF_SIGMA_PX, kde_candidates, movie_psf_sigma, refine_frame, refine_frames,
+                     worker_threads)
 
 UPSAMPLING = 4
 #: the PSF width is measured on the spots of the first frames (at most 200 spots)
@@ -251,12 +252,10 @@ LOCALIZATION_PARTS = 2
 
 def _in_parallel(function, n: int) -> list:
     """``function`` of the LOCALIZATION_PARTS consecutive ranges splitting range(n), run on
-    as many threads as torch has; results in order."""
-    import torch
-
+    ``worker_threads()`` threads; results in order."""
     bounds = np.linspace(0, n, min(LOCALIZATION_PARTS, n) + 1).round().astype(int)
     parts = [range(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
-    workers = max(1, min(torch.get_num_threads(), len(parts)))
+    workers = max(1, min(worker_threads(), len(parts)))
     if workers == 1:
         return [function(part) for part in parts]
     with ThreadPoolExecutor(workers) as pool:

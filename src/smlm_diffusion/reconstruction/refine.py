@@ -74,7 +74,7 @@ def refine_frame(candidates: Localizations, photons: np.ndarray, background: np.
             # blob, the dominant cost on 16 samples): a sample that merges two emitters then
             # shows it as a displaced position, which is part of the spread it should show
             # (in threads: scipy's filters release the GIL, and psi is not running meanwhile)
-            with ThreadPoolExecutor(_threads()) as threads:
+            with ThreadPoolExecutor(worker_threads()) as threads:
                 sample_xys = list(threads.map(lambda s: localize_kde(s / kde_scale, px, 1,
                                                                      threshold=settings.kde_threshold,
                                                                      split_mass=None).xy_px(px), samples))
@@ -181,8 +181,9 @@ def _refit(fit: FitResult, rows: np.ndarray, photons, background, x_px, y_px, fr
         getattr(fit, name)[rows] = column
 
 
-def _threads() -> int:
-    """torch's thread count where torch is loaded (the engine), else 1."""
+def worker_threads() -> int:
+    """Threads for the localization: torch's thread count where torch is loaded (the
+    engine; OMP_NUM_THREADS pins it), else 1."""
     import sys
 
     torch = sys.modules.get("torch")
