@@ -156,3 +156,23 @@ def test_phi_inference_copy_folds_batch_norm_and_gives_the_same_kde(tiny_models)
         expected = phi(torch.from_numpy(frames)).numpy()[:, 0]
     got = phi_kde(phi, frames, torch.device("cpu"))
     assert np.abs(got - expected).max() <= 1e-4 * max(np.abs(expected).max(), 1e-6)
+
+
+def test_phi_path_prepares_the_next_chunk_ahead_and_writes_the_same_localizations():
+    """Chunks of 2 frames (the next chunk goes through phi in a thread while this one is
+    localized) give the frames and localizations of one chunk of all 6 frames; a run
+    stopped after its first frame keeps it and stops cleanly."""
+    sim = simulate_stack(SimulationConfig(n_frames=6, height_px=32, width_px=32, density_per_um2=1.5, photons=2000,
+                                          seed=4, offset_adu=100.0))
+    common = dict(posterior=False, psf_sigma_px=1.0, offset_adu=100.0, device="cpu", drift="off")
+    ahead = reconstruct(sim.adu, ReconstructionSettings(chunk_frames=2, **common))
+    whole = reconstruct(sim.adu, ReconstructionSettings(chunk_frames=6, **common))
+    a, b = ahead.localizations, whole.localizations
+    assert ahead.completed and ahead.frames == whole.frames == [1, 2, 3, 4, 5, 6] and len(a) == len(b) > 20
+    for name, column in b._all_columns().items():
+        assert np.allclose(a._all_columns()[name], column, rtol=1e-9, atol=1e-9, equal_nan=True), name
+    run = ReconstructionRun(sim.adu, ReconstructionSettings(chunk_frames=2, **common))
+    events = run.events()
+    next(event for event in events if event.frame_result is not None)
+    events.close()
+    assert run.result.frames == [1] and not run.result.completed
