@@ -63,7 +63,8 @@ def add_parser(sub) -> None:
                    help="run on a Dask distributed cluster (e.g. tcp://host:8786); every worker must read INPUT "
                         "at the same path and have this package installed")
     p.add_argument("--task-frames", type=int, default=256,
-                   help="with --scheduler: frames per task (rounded up to whole engine chunks of 16-128 frames, by frame size; default 256)")
+                   help="with --scheduler: frames per task (rounded up to whole engine chunks, 16-128 frames "
+                        "by frame size; default 256)")
 
 
 def parse_frames(text: str | None, n_frames: int) -> tuple[int, int] | None:
