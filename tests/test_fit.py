@@ -172,3 +172,57 @@ def test_a_batch_of_frames_is_refined_as_each_frame_alone():
         assert len(together[f]) == len(alone) >= 5 and (together[f].frame == f + 1).all()
         for name, column in alone._all_columns().items():
             assert np.allclose(together[f]._all_columns()[name], column, rtol=1e-9, atol=1e-9, equal_nan=True), name
+
+
+def test_windows_fitted_in_cache_sized_blocks_equal_one_batch(monkeypatch):
+    """fit_windows and its statistics split large batches into blocks; every window's
+    result is its own, so blocking changes nothing, bit for bit."""
+    from smlm_diffusion.analysis import scoring
+
+    rng = np.random.default_rng(3)
+    m, size = 150, 9
+    x, y = rng.uniform(3.0, 6.0, (m, 2)), rng.uniform(3.0, 6.0, (m, 2))
+    corner = np.zeros(m, int)
+    psf = scoring.psf_only(np.r_[x[:, 0], x[:, 1]], np.r_[y[:, 0], y[:, 1]], np.r_[corner, corner],
+                           np.r_[corner, corner], size, SIGMA)
+    data = rng.poisson(500.0 * (psf[:m] + psf[m:]) + 10.0).astype(float)
+    inside = np.ones(data.shape, bool)
+    inside[:20, 0, :] = False  # some windows cut by the frame edge
+    fixed = np.full(data.shape, 10.0)
+    starts = (x + rng.normal(0, 0.3, x.shape), y + rng.normal(0, 0.3, y.shape))
+
+    def run():
+        fit = scoring.fit_windows(data, inside, fixed, *starts, corner, corner, SIGMA, 2.0, nll_tolerance=0.005)
+        return fit, fit.statistics(data, inside, 2.0)
+
+    whole, whole_stats = run()
+    monkeypatch.setattr(scoring, "FIT_BLOCK_ELEMENTS", 16 * 7 * size * size)  # blocks of 16 windows
+    assert scoring._block(2, size) == 16
+    blocked, blocked_stats = run()
+    for a, b in zip((whole.x, whole.y, whole.n, whole.nll, whole.mu) + whole_stats,
+                    (blocked.x, blocked.y, blocked.n, blocked.nll, blocked.mu) + blocked_stats):
+        np.testing.assert_array_equal(a, b)
+    # and the fits found the emitters (either order within a window)
+    error = np.minimum(np.hypot(whole.x - x, whole.y - y).max(axis=1),
+                       np.hypot(whole.x - x[:, ::-1], whole.y - y[:, ::-1]).max(axis=1))
+    assert np.median(error) < 0.5
+
+
+def test_neighbours_held_fixed_match_the_sum_over_all_emitters():
+    """_others_in_windows keeps only neighbours within 5 sigma of a window; the sum equals
+    the brute-force sum over every other emitter of the same frame to < 1e-3 photons."""
+    from smlm_diffusion.analysis.multi_emitter import _others_in_windows
+    from smlm_diffusion.analysis.scoring import psf_only
+
+    rng = np.random.default_rng(5)
+    m, size, w = 300, 11, 5
+    x, y = rng.uniform(0, 40, m), rng.uniform(0, 40, m)
+    f, n = rng.integers(0, 3, m), rng.uniform(500, 5000, m)
+    r0 = np.clip(np.floor(y).astype(int) - w, 0, 40 - size)
+    c0 = np.clip(np.floor(x).astype(int) - w, 0, 40 - size)
+    got = _others_in_windows(x, y, n, r0, c0, size, SIGMA, f)
+    for i in range(m):
+        others = np.flatnonzero((f == f[i]) & (np.arange(m) != i))
+        brute = (n[others, None, None] * psf_only(x[others], y[others], np.full(len(others), r0[i]),
+                                                  np.full(len(others), c0[i]), size, SIGMA)).sum(axis=0)
+        assert np.abs(got[i] - brute).max() < 1e-3

@@ -18,8 +18,14 @@ from .crlb import mortensen_precision_px
 
 def log_response(image: np.ndarray, sigma: float) -> np.ndarray:
     """Scale-normalised, sign-flipped LoG: ``-sigma^2 * laplace(G_sigma * image)``
-    (the response scikit-image's ``blob_log`` thresholds)."""
-    return -(sigma ** 2) * ndimage.gaussian_laplace(np.asarray(image, np.float64), sigma)
+    (the response scikit-image's ``blob_log`` thresholds), in float32 for a float32 image
+    (a KDE: 1.4x faster filters, ~1e-7 relative) and float64 otherwise."""
+    return -(sigma ** 2) * ndimage.gaussian_laplace(_float(image), sigma)
+
+
+def _float(image) -> np.ndarray:
+    image = np.asarray(image)
+    return image if image.dtype == np.float32 else image.astype(np.float64, copy=False)
 
 
 def unit_response(blob_sigma: float, sigma: float | None = None) -> float:
@@ -70,7 +76,7 @@ def detect_blobs(image: np.ndarray, sigma: float, threshold: float, exclude_bord
     """LoG detections at one scale: (rows, cols) refined to sub-pixel, and the response.
     Sub-pixel refinement uses the LoG response, or ``refine_on`` (an image of Gaussian
     blobs, where the log-parabola is exact) when given."""
-    image = np.asarray(image, np.float64)
+    image = _float(image)
     if image.size == 0 or not np.isfinite(image).all():
         raise ValueError("localization needs a finite, non-empty image")
     # one-scale blob_log: maxima of the scale-normalised LoG response above the threshold
@@ -117,9 +123,10 @@ def localize_kde(kde: np.ndarray, pixel_size_nm: float, frame: int = 1,
     column ``kde_mass`` estimates how many emitters a blob holds (1 for one emitter).
     """
     unit = unit_response(kde_sigma_upsampled_px)
-    smooth = ndimage.gaussian_filter(np.asarray(kde, np.float64), 1.0)  # still Gaussian blobs, less noise
+    kde = np.asarray(kde, np.float32)  # the models' precision; float32 filters are faster
+    smooth = ndimage.gaussian_filter(kde, 1.0)  # still Gaussian blobs, less noise
     rows, cols, peak = detect_blobs(kde, kde_sigma_upsampled_px, threshold * unit, refine_on=smooth)
-    mass = peak / unit
+    rows, cols, mass = rows.astype(np.float64), cols.astype(np.float64), peak.astype(np.float64) / unit
     if split_mass is not None and len(rows):
         rows, cols, mass = _split_merged(smooth, rows, cols, mass, np.hypot(kde_sigma_upsampled_px, 1.0),
                                          split_mass=split_mass)
