@@ -176,3 +176,47 @@ def test_phi_path_prepares_the_next_chunk_ahead_and_writes_the_same_localization
     next(event for event in events if event.frame_result is not None)
     events.close()
     assert run.result.frames == [1] and not run.result.completed
+
+
+def test_the_posterior_conditions_on_the_bundled_phi_its_psi_was_trained_on(tmp_path, monkeypatch):
+    """With the default phi, a run with the posterior uses the bundled phi whose SHA-256 the
+    psi records (phi_v2) and says nothing; the phi path keeps the default phi; a phi named
+    explicitly is used as given, with the pairing warning."""
+    from smlm_diffusion.models import CameraPsi, NoiseSchedule, ShufflePhi
+    from smlm_diffusion.models import store
+    from smlm_diffusion.models.normalisation import INPUT_NORMALISATION, kde_scale
+    from smlm_diffusion.reconstruction import engine
+
+    monkeypatch.setattr(store, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setattr(store, "MANIFEST", tmp_path / "manifest.json")
+    torch.manual_seed(1)
+    norm = {"input": dict(INPUT_NORMALISATION), "kde_scale": kde_scale(), "kde_sigma_upsampled_px": 3.0,
+            "upsampling": 4}
+    for name in ("phi", "phi_v2"):
+        store.save_file(store.model_payload("phi", ShufflePhi(channels=8).eval(), norm, {}), tmp_path / f"{name}.pt")
+        store.record_bundled(tmp_path / f"{name}.pt")
+    training = {"phi_sha256": store.sha256_of(tmp_path / "phi_v2.pt")}
+    store.save_file(store.model_payload("psi", CameraPsi(channels=8, heads=2, blocks=1), norm, training,
+                                        NoiseSchedule(kind="cosine")), tmp_path / "psi.pt")
+    store.record_bundled(tmp_path / "psi.pt")
+    loaded = []
+    original = engine.cached_model
+    monkeypatch.setattr(engine, "cached_model", lambda name, device: loaded.append(str(name)) or original(name, device))
+    stack = np.random.default_rng(0).poisson(5.0, (1, 16, 16)).astype(float) + 100.0
+    settings = ReconstructionSettings(offset_adu=100.0, device="cpu")
+    settings.sampler.n_samples = 2
+    result = reconstruct(stack, settings)
+    assert loaded == ["psi", "phi_v2"] and not any("trained on another phi" in w for w in result.warnings)
+    loaded.clear()
+    reconstruct(stack, ReconstructionSettings(offset_adu=100.0, device="cpu", posterior=False))
+    assert loaded == ["phi"]
+    loaded.clear()
+    settings.phi_model = str(tmp_path / "phi.pt")
+    result = reconstruct(stack, settings)
+    assert loaded[-1] == str(tmp_path / "phi.pt") and any("trained on another phi" in w for w in result.warnings)
+    # a bundled name holds the kind it names
+    store.save_file(store.model_payload("psi", CameraPsi(channels=8, heads=2, blocks=1), norm, {},
+                                        NoiseSchedule(kind="cosine")), tmp_path / "phi_v2.pt")
+    store.record_bundled(tmp_path / "phi_v2.pt")
+    with pytest.raises(SmlmInputError, match="holds a psi model, not a phi model"):
+        store.load_model("phi_v2")

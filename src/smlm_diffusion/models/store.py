@@ -29,7 +29,10 @@ MANIFEST = WEIGHTS_DIR / "manifest.json"
 
 #: model kind -> the module a file's ``config`` describes
 KINDS = {"phi": build_phi, "psi": build_psi, "structures": build_psi}  # structures: an unconditional U-Net
-BUNDLED = ("phi", "psi")  # the names of the bundled files
+#: the bundled files: name -> the kind of model it holds. "phi_v2" is the phi the bundled psi
+#: was trained on: the posterior conditions on it (``paired_bundled_phi``), while the phi path
+#: uses the smaller, faster "phi" (docs/models.md)
+BUNDLED = {"phi": "phi", "psi": "psi", "phi_v2": "phi"}
 
 
 @dataclass
@@ -90,11 +93,24 @@ def load_model(name_or_path: str | Path, device: str | torch.device = "cpu") -> 
     except Exception as exc:  # noqa: BLE001 - any unpickling/shape problem means a bad file
         raise SmlmInputError(f"model weights file {path} could not be read ({type(exc).__name__}); "
                              "it is corrupt or not a napari-smlm-diffusion model") from exc
-    if name in BUNDLED and kind != name:
-        raise SmlmInputError(f"model weights file {path} holds a {kind} model, not {name}")
+    if name in BUNDLED and kind != BUNDLED[name]:
+        raise SmlmInputError(f"model weights file {path} holds a {kind} model, not a {BUNDLED[name]} model")
     schedule = NoiseSchedule(**payload["schedule"]) if "schedule" in payload else None
     module.eval().to(device)
     return LoadedModel(kind, module, payload["normalisation"], payload.get("training", {}), schedule, path)
+
+
+def paired_bundled_phi(psi: LoadedModel) -> str | None:
+    """The name of the bundled phi file whose SHA-256 ``psi`` records as the phi it was
+    trained on (None: none is bundled)."""
+    trained_on = psi.training.get("phi_sha256")
+    if not trained_on or not MANIFEST.exists():
+        return None
+    manifest = json.loads(MANIFEST.read_text())
+    for name, kind in BUNDLED.items():
+        if kind == "phi" and manifest.get(f"{name}.pt", {}).get("sha256") == trained_on:
+            return name
+    return None
 
 
 def save_file(payload: dict, path: str | Path) -> Path:

@@ -101,8 +101,8 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
         settings, camera, warnings = check_camera(frame_source_shape(stack)[0], run.settings,
                                                   lambda a, b: _read(stack, a, b))
     camera_s = time.perf_counter() - started
-    phi = cached_model(settings.phi_model, device)
     psi = cached_model(settings.psi_model, device) if settings.posterior else None
+    phi = cached_model(_phi_name(settings.phi_model, psi), device)
     if psi is not None:
         warnings = warnings + _pairing_warning(phi, psi) + _full_sampling_warning(psi, settings.sampler)
     kde_scale = float(phi.normalisation["kde_scale"])
@@ -286,9 +286,9 @@ def cached_model(name_or_path: str, device):
     """``load_model``, once per process for the same file and device (a batch worker loads
     each model once; the widget's repeated runs do not reload). Inference never changes a
     model, so sharing it is safe."""
-    from ..models.store import KINDS, bundled_path, load_model
+    from ..models.store import BUNDLED, bundled_path, load_model
 
-    path = bundled_path(name_or_path) if str(name_or_path) in KINDS else Path(name_or_path)
+    path = bundled_path(name_or_path) if str(name_or_path) in BUNDLED else Path(name_or_path)
     try:
         stat = path.stat()
         key = (str(path.resolve()), str(device), stat.st_mtime_ns, stat.st_size)
@@ -299,6 +299,16 @@ def cached_model(name_or_path: str, device):
             _MODELS.clear()
         _MODELS[key] = load_model(name_or_path, device)
     return _MODELS[key]
+
+
+def _phi_name(phi_model: str, psi) -> str:
+    """The phi to run: the one asked for, except that with the default ("phi") and a psi
+    trained on another bundled phi, the posterior conditions on that one (store.BUNDLED)."""
+    from ..models.store import paired_bundled_phi
+
+    if psi is not None and phi_model == "phi":
+        return paired_bundled_phi(psi) or phi_model
+    return phi_model
 
 
 def _pairing_warning(phi, psi) -> list[str]:
