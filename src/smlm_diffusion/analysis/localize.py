@@ -7,6 +7,8 @@ times finer than the camera has its centre at ``(j + 0.5) / upsampling`` camera 
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 from scipy import ndimage
 from skimage.feature import peak_local_max
@@ -28,9 +30,11 @@ def _float(image) -> np.ndarray:
     return image if image.dtype == np.float32 else image.astype(np.float64, copy=False)
 
 
+@lru_cache(maxsize=64)
 def unit_response(blob_sigma: float, sigma: float | None = None) -> float:
     """Peak LoG response of one unit-mass Gaussian blob of width ``blob_sigma`` (grid
-    pixels), measured on a rendered blob so pixel integration is included."""
+    pixels), measured on a rendered blob so pixel integration is included (cached: it is
+    asked for on every frame)."""
     sigma = blob_sigma if sigma is None else sigma
     size = int(np.ceil(8 * max(blob_sigma, sigma))) * 2 + 1
     blob = render_emitters(np.array([[size / 2]]), np.array([[size / 2]]), np.array([[1.0]]),
