@@ -118,7 +118,7 @@ def tiles(args) -> None:
     print("| core px | halo px | coverage 2-std (signal) | variance / one tile | mean |posterior mean - one tile| | s/frame |")
     print("|---|---|---|---|---|---|")
     reference = None
-    for core, halo in ((64, 0), (64, 8), (32, 8), (32, 4), (20, 4)):
+    for core, halo in ((64, 0), (64, 8), (32, 8), (32, 4), (24, 4), (20, 4)):
         rec = reconstruct(sim.adu, _settings(args, _sampler(args.t0, args.evals, args.mix, core_px=core, halo_px=halo)))
         var = float(np.mean([rec.variance_kdes[f].mean() for f in rec.frames]))
         means = np.stack([rec.mean_kdes[f] for f in rec.frames])

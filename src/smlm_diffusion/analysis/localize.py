@@ -18,6 +18,10 @@ from ..simulation.psf import DEFAULT_KDE_SIGMA_UPSAMPLED_PX, UPSAMPLING, render_
 from .crlb import mortensen_precision_px
 
 
+#: the light smoothing (grid px) of a KDE before peak refinement and blob splitting
+SMOOTH_PX = 1.0
+
+
 def log_response(image: np.ndarray, sigma: float) -> np.ndarray:
     """Scale-normalised, sign-flipped LoG: ``-sigma^2 * laplace(G_sigma * image)``
     (the response scikit-image's ``blob_log`` thresholds), in float32 for a float32 image
@@ -126,13 +130,15 @@ def localize_kde(kde: np.ndarray, pixel_size_nm: float, frame: int = 1,
     ``threshold`` is a fraction of the LoG peak of one isolated emitter. The extra
     column ``kde_mass`` estimates how many emitters a blob holds (1 for one emitter).
     """
-    unit = unit_response(kde_sigma_upsampled_px)
     kde = np.asarray(kde, np.float32)  # the models' precision; float32 filters are faster
-    smooth = ndimage.gaussian_filter(kde, 1.0)  # still Gaussian blobs, less noise
-    rows, cols, peak = detect_blobs(kde, kde_sigma_upsampled_px, threshold * unit, refine_on=smooth)
+    if kde.size == 0 or not np.isfinite(kde).all():
+        raise ValueError("localization needs a finite, non-empty image")
+    smooth = ndimage.gaussian_filter(kde, SMOOTH_PX)  # still Gaussian blobs, less noise
+    unit = _unit_half_grid_response(kde_sigma_upsampled_px)
+    rows, cols, peak = _half_grid_blobs(smooth, kde_sigma_upsampled_px, threshold * unit)
     rows, cols, mass = rows.astype(np.float64), cols.astype(np.float64), peak.astype(np.float64) / unit
     if split_mass is not None and len(rows):
-        rows, cols, mass = _split_merged(smooth, rows, cols, mass, np.hypot(kde_sigma_upsampled_px, 1.0),
+        rows, cols, mass = _split_merged(smooth, rows, cols, mass, np.hypot(kde_sigma_upsampled_px, SMOOTH_PX),
                                          split_mass=split_mass)
     return Localizations(
         frame=np.full(len(rows), frame),
@@ -140,6 +146,62 @@ def localize_kde(kde: np.ndarray, pixel_size_nm: float, frame: int = 1,
         y_nm=(rows + 0.5) / upsampling * pixel_size_nm,
         extra={"kde_mass": mass},
     )
+
+
+def _half_grid_response(smooth: np.ndarray, sigma: float) -> np.ndarray:
+    """The scale-normalised LoG response of ``log_response(kde, sigma)`` on every second
+    grid pixel, from ``smooth`` = G_SMOOTH_PX * kde: G_sigma = G_sqrt(sigma^2 - s^2) * G_s,
+    and on a grid of spacing 2 the Gaussian's width and the Laplacian scale by 1/2 and 1/4.
+    The KDE's blobs (sigma 3 grid px, smoothed: 3.2) are well sampled at spacing 2, and the
+    filters run on a quarter of the pixels with half-length kernels (8x less work)."""
+    coarse = smooth[::2, ::2]
+    return -(sigma ** 2 / 4.0) * ndimage.gaussian_laplace(coarse, np.sqrt(sigma ** 2 - SMOOTH_PX ** 2) / 2.0)
+
+
+def _half_grid_peak(response: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Peak heights between the samples: a separable log-parabola through the 3 samples on
+    each axis (exact for a Gaussian peak); the sample itself where a neighbour is not positive."""
+    padded = np.pad(response, 1, mode="edge").astype(np.float64)
+    r, c = rows + 1, cols + 1
+    centre = padded[r, c]
+    total = np.log(np.maximum(centre, 1e-30))
+    ok = centre > 0
+    for minus, plus in ((padded[r - 1, c], padded[r + 1, c]), (padded[r, c - 1], padded[r, c + 1])):
+        good = (minus > 0) & (plus > 0) & ok
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lm, lc, lp = (np.log(np.where(good, v, 1.0)) for v in (minus, centre, plus))
+            curvature = 2 * lc - lm - lp
+            lift = np.where(good & (curvature > 0), (lm - lp) ** 2 / (8 * curvature), 0.0)
+        total = total + np.clip(np.nan_to_num(lift), 0.0, 0.5)
+    return np.where(ok, np.exp(total), centre)
+
+
+def _half_grid_blobs(smooth: np.ndarray, sigma: float, threshold: float):
+    """LoG detections of a KDE (``detect_blobs`` at one scale) found on every second grid
+    pixel (``_half_grid_response``), then climbed to ``smooth``'s own maximum and refined
+    there by a log-parabola at full resolution: (rows, cols, interpolated LoG peak)."""
+    response = _half_grid_response(smooth, sigma)
+    blobs = peak_local_max(response, min_distance=1, threshold_abs=threshold, exclude_border=False)
+    if len(blobs) == 0:
+        return np.zeros(0), np.zeros(0), np.zeros(0)
+    rows, cols = _drop_ties(blobs[:, 0].astype(int), blobs[:, 1].astype(int), response)
+    peak = _half_grid_peak(response, rows, cols)
+    rows, cols = _climb(smooth, 2 * rows, 2 * cols, steps=3)
+    rr, cc = _refine(smooth, rows, cols)
+    return rr, cc, peak
+
+
+@lru_cache(maxsize=64)
+def _unit_half_grid_response(blob_sigma: float) -> float:
+    """``unit_response`` as ``_half_grid_blobs`` measures it: the interpolated peak of one
+    unit-mass blob's half-grid response (the blob centred on a kept grid pixel)."""
+    size = int(np.ceil(8 * blob_sigma)) * 2 + 1
+    centre = (size // 2) + 0.5 if (size // 2) % 2 == 0 else (size // 2) - 0.5
+    blob = render_emitters(np.array([[centre]]), np.array([[centre]]), np.array([[1.0]]), (size, size),
+                           blob_sigma)[0].astype(np.float32)
+    response = _half_grid_response(ndimage.gaussian_filter(blob, SMOOTH_PX), blob_sigma)
+    r, c = np.unravel_index(np.argmax(response), response.shape)
+    return float(_half_grid_peak(response, np.array([r]), np.array([c]))[0])
 
 
 def _split_merged(image, rows, cols, mass, sigma, split_mass: float, max_emitters: int = 3):
