@@ -91,8 +91,7 @@ def fit_emitters(photons: np.ndarray, background: np.ndarray | float, x_px, y_px
     out.crowded = np.zeros(m, bool)
     if m == 0:
         return out
-    reach = JOINT_DISTANCE_SIGMAS * sigma_px
-    labels = _groups(frame_points(x0, y0, f, reach), reach)
+    labels = joint_groups(x0, y0, sigma_px, f)
     sizes = np.bincount(labels)
     single = sizes[labels] == 1
     crowded = sizes[labels] > MAX_GROUP
@@ -111,6 +110,13 @@ def fit_emitters(photons: np.ndarray, background: np.ndarray | float, x_px, y_px
                & np.isfinite(out.crlb_x_px) & np.isfinite(out.crlb_y_px))
     out.x_px, out.y_px = np.where(out.ok, out.x_px, x0), np.where(out.ok, out.y_px, y0)
     return out
+
+
+def joint_groups(x_px, y_px, sigma_px: float, frame_index=None) -> np.ndarray:
+    """Group label of each start: the emitters ``fit_emitters`` fits together (connected
+    within JOINT_DISTANCE_SIGMAS sigmas, in the same frame)."""
+    reach = JOINT_DISTANCE_SIGMAS * sigma_px
+    return _groups(frame_points(x_px, y_px, frame_index, reach), reach)
 
 
 def _groups(points, reach):

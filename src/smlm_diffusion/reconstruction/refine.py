@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ..analysis.crlb import mortensen_precision_px
-from ..analysis.fit import FitResult, estimate_psf_sigma, fit_emitters
+from ..analysis.fit import FitResult, estimate_psf_sigma, fit_emitters, joint_groups
 from ..analysis.localize import localize_kde
 from ..analysis.multi_emitter import distinct, split_merged
 from ..localizations import Localizations
@@ -117,8 +117,11 @@ def refine_frames(candidates: list[Localizations], photons: np.ndarray, backgrou
                 keep = np.ones(len(xs), bool)
                 keep[redo] = distinct(fit.x_px[redo], fit.y_px[redo], fit.photons[redo], 0.5 * psf_sigma_px,
                                       fs[redo])
-                if not keep.all():  # two starts converged on one emitter: drop the dimmer, refit its frame
-                    again = np.isin(fs, fs[~keep])
+                if not keep.all():  # two starts converged on one emitter: drop the dimmer, refit its group
+                    # (the other groups' fits depend on their own starts only: they stand)
+                    labels = np.full(len(xs), -1)
+                    labels[redo] = joint_groups(xs[redo], ys[redo], psf_sigma_px, fs[redo])
+                    again = redo & np.isin(labels, labels[~keep])
                     xs, ys, parent, from_split, ambiguity_px, fs, again = (a[keep] for a in (
                         xs, ys, parent, from_split, ambiguity_px, fs, again))
                     fit = _take(fit, keep)
