@@ -3,8 +3,9 @@
 
     python benchmarks/speed.py [--device auto] [--full-frames 1] [--skip-full]
 
-Optionally runs Picasso (``pip install picassosr``) on the same stack and prints the
-ratio; without it, that row says so. Not a test: it prints a table for docs/.
+With ``--picasso-python`` (default: ``~/.cache/picasso-venv/bin/python`` when it exists;
+see ``picasso_compare.py``), also runs Picasso's identify + fit on the same phi-path
+stacks and prints frames/s and our ratio to it; without it, that row says so. Not a test: it prints a table for docs/.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import platform
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -36,6 +38,20 @@ def timed(stack, **kw):
     return time.perf_counter() - start, result
 
 
+#: Picasso's minimum net gradient for these frames (1000 photons on background 10: well above noise)
+PICASSO_MIN_NG = 500
+DEFAULT_PICASSO_PYTHON = Path.home() / ".cache" / "picasso-venv" / "bin" / "python"
+
+
+def picasso_time(python: str, adu: np.ndarray, method: str) -> float:
+    """Picasso's identify + fit seconds on the same frames (uint16, as a camera writes them),
+    through benchmarks/_picasso_localize.py in its own environment."""
+    from picasso_compare import picasso
+
+    frames = np.clip(np.round(adu), 0, 65535).astype(np.uint16)
+    return picasso(python, frames, method, [PICASSO_MIN_NG])[0][2]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto")
@@ -47,6 +63,9 @@ def main() -> None:
     parser.add_argument("--phi-only", action="store_true", help="only the phi-path rows")
     parser.add_argument("--phi", default="phi")
     parser.add_argument("--psi", default="psi")
+    parser.add_argument("--picasso-python", default=str(DEFAULT_PICASSO_PYTHON) if DEFAULT_PICASSO_PYTHON.exists() else None,
+                        help="python of an environment with picassosr, for the side-by-side rows "
+                             "(default ~/.cache/picasso-venv/bin/python when it exists)")
     args = parser.parse_args()
     models = {"phi_model": args.phi, "psi_model": args.psi}
     import torch
@@ -59,11 +78,25 @@ def main() -> None:
     print(f"device: {device} ({name}); torch {torch.__version__}; 1000 photons, bg 10, 1 emitter/um^2\n")
     print("| path | frame | frames | seconds | frames/s | s/frame | network evals/frame |")
     print("|---|---|---|---|---|---|---|")
+    picasso_rows = []
     for side, n in ((64, args.phi_frames), (256, max(args.phi_frames // 10, 5))):
         stack = movie(n, side)
         seconds, result = timed(stack, posterior=False, device=args.device, **models)
         print(f"| phi | {side}x{side} | {n} | {seconds:.2f} | {n / seconds:.1f} | {seconds / n:.4f} | "
-              f"{result.network_evaluations / n:.0f} |")
+              f"{result.network_evaluations / n:.0f} |", flush=True)
+        if args.picasso_python:
+            for method in ("lq", "mle"):
+                picasso_seconds = picasso_time(args.picasso_python, stack, method)
+                picasso_rows.append(f"| Picasso {method.upper()} (net gradient {PICASSO_MIN_NG}) | {side}x{side} | "
+                                    f"{n} | {picasso_seconds:.2f} | {n / picasso_seconds:.1f} | "
+                                    f"{picasso_seconds / seconds:.3f} |")
+    if picasso_rows:
+        print("\nPicasso (`identify` + `fit`, its own environment, numba compiled first) on the same frames\n")
+        print("| method | frame | frames | seconds | frames/s | ours / Picasso (frames/s) |")
+        print("|---|---|---|---|---|---|")
+        print("\n".join(picasso_rows))
+    else:
+        print("\nPicasso: no environment given (--picasso-python; see benchmarks/picasso_compare.py) - no ratio")
     if args.phi_only:
         return
     stack = movie(args.posterior_frames, 64)
@@ -86,12 +119,6 @@ def main() -> None:
         print(f"| posterior full (16 chains, T=100) | 64x64 | {n} | {seconds:.2f} | {n / seconds:.3f} | "
               f"{seconds / n:.2f} | {result.network_evaluations / n:.0f} |")
         print(f"\nfull / accelerated time ratio: {seconds / n / accelerated:.1f}")
-    import importlib.util
-
-    if importlib.util.find_spec("picasso") is None:
-        print("\nPicasso: not installed (pip install picassosr) - no side-by-side ratio")
-    else:
-        print("\nPicasso is installed; its localize API is not wired into this benchmark yet")
 
 
 if __name__ == "__main__":
