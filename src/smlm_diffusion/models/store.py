@@ -29,10 +29,10 @@ MANIFEST = WEIGHTS_DIR / "manifest.json"
 
 #: model kind -> the module a file's ``config`` describes
 KINDS = {"phi": build_phi, "psi": build_psi, "structures": build_psi}  # structures: an unconditional U-Net
-#: the bundled files: name -> the kind of model it holds. "phi_v2" is the phi the bundled psi
-#: was trained on: the posterior conditions on it (``paired_bundled_phi``), while the phi path
-#: uses the smaller, faster "phi" (docs/models.md)
-BUNDLED = {"phi": "phi", "psi": "psi", "phi_v2": "phi"}
+#: the bundled files: name -> the kind of model it holds. A psi records the SHA-256 of the phi
+#: it was trained on; with the default phi, the posterior conditions on the bundled phi of that
+#: SHA-256 (``paired_bundled_phi``), so a faster default phi can ship beside psi's own
+BUNDLED = {"phi": "phi", "psi": "psi"}
 
 
 @dataclass
