@@ -189,6 +189,7 @@ def test_the_posterior_conditions_on_the_bundled_phi_its_psi_was_trained_on(tmp_
 
     monkeypatch.setattr(store, "WEIGHTS_DIR", tmp_path)
     monkeypatch.setattr(store, "MANIFEST", tmp_path / "manifest.json")
+    monkeypatch.setattr(store, "BUNDLED", {**store.BUNDLED, "phi_v2": "phi"})  # a release with two phis
     torch.manual_seed(1)
     norm = {"input": dict(INPUT_NORMALISATION), "kde_scale": kde_scale(), "kde_sigma_upsampled_px": 3.0,
             "upsampling": 4}
