@@ -24,14 +24,8 @@ SMOOTH_PX = 1.0
 
 def log_response(image: np.ndarray, sigma: float) -> np.ndarray:
     """Scale-normalised, sign-flipped LoG: ``-sigma^2 * laplace(G_sigma * image)``
-    (the response scikit-image's ``blob_log`` thresholds), in float32 for a float32 image
-    (a KDE: 1.4x faster filters, ~1e-7 relative) and float64 otherwise."""
-    return -(sigma ** 2) * ndimage.gaussian_laplace(_float(image), sigma)
-
-
-def _float(image) -> np.ndarray:
-    image = np.asarray(image)
-    return image if image.dtype == np.float32 else image.astype(np.float64, copy=False)
+    (the response scikit-image's ``blob_log`` thresholds)."""
+    return -(sigma ** 2) * ndimage.gaussian_laplace(np.asarray(image, np.float64), sigma)
 
 
 @lru_cache(maxsize=64)
@@ -84,7 +78,7 @@ def detect_blobs(image: np.ndarray, sigma: float, threshold: float, exclude_bord
     """LoG detections at one scale: (rows, cols) refined to sub-pixel, and the response.
     Sub-pixel refinement uses the LoG response, or ``refine_on`` (an image of Gaussian
     blobs, where the log-parabola is exact) when given."""
-    image = _float(image)
+    image = np.asarray(image, np.float64)
     if image.size == 0 or not np.isfinite(image).all():
         raise ValueError("localization needs a finite, non-empty image")
     # one-scale blob_log: maxima of the scale-normalised LoG response above the threshold
