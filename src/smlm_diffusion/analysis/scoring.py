@@ -23,23 +23,25 @@ SQRT2 = np.sqrt(2.0)
 FIT_BLOCK_ELEMENTS = 1 << 17
 
 
-def axis_integrals(centre: np.ndarray, edges0: np.ndarray, n: int, sigma: float):
-    """Pixel integrals (m, n) of a unit Gaussian along one axis and their derivative with
-    respect to the centre; pixel j spans [edges0 + j, edges0 + j + 1)."""
+def axis_integrals(centre: np.ndarray, edges0: np.ndarray, n: int, sigma: float, derivative: bool = True):
+    """Pixel integrals (m, n) of a unit Gaussian along one axis and (None without
+    ``derivative``) their derivative with respect to the centre; pixel j spans
+    [edges0 + j, edges0 + j + 1)."""
     edges = edges0[:, None] + np.arange(n + 1)[None, :]
     z = (edges - centre[:, None]) / (SQRT2 * sigma)
-    cdf = 0.5 * erf(z)
+    integrals = np.diff(0.5 * erf(z), axis=1)
+    if not derivative:
+        return integrals, None
     pdf = np.exp(-z ** 2) / (np.sqrt(2 * np.pi) * sigma)
-    return np.diff(cdf, axis=1), -np.diff(pdf, axis=1)
+    return integrals, -np.diff(pdf, axis=1)
 
 
 def psf_only(x, y, r0, c0, size, sigma):
     """PSF (m, size, size) on windows whose top-left pixels are (r0, c0), without the
     derivatives ``psf_windows`` also returns (for neighbours held fixed)."""
-    def integrals(centre, edges0):
-        edges = np.asarray(edges0, np.float64)[:, None] + np.arange(size + 1)[None, :]
-        return np.diff(0.5 * erf((edges - np.asarray(centre, np.float64)[:, None]) / (SQRT2 * sigma)), axis=1)
-    return integrals(y, r0)[:, :, None] * integrals(x, c0)[:, None, :]
+    ex, _ = axis_integrals(np.asarray(x, np.float64), np.asarray(c0, np.float64), size, sigma, derivative=False)
+    ey, _ = axis_integrals(np.asarray(y, np.float64), np.asarray(r0, np.float64), size, sigma, derivative=False)
+    return ey[:, :, None] * ex[:, None, :]
 
 
 def psf_windows(x, y, r0, c0, size, sigma):
