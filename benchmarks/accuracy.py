@@ -94,13 +94,19 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer frames")
     parser.add_argument("--skip-psi", action="store_true")
     parser.add_argument("--mix", type=float, default=None, help="sampler variance mix (default: the settings')")
+    parser.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16"),
+                        help="the networks' arithmetic (default auto: bfloat16 where the CPU has it natively)")
     args = parser.parse_args()
     import torch
 
+    from smlm_diffusion.inference.devices import inference_dtype
+
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; tolerance 250 nm; "
-          "RMSE lateral = sqrt(mean(dx^2 + dy^2)); CRLB lateral = sqrt(2) x per-axis bound")
+          "RMSE lateral = sqrt(mean(dx^2 + dy^2)); CRLB lateral = sqrt(2) x per-axis bound; precision phi / psi: "
+          + " / ".join("bfloat16" if inference_dtype("cpu", args.precision, net) is not None else "float32"
+                       for net in ("phi", "psi")))
     base = ReconstructionSettings(offset_adu=100.0, gain_adu_per_photon=1.0, phi_model=args.phi,
-                                  psi_model=args.psi, device="cpu")
+                                  psi_model=args.psi, device="cpu", precision=args.precision)
     if args.threshold is not None:
         base.kde_threshold = args.threshold
     if args.mix is not None:

@@ -221,3 +221,53 @@ def test_the_posterior_conditions_on_the_bundled_phi_its_psi_was_trained_on(tmp_
     store.record_bundled(tmp_path / "phi_v2.pt")
     with pytest.raises(SmlmInputError, match="holds a psi model, not a phi model"):
         store.load_model("phi_v2")
+
+
+def test_inference_precision_choices():
+    from smlm_diffusion.inference.devices import inference_dtype
+
+    assert inference_dtype("cpu", "float32") is None
+    assert inference_dtype("cpu", "bfloat16") is torch.bfloat16
+    assert inference_dtype(torch.device("cuda"), "auto") is None  # not measured on GPUs: float32
+    assert inference_dtype("cpu", "auto", "psi") is None  # psi's posterior narrows in bfloat16
+    assert inference_dtype("cpu", "bfloat16", "psi") is torch.bfloat16
+    with pytest.raises(SmlmInputError, match="precision"):
+        inference_dtype("cpu", "half")
+    with pytest.raises(ValueError, match="precision"):
+        ReconstructionSettings(precision="fp16").validate()
+
+
+def test_bfloat16_phi_and_psi_stay_close_to_float32(tiny_models):
+    """bfloat16 convolutions (8 mantissa bits): phi's KDE within 2 % of its peak; psi's
+    samples from the same noise within 5 % of their range; GroupNorm computes in float32;
+    the float32 and bfloat16 inference copies are cached side by side."""
+    from smlm_diffusion.inference.fast_modules import Float32GroupNorm, inference_module
+
+    phi = load_model(tiny_models["phi"]).module
+    frames = np.random.default_rng(3).normal(size=(2, 2, 40, 36)).astype(np.float32)
+    exact = phi_kde(phi, frames, torch.device("cpu"))
+    reduced = phi_kde(phi, frames, torch.device("cpu"), dtype=torch.bfloat16)
+    assert reduced.dtype == np.float32 and 0 < np.abs(reduced - exact).max() <= 0.02 * np.abs(exact).max()
+
+    psi = load_model(tiny_models["psi_v2"])
+    estimate = np.zeros((4 * 22, 4 * 18), np.float32)
+    estimate[40:50, 40:50] = 1.0
+    frame = np.random.default_rng(0).normal(size=(2, 22, 18)).astype(np.float32)
+    settings = SamplerSettings(n_samples=3, t0=4, stride=2, skip_empty_below=None, core_px=10, halo_px=3)
+    a, b = (sample_posterior(psi.module, psi.schedule, estimate, settings, torch.device("cpu"), seed=1, frame=2,
+                             frame_input=frame, dtype=dtype) for dtype in (None, torch.bfloat16))
+    assert 0 < np.abs(a - b).max() <= 0.05 * (a.max() - a.min())
+    fast32, fast16 = inference_module(psi.module), inference_module(psi.module, dtype=torch.bfloat16)
+    assert fast32 is not fast16 and fast16 is inference_module(psi.module, dtype=torch.bfloat16)
+    norms = [m for m in fast16.modules() if isinstance(m, torch.nn.GroupNorm)]
+    assert norms and all(isinstance(m, Float32GroupNorm) for m in norms)
+    assert not any(isinstance(m, Float32GroupNorm) for m in fast32.modules())
+
+
+def test_the_run_records_its_precision(tiny_models):
+    settings = ReconstructionSettings(posterior=False, phi_model=tiny_models["phi"], psf_sigma_px=1.0, device="cpu",
+                                      drift="off", precision="bfloat16")
+    assert reconstruct(_stack(1).adu, settings).precision == "bfloat16"
+    settings.precision = "float32"
+    assert reconstruct(_stack(1).adu, settings).precision == "float32"
+

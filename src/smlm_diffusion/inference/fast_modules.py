@@ -1,7 +1,8 @@
-"""Inference copies of the networks, made once per loaded model: channels-last weights
-(the CPU convolutions run 1.5-2.5x faster on them, docs/performance.md) and, for phi,
-BatchNorm folded into the convolutions (``models.phi.inference_copy``). The copies
-give the same outputs to float precision; training never sees them."""
+"""Inference copies of the networks, made once per loaded model and dtype: channels-last
+weights (the CPU convolutions run 1.5-2.5x faster on them, docs/performance.md), for phi
+BatchNorm folded into the convolutions (``models.phi.inference_copy``), and optionally
+bfloat16 arithmetic (``reduced_precision``). The float32 copies give the same outputs to
+float precision; training never sees them."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import copy
 import weakref
 
 import torch
+import torch.nn.functional as F
 
 _COPIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -18,15 +20,52 @@ def channels_last_copy(module: torch.nn.Module) -> torch.nn.Module:
     return copy.deepcopy(module).eval().to(memory_format=torch.channels_last)
 
 
-def inference_module(module: torch.nn.Module, make=channels_last_copy) -> torch.nn.Module:
-    """``make(module)``, cached while the module lives; made again when its weights change
-    (a parameter or buffer is written in place, or the module moves to another device)."""
+def inference_module(module: torch.nn.Module, make=channels_last_copy, dtype=None) -> torch.nn.Module:
+    """``make(module)``, in ``dtype`` when one is given (``reduced_precision``), cached while
+    the module lives; made again when its weights change (a parameter or buffer is written in
+    place, or the module moves to another device)."""
     state = _state(module)
-    cached = _COPIES.get(module)
+    copies = _COPIES.setdefault(module, {})
+    cached = copies.get((make, dtype))
     if cached is None or cached[1] != state:
-        cached = (make(module), state)
-        _COPIES[module] = cached
+        fast = make(module)
+        cached = (fast if dtype is None else reduced_precision(fast, dtype), state)
+        copies[(make, dtype)] = cached
     return cached[0]
+
+
+class Float32GroupNorm(torch.nn.GroupNorm):
+    """GroupNorm computed in float32 on any input (its statistics need float32, and on the
+    CPU the bfloat16 kernel is 2-3x slower than the float32 one: docs/performance.md)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.group_norm(x.float(), self.num_groups, self.weight, self.bias, self.eps)
+
+
+def reduced_precision(module: torch.nn.Module, dtype) -> torch.nn.Module:
+    """``module`` (an inference copy) for running under ``torch.autocast`` in ``dtype``: its
+    GroupNorms compute in float32 (``Float32GroupNorm``); a module with no normalisation
+    left (phi's copy, BatchNorm folded) gets its weights in ``dtype``, so that no cast is
+    repeated per call."""
+    norms = [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._NormBase)]
+    if not norms and not any(isinstance(m, torch.nn.GroupNorm) for m in module.modules()):
+        return module.to(dtype)
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is torch.nn.GroupNorm:
+                replacement = Float32GroupNorm(child.num_groups, child.num_channels, child.eps, child.affine)
+                replacement.load_state_dict(child.state_dict())
+                setattr(parent, name, replacement.to(child.weight.device))
+    return module
+
+
+def autocast(device, dtype):
+    """A ``torch.autocast`` context for ``dtype`` on ``device``, or a no-op for None."""
+    import contextlib
+
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=dtype)
 
 
 def _state(module: torch.nn.Module) -> tuple:

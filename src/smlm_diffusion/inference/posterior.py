@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..models.schedule import NoiseSchedule
-from .fast_modules import channels_last, inference_module
+from .fast_modules import autocast, channels_last, inference_module
 from .sampling_settings import SamplerSettings, step_pairs
 from .tiling import Tile, plan_tiles
 
@@ -31,10 +31,12 @@ def _tile_seed(seed: int, frame: int, tile_index: int) -> int:
 
 def sample_posterior(psi: torch.nn.Module, schedule: NoiseSchedule, phi_kde: np.ndarray,
                      settings: SamplerSettings, device: torch.device, seed: int = 0, frame: int = 0,
-                     frame_input: np.ndarray | None = None) -> np.ndarray:
+                     frame_input: np.ndarray | None = None, dtype=None) -> np.ndarray:
     """Posterior KDE samples (N, 4H, 4W), model units, for one frame's phi estimate (4H, 4W)
-    and, for a psi that reads the data, its normalised frame (C, H, W)."""
-    steps = iter_sample_posterior(psi, schedule, phi_kde, settings, device, seed, frame, frame_input)
+    and, for a psi that reads the data, its normalised frame (C, H, W). ``dtype``:
+    torch.bfloat16 runs psi's convolutions in bfloat16 (``devices.inference_dtype``); the
+    chain's state and arithmetic stay float32."""
+    steps = iter_sample_posterior(psi, schedule, phi_kde, settings, device, seed, frame, frame_input, dtype)
     while True:
         try:
             next(steps)
@@ -48,7 +50,7 @@ def count_tiles(height_px: int, width_px: int, settings: SamplerSettings) -> int
 
 def iter_sample_posterior(psi: torch.nn.Module, schedule: NoiseSchedule, phi_kde: np.ndarray,
                           settings: SamplerSettings, device: torch.device, seed: int = 0, frame: int = 0,
-                          frame_input: np.ndarray | None = None):
+                          frame_input: np.ndarray | None = None, dtype=None):
     """Generator form of :func:`sample_posterior`: yields the number of tiles finished
     after each psi batch, and 0 after every network evaluation within a batch (so callers
     can report progress and stop within a second or so), and returns the samples."""
@@ -83,7 +85,7 @@ def iter_sample_posterior(psi: torch.nn.Module, schedule: NoiseSchedule, phi_kde
             condition = torch.from_numpy(np.concatenate(cond)).to(device)
             frames = torch.from_numpy(np.concatenate(data).astype(np.float32)).to(device) if uses_frame else None
             noise_all = torch.cat(noise, dim=1).to(device)         # (steps + 1, maps, 1, h, w)
-            chain = _run_chain(psi, schedule, condition, noise_all, pairs, settings, frames)
+            chain = _run_chain(psi, schedule, condition, noise_all, pairs, settings, frames, dtype)
             while True:
                 try:
                     with torch.no_grad():
@@ -102,7 +104,7 @@ def iter_sample_posterior(psi: torch.nn.Module, schedule: NoiseSchedule, phi_kde
 
 def _run_chain(psi, schedule: NoiseSchedule, condition: torch.Tensor, noise: torch.Tensor,
                pairs: list[tuple[int, int]], settings: SamplerSettings,
-               frames: torch.Tensor | None = None) -> torch.Tensor:
+               frames: torch.Tensor | None = None, dtype=None) -> torch.Tensor:
     """Reverse chain for a batch of maps: a generator that yields after every network
     evaluation and returns the KDE samples in model units."""
     maps = len(condition)
@@ -116,13 +118,15 @@ def _run_chain(psi, schedule: NoiseSchedule, condition: torch.Tensor, noise: tor
         y = schedule.q_sample(torch.zeros_like(condition) if residual else condition,
                               torch.full((maps,), start, device=condition.device), noise[0])
     clip = (-condition, settings.clip_max - condition) if residual else (0.0, settings.clip_max)
-    net = inference_module(psi)  # the channels-last copy (fast_modules)
+    net = inference_module(psi, dtype=dtype)  # the channels-last copy (fast_modules)
     condition_cl, frames_cl = channels_last(condition), channels_last(frames)
     for k, (t, s) in enumerate(pairs):
         tt = torch.full((maps,), t, device=condition.device, dtype=torch.long)
         ss = torch.full((maps,), s, device=condition.device, dtype=torch.long)
         y_cl = channels_last(y)
-        output = net(y_cl, condition_cl, tt, frames_cl) if frames is not None else net(y_cl, condition_cl, tt)
+        with autocast(condition.device, dtype):
+            output = net(y_cl, condition_cl, tt, frames_cl) if frames is not None else net(y_cl, condition_cl, tt)
+        output = output.float()
         y = schedule.reverse_step(y, output, tt, ss, noise=noise[k + 1], clip_y0=clip, prediction=prediction,
                                   variance_mix=settings.variance_mix if settings.mode == "accelerated" else 0.0)
         if k + 1 < len(pairs):

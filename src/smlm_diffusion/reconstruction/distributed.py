@@ -48,7 +48,8 @@ class _Merged:
 
     def __init__(self, settings: ReconstructionSettings, probe: Reconstruction, frames_requested: int) -> None:
         self.result = Reconstruction(settings=settings, shape_px=probe.shape_px, origin_px=probe.origin_px,
-                                     device=probe.device, render=np.zeros_like(probe.render),
+                                     device=probe.device, precision=probe.precision,
+                                     render=np.zeros_like(probe.render),
                                      render_variance=None if probe.render_variance is None
                                      else np.zeros_like(probe.render_variance), frames_requested=frames_requested)
         self.result.psf_sigma_px, self.result.psf_sigma_source = probe.psf_sigma_px, probe.psf_sigma_source

@@ -84,7 +84,7 @@ class ReconstructionRun:
 
 def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
 
-    from ..inference.devices import resolve_device
+    from ..inference.devices import inference_dtype, resolve_device
     from ..inference.phi_path import phi_kde
     from ..inference.posterior import count_tiles, iter_sample_posterior
     from ..inference.sampling_settings import network_evaluations_per_tile
@@ -94,6 +94,8 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
     start, stop = run.start, run.stop
     r0, r1, c0, c1 = run.region
     device = resolve_device(run.settings.device)
+    dtype = inference_dtype(device, run.settings.precision, "phi")
+    psi_dtype = inference_dtype(device, run.settings.precision, "psi")
     started = time.perf_counter()
     if run.camera_checked:
         settings, camera, warnings = run.settings, None, []
@@ -108,6 +110,7 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
     kde_scale = float(phi.normalisation["kde_scale"])
     h, w = r1 - r0, c1 - c0
     result = Reconstruction(settings=settings, shape_px=(h, w), origin_px=(r0, c0), device=str(device),
+                            precision=_precision_label(dtype, psi_dtype if psi is not None else dtype),
                             render=np.zeros((h * UPSAMPLING, w * UPSAMPLING)),
                             render_variance=np.zeros((h * UPSAMPLING, w * UPSAMPLING)) if psi else None,
                             frames_requested=stop - start)
@@ -141,7 +144,7 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
         timing["background"] += time.perf_counter() - t
         t = time.perf_counter()
         normalised = normalise_frames(photons, norm, background)
-        estimates = phi_kde(phi.module, normalised, device)
+        estimates = phi_kde(phi.module, normalised, device, dtype=dtype)
         timing["phi"] += time.perf_counter() - t
         return photons, background, normalised, estimates
 
@@ -177,7 +180,7 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
                 if psi is not None:
                     t = time.perf_counter()
                     steps = iter_sample_posterior(psi.module, psi.schedule, estimate, settings.sampler, device,
-                                                  settings.seed, frame, normalised[offset])
+                                                  settings.seed, frame, normalised[offset], psi_dtype)
                     frame_done = 0
                     while True:
                         try:
@@ -226,6 +229,12 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
             ahead.shutdown(wait=False, cancel_futures=True)  # waiting (this may run on the GUI thread)
         result.timings_s.update(timing)
         result.timings_s["total"] = time.perf_counter() - started
+
+
+def _precision_label(phi_dtype, psi_dtype) -> str:
+    """"float32", "bfloat16", or "phi bfloat16, psi float32"."""
+    phi, psi = ("bfloat16" if d is not None else "float32" for d in (phi_dtype, psi_dtype))
+    return phi if phi == psi else f"phi {phi}, psi {psi}"
 
 
 def _localize_chunk(kdes: np.ndarray, photons: np.ndarray, background: np.ndarray, chunk_start: int,

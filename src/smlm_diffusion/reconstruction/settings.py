@@ -29,6 +29,8 @@ class ReconstructionSettings:
     sampler: SamplerSettings = field(default_factory=SamplerSettings)
     seed: int = 0
     device: str = "auto"
+    precision: str = "auto"                   # networks' arithmetic: "auto" (phi in bfloat16 where the CPU has it
+                                              # natively), "float32" or "bfloat16" (both; inference/devices.py)
     phi_model: str = "phi"
     psi_model: str = "psi"
     min_photons: float = DEFAULT_MIN_PHOTONS  # the detection knob: keep localizations with at least this many
@@ -64,6 +66,8 @@ class ReconstructionSettings:
             raise ValueError(f"the minimum photons per localization must be zero or positive, not {self.min_photons:g}")
         if self.chunk_frames < 0:
             raise ValueError("chunk_frames must be at least 1 (or 0: by frame size)")
+        if self.precision not in ("auto", "float32", "bfloat16"):
+            raise ValueError(f"precision must be 'auto', 'float32' or 'bfloat16', not {self.precision!r}")
         if self.drift not in ("auto", "off"):
             raise ValueError(f"drift must be 'auto' or 'off', not {self.drift!r}")
 
@@ -107,6 +111,7 @@ class Reconstruction:
     variance_kdes: dict[int, np.ndarray] = field(default_factory=dict)
     completed: bool = False
     device: str = "cpu"
+    precision: str = "float32"                 # the networks' arithmetic this run used ("phi bfloat16, psi float32")
     network_evaluations: int = 0
     timings_s: dict[str, float] = field(default_factory=dict)
     psf_sigma_px: float | None = None          # the PSF sigma the fit used (given or measured)
