@@ -102,9 +102,8 @@ def main() -> None:
     from smlm_diffusion.inference.devices import inference_dtype
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; tolerance 250 nm; "
-          "RMSE lateral = sqrt(mean(dx^2 + dy^2)); CRLB lateral = sqrt(2) x per-axis bound; precision phi / psi: "
-          + " / ".join("bfloat16" if inference_dtype("cpu", args.precision, net) is not None else "float32"
-                       for net in ("phi", "psi")))
+          "RMSE lateral = sqrt(mean(dx^2 + dy^2)); CRLB lateral = sqrt(2) x per-axis bound; networks in "
+          + ("bfloat16" if inference_dtype("cpu", args.precision) is not None else "float32"))
     base = ReconstructionSettings(offset_adu=100.0, gain_adu_per_photon=1.0, phi_model=args.phi,
                                   psi_model=args.psi, device="cpu", precision=args.precision)
     if args.threshold is not None:

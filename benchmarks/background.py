@@ -102,9 +102,13 @@ def frames(make_background, n_frames: int, density_per_um2: float, seed: int, ph
     return np.stack(stack), Localizations.concatenate(tables)
 
 
+#: the networks' arithmetic for every run (--precision)
+PRECISION = {"value": "auto"}
+
+
 def run(stack, phi: str, min_photons: float, gain: float = CAMERA.gain_adu_per_photon):
     settings = ReconstructionSettings(pixel_size_nm=PIXEL_NM, offset_adu=CAMERA.offset_adu,
-                                      gain_adu_per_photon=gain, posterior=False,
+                                      gain_adu_per_photon=gain, posterior=False, precision=PRECISION["value"],
                                       phi_model=phi, device="cpu", min_photons=min_photons)
     return reconstruct(stack, settings)
 
@@ -133,7 +137,10 @@ def main() -> None:
     parser.add_argument("--min-photons", type=float, default=DEFAULT_MIN_PHOTONS)
     parser.add_argument("--sweep", action="store_true", help="also sweep the detection knob")
     parser.add_argument("--seed", type=int, default=90210)
+    parser.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16"),
+                        help="phi's arithmetic (default auto: bfloat16 where the CPU has it natively)")
     args = parser.parse_args()
+    PRECISION["value"] = args.precision
     import torch
 
     print(f"phi={args.phi}, min_photons={args.min_photons:g}, {args.frames} frames of {SIDE}x{SIDE} per row, "

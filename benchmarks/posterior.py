@@ -36,7 +36,8 @@ PX = 108.0
 
 def _settings(args, sampler: SamplerSettings | None = None, **kw) -> ReconstructionSettings:
     kw.setdefault("keep_frame_kdes", True)
-    s = ReconstructionSettings(offset_adu=100.0, device="cpu", phi_model=args.phi, psi_model=args.psi, **kw)
+    s = ReconstructionSettings(offset_adu=100.0, device="cpu", phi_model=args.phi, psi_model=args.psi,
+                               precision=args.precision, **kw)
     if sampler is not None:
         s.sampler = sampler
     return s
@@ -184,6 +185,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--phi", default="phi")
     parser.add_argument("--psi", default="psi")
+    parser.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16"),
+                        help="the networks' arithmetic (default auto: bfloat16 where the CPU has it natively)")
     parser.add_argument("--choose", action="store_true", help="sampler grid on validation data")
     parser.add_argument("--frames", type=int, default=6, help="validation frames per set (--choose)")
     parser.add_argument("--full-frames", type=int, default=2, help="of those, sampled in full (--choose)")

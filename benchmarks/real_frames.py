@@ -41,6 +41,8 @@ def main() -> None:
     parser.add_argument("--offset", type=float, default=100.0)
     parser.add_argument("--gain", type=float, default=2.11, help="ADU per photon")
     parser.add_argument("--phi", default="phi")
+    parser.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16"),
+                        help="phi's arithmetic (default auto: bfloat16 where the CPU has it natively)")
     parser.add_argument("--reference", help="comma-separated reference counts per frame")
     args = parser.parse_args()
     movie = read_movie(args.movie)
@@ -55,7 +57,7 @@ def main() -> None:
         print(f"photon-transfer estimate: not possible ({exc})")
     settings = ReconstructionSettings(pixel_size_nm=args.pixel_size, offset_adu=args.offset,
                                       gain_adu_per_photon=args.gain, posterior=False, phi_model=args.phi,
-                                      device="cpu", min_photons=0.0)
+                                      device="cpu", min_photons=0.0, precision=args.precision)
     started = time.perf_counter()
     rec = reconstruct(movie, settings)
     seconds = time.perf_counter() - started

@@ -62,12 +62,14 @@ def main() -> None:
     parser.add_argument("--skip-full", action="store_true")
     parser.add_argument("--phi-only", action="store_true", help="only the phi-path rows")
     parser.add_argument("--phi", default="phi")
+    parser.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16"),
+                        help="the networks' arithmetic (default auto: bfloat16 where the CPU has it natively)")
     parser.add_argument("--psi", default="psi")
     parser.add_argument("--picasso-python", default=str(DEFAULT_PICASSO_PYTHON) if DEFAULT_PICASSO_PYTHON.exists() else None,
                         help="python of an environment with picassosr, for the side-by-side rows "
                              "(default ~/.cache/picasso-venv/bin/python when it exists)")
     args = parser.parse_args()
-    models = {"phi_model": args.phi, "psi_model": args.psi}
+    models = {"phi_model": args.phi, "psi_model": args.psi, "precision": args.precision}
     import torch
 
     from smlm_diffusion.inference.devices import resolve_device
@@ -75,7 +77,11 @@ def main() -> None:
     device = resolve_device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else \
         f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
-    print(f"device: {device} ({name}); torch {torch.__version__}; 1000 photons, bg 10, 1 emitter/um^2\n")
+    from smlm_diffusion.inference.devices import inference_dtype
+
+    precision = "bfloat16" if inference_dtype(device, args.precision) is not None else "float32"
+    print(f"device: {device} ({name}); torch {torch.__version__}; networks in {precision}; "
+          "1000 photons, bg 10, 1 emitter/um^2\n")
     print("| path | frame | frames | seconds | frames/s | s/frame | network evals/frame |")
     print("|---|---|---|---|---|---|---|")
     picasso_rows = []

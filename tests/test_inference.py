@@ -229,8 +229,6 @@ def test_inference_precision_choices():
     assert inference_dtype("cpu", "float32") is None
     assert inference_dtype("cpu", "bfloat16") is torch.bfloat16
     assert inference_dtype(torch.device("cuda"), "auto") is None  # not measured on GPUs: float32
-    assert inference_dtype("cpu", "auto", "psi") is None  # psi's posterior narrows in bfloat16
-    assert inference_dtype("cpu", "bfloat16", "psi") is torch.bfloat16
     with pytest.raises(SmlmInputError, match="precision"):
         inference_dtype("cpu", "half")
     with pytest.raises(ValueError, match="precision"):
@@ -239,9 +237,10 @@ def test_inference_precision_choices():
 
 def test_bfloat16_phi_and_psi_stay_close_to_float32(tiny_models):
     """bfloat16 convolutions (8 mantissa bits): phi's KDE within 2 % of its peak; psi's
-    samples from the same noise within 5 % of their range; GroupNorm computes in float32;
-    the float32 and bfloat16 inference copies are cached side by side."""
-    from smlm_diffusion.inference.fast_modules import Float32GroupNorm, inference_module
+    samples from the same noise within 5 % of their range; GroupNorm, psi's input stem, time
+    embedding and head compute in float32; the float32 and bfloat16 inference copies are
+    cached side by side."""
+    from smlm_diffusion.inference.fast_modules import FLOAT32_PARTS, Float32GroupNorm, Float32Island, inference_module
 
     phi = load_model(tiny_models["phi"]).module
     frames = np.random.default_rng(3).normal(size=(2, 2, 40, 36)).astype(np.float32)
@@ -262,6 +261,7 @@ def test_bfloat16_phi_and_psi_stay_close_to_float32(tiny_models):
     norms = [m for m in fast16.modules() if isinstance(m, torch.nn.GroupNorm)]
     assert norms and all(isinstance(m, Float32GroupNorm) for m in norms)
     assert not any(isinstance(m, Float32GroupNorm) for m in fast32.modules())
+    assert all(isinstance(getattr(fast16, name), Float32Island) for name in FLOAT32_PARTS)
 
 
 def test_the_run_records_its_precision(tiny_models):

@@ -57,12 +57,12 @@ def native_bfloat16_cpu() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def inference_dtype(device, precision: str = "auto", network: str = "phi"):
+def inference_dtype(device, precision: str = "auto"):
     """The dtype of a network's convolutions for ``precision`` on ``device``: None for
-    float32, or ``torch.bfloat16``. "auto" gives bfloat16 to phi on a CPU with native
-    bfloat16 (``native_bfloat16_cpu``: 2.4x faster, the same accuracy) and float32 to psi
-    (in bfloat16 its posterior narrows: 2-std coverage 0.893 against 0.903-0.908 over seeds,
-    docs/performance.md) and on GPUs (not measured); "bfloat16" gives it to both."""
+    float32, or ``torch.bfloat16``. "auto" gives bfloat16 on a CPU with native bfloat16
+    (``native_bfloat16_cpu``: phi 2.4x, psi 1.2-1.4x faster, with psi's input stem, time
+    embedding and head kept in float32, ``fast_modules.FLOAT32_PARTS``; the same accuracy and
+    coverage, docs/performance.md) and float32 on GPUs (not measured there)."""
     import torch
 
     precision = (precision or "auto").lower()
@@ -70,6 +70,6 @@ def inference_dtype(device, precision: str = "auto", network: str = "phi"):
         raise SmlmInputError(f"Unknown precision '{precision}'; choose one of {', '.join(PRECISION_CHOICES)}.")
     if precision == "bfloat16":
         return torch.bfloat16
-    if precision == "auto" and network == "phi" and torch.device(device).type == "cpu" and native_bfloat16_cpu():
+    if precision == "auto" and torch.device(device).type == "cpu" and native_bfloat16_cpu():
         return torch.bfloat16
     return None

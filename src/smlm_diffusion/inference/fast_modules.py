@@ -42,6 +42,23 @@ class Float32GroupNorm(torch.nn.GroupNorm):
         return F.group_norm(x.float(), self.num_groups, self.weight, self.bias, self.eps)
 
 
+class Float32Island(torch.nn.Module):
+    """A submodule run in float32 inside an autocast region (autocast off, float inputs)."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, *args):
+        with torch.autocast(args[0].device.type, enabled=False):
+            return self.module(*(a.float() if torch.is_floating_point(a) else a for a in args))
+
+
+#: psi's parts kept in float32 under bfloat16: the input stem (it reads y_t, whose small
+#: noise at the last steps bfloat16 would round away), the time embedding and the output head
+FLOAT32_PARTS = ("stem", "time_mlp", "head")
+
+
 def reduced_precision(module: torch.nn.Module, dtype) -> torch.nn.Module:
     """``module`` (an inference copy) for running under ``torch.autocast`` in ``dtype``: its
     GroupNorms compute in float32 (``Float32GroupNorm``); a module with no normalisation
@@ -56,6 +73,9 @@ def reduced_precision(module: torch.nn.Module, dtype) -> torch.nn.Module:
                 replacement = Float32GroupNorm(child.num_groups, child.num_channels, child.eps, child.affine)
                 replacement.load_state_dict(child.state_dict())
                 setattr(parent, name, replacement.to(child.weight.device))
+    for name in FLOAT32_PARTS:
+        if isinstance(getattr(module, name, None), torch.nn.Module):
+            setattr(module, name, Float32Island(getattr(module, name)))
     return module
 
 

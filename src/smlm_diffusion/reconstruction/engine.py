@@ -94,8 +94,7 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
     start, stop = run.start, run.stop
     r0, r1, c0, c1 = run.region
     device = resolve_device(run.settings.device)
-    dtype = inference_dtype(device, run.settings.precision, "phi")
-    psi_dtype = inference_dtype(device, run.settings.precision, "psi")
+    dtype = inference_dtype(device, run.settings.precision)
     started = time.perf_counter()
     if run.camera_checked:
         settings, camera, warnings = run.settings, None, []
@@ -110,7 +109,7 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
     kde_scale = float(phi.normalisation["kde_scale"])
     h, w = r1 - r0, c1 - c0
     result = Reconstruction(settings=settings, shape_px=(h, w), origin_px=(r0, c0), device=str(device),
-                            precision=_precision_label(dtype, psi_dtype if psi is not None else dtype),
+                            precision="float32" if dtype is None else "bfloat16",
                             render=np.zeros((h * UPSAMPLING, w * UPSAMPLING)),
                             render_variance=np.zeros((h * UPSAMPLING, w * UPSAMPLING)) if psi else None,
                             frames_requested=stop - start)
@@ -180,7 +179,7 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
                 if psi is not None:
                     t = time.perf_counter()
                     steps = iter_sample_posterior(psi.module, psi.schedule, estimate, settings.sampler, device,
-                                                  settings.seed, frame, normalised[offset], psi_dtype)
+                                                  settings.seed, frame, normalised[offset], dtype)
                     frame_done = 0
                     while True:
                         try:
@@ -229,12 +228,6 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
             ahead.shutdown(wait=False, cancel_futures=True)  # waiting (this may run on the GUI thread)
         result.timings_s.update(timing)
         result.timings_s["total"] = time.perf_counter() - started
-
-
-def _precision_label(phi_dtype, psi_dtype) -> str:
-    """"float32", "bfloat16", or "phi bfloat16, psi float32"."""
-    phi, psi = ("bfloat16" if d is not None else "float32" for d in (phi_dtype, psi_dtype))
-    return phi if phi == psi else f"phi {phi}, psi {psi}"
 
 
 def _localize_chunk(kdes: np.ndarray, photons: np.ndarray, background: np.ndarray, chunk_start: int,

@@ -29,8 +29,8 @@ class ReconstructionSettings:
     sampler: SamplerSettings = field(default_factory=SamplerSettings)
     seed: int = 0
     device: str = "auto"
-    precision: str = "auto"                   # networks' arithmetic: "auto" (phi in bfloat16 where the CPU has it
-                                              # natively), "float32" or "bfloat16" (both; inference/devices.py)
+    precision: str = "auto"                   # networks' arithmetic: "auto" (bfloat16 where the CPU has it natively),
+                                              # "float32" or "bfloat16" (inference/devices.py)
     phi_model: str = "phi"
     psi_model: str = "psi"
     min_photons: float = DEFAULT_MIN_PHOTONS  # the detection knob: keep localizations with at least this many
@@ -111,7 +111,7 @@ class Reconstruction:
     variance_kdes: dict[int, np.ndarray] = field(default_factory=dict)
     completed: bool = False
     device: str = "cpu"
-    precision: str = "float32"                 # the networks' arithmetic this run used ("phi bfloat16, psi float32")
+    precision: str = "float32"                 # the networks' arithmetic this run used
     network_evaluations: int = 0
     timings_s: dict[str, float] = field(default_factory=dict)
     psf_sigma_px: float | None = None          # the PSF sigma the fit used (given or measured)
