@@ -271,3 +271,55 @@ def test_the_run_records_its_precision(tiny_models):
     settings.precision = "float32"
     assert reconstruct(_stack(1).adu, settings).precision == "float32"
 
+
+
+def _helper_runs(monkeypatch):
+    """Localizations of a small phi-path run on two threads with the fits' helper process
+    (``fit_worker``) taking even small parts, and the same run without it."""
+    from smlm_diffusion.reconstruction import fit_worker
+
+    sim = simulate_stack(SimulationConfig(n_frames=4, height_px=32, width_px=32, density_per_um2=1.5, photons=2000,
+                                          seed=6, offset_adu=100.0))
+    settings = ReconstructionSettings(posterior=False, psf_sigma_px=1.0, offset_adu=100.0, device="cpu", drift="off")
+    monkeypatch.setattr(fit_worker, "MIN_CANDIDATES", 1)
+    answered = []
+    helper = fit_worker.refine_frames_in_helper
+    monkeypatch.setattr(fit_worker, "refine_frames_in_helper", lambda *job: answered.append(helper(*job)) or answered[-1])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        helped = reconstruct(sim.adu, settings)
+        monkeypatch.setenv("SMLM_DIFFUSION_FIT_PROCESS", "0")
+        alone = reconstruct(sim.adu, settings)
+    finally:
+        torch.set_num_threads(threads)
+    return answered, helped.localizations, alone.localizations
+
+
+def _same(a, b):
+    assert len(a) == len(b) > 10
+    for name, column in b._all_columns().items():
+        assert np.array_equal(a._all_columns()[name], column, equal_nan=True), name
+
+
+def test_fits_in_the_helper_process_give_the_same_localizations(monkeypatch):
+    """With two threads, the fits of a chunk's second part run in the helper process: the
+    same localizations, column by column, as fitting in this process."""
+    answered, helped, alone = _helper_runs(monkeypatch)
+    assert answered and answered[0] is not None  # the helper answered the first run's part
+    _same(helped, alone)
+
+
+def test_a_helper_that_dies_leaves_the_fits_to_this_process(monkeypatch):
+    import subprocess
+    import sys
+
+    from smlm_diffusion.reconstruction import fit_worker
+
+    monkeypatch.setattr(fit_worker, "_FAILED", False)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    dead.wait()
+    monkeypatch.setattr(fit_worker, "_running", lambda: dead)
+    answered, helped, alone = _helper_runs(monkeypatch)
+    assert answered and answered[0] is None and fit_worker._FAILED  # no answer: fitted here
+    _same(helped, alone)

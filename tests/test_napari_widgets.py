@@ -363,7 +363,8 @@ def test_live_layers_refresh_at_a_bounded_rate_and_catch_up():
     now = [0.0]
     result = Reconstruction(ReconstructionSettings(), shape_px=(8, 8), render=np.zeros((32, 32)), frames_requested=6)
     run = SimpleNamespace(result=result)
-    live = LiveLayers(run, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), True, "raw", clock=lambda: now[0])
+    live = LiveLayers(run, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), True, "raw", clock=lambda: now[0],
+                      pacer=RefreshPacer(min_interval_s=0.5))
     built = []
     for frame in range(1, 7):
         locs = Localizations(frame=[frame] * frame, x_nm=np.full(frame, 300.0), y_nm=np.full(frame, 200.0),

@@ -103,11 +103,13 @@ def frame_layers(event_result: FrameResult, run_result: Reconstruction, raw_scal
 
 # -- live updates during a run ---------------------------------------------------------
 class RefreshPacer:
-    """Bounded-rate layer refreshes: at most one per ``min_interval_s``, spaced at least
+    """Bounded-rate layer refreshes: at most one per ``min_interval_s`` (1 s: the worker
+    pauses while the GUI shows one, which at 0.5 s cost the run 20 % at 70 frames/s,
+    docs/performance.md), spaced at least
     ``cost_factor`` times the last refresh's GUI-thread cost (so refreshing a big table
     takes at most ~1/cost_factor of the GUI thread), and none while one is still queued."""
 
-    def __init__(self, min_interval_s: float = 0.5, cost_factor: float = 10.0) -> None:
+    def __init__(self, min_interval_s: float = 1.0, cost_factor: float = 10.0) -> None:
         self.min_interval_s, self.cost_factor = min_interval_s, cost_factor
         self.last_cost_s = 0.0
         self.pending = False  # a refresh was built and the GUI has not applied it yet

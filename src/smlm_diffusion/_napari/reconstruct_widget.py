@@ -3,7 +3,7 @@
 The run goes through a napari ``thread_worker`` that yields one event per psi batch of
 tiles and per finished frame. The GUI thread updates the progress bar, speed and time left
 per event. The layers' data is built in the worker (``LiveLayers``) at a bounded rate
-(about twice a second, less often when the table grows) and once at the end, and the
+(about once a second, less often when the table grows) and once at the end, and the
 worker pauses while the GUI shows it, so a long movie never floods the GUI. Cancel quits
 the worker at its next yield; finished frames stay shown."""
 

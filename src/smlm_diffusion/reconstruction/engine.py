@@ -153,6 +153,10 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
     # (not for chunks whose 4x KDEs are large: two chunks would be held at once)
     kde_bytes = chunk_frames * h * w * UPSAMPLING ** 2 * 4
     ahead = ThreadPoolExecutor(1) if psi is None and len(chunks) > 1 and kde_bytes <= PREFETCH_MAX_BYTES else None
+    if psi is None and worker_threads() > 1:  # the fits' helper process imports while phi runs
+        from .fit_worker import start as start_fit_helper
+
+        start_fit_helper()
     upcoming = None
     try:
         for index, (chunk_start, chunk_stop) in enumerate(chunks):
@@ -234,15 +238,21 @@ def _localize_chunk(kdes: np.ndarray, photons: np.ndarray, background: np.ndarra
                     measured: dict[int, Localizations], psf_sigma_px: float, settings) -> list[Localizations]:
     """The phi path's localizations of one chunk: LoG candidates (reusing those found for
     the PSF measurement) and one batched fit per part of consecutive frames, the parts run
-    in parallel (scipy's filters and numpy's array operations release the GIL)."""
+    in parallel: the detection in threads (scipy's filters release the GIL), the fits of the
+    parts after the first in the helper process (``fit_worker``: the fits hold the GIL)."""
+    from .fit_worker import refine_frames_in_helper
+
+    parallel = worker_threads() > 1
 
     def part(indices: range) -> list[Localizations]:
         candidates = [measured.get(chunk_start + i + 1) for i in indices]
         candidates = [c if c is not None else
                       kde_candidates(kdes[i], photons[i], background[i], chunk_start + i + 1, settings)
                       for i, c in zip(indices, candidates)]
-        return refine_frames(candidates, photons[indices.start:indices.stop],
-                             background[indices.start:indices.stop], psf_sigma_px, settings)
+        job = (candidates, photons[indices.start:indices.stop], background[indices.start:indices.stop],
+               psf_sigma_px, settings)
+        tables = refine_frames_in_helper(*job) if parallel and indices.start > 0 else None
+        return tables if tables is not None else refine_frames(*job)
 
     return [table for tables in _in_parallel(part, len(kdes)) for table in tables]
 
