@@ -56,6 +56,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--phi-frames", type=int, default=200)
+    parser.add_argument("--frames-256", type=int, default=None,
+                        help="frames of the 256x256 phi-path stack (default: a tenth of --phi-frames, at least 5)")
     parser.add_argument("--posterior-frames", type=int, default=3)
     parser.add_argument("--full-frames", type=int, default=1)
     parser.add_argument("--posterior-256", type=int, default=0, help="also time this many 256x256 posterior frames")
@@ -85,7 +87,7 @@ def main() -> None:
     print("| path | frame | frames | seconds | frames/s | s/frame | network evals/frame |")
     print("|---|---|---|---|---|---|---|")
     picasso_rows = []
-    for side, n in ((64, args.phi_frames), (256, max(args.phi_frames // 10, 5))):
+    for side, n in ((64, args.phi_frames), (256, args.frames_256 or max(args.phi_frames // 10, 5))):
         stack = movie(n, side)
         seconds, result = timed(stack, posterior=False, device=args.device, **models)
         print(f"| phi | {side}x{side} | {n} | {seconds:.2f} | {n / seconds:.1f} | {seconds / n:.4f} | "
