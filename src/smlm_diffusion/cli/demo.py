@@ -26,7 +26,8 @@ def add_parser(sub) -> None:
     p = sub.add_parser("demo", help="simulate, reconstruct with uncertainties and evaluate a small movie",
                        description="End-to-end demonstration on a simulated 64x64 filament movie with the bundled "
                                    "models: the phi path on every frame, posterior sampling on the first ones. On a "
-                                   "2-core laptop CPU the defaults take about 20 s (docs/performance.md).")
+                                   "2-core CPU the defaults take about 12 s with bfloat16 (AVX512-BF16) and about 20 s "
+                                   "in float32 (docs/performance.md).")
     p.add_argument("--out", default="demo_output", help="output folder (default ./demo_output)")
     p.add_argument("--frames", type=int, default=300, help="frames to simulate and reconstruct on the phi path "
                                                            "(default 300; tens of frames per second on a CPU)")
