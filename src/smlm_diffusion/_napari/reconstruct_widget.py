@@ -23,8 +23,12 @@ if TYPE_CHECKING:  # pragma: no cover
     import napari
 
 NAME = "reconstruct"
-#: seconds between updates of the progress bar and the status text during a run
-STATUS_INTERVAL_S = 0.2
+#: seconds between updates of the progress bar and the status text during a run: each
+#: update redraws the window, canvas included (under Xvfb's software OpenGL, 5 updates a
+#: second cost a 256x256 posterior frame 10 s of its 60; docs/performance.md)
+STATUS_INTERVAL_S = 1.0
+#: seconds between progress-only events sent from the worker to the GUI thread
+PROGRESS_INTERVAL_S = 0.1
 
 
 class ReconstructWidget(Container):
@@ -132,9 +136,18 @@ class ReconstructWidget(Container):
         @thread_worker
         def work():
             events = run.events()
+            sent = -float("inf")
             try:
                 for event in events:
                     refresh = live.observe(event)
+                    # progress-only events (one per network evaluation on the posterior path,
+                    # thousands per 256x256 frame) go to the GUI at most every PROGRESS_INTERVAL_S:
+                    # each wakes the GUI thread, which took a quarter of the run from psi; the
+                    # worker still checks for Cancel at every event it yields, so within that time
+                    now = time.monotonic()
+                    if refresh is None and event.frame_result is None and now - sent < PROGRESS_INTERVAL_S:
+                        continue
+                    sent = now
                     yield LiveUpdate(event, refresh)
                     if refresh is not None:
                         live.wait_for_gui()
@@ -172,7 +185,7 @@ class ReconstructWidget(Container):
             self._show_warnings()
             now = time.monotonic()
             speed = self._clock.update(event.done, event.total, int(event.frame_result is not None), now)
-            # the bar and the text at most 5 times a second: each change relays out the dock and
+            # the bar and the text at most once a second: each change relays out the dock and
             # redraws the canvas beside it, which at tens of frames per second costs the run a third
             if now - self._shown_at >= STATUS_INTERVAL_S or event.done >= event.total:
                 self._shown_at = now
