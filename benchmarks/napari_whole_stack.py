@@ -74,6 +74,10 @@ def main() -> None:
     # a real event loop, as in a napari session (processEvents alone never runs deferred
     # deletes, so napari's "Opening Files" activity spinner would animate through the run)
     loop = QEventLoop()
+    refreshes: list[float] = []
+    apply = widget._apply
+    widget._apply = lambda refresh, **kw: (refreshes.append(time.perf_counter()) if refresh is not None else None,
+                                           apply(refresh, **kw))
     started = time.perf_counter()
     widget.start()
     widget._worker.finished.connect(lambda: QTimer.singleShot(0, loop.quit))
@@ -95,8 +99,9 @@ def main() -> None:
     shown = "window hidden" if args.hidden else "window shown"
     print(f"| napari Reconstruct widget, whole stack, {shown} | {gui_s:.1f} | {n / gui_s:.1f} | "
           f"{engine_s / gui_s:.2f} | {gaps.max():.3f} s | {np.percentile(gaps, 99):.3f} s |")
+    print(f"\n{len(refreshes)} layer refreshes shown (at {', '.join(f'{t - started:.1f}' for t in refreshes)} s)")
     if first_layer:
-        print(f"\nfirst result layer shown {first_layer[0] - started:.1f} s after Run")
+        print(f"first result layer shown {first_layer[0] - started:.1f} s after Run")
     viewer.close()
 
 
