@@ -13,6 +13,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import SmlmInputError
+from ..inference.devices import PRECISION_CHOICES
 from ..io import TiffStack, atomic_path, write_localizations_csv, write_stack
 from ..io.curves import plot_drift, write_frc
 from ..reconstruction import ReconstructionSettings, reconstruct
@@ -51,7 +52,7 @@ def add_parser(sub) -> None:
     p.add_argument("--full-sampling", action="store_true",
                    help="full ancestral sampling from t=T instead of the accelerated sampler (slow)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
-    p.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="auto",
+    p.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
                    help="the networks' arithmetic: auto = bfloat16 on a CPU that has it natively (AVX512-BF16 or "
                         "AMX: phi 2.4x and psi 1.2-1.4x faster, the same accuracy and coverage), float32 elsewhere "
                         "(default auto)")

@@ -6,6 +6,7 @@ float precision; training never sees them."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import weakref
 
@@ -64,8 +65,8 @@ def reduced_precision(module: torch.nn.Module, dtype) -> torch.nn.Module:
     GroupNorms compute in float32 (``Float32GroupNorm``); a module with no normalisation
     left (phi's copy, BatchNorm folded) gets its weights in ``dtype``, so that no cast is
     repeated per call."""
-    norms = [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._NormBase)]
-    if not norms and not any(isinstance(m, torch.nn.GroupNorm) for m in module.modules()):
+    norms = (torch.nn.modules.batchnorm._NormBase, torch.nn.GroupNorm)
+    if not any(isinstance(m, norms) for m in module.modules()):
         return module.to(dtype)
     for parent in list(module.modules()):
         for name, child in list(parent.named_children()):
@@ -81,8 +82,6 @@ def reduced_precision(module: torch.nn.Module, dtype) -> torch.nn.Module:
 
 def autocast(device, dtype):
     """A ``torch.autocast`` context for ``dtype`` on ``device``, or a no-op for None."""
-    import contextlib
-
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(torch.device(device).type, dtype=dtype)

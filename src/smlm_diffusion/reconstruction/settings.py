@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from ..inference.devices import PRECISION_CHOICES
 from ..inference.sampling_settings import SamplerSettings
 from ..localizations import Localizations
 
@@ -66,8 +67,8 @@ class ReconstructionSettings:
             raise ValueError(f"the minimum photons per localization must be zero or positive, not {self.min_photons:g}")
         if self.chunk_frames < 0:
             raise ValueError("chunk_frames must be at least 1 (or 0: by frame size)")
-        if self.precision not in ("auto", "float32", "bfloat16"):
-            raise ValueError(f"precision must be 'auto', 'float32' or 'bfloat16', not {self.precision!r}")
+        if self.precision not in PRECISION_CHOICES:
+            raise ValueError(f"precision must be one of {', '.join(PRECISION_CHOICES)}, not {self.precision!r}")
         if self.drift not in ("auto", "off"):
             raise ValueError(f"drift must be 'auto' or 'off', not {self.drift!r}")
 
