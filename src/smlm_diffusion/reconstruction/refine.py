@@ -37,6 +37,8 @@ from ..analysis.multi_emitter import distinct, split_merged
 from ..localizations import Localizations
 from .uncertainty import aperture_photons, sample_spread
 
+#: rounds of dropping converged duplicates and refitting their groups after the split test
+DISTINCT_ROUNDS = 3
 #: PSF width used when a movie has too few bright isolated spots to measure it (camera px)
 FALLBACK_PSF_SIGMA_PX = 1.0
 
@@ -114,18 +116,24 @@ def refine_frames(candidates: list[Localizations], photons: np.ndarray, backgrou
                 fit = _take(fit, parent)
                 redo = np.isin(fs, fs[from_split])
                 _refit(fit, redo, photons, background, xs, ys, fs, psf_sigma_px, read_variance)
-                keep = np.ones(len(xs), bool)
-                keep[redo] = distinct(fit.x_px[redo], fit.y_px[redo], fit.photons[redo], 0.5 * psf_sigma_px,
-                                      fs[redo])
-                if not keep.all():  # two starts converged on one emitter: drop the dimmer, refit its group
-                    # (the other groups' fits depend on their own starts only: they stand)
+                # two starts that converged on one emitter: drop the dimmer and refit its group (the
+                # other groups' fits depend on their own starts only: they stand); a refitted group
+                # can converge again, so until none do (at most DISTINCT_ROUNDS times)
+                check = redo
+                for _ in range(DISTINCT_ROUNDS):
+                    keep = np.ones(len(xs), bool)
+                    keep[check] = distinct(fit.x_px[check], fit.y_px[check], fit.photons[check],
+                                           0.5 * psf_sigma_px, fs[check])
+                    if keep.all():
+                        break
                     labels = np.full(len(xs), -1)
-                    labels[redo] = joint_groups(xs[redo], ys[redo], psf_sigma_px, fs[redo])
-                    again = redo & np.isin(labels, labels[~keep])
+                    labels[check] = joint_groups(xs[check], ys[check], psf_sigma_px, fs[check])
+                    again = check & np.isin(labels, labels[~keep])
                     xs, ys, parent, from_split, ambiguity_px, fs, again = (a[keep] for a in (
                         xs, ys, parent, from_split, ambiguity_px, fs, again))
                     fit = _take(fit, keep)
                     _refit(fit, again, photons, background, xs, ys, fs, psf_sigma_px, read_variance)
+                    check = again
                 # a split pair shares its parent's KDE mass
                 mass = locs.extra.get("kde_mass", np.full(len(locs), np.nan))[parent] / np.where(from_split, 2.0, 1.0)
                 locs = Localizations(frame=locs.frame[parent], x_nm=xs * px, y_nm=ys * px,
