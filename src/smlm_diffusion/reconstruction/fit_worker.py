@@ -48,9 +48,12 @@ def _running() -> subprocess.Popen | None:
     global _WORKER, _FAILED
     if _WORKER is not None and _WORKER.poll() is None:
         return _WORKER
-    if _FAILED or not enabled():
+    if _FAILED or not enabled() or not sys.executable:
         return None
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    # the child imports this package from where this process found it (a script may have
+    # put a source folder on sys.path) and runs numpy on one thread
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p), "OMP_NUM_THREADS": "1",
+           "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     try:
         _WORKER = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                    env=env)
