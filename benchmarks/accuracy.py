@@ -16,6 +16,7 @@ import time
 import numpy as np
 
 from smlm_diffusion.analysis import crlb, evaluate
+from smlm_diffusion.inference.devices import PRECISION_CHOICES, inference_dtype
 from smlm_diffusion.models.normalisation import kde_scale
 from smlm_diffusion.reconstruction import ReconstructionSettings, reconstruct
 from smlm_diffusion.simulation import SimulationConfig, simulate_stack
@@ -94,12 +95,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer frames")
     parser.add_argument("--skip-psi", action="store_true")
     parser.add_argument("--mix", type=float, default=None, help="sampler variance mix (default: the settings')")
-    parser.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16"),
+    parser.add_argument("--precision", default="auto", choices=PRECISION_CHOICES,
                         help="the networks' arithmetic (default auto: bfloat16 where the CPU has it natively)")
     args = parser.parse_args()
     import torch
-
-    from smlm_diffusion.inference.devices import inference_dtype
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; tolerance 250 nm; "
           "RMSE lateral = sqrt(mean(dx^2 + dy^2)); CRLB lateral = sqrt(2) x per-axis bound; networks in "

@@ -22,6 +22,7 @@ import time
 import numpy as np
 
 from smlm_diffusion.analysis import evaluate
+from smlm_diffusion.inference.devices import PRECISION_CHOICES
 from smlm_diffusion.localizations import Localizations
 from smlm_diffusion.reconstruction import ReconstructionSettings, reconstruct
 from smlm_diffusion.reconstruction.settings import DEFAULT_MIN_PHOTONS
@@ -137,7 +138,7 @@ def main() -> None:
     parser.add_argument("--min-photons", type=float, default=DEFAULT_MIN_PHOTONS)
     parser.add_argument("--sweep", action="store_true", help="also sweep the detection knob")
     parser.add_argument("--seed", type=int, default=90210)
-    parser.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16"),
+    parser.add_argument("--precision", default="auto", choices=PRECISION_CHOICES,
                         help="phi's arithmetic (default auto: bfloat16 where the CPU has it natively)")
     args = parser.parse_args()
     PRECISION["value"] = args.precision

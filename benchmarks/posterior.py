@@ -26,6 +26,7 @@ import numpy as np
 
 from accuracy import coverage
 from smlm_diffusion.analysis import evaluate, metropolis_hastings
+from smlm_diffusion.inference.devices import PRECISION_CHOICES
 from smlm_diffusion.inference.sampling_settings import SamplerSettings, network_evaluations_per_tile
 from smlm_diffusion.reconstruction import ReconstructionSettings, reconstruct
 from smlm_diffusion.simulation import CameraModel, SimulationConfig, expected_photons, render_kde, simulate_stack
@@ -185,7 +186,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--phi", default="phi")
     parser.add_argument("--psi", default="psi")
-    parser.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16"),
+    parser.add_argument("--precision", default="auto", choices=PRECISION_CHOICES,
                         help="the networks' arithmetic (default auto: bfloat16 where the CPU has it natively)")
     parser.add_argument("--choose", action="store_true", help="sampler grid on validation data")
     parser.add_argument("--frames", type=int, default=6, help="validation frames per set (--choose)")

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from smlm_diffusion.analysis.camera import estimate_camera
+from smlm_diffusion.inference.devices import PRECISION_CHOICES
 from smlm_diffusion.reconstruction import ReconstructionSettings, reconstruct
 
 
@@ -41,7 +42,7 @@ def main() -> None:
     parser.add_argument("--offset", type=float, default=100.0)
     parser.add_argument("--gain", type=float, default=2.11, help="ADU per photon")
     parser.add_argument("--phi", default="phi")
-    parser.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16"),
+    parser.add_argument("--precision", default="auto", choices=PRECISION_CHOICES,
                         help="phi's arithmetic (default auto: bfloat16 where the CPU has it natively)")
     parser.add_argument("--reference", help="comma-separated reference counts per frame")
     args = parser.parse_args()

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from smlm_diffusion.inference.devices import PRECISION_CHOICES, inference_dtype
 from smlm_diffusion.inference.sampling_settings import SamplerSettings
 from smlm_diffusion.reconstruction import ReconstructionSettings, reconstruct
 from smlm_diffusion.simulation import SimulationConfig, simulate_stack
@@ -64,7 +65,7 @@ def main() -> None:
     parser.add_argument("--skip-full", action="store_true")
     parser.add_argument("--phi-only", action="store_true", help="only the phi-path rows")
     parser.add_argument("--phi", default="phi")
-    parser.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16"),
+    parser.add_argument("--precision", default="auto", choices=PRECISION_CHOICES,
                         help="the networks' arithmetic (default auto: bfloat16 where the CPU has it natively)")
     parser.add_argument("--psi", default="psi")
     parser.add_argument("--picasso-python", default=str(DEFAULT_PICASSO_PYTHON) if DEFAULT_PICASSO_PYTHON.exists() else None,
@@ -79,8 +80,6 @@ def main() -> None:
     device = resolve_device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else \
         f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
-    from smlm_diffusion.inference.devices import inference_dtype
-
     precision = "bfloat16" if inference_dtype(device, args.precision) is not None else "float32"
     print(f"device: {device} ({name}); torch {torch.__version__}; networks in {precision}; "
           "1000 photons, bg 10, 1 emitter/um^2\n")

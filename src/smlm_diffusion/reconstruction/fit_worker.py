@@ -2,7 +2,8 @@
 
 The batched fits (``analysis/scoring.py``) are many small numpy operations, and several of
 them hold the GIL (LAPACK's batched solves, scipy's ``erf``, fancy indexing): in two
-threads they run no faster than in one (docs/performance.md, "Fits in a helper process").
+threads they run no faster than in one (docs/performance.md, "Reduced precision and a
+helper process for the fits").
 With two or more threads, the engine fits the second part of each chunk in this process
 while its own thread fits the first. It is the same function on the same (pickled) inputs,
 so the localizations are the same as without it.
