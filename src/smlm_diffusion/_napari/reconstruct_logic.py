@@ -12,7 +12,7 @@ import numpy as np
 from ..inference.sampling_settings import SamplerSettings
 from ..reconstruction.settings import (DEFAULT_MIN_PHOTONS, FrameResult, ProgressEvent, Reconstruction,
                                        ReconstructionSettings)
-from .layers import kde_transform, points_features, points_world, robust_contrast
+from .layers import UPSAMPLING, kde_transform, points_features, points_world, robust_contrast
 
 SCOPES = ("current frame", "visible region", "frame range", "whole stack")
 #: widget labels of ReconstructionSettings.camera
@@ -61,7 +61,14 @@ def visible_region_from_corners(corner_pixels, frame_shape: tuple[int, int]) -> 
 
 def frame_layers(event_result: FrameResult, run_result: Reconstruction, raw_scale, raw_translate,
                  raw_is_stack: bool, source_name: str) -> list[tuple]:
-    """Layer data tuples (data, kwargs, type) showing one finished frame and the totals so far."""
+    """Layer data tuples (data, kwargs, type) showing one finished frame and the totals so far.
+
+    The latest frame's KDE is shown for one-frame runs and with the posterior (seconds to a
+    minute per frame: its mean and variance are worth looking at as they come), not on the
+    phi path over many frames: there frames pass at tens a second, a layer showing the
+    latest of them does not follow the frame slider, and its creation and texture uploads
+    cost a tenth of a 300-frame run under software OpenGL (docs/performance.md); the render
+    and the localizations hold the run."""
     import pandas as pd  # napari's own dependency; the table is built here, off the GUI thread
 
     s = run_result.settings
@@ -69,9 +76,12 @@ def frame_layers(event_result: FrameResult, run_result: Reconstruction, raw_scal
     meta = {"pixel_size_nm": s.pixel_size_nm, "source": source_name}
     posterior = event_result.variance_kde is not None
     label = "posterior mean" if posterior else "phi estimate"
-    layers = [(event_result.mean_kde, {"name": f"{label} [{source_name}]", "scale": scale, "translate": translate,
-                                       "colormap": "magma", "metadata": {**meta, "frame": event_result.frame},
-                                       "contrast_limits": robust_contrast(event_result.mean_kde)}, "image")]
+    layers = []
+    if posterior or run_result.frames_requested <= 1:
+        layers.append((event_result.mean_kde, {"name": f"{label} [{source_name}]", "scale": scale,
+                                               "translate": translate, "colormap": "magma",
+                                               "metadata": {**meta, "frame": event_result.frame},
+                                               "contrast_limits": robust_contrast(event_result.mean_kde)}, "image"))
     if posterior:
         layers.append((event_result.variance_kde, {"name": f"posterior variance [{source_name}]", "scale": scale,
                                                    "translate": translate, "colormap": "viridis",
@@ -99,6 +109,24 @@ def frame_layers(event_result: FrameResult, run_result: Reconstruction, raw_scal
                             "colormap": "viridis", "metadata": meta, "visible": False,
                             "contrast_limits": robust_contrast(run_result.render_variance)}, "image"))
     return layers
+
+
+def placeholder_layers(run, raw_scale, raw_translate, raw_is_stack: bool, source_name: str) -> list[tuple]:
+    """The layers a multi-frame run will show, empty (zero KDEs and render, no points), with
+    the names, transforms and styles of :func:`frame_layers`. Shown while the run starts up
+    (camera check, models, the first chunk through phi), so that layer creation (about a
+    quarter of a second each under software OpenGL, docs/performance.md) does not pause the
+    run later. ``run`` is a ``ReconstructionRun`` not yet started."""
+    r0, r1, c0, c1 = run.region
+    h, w = r1 - r0, c1 - c0
+    shape = (h * UPSAMPLING, w * UPSAMPLING)
+    posterior = run.settings.posterior
+    empty = Reconstruction(settings=run.settings, shape_px=(h, w), origin_px=(r0, c0), render=np.zeros(shape),
+                           render_variance=np.zeros(shape) if posterior else None,
+                           frames_requested=run.stop - run.start)
+    zeros = np.zeros(shape, np.float32)
+    frame = FrameResult(0, zeros, zeros if posterior else None, empty.localizations)
+    return frame_layers(frame, empty, raw_scale, raw_translate, raw_is_stack, source_name)
 
 
 # -- live updates during a run ---------------------------------------------------------
@@ -199,17 +227,17 @@ class RunClock:
     model loading and the camera check do not count)."""
 
     def __init__(self) -> None:
-        self.frames = 0
         self._first: tuple[float, int, int] | None = None
 
-    def update(self, done: int, total: int, new_frames: int, now: float) -> str:
-        self.frames += new_frames
+    def update(self, done: int, total: int, frames_done: int, now: float) -> str:
+        """``done`` / ``total``: progress units (tiles or frames); ``frames_done``: frames
+        finished so far."""
         if self._first is None:
-            self._first = (now, done, self.frames)
+            self._first = (now, done, frames_done)
         t0, done0, frames0 = self._first
         if now <= t0 or done <= done0:
             return "estimating speed…"
-        rate = (self.frames - frames0) / (now - t0)
+        rate = (frames_done - frames0) / (now - t0)
         left = (total - done) * (now - t0) / (done - done0)
         return (f"{rate:.3g} frames/s, " if rate > 0 else "") + f"about {format_duration(left)} left"
 

@@ -17,7 +17,7 @@ from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label,
 from . import persist
 from ..reconstruction.settings import DEFAULT_MIN_PHOTONS
 from .reconstruct_logic import (CAMERA_CHOICES, SCOPES, LiveLayers, LiveUpdate, RunClock, build_settings,
-                                visible_region_from_corners)
+                                placeholder_layers, visible_region_from_corners)
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -38,6 +38,7 @@ class ReconstructWidget(Container):
 
         self._viewer = viewer
         self._worker = None
+        self._placeholders: list[str] = []
         self._layer = ComboBox(label="raw layer", choices=self._image_layers)
         self.values = {
             "pixel_size_nm": FloatSpinBox(label="pixel size (nm)", min=1.0, max=100000.0, value=108.0),
@@ -140,12 +141,13 @@ class ReconstructWidget(Container):
             try:
                 for event in events:
                     refresh = live.observe(event)
-                    # progress-only events (one per network evaluation on the posterior path,
-                    # thousands per 256x256 frame) go to the GUI at most every PROGRESS_INTERVAL_S:
-                    # each wakes the GUI thread, which took a quarter of the run from psi; the
-                    # worker still checks for Cancel at every event it yields, so within that time
+                    # events without a refresh (one per network evaluation on the posterior path,
+                    # thousands per 256x256 frame; one per frame, 60 a second, on the phi path) go
+                    # to the GUI at most every PROGRESS_INTERVAL_S: each wakes the GUI thread, which
+                    # took a quarter of the run from psi; the worker still checks for Cancel at
+                    # every event it yields, so within that time
                     now = time.monotonic()
-                    if refresh is None and event.frame_result is None and now - sent < PROGRESS_INTERVAL_S:
+                    if refresh is None and now - sent < PROGRESS_INTERVAL_S and event.done < event.total:
                         continue
                     sent = now
                     yield LiveUpdate(event, refresh)
@@ -167,6 +169,26 @@ class ReconstructWidget(Container):
         self._worker.finished.connect(self._on_finished)
         self._run.enabled, self._cancel.enabled = False, True
         self._worker.start()
+        self._placeholders = []  # names of the empty layers this run added
+        if run.stop - run.start > 1:  # created while the run starts up, not in its middle
+            self._add_placeholders(placeholder_layers(run, tuple(layer.scale), tuple(layer.translate), is_stack,
+                                                      layer.name))
+
+    def _add_placeholders(self, layers):
+        """Add the run's empty layers one per event-loop turn (each addition stalls the GUI
+        for about a quarter of a second under software OpenGL, so several at once would
+        freeze it): after them, the run's refreshes only update data."""
+        from qtpy.QtCore import QTimer
+
+        if not layers or self._worker is None:
+            return
+        (data, kwargs, kind), rest = layers[0], layers[1:]
+        if kwargs["name"] not in self._viewer.layers:
+            self._show(data, kwargs, kind)
+            self._placeholders.append(kwargs["name"])
+            if kind == "points":
+                self._points_sent = -1  # the first refresh sets the run's points and features, even none
+        QTimer.singleShot(50, lambda: self._add_placeholders(rest))
 
     def cancel(self, *_):
         if self._worker is not None:
@@ -184,7 +206,7 @@ class ReconstructWidget(Container):
         if event is not None:
             self._show_warnings()
             now = time.monotonic()
-            speed = self._clock.update(event.done, event.total, int(event.frame_result is not None), now)
+            speed = self._clock.update(event.done, event.total, len(self._run_handle.result.frames), now)
             # the bar and the text at most once a second: each change relays out the dock and
             # redraws the canvas beside it, which at tens of frames per second costs the run a third
             if now - self._shown_at >= STATUS_INTERVAL_S or event.done >= event.total:
@@ -271,5 +293,10 @@ class ReconstructWidget(Container):
             seconds = done.timings_s.get("total") or time.monotonic() - self._started  # no total yet after a cancel
             self._status.value = (f"{state}: {len(done.frames)} frame(s), {len(done.localizations)} localizations, "
                                   f"{seconds:.1f} s on {done.device}")
+        if done is None or not done.frames:  # no frame finished: the empty layers go again
+            for name in self._placeholders:
+                if name in self._viewer.layers:
+                    self._viewer.layers.remove(name)
+        self._placeholders = []
         self._run.enabled, self._cancel.enabled = True, False
         self._worker = None
