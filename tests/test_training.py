@@ -250,3 +250,103 @@ def test_eps_weighted_v_loss_weights_each_noise_level_as_the_noise_loss(tiny_mod
     assert torch.allclose(per_example[0], per_example[1])
     assert float(loss_plain) == pytest.approx(float(per_example[0].mean()), rel=1e-5)
     assert float(loss_weighted) == pytest.approx(float((per_example[1] * weights).mean()), rel=1e-5)
+
+
+def test_snr_channel_is_unclipped_and_leaves_phis_channels_alone():
+    """``channels: 3`` adds asinh((photons - background) / noise) / 5: a spot 50 and one 500
+    noise std above the background both clip the significance at 5 but differ here."""
+    from smlm_diffusion.models.normalisation import INPUT_NORMALISATION, SNR_CHANNEL_UNIT
+
+    background = np.full((2, 16, 16), 100.0)
+    photons = background.copy()
+    noise = np.sqrt(100.0 + INPUT_NORMALISATION["read_variance_photons2"])
+    photons[0, 8, 8] += 50 * noise
+    photons[1, 8, 8] += 500 * noise
+    two = normalise_frames(photons, INPUT_NORMALISATION, background)
+    three = normalise_frames(photons, {**INPUT_NORMALISATION, "channels": 3}, background)
+    assert two.shape == (2, 2, 16, 16) and three.shape == (2, 3, 16, 16)
+    assert np.array_equal(three[:, :2], two)
+    assert two[0, 1, 8, 8] == two[1, 1, 8, 8] == 5.0  # the significance clips both
+    assert three[:, 2, 8, 8] == pytest.approx(np.arcsinh([50.0, 500.0]) / SNR_CHANNEL_UNIT, rel=1e-5)
+    assert np.all(three[:, 2, 0, 0] == 0.0)
+
+
+def test_psi_with_an_snr_channel_starts_as_the_two_channel_model_and_trains(tmp_path, tiny_models):
+    """--init from a two-channel psi with --frame-channels 3: the new stem weights start at
+    zero (same output, whatever the third channel holds); training feeds psi three channels
+    and phi its two, and the engine does the same with the model file."""
+    from smlm_diffusion.models.training import with_frame_channels
+    from smlm_diffusion.reconstruction import ReconstructionSettings, reconstruct
+
+    old = store.load_model(tiny_models["psi_v2"]).module
+    wider = with_frame_channels(old, 3).eval()
+    y, cond = torch.rand(2, 1, 32, 32), torch.rand(2, 1, 32, 32)
+    t, frame = torch.tensor([5, 50]), torch.rand(2, 3, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(wider(y, cond, t, frame), old(y, cond, t, frame[:, :2]), atol=1e-6)
+    settings = tiny("psi", phi_model=tiny_models["phi"], init_model=tiny_models["psi_v2"], psi_frame_channels=3,
+                    loss="footprint")
+    trainer = Trainer(settings)
+    inputs, _ = trainer.batch(0)
+    assert inputs.shape[1] == 3 and trainer.model.config["frame_channels"] == 3
+    assert np.isfinite(trainer.step())
+    out = trainer.export(tmp_path / "psi3.pt")
+    assert store.load_model(out).normalisation["input"]["channels"] == 3
+    sim = np.random.default_rng(0).poisson(20.0, (1, 16, 16)).astype(np.float32) + 100
+    result = reconstruct(sim, ReconstructionSettings(offset_adu=100.0, phi_model=tiny_models["phi"], psi_model=str(out),
+                                                     psf_sigma_px=1.0, keep_frame_kdes=True))
+    assert result.variance_kdes[1].shape == (64, 64)
+    with pytest.raises(ValueError, match="frame channels"):
+        tiny("psi", psi_frame_channels=4).validate()
+
+
+def test_footprint_loss_weighs_the_pixels_where_phi_sees_an_emitter(tiny_models):
+    """--loss footprint: per-pixel squared errors weighted 1 + 9 where phi's KDE exceeds 0.05
+    (model units), normalised by the mean weight; the plain loss is the unweighted mean."""
+    from smlm_diffusion.models.training import FOOTPRINT_THRESHOLD, FOOTPRINT_WEIGHT
+
+    plain = Trainer(tiny("psi", phi_model=tiny_models["phi"]))
+    weighted = Trainer(tiny("psi", phi_model=tiny_models["phi"], loss="footprint"))
+    weighted.model.load_state_dict(plain.model.state_dict())
+    inputs, targets = (torch.from_numpy(a) for a in plain.batch(0))
+    generator = torch.Generator().manual_seed(int(plain.settings.seed) * 1_000_003)
+    t = torch.randint(1, plain.schedule.n_steps + 1, (len(inputs),), generator=generator)
+    noise = torch.randn(targets.shape, generator=generator)
+    with torch.no_grad():
+        condition = plain.phi(inputs) + 0.0
+        condition[:, :, :4, :4] = 1.0  # an "emitter" seen by phi, so that some pixels weigh more
+        plain.phi = weighted.phi = lambda _: condition
+        y_t = plain.schedule.q_sample(targets - condition, t, noise)
+        squared = (plain.model(y_t, condition, t, inputs) - noise) ** 2
+        w = 1.0 + FOOTPRINT_WEIGHT * (condition > FOOTPRINT_THRESHOLD).float()
+        assert float(plain._loss(inputs, targets, 0)) == pytest.approx(float(squared.mean()), rel=1e-5)
+        assert float(weighted._loss(inputs, targets, 0)) == pytest.approx(float((squared * w / w.mean()).mean()),
+                                                                          rel=1e-5)
+
+
+def test_condition_dropout_hides_phis_estimate_from_a_share_of_examples(tiny_models):
+    """--condition-dropout P: that share of a batch's examples get zeros instead of phi's
+    KDE (and so the whole KDE as their residual target); the draw is part of the step's
+    seeded randomness, so a resumed run repeats it."""
+    seen = []
+
+    def run(dropout, step=0):
+        settings = tiny("psi", phi_model=tiny_models["phi"], condition_dropout=dropout)
+        settings.batch_size = 16
+        trainer = Trainer(settings)
+        forward = trainer.model.forward
+        trainer.model.forward = lambda y, cond, t, frame: (seen.append(cond.clone()), forward(y, cond, t, frame))[1]
+        inputs, targets = (torch.from_numpy(a) for a in trainer.batch(step))
+        with torch.no_grad():
+            trainer._loss(inputs, targets, step)
+            return trainer.phi(inputs), seen.pop()
+
+    phi_kde, kept = run(0.0)
+    assert torch.equal(kept, phi_kde)
+    phi_kde, half = run(0.5)
+    dropped = [bool(torch.all(c == 0)) for c in half]
+    assert 2 <= sum(dropped) <= 14  # about half of 16
+    assert all(torch.equal(c, p) for c, p, d in zip(half, phi_kde, dropped) if not d)
+    assert torch.equal(run(0.5)[1], half)  # the same step draws the same examples
+    with pytest.raises(ValueError, match="condition dropout"):
+        tiny("psi", condition_dropout=1.0).validate()

@@ -33,15 +33,22 @@ def add_parser(sub) -> None:
     p.add_argument("--prediction", choices=("eps", "v"), default="eps",
                    help="psi version 2: the network predicts the noise (eps, the paper's) or v = sqrt(g) eps - "
                         "sqrt(1-g) y0, which stays accurate where the cosine schedule reaches noise (default eps)")
+    p.add_argument("--frame-channels", type=int, choices=(2, 3),
+                   help="psi: frame channels it reads (default: phi's two; 3 adds the unclipped SNR, "
+                        "from which psi can tell how precisely an emitter is localized)")
+    p.add_argument("--condition-dropout", type=float, default=0.0, metavar="P",
+                   help="psi: share of training examples that see no phi estimate, so that psi learns to "
+                        "read the frame (default 0)")
     p.add_argument("--blocks", type=int, default=2, help="psi version 2: residual blocks per U-Net level (default 2)")
     p.add_argument("--schedule", choices=("cosine", "linear"), default="cosine",
                    help="psi noise schedule: 'cosine' reaches noise (gamma_T ~ 0); 'linear' is the paper's "
                         "1e-4..1e-2, whose gamma_T is 0.6 (default cosine)")
     p.add_argument("--frame-size", type=int, help="training frame side in pixels (default 32 phi, 24 psi)")
-    p.add_argument("--loss", choices=("simple", "eq8", "eps-weighted"), default="simple",
+    p.add_argument("--loss", choices=("simple", "eq8", "eps-weighted", "footprint"), default="simple",
                    help="psi loss: simple MSE of the output, the eq. 8 variational weighting, or (v-prediction) "
                         "eps-weighted: the v loss weighted by gamma_t, so each noise level counts as in the "
-                        "noise loss (default simple)")
+                        "noise loss, or footprint: pixels where phi sees an emitter weigh 10 times the empty "
+                        "ones (default simple)")
     p.add_argument("--phi", default="phi", help="psi: conditioning phi model, bundled name or file (default phi)")
     p.add_argument("--data", metavar="DIR", help="also train on NAME.tif + NAME_kde.tif pairs from this folder "
                                                  "(written by `smlm-diffusion simulate --kde`)")
@@ -97,6 +104,8 @@ def run(args) -> int:
                              frame_px=args.frame_size, phi_model=args.phi, psi_architecture=args.architecture,
                              psi_target="kde" if args.architecture == "unet4x" else args.target,
                              psi_blocks=args.blocks, psi_prediction=args.prediction, schedule=args.schedule,
+                             psi_frame_channels=args.frame_channels or 0,
+                             condition_dropout=args.condition_dropout,
                              checkpoint_minutes=args.checkpoint_minutes, data_folder=args.data,
                              data_fraction=args.data_fraction, structure_files=[str(f) for f in args.structures],
                              structure_fraction=args.structure_fraction, init_model=args.init)

@@ -10,7 +10,9 @@ gets two channels, both computed *per whole frame* (never per tile):
 - the significance ``(photons - background) / noise / 10``, clipped to [-1, 5], with
   ``noise = sqrt(background + 2)`` photons (Poisson plus about 1.4 e- read noise): the
   network can tell shot noise at 13 photons from shot noise at 66, so a wrong camera
-  gain changes what it sees.
+  gain changes what it sees;
+- for a psi trained with three frame channels, ``asinh((photons - background) / noise) / 5``
+  (unclipped: how far above the noise a spot stands sets its localization precision).
 
 Version 1 (``kind: "frame-median-p99.9"``, one channel, the frame median as background)
 is kept so that older model files load and run as they were trained.
@@ -26,6 +28,11 @@ from scipy import ndimage
 
 from ..simulation.psf import DEFAULT_KDE_SIGMA_UPSAMPLED_PX, single_emitter_kde_peak
 
+#: the third channel, ``asinh((photons - background) / noise) / 5``, for a psi that reads it
+#: (``train psi --frame-channels 3``): unlike the significance it is not clipped, so a pixel
+#: 50 and one 500 noise std above the background differ (1.0 against 1.4), which is what an
+#: emitter's localization precision, and so the posterior's width, depends on
+SNR_CHANNEL_UNIT = 5.0
 INPUT_NORMALISATION_V1 = {"kind": "frame-median-p99.9", "percentile": 99.9, "noise_floor": 6.0}
 INPUT_NORMALISATION = {"kind": "local-background", "percentile": 99.9, "noise_floor": 6.0,
                        "background_sigma_px": 3.0, "read_variance_photons2": 2.0, "significance_unit": 10.0,
@@ -70,7 +77,8 @@ def frame_scaling(photons: np.ndarray, percentile: float = 99.9, noise_floor: fl
 def normalise_frames(photons: np.ndarray, settings: dict | None = None,
                      background: np.ndarray | None = None) -> np.ndarray:
     """Frames in photons (f, rows, cols) or (rows, cols) -> model input (f, C, rows, cols)
-    float32 (C = 2 for version 2, 1 for version 1); a 2-D frame gives (C, rows, cols).
+    float32 (C = 2 for version 2, 3 with ``settings["channels"] = 3``, 1 for version 1); a
+    2-D frame gives (C, rows, cols).
     ``background``: a precomputed ``estimate_background`` of the same frames (version 2)."""
     settings = settings or INPUT_NORMALISATION
     frames = np.asarray(photons, np.float64)
@@ -91,7 +99,10 @@ def normalise_frames(photons: np.ndarray, settings: dict | None = None,
                                    settings["noise_floor"] * np.median(noise.reshape(len(frames), -1), axis=1),
                                    np.ones(len(frames))])
         significance = np.clip(residual / noise / settings["significance_unit"], -1.0, 5.0)
-        out = np.stack([residual / scale[:, None, None], significance], axis=1)
+        channels = [residual / scale[:, None, None], significance]
+        if settings.get("channels", 2) >= 3:  # psi's precision cue: the unclipped SNR, log-like
+            channels.append(np.arcsinh(residual / noise) / SNR_CHANNEL_UNIT)
+        out = np.stack(channels, axis=1)
     out = out.astype(np.float32)
     return out[0] if squeeze else out
 

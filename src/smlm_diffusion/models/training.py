@@ -31,12 +31,14 @@ class TrainSettings:
     learning_rate: float = 1e-3
     warmup_steps: int = 200
     seed: int = 0
-    loss: str = "simple"                   # psi: "simple" | "eq8" | "eps-weighted" (v-prediction, see _loss)
+    loss: str = "simple"                   # psi: "simple" | "eq8" | "eps-weighted" (v-prediction) | "footprint" (see _loss)
     channels: int | None = None            # default 48 (phi) / 32 (psi camera) / 16 (psi unet4x)
     psi_architecture: str = "camera"       # psi: "camera" (v2, camera resolution) | "unet4x" (v1, the paper's)
     psi_target: str = "residual"           # psi v2: "residual" (y - phi(x)) | "kde" (y)
     psi_blocks: int = 2                    # psi v2: residual blocks per U-Net level
     psi_prediction: str = "eps"            # psi (camera): network output "eps" (noise) | "v" (v-prediction)
+    psi_frame_channels: int = 0            # psi (camera): frame channels read; 0 = phi's, 3 = phi's two + the SNR
+    condition_dropout: float = 0.0         # psi: share of examples whose phi KDE is replaced by zeros (see _loss)
     schedule: str = "cosine"               # psi: "cosine" (gamma_T ~ 0) | "linear" (the paper's 1e-4..1e-2)
     frame_px: int | None = None            # training frame side; default 32 (phi) / 24 (psi)
     phi_model: str = "phi"                 # psi's conditioning model (name or path)
@@ -51,8 +53,12 @@ class TrainSettings:
     def validate(self) -> None:
         if self.kind not in ("phi", "psi"):
             raise ValueError("the model to train must be phi or psi")
-        if self.loss not in ("simple", "eq8", "eps-weighted"):
-            raise ValueError("the loss must be 'simple', 'eq8' or 'eps-weighted'")
+        if self.loss not in ("simple", "eq8", "eps-weighted", "footprint"):
+            raise ValueError("the loss must be 'simple', 'eq8', 'eps-weighted' or 'footprint'")
+        if not 0.0 <= self.condition_dropout < 1.0:
+            raise ValueError("the condition dropout is a share between 0 and 1")
+        if self.psi_frame_channels not in (0, 2, 3) or (self.psi_frame_channels and self.psi_architecture != "camera"):
+            raise ValueError("psi reads 2 or 3 frame channels (3: with the SNR channel; camera architecture only)")
         if self.loss == "eps-weighted" and self.psi_prediction != "v":
             raise ValueError("the eps-weighted loss is for v-prediction (--prediction v)")
         if self.psi_architecture not in ("camera", "unet4x") or self.psi_target not in ("residual", "kde"):
@@ -75,6 +81,34 @@ class TrainSettings:
     @property
     def domain(self) -> TrainingDomain:
         return TrainingDomain(frame_px=self.frame_px or (32 if self.kind == "phi" else 24))
+
+
+#: ``--loss footprint``: extra weight of the pixels where phi's KDE exceeds the threshold (model units)
+FOOTPRINT_WEIGHT = 9.0
+FOOTPRINT_THRESHOLD = 0.05
+
+
+def with_frame_channels(psi: torch.nn.Module, frame_channels: int) -> torch.nn.Module:
+    """A camera psi reading ``frame_channels`` frame channels, from one reading fewer: the
+    stem's weights for the new channels start at zero, so it starts as the old model."""
+    old = int(psi.config.get("frame_channels", 2))
+    if frame_channels == old:
+        return psi
+    if psi.config.get("architecture") != "camera" or frame_channels < old:
+        raise ValueError(f"cannot turn this psi's {old} frame channels into {frame_channels}")
+    config = {k: v for k, v in psi.config.items() if k != "architecture"}
+    config["frame_channels"] = frame_channels
+    config["multipliers"] = tuple(config["multipliers"])
+    if psi.prediction != "eps":
+        config["prediction"] = psi.prediction
+    wider = CameraPsi(**config)
+    state = psi.state_dict()
+    stem = state["stem.weight"]
+    grown = torch.zeros(stem.shape[0], stem.shape[1] + frame_channels - old, *stem.shape[2:], dtype=stem.dtype)
+    grown[:, :stem.shape[1]] = stem
+    state["stem.weight"] = grown
+    wider.load_state_dict(state)
+    return wider.to(stem.device).train()
 
 
 def learning_rate(settings: TrainSettings, step: int) -> float:
@@ -103,9 +137,15 @@ class Trainer:
             self.phi = phi.module
             self.phi_sha256 = sha256_of(phi.path) if phi.path is not None else None
             self.input_normalisation = dict(phi.normalisation["input"])
+            self.phi_channels = int(phi.module.config.get("in_channels", 1))
+            frame_channels = settings.psi_frame_channels or self.phi_channels
+            if frame_channels > self.phi_channels:
+                if self.phi_channels != 2:
+                    raise ValueError("the SNR frame channel needs a phi with version-2 inputs")
+                self.input_normalisation["channels"] = frame_channels
             if settings.psi_architecture == "camera":
                 self.model = CameraPsi(channels=settings.resolved_channels, blocks=settings.psi_blocks,
-                                       frame_channels=int(phi.module.config.get("in_channels", 1)),
+                                       frame_channels=frame_channels,
                                        target=settings.psi_target, prediction=settings.psi_prediction)
             else:
                 self.model = ConditionalUNet(channels=settings.resolved_channels)
@@ -114,6 +154,8 @@ class Trainer:
             if start.kind != settings.kind:
                 raise ValueError(f"--init {settings.init_model} holds a {start.kind} model, not {settings.kind}")
             self.model = start.module.train()
+            if settings.kind == "psi" and settings.psi_frame_channels:
+                self.model = with_frame_channels(self.model, settings.psi_frame_channels)
             if settings.kind == "phi":
                 self.input_normalisation = dict(start.normalisation["input"])
         self.model.to(self.device)
@@ -133,7 +175,14 @@ class Trainer:
         t = torch.randint(1, self.schedule.n_steps + 1, (n,), generator=generator)
         noise = torch.randn(targets.shape, generator=generator).to(self.device)
         with torch.no_grad():
-            condition = self.phi(inputs)
+            condition = self.phi(inputs[:, :self.phi_channels])
+        if self.settings.condition_dropout:
+            # these examples see no phi estimate (zeros; their residual is then the whole KDE), so
+            # psi must learn to localize from the frame itself: the bundled psi barely reads the
+            # frame (zeroing it changes its estimates by < 5 %), and so cannot tell a bright
+            # emitter's precise position from a dim one's (docs/models.md, seventh session)
+            keep = torch.rand(len(inputs), generator=generator) >= self.settings.condition_dropout
+            condition = condition * keep.to(condition.device, condition.dtype)[:, None, None, None]
         residual = getattr(self.model, "target", "kde") == "residual"
         y0 = targets - condition if residual else targets
         t = t.to(self.device)
@@ -143,7 +192,16 @@ class Trainer:
         else:
             predicted = self.model(y_t, condition, t)
         wanted = self.schedule.training_target(y0, noise, t, getattr(self.model, "prediction", "eps"))
-        per_example = ((predicted - wanted) ** 2).mean(dim=(1, 2, 3))
+        squared = (predicted - wanted) ** 2
+        if self.settings.loss == "footprint":
+            # emitters' pixels (where phi sees one) weigh FOOTPRINT_WEIGHT + 1 times the empty
+            # ones: on a 24x24 frame most pixels are background, whose noise is easy to predict,
+            # and the fine errors that set an isolated emitter's posterior width were a
+            # thousandth of the loss. The weights depend on the condition only, so the best
+            # prediction is still the posterior mean.
+            weights = 1.0 + FOOTPRINT_WEIGHT * (condition > FOOTPRINT_THRESHOLD).float()
+            squared = squared * weights / weights.mean()
+        per_example = squared.mean(dim=(1, 2, 3))
         if self.settings.loss == "eq8":
             all_t = torch.arange(1, self.schedule.n_steps + 1)
             weights = self.schedule.loss_weight(t.cpu()) / self.schedule.loss_weight(all_t).mean()
@@ -196,7 +254,7 @@ class Trainer:
         theirs = state["settings"]
         for key in ("kind", "steps", "batch_size", "learning_rate", "warmup_steps", "seed", "loss",
                     "channels", "frame_px", "data_folder", "data_fraction", "psi_architecture", "psi_target",
-                    "psi_blocks", "psi_prediction", "schedule", "structure_files", "structure_fraction", "init_model"):
+                    "psi_blocks", "psi_prediction", "psi_frame_channels", "condition_dropout", "schedule", "structure_files", "structure_fraction", "init_model"):
             if key in theirs and ours[key] != theirs[key]:
                 raise ValueError(f"checkpoint {path} was made with {key}={theirs[key]!r}, not {ours[key]!r}; "
                                  "use the same settings to resume or start a new checkpoint file")
