@@ -171,6 +171,41 @@ def test_whole_stack_layers_exist_from_the_start_and_go_if_no_frame_finishes(mak
     assert "render [movie.tif]" not in viewer.layers and "localizations [movie.tif]" not in viewer.layers
 
 
+def test_kept_frame_kdes_follow_the_frame_slider(make_napari_viewer, qtbot, tmp_path, monkeypatch, bundled_or_tiny):
+    """'keep each frame's KDE' on a frame range: one layer holds every frame of the run, each
+    plane on its raw frame's world position, equal to the engine's KDE of that frame; too
+    much memory is refused in one sentence."""
+    from smlm_diffusion._napari import reconstruct_widget
+    from smlm_diffusion.reconstruction import reconstruct
+
+    path, sim = _movie(tmp_path, n_frames=5)
+    viewer = make_napari_viewer()
+    raw = viewer.open(str(path), plugin=PLUGIN)[0]
+    widget = _dock(viewer, "Reconstruct")
+    widget.values["scope"].value = "frame range"
+    widget.values["first_frame"].value, widget.values["last_frame"].value = 2, 4
+    widget.values["posterior"].value = False
+    widget.values["frame_kdes"].value = True
+    widget.start()
+    _wait_idle(qtbot, widget)
+    layer = viewer.layers["phi estimate [movie.tif]"]
+    assert layer.data.shape == (3, 96, 112) and layer.metadata["frames"] == (2, 4)
+    for plane in range(3):  # plane j sits on raw frame 2 + j (index 1 + j)
+        assert layer.data_to_world([plane, 0, 0])[0] == pytest.approx(raw.data_to_world([1 + plane, 0, 0])[0])
+    settings = widget._run_handle.result.settings
+    settings.keep_frame_kdes = True
+    engine = reconstruct(sim.adu, settings)
+    for plane, frame in enumerate((2, 3, 4)):
+        assert np.allclose(layer.data[plane], engine.mean_kdes[frame], atol=1e-6)
+
+    errors = []
+    monkeypatch.setattr("napari.utils.notifications.show_error", errors.append)
+    monkeypatch.setattr(reconstruct_widget, "FRAME_KDES_MAX_BYTES", 1000)
+    widget.start()
+    assert errors and "keeping each frame's KDE for 3 frames needs" in errors[0] and "\n" not in errors[0]
+    assert widget._worker is None
+
+
 def test_simulate_widget_preview_and_write(make_napari_viewer, qtbot, tmp_path):
     viewer = make_napari_viewer()
     widget = _dock(viewer, "Simulate")

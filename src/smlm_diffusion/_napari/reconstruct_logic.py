@@ -59,9 +59,46 @@ def visible_region_from_corners(corner_pixels, frame_shape: tuple[int, int]) -> 
     return int(r0), int(min(rows, max(r1, r0 + 8))), int(c0), int(min(cols, max(c1, c0 + 8)))
 
 
+#: the most memory the kept per-frame KDEs of one widget run may take (the layers hold them)
+FRAME_KDES_MAX_BYTES = 2 * 1024 ** 3
+
+
+@dataclass
+class FrameStacks:
+    """Each frame's KDEs of a run that keeps them: (frames, 4H, 4W) arrays filled from the
+    run's frame events as frames finish (zeros until then); ``first_index`` is the run's
+    first frame (0-based)."""
+    mean: np.ndarray
+    variance: np.ndarray | None
+    first_index: int
+
+    @classmethod
+    def for_run(cls, run) -> FrameStacks:
+        r0, r1, c0, c1 = run.region
+        shape = (run.stop - run.start, (r1 - r0) * UPSAMPLING, (c1 - c0) * UPSAMPLING)
+        variance = np.zeros(shape, np.float32) if run.settings.posterior else None
+        return cls(np.zeros(shape, np.float32), variance, run.start)
+
+    def add(self, frame: FrameResult) -> None:
+        index = frame.frame - 1 - self.first_index
+        self.mean[index] = frame.mean_kde
+        if self.variance is not None and frame.variance_kde is not None:
+            self.variance[index] = frame.variance_kde
+
+
+def frame_kdes_bytes(n_frames: int, frame_shape: tuple[int, int], posterior: bool) -> int:
+    """Memory of a run's kept per-frame KDEs (4x grid, float32; mean, and variance with the posterior)."""
+    rows, cols = frame_shape
+    return n_frames * rows * cols * UPSAMPLING ** 2 * 4 * (2 if posterior else 1)
+
+
 def frame_layers(event_result: FrameResult, run_result: Reconstruction, raw_scale, raw_translate,
-                 raw_is_stack: bool, source_name: str) -> list[tuple]:
+                 raw_is_stack: bool, source_name: str, frame_stacks: FrameStacks | None = None) -> list[tuple]:
     """Layer data tuples (data, kwargs, type) showing one finished frame and the totals so far.
+
+    With ``frame_stacks`` (the run keeps each frame's KDEs), the per-frame layers hold every
+    frame of the run instead, placed on the raw layer's frame axis so that they follow the
+    frame slider.
 
     The latest frame's KDE is shown for one-frame runs and with the posterior (seconds to a
     minute per frame: its mean and variance are worth looking at as they come), not on the
@@ -77,17 +114,22 @@ def frame_layers(event_result: FrameResult, run_result: Reconstruction, raw_scal
     posterior = event_result.variance_kde is not None
     label = "posterior mean" if posterior else "phi estimate"
     layers = []
-    if posterior or run_result.frames_requested <= 1:
-        layers.append((event_result.mean_kde, {"name": f"{label} [{source_name}]", "scale": scale,
-                                               "translate": translate, "colormap": "magma",
-                                               "metadata": {**meta, "frame": event_result.frame},
-                                               "contrast_limits": robust_contrast(event_result.mean_kde)}, "image"))
+    mean, variance, frame_meta = event_result.mean_kde, event_result.variance_kde, {"frame": event_result.frame}
+    kde_scale, kde_translate = scale, translate
+    if frame_stacks is not None:  # frame index -> world along the raw layer's frame axis, as the points
+        mean, variance = frame_stacks.mean, frame_stacks.variance
+        kde_scale = [float(raw_scale[-3]), *scale]
+        kde_translate = [float(raw_translate[-3]) + float(raw_scale[-3]) * frame_stacks.first_index, *translate]
+        frame_meta = {"frames": (frame_stacks.first_index + 1, frame_stacks.first_index + len(mean))}
+    if posterior or run_result.frames_requested <= 1 or frame_stacks is not None:
+        layers.append((mean, {"name": f"{label} [{source_name}]", "scale": kde_scale,
+                              "translate": kde_translate, "colormap": "magma", "metadata": {**meta, **frame_meta},
+                              "contrast_limits": robust_contrast(event_result.mean_kde)}, "image"))
     if posterior:
-        layers.append((event_result.variance_kde, {"name": f"posterior variance [{source_name}]", "scale": scale,
-                                                   "translate": translate, "colormap": "viridis",
-                                                   "metadata": {**meta, "frame": event_result.frame},
-                                                   "contrast_limits": robust_contrast(event_result.variance_kde),
-                                                   "visible": False}, "image"))
+        layers.append((variance, {"name": f"posterior variance [{source_name}]", "scale": kde_scale,
+                                  "translate": kde_translate, "colormap": "viridis", "metadata": {**meta, **frame_meta},
+                                  "contrast_limits": robust_contrast(event_result.variance_kde),
+                                  "visible": False}, "image"))
     locs = run_result.localizations
     # points are placed in world coordinates directly (the Points layer keeps an identity transform)
     coords = points_world(locs, s.pixel_size_nm, raw_scale, raw_translate, with_frame=raw_is_stack)
@@ -111,7 +153,8 @@ def frame_layers(event_result: FrameResult, run_result: Reconstruction, raw_scal
     return layers
 
 
-def placeholder_layers(run, raw_scale, raw_translate, raw_is_stack: bool, source_name: str) -> list[tuple]:
+def placeholder_layers(run, raw_scale, raw_translate, raw_is_stack: bool, source_name: str,
+                       frame_stacks: FrameStacks | None = None) -> list[tuple]:
     """The layers a multi-frame run will show, empty (zero KDEs and render, no points), with
     the names, transforms and styles of :func:`frame_layers`. Shown while the run starts up
     (camera check, models, the first chunk through phi), so that layer creation (about a
@@ -126,7 +169,7 @@ def placeholder_layers(run, raw_scale, raw_translate, raw_is_stack: bool, source
                            frames_requested=run.stop - run.start)
     zeros = np.zeros(shape, np.float32)
     frame = FrameResult(0, zeros, zeros if posterior else None, empty.localizations)
-    return frame_layers(frame, empty, raw_scale, raw_translate, raw_is_stack, source_name)
+    return frame_layers(frame, empty, raw_scale, raw_translate, raw_is_stack, source_name, frame_stacks)
 
 
 # -- live updates during a run ---------------------------------------------------------
@@ -176,8 +219,10 @@ class LiveLayers:
     one at the end. ``run`` is a ``ReconstructionRun`` (its ``result`` fills up)."""
 
     def __init__(self, run, raw_scale, raw_translate, raw_is_stack: bool, source_name: str,
-                 pacer: RefreshPacer | None = None, clock=time.monotonic) -> None:
+                 pacer: RefreshPacer | None = None, clock=time.monotonic, keep_frames: bool = False) -> None:
         self.run, self.source = run, (raw_scale, raw_translate, raw_is_stack, source_name)
+        # each frame's KDEs in layers that follow the frame slider (multi-frame runs that ask)
+        self.stacks = FrameStacks.for_run(run) if keep_frames and raw_is_stack and run.stop - run.start > 1 else None
         self.pacer, self.clock = pacer or RefreshPacer(), clock
         self.latest: FrameResult | None = None
         self.built = 0  # frames covered by the last refresh built
@@ -188,6 +233,8 @@ class LiveLayers:
     def observe(self, event: ProgressEvent) -> Refresh | None:
         if event.frame_result is not None:
             self.latest = event.frame_result
+            if self.stacks is not None:
+                self.stacks.add(event.frame_result)
         now = self.clock()
         if self.latest is None or len(self.run.result.frames) <= self.built or not self.pacer.due(now):
             return None
@@ -212,7 +259,7 @@ class LiveLayers:
     def build(self) -> Refresh:
         result = self.run.result
         frames = len(result.frames)
-        refresh = Refresh(frames, frame_layers(self.latest, result, *self.source))
+        refresh = Refresh(frames, frame_layers(self.latest, result, *self.source, self.stacks))
         self.built = max(self.built, frames)
         return refresh
 

@@ -16,8 +16,8 @@ from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label,
 
 from . import persist
 from ..reconstruction.settings import DEFAULT_MIN_PHOTONS
-from .reconstruct_logic import (CAMERA_CHOICES, SCOPES, LiveLayers, LiveUpdate, RunClock, build_settings,
-                                placeholder_layers, visible_region_from_corners)
+from .reconstruct_logic import (CAMERA_CHOICES, FRAME_KDES_MAX_BYTES, SCOPES, LiveLayers, LiveUpdate, RunClock,
+                                build_settings, frame_kdes_bytes, placeholder_layers, visible_region_from_corners)
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -54,6 +54,10 @@ class ReconstructWidget(Container):
             "scope": ComboBox(label="scope", choices=list(SCOPES), value="current frame"),
             "first_frame": SpinBox(label="first frame", min=1, max=10 ** 9, value=1),
             "last_frame": SpinBox(label="last frame", min=1, max=10 ** 9, value=1),
+            "frame_kdes": CheckBox(text="keep each frame's KDE (follows the frame slider)", value=False,
+                                   tooltip="frame range / whole stack: KDE layers with every frame of the run, "
+                                           "not only the render (memory: 64 bytes per raw pixel and frame, "
+                                           "twice that with the posterior)"),
             "posterior": CheckBox(text="posterior sampling (uncertainties)", value=True),
             "chains": SpinBox(label="chains", min=2, max=512, value=16),
             "accelerated": CheckBox(text="accelerated sampling", value=True),
@@ -125,12 +129,20 @@ class ReconstructWidget(Container):
             region = visible_region_from_corners(layer.corner_pixels, frame_shape) \
                 if values["scope"] == "visible region" else None
             settings = build_settings(values, n_frames, current, region)
-            settings.keep_frame_kdes = False
+            settings.keep_frame_kdes = False  # the engine does not keep them; the widget's layers do
             run = ReconstructionRun(layer.data, settings)
+            keep_frames = bool(values.get("frame_kdes")) and run.stop - run.start > 1
+            needed = frame_kdes_bytes(run.stop - run.start, (run.region[1] - run.region[0],
+                                                             run.region[3] - run.region[2]), settings.posterior)
+            if keep_frames and needed > FRAME_KDES_MAX_BYTES:
+                raise ValueError(f"keeping each frame's KDE for {run.stop - run.start} frames needs "
+                                 f"{needed / 1024 ** 3:.1f} GB (at most {FRAME_KDES_MAX_BYTES / 1024 ** 3:.0f} GB): "
+                                 "choose a shorter frame range or leave \"keep each frame's KDE\" off")
         except ValueError as exc:  # SmlmInputError is a ValueError
             show_error(str(exc))
             return
-        live = LiveLayers(run, tuple(layer.scale), tuple(layer.translate), is_stack, layer.name)
+        live = LiveLayers(run, tuple(layer.scale), tuple(layer.translate), is_stack, layer.name,
+                          keep_frames=keep_frames)
         self._progress.max, self._progress.value = 1, 0
         self._status.value = "starting…"
 
@@ -172,7 +184,7 @@ class ReconstructWidget(Container):
         self._placeholders = []  # names of the empty layers this run added
         if run.stop - run.start > 1:  # created while the run starts up, not in its middle
             self._add_placeholders(placeholder_layers(run, tuple(layer.scale), tuple(layer.translate), is_stack,
-                                                      layer.name))
+                                                      layer.name, live.stacks))
 
     def _add_placeholders(self, layers):
         """Add the run's empty layers one per event-loop turn (each addition stalls the GUI
