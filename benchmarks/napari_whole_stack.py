@@ -115,7 +115,7 @@ def main() -> None:
         gui_s, gaps, first, gui_locs = widget_run()
         ratios.append(engine_s / gui_s)
         longest.append(gaps.max())
-        print(f"| {repeat} | {engine_s:.1f} | {gui_s:.1f} | {n / gui_s:.1f} | {engine_s / gui_s:.2f} | "
+        print(f"| {repeat} | {engine_s:.1f} | {gui_s:.1f} | {n / gui_s:.3g} | {engine_s / gui_s:.2f} | "
               f"{gaps.max():.3f} s | {np.percentile(gaps, 99):.3f} s | {first:.1f} s | {engine_locs} / {gui_locs} |",
               flush=True)
     print(f"\nratio to the engine: median {np.median(ratios):.2f}, lowest {min(ratios):.2f}; "
