@@ -31,7 +31,7 @@ class TrainSettings:
     learning_rate: float = 1e-3
     warmup_steps: int = 200
     seed: int = 0
-    loss: str = "simple"                   # psi: "simple" | "eq8" | "eps-weighted" (v-prediction) | "footprint" (see _loss)
+    loss: str = "simple"                   # psi: "simple" | "eq8" | "eps-weighted" (v) | "footprint" (see _loss)
     channels: int | None = None            # default 48 (phi) / 32 (psi camera) / 16 (psi unet4x)
     psi_architecture: str = "camera"       # psi: "camera" (v2, camera resolution) | "unet4x" (v1, the paper's)
     psi_target: str = "residual"           # psi v2: "residual" (y - phi(x)) | "kde" (y)
@@ -196,8 +196,8 @@ class Trainer:
         if self.settings.loss == "footprint":
             # emitters' pixels (where phi sees one) weigh FOOTPRINT_WEIGHT + 1 times the empty
             # ones: on a 24x24 frame most pixels are background, whose noise is easy to predict,
-            # and the fine errors that set an isolated emitter's posterior width were a
-            # thousandth of the loss. The weights depend on the condition only, so the best
+            # and the fine errors that set an isolated emitter's posterior width were about
+            # 1 % of the loss. The weights depend on the condition only, so the best
             # prediction is still the posterior mean.
             weights = 1.0 + FOOTPRINT_WEIGHT * (condition > FOOTPRINT_THRESHOLD).float()
             squared = squared * weights / weights.mean()
@@ -254,7 +254,8 @@ class Trainer:
         theirs = state["settings"]
         for key in ("kind", "steps", "batch_size", "learning_rate", "warmup_steps", "seed", "loss",
                     "channels", "frame_px", "data_folder", "data_fraction", "psi_architecture", "psi_target",
-                    "psi_blocks", "psi_prediction", "psi_frame_channels", "condition_dropout", "schedule", "structure_files", "structure_fraction", "init_model"):
+                    "psi_blocks", "psi_prediction", "psi_frame_channels", "condition_dropout", "schedule",
+                    "structure_files", "structure_fraction", "init_model"):
             if key in theirs and ours[key] != theirs[key]:
                 raise ValueError(f"checkpoint {path} was made with {key}={theirs[key]!r}, not {ours[key]!r}; "
                                  "use the same settings to resume or start a new checkpoint file")

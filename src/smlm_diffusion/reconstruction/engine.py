@@ -108,9 +108,9 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
         warnings = warnings + _pairing_warning(phi, psi) + _full_sampling_warning(psi, settings.sampler)
     kde_scale = float(phi.normalisation["kde_scale"])
     phi_channels = int(phi.module.config.get("in_channels", 1))
-    psi_norm = dict(phi.normalisation["input"])  # a psi may read more channels of the frame (the SNR)
+    norm = dict(phi.normalisation["input"])  # a psi may read more channels of the frame (the SNR)
     if psi is not None and int(getattr(psi.module, "config", {}).get("frame_channels", 0)) > phi_channels:
-        psi_norm["channels"] = int(psi.module.config["frame_channels"])
+        norm["channels"] = int(psi.module.config["frame_channels"])
     h, w = r1 - r0, c1 - c0
     result = Reconstruction(settings=settings, shape_px=(h, w), origin_px=(r0, c0), device=str(device),
                             precision="float32" if dtype is None else "bfloat16",
@@ -138,7 +138,6 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
         photons = (adu - settings.offset_adu) / settings.gain_adu_per_photon
         timing["read"] += time.perf_counter() - t
         t = time.perf_counter()
-        norm = psi_norm
         if norm["kind"] == INPUT_NORMALISATION_V1["kind"]:  # older model files: the frame median
             background = np.median(photons, axis=(1, 2))[:, None, None] * np.ones_like(photons)
         else:
@@ -146,7 +145,7 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
                                              read_variance_photons2=norm["read_variance_photons2"])
         timing["background"] += time.perf_counter() - t
         t = time.perf_counter()
-        normalised = normalise_frames(photons, psi_norm, background)  # phi reads its own channels
+        normalised = normalise_frames(photons, norm, background)  # phi reads its own channels
         estimates = phi_kde(phi.module, normalised[:, :phi_channels], device, dtype=dtype)
         timing["phi"] += time.perf_counter() - t
         return photons, background, normalised, estimates
