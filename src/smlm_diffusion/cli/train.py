@@ -39,6 +39,10 @@ def add_parser(sub) -> None:
     p.add_argument("--condition-dropout", type=float, default=0.0, metavar="P",
                    help="psi: share of training examples that see no phi estimate, so that psi learns to "
                         "read the frame (default 0)")
+    p.add_argument("--condition", choices=("phi", "refined"), default="phi",
+                   help="psi: what it is conditioned on: phi's KDE (default), or the likelihood-refined "
+                        "localizations' KDE with their precision as a third frame channel (needs "
+                        "--frame-channels 3; trained on a surrogate fit of the simulated truth)")
     p.add_argument("--blocks", type=int, default=2, help="psi version 2: residual blocks per U-Net level (default 2)")
     p.add_argument("--schedule", choices=("cosine", "linear"), default="cosine",
                    help="psi noise schedule: 'cosine' reaches noise (gamma_T ~ 0); 'linear' is the paper's "
@@ -105,7 +109,7 @@ def run(args) -> int:
                              psi_target="kde" if args.architecture == "unet4x" else args.target,
                              psi_blocks=args.blocks, psi_prediction=args.prediction, schedule=args.schedule,
                              psi_frame_channels=args.frame_channels or 0,
-                             condition_dropout=args.condition_dropout,
+                             condition_dropout=args.condition_dropout, psi_condition=args.condition,
                              checkpoint_minutes=args.checkpoint_minutes, data_folder=args.data,
                              data_fraction=args.data_fraction, structure_files=[str(f) for f in args.structures],
                              structure_fraction=args.structure_fraction, init_model=args.init)

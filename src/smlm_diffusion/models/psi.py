@@ -9,6 +9,8 @@ and of phi's KDE as channels, the normalised raw frame (the data itself) joins t
 depth-to-space head (PixelShuffle(4)) returns the noise on the 4x grid. With
 ``target="residual"`` it models y - phi(x), the mismatch the paper says the DDPM needs;
 with ``prediction="v"`` it outputs v instead of the noise (``schedule.predict_y0``).
+With ``condition="refined"`` its condition is the KDE of the likelihood-refined
+localizations and its last frame channel their precision (``models.conditioning``).
 """
 
 from __future__ import annotations
@@ -119,8 +121,12 @@ class CameraPsi(nn.Module):
 
     def __init__(self, channels: int = 32, multipliers: tuple[int, ...] = (1, 2, 2), blocks: int = 1,
                  heads: int = 4, frame_channels: int = 2, upsampling: int = 4, target: str = "residual",
-                 prediction: str = "eps") -> None:
+                 prediction: str = "eps", condition: str = "phi") -> None:
         super().__init__()
+        if condition not in ("phi", "refined"):
+            raise ValueError("psi's condition must be 'phi' (phi's KDE) or 'refined' (the refined localizations)")
+        if condition == "refined" and (target != "residual" or frame_channels != 3):
+            raise ValueError("a psi conditioned on refined localizations models the residual and reads 3 frame channels")
         if target not in ("residual", "kde"):
             raise ValueError("psi's target must be 'residual' or 'kde'")
         if prediction not in ("eps", "v"):
@@ -130,6 +136,9 @@ class CameraPsi(nn.Module):
                        "upsampling": upsampling, "target": target}
         if prediction != "eps":  # files without the key predict the noise
             self.config["prediction"] = prediction
+        if condition != "phi":  # files without the key are conditioned on phi's KDE
+            self.config["condition"] = condition
+        self.condition = condition
         self.target = target
         self.prediction = prediction
         self.upsampling = upsampling

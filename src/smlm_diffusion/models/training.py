@@ -39,6 +39,7 @@ class TrainSettings:
     psi_prediction: str = "eps"            # psi (camera): network output "eps" (noise) | "v" (v-prediction)
     psi_frame_channels: int = 0            # psi (camera): frame channels read; 0 = phi's, 3 = phi's two + the SNR
     condition_dropout: float = 0.0         # psi: share of examples whose phi KDE is replaced by zeros (see _loss)
+    psi_condition: str = "phi"             # psi (camera): "phi" (phi's KDE) | "refined" (models.conditioning)
     schedule: str = "cosine"               # psi: "cosine" (gamma_T ~ 0) | "linear" (the paper's 1e-4..1e-2)
     frame_px: int | None = None            # training frame side; default 32 (phi) / 24 (psi)
     phi_model: str = "phi"                 # psi's conditioning model (name or path)
@@ -59,6 +60,13 @@ class TrainSettings:
             raise ValueError("the condition dropout is a share between 0 and 1")
         if self.psi_frame_channels not in (0, 2, 3) or (self.psi_frame_channels and self.psi_architecture != "camera"):
             raise ValueError("psi reads 2 or 3 frame channels (3: with the SNR channel; camera architecture only)")
+        if self.psi_condition not in ("phi", "refined"):
+            raise ValueError("psi's condition must be 'phi' or 'refined'")
+        if self.psi_condition == "refined" and (self.psi_architecture != "camera" or self.psi_frame_channels != 3
+                                                or self.psi_target != "residual" or self.data_folder):
+            raise ValueError("a psi conditioned on refined localizations (--condition refined) needs the camera "
+                             "architecture, the residual target and --frame-channels 3, and trains on simulations "
+                             "only (a data folder holds no true positions to fit)")
         if self.loss == "eps-weighted" and self.psi_prediction != "v":
             raise ValueError("the eps-weighted loss is for v-prediction (--prediction v)")
         if self.psi_architecture not in ("camera", "unet4x") or self.psi_target not in ("residual", "kde"):
@@ -139,14 +147,18 @@ class Trainer:
             self.input_normalisation = dict(phi.normalisation["input"])
             self.phi_channels = int(phi.module.config.get("in_channels", 1))
             frame_channels = settings.psi_frame_channels or self.phi_channels
-            if frame_channels > self.phi_channels:
+            if settings.psi_condition == "refined":  # the third channel is the batch's precision channel
+                if self.phi_channels != 2:
+                    raise ValueError("the refined condition needs a phi with version-2 inputs")
+            elif frame_channels > self.phi_channels:
                 if self.phi_channels != 2:
                     raise ValueError("the SNR frame channel needs a phi with version-2 inputs")
                 self.input_normalisation["channels"] = frame_channels
             if settings.psi_architecture == "camera":
                 self.model = CameraPsi(channels=settings.resolved_channels, blocks=settings.psi_blocks,
                                        frame_channels=frame_channels,
-                                       target=settings.psi_target, prediction=settings.psi_prediction)
+                                       target=settings.psi_target, prediction=settings.psi_prediction,
+                                       condition=settings.psi_condition)
             else:
                 self.model = ConditionalUNet(channels=settings.resolved_channels)
         if settings.init_model:  # fine-tuning: start from a model file's weights (and its architecture)
@@ -156,6 +168,13 @@ class Trainer:
             self.model = start.module.train()
             if settings.kind == "psi" and settings.psi_frame_channels:
                 self.model = with_frame_channels(self.model, settings.psi_frame_channels)
+            if settings.kind == "psi" and settings.psi_condition != getattr(self.model, "condition", "phi"):
+                # a psi trained on phi's KDE learns the refined condition: the same layout, and the
+                # third frame channel (the SNR) now carries the refined emitters' precision
+                if int(self.model.config.get("frame_channels", 2)) != 3:
+                    raise ValueError("--init for the refined condition needs a psi reading 3 frame channels")
+                self.model.condition = settings.psi_condition
+                self.model.config["condition"] = settings.psi_condition
             if settings.kind == "phi":
                 self.input_normalisation = dict(start.normalisation["input"])
         self.model.to(self.device)
@@ -167,15 +186,19 @@ class Trainer:
         self.elapsed_s = 0.0
 
     # -- one step -------------------------------------------------------------
-    def _loss(self, inputs: torch.Tensor, targets: torch.Tensor, step: int) -> torch.Tensor:
+    def _loss(self, inputs: torch.Tensor, targets: torch.Tensor, step: int,
+              conditions: torch.Tensor | None = None) -> torch.Tensor:
         if self.settings.kind == "phi":
             return torch.mean((self.model(inputs) - targets) ** 2)
         generator = torch.Generator().manual_seed(int(self.settings.seed) * 1_000_003 + step)
         n = len(inputs)
         t = torch.randint(1, self.schedule.n_steps + 1, (n,), generator=generator)
         noise = torch.randn(targets.shape, generator=generator).to(self.device)
-        with torch.no_grad():
-            condition = self.phi(inputs[:, :self.phi_channels])
+        if conditions is not None:  # --condition refined: the batch's surrogate fit
+            condition = conditions
+        else:
+            with torch.no_grad():
+                condition = self.phi(inputs[:, :self.phi_channels])
         if self.settings.condition_dropout:
             # these examples see no phi estimate (zeros; their residual is then the whole KDE), so
             # psi must learn to localize from the frame itself: the bundled psi barely reads the
@@ -216,7 +239,7 @@ class Trainer:
             per_example = per_example * weights.to(self.device)
         return per_example.mean()
 
-    def batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+    def batch(self, step: int) -> tuple[np.ndarray, ...]:
         """The training batch of a step: a pure function of (seed, step)."""
         return _StepBatches(self, 0)[step]
 
@@ -224,13 +247,14 @@ class Trainer:
         """One optimiser step on ``batch`` (default: simulate this step's batch here)."""
         s = self.settings
         started = time.perf_counter()
-        x, y = self.batch(self.step_index) if batch is None else batch
-        inputs = torch.as_tensor(x).to(self.device, non_blocking=True)
-        targets = torch.as_tensor(y).to(self.device, non_blocking=True)
+        arrays = [torch.as_tensor(a).to(self.device, non_blocking=True)
+                  for a in (self.batch(self.step_index) if batch is None else batch)]
+        inputs, targets = arrays[:2]
+        conditions = arrays[2] if len(arrays) > 2 else None
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(s, self.step_index)
         self.model.train()
-        loss = self._loss(inputs, targets, self.step_index)
+        loss = self._loss(inputs, targets, self.step_index, conditions)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -254,8 +278,8 @@ class Trainer:
         theirs = state["settings"]
         for key in ("kind", "steps", "batch_size", "learning_rate", "warmup_steps", "seed", "loss",
                     "channels", "frame_px", "data_folder", "data_fraction", "psi_architecture", "psi_target",
-                    "psi_blocks", "psi_prediction", "psi_frame_channels", "condition_dropout", "schedule",
-                    "structure_files", "structure_fraction", "init_model"):
+                    "psi_blocks", "psi_prediction", "psi_frame_channels", "condition_dropout", "psi_condition",
+                    "schedule", "structure_files", "structure_fraction", "init_model"):
             if key in theirs and ours[key] != theirs[key]:
                 raise ValueError(f"checkpoint {path} was made with {key}={theirs[key]!r}, not {ours[key]!r}; "
                                  "use the same settings to resume or start a new checkpoint file")
@@ -313,7 +337,8 @@ class _StepBatches(torch.utils.data.Dataset):
     def __getitem__(self, index: int):
         s, step = self.settings, self.first_step + index
         return mixed_batch(s.seed, step, s.batch_size, s.domain, self.folder, s.data_fraction,
-                           self.input_normalisation, self.priors, s.structure_fraction if self.priors else 0.0)
+                           self.input_normalisation, self.priors, s.structure_fraction if self.priors else 0.0,
+                           refined=s.kind == "psi" and s.psi_condition == "refined")
 
 
 def _batches(trainer: Trainer, workers: int):

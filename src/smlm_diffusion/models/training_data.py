@@ -18,7 +18,8 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 from ..simulation import SimulationConfig, simulate_stack
-from .normalisation import kde_scale, normalise_frames
+from .conditioning import refined_condition, surrogate_refinement
+from .normalisation import INPUT_NORMALISATION, estimate_background, kde_scale, normalise_frames
 
 
 @dataclass(frozen=True)
@@ -74,13 +75,16 @@ def random_config(rng: np.random.Generator, domain: TrainingDomain) -> Simulatio
 
 def training_batch(seed: int, step: int, batch_size: int, domain: TrainingDomain,
                    input_normalisation: dict | None = None, priors: list | None = None,
-                   prior_fraction: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+                   prior_fraction: float = 0.0, refined: bool = False) -> tuple[np.ndarray, ...]:
     """(inputs (B, C, H, W) normalised frames, targets (B, 1, 4H, 4W) KDE in model units).
     With ``priors`` (StructurePriors from the user's data), a ``prior_fraction`` of the
-    frames put their emitters on one of them, randomly cropped, flipped and rotated."""
+    frames put their emitters on one of them, randomly cropped, flipped and rotated.
+    ``refined``: also psi's condition from a surrogate likelihood fit (``conditioning``),
+    (B, 1, 4H, 4W), and the inputs get its precision channel after the frame's channels."""
     rng = np.random.default_rng([seed, step])
-    inputs, targets = [], []
+    inputs, targets, conditions = [], [], []
     scale = kde_scale()
+    norm = input_normalisation or INPUT_NORMALISATION
     for _ in range(batch_size):
         cfg = random_config(rng, domain)
         prior = None
@@ -89,9 +93,25 @@ def training_batch(seed: int, step: int, batch_size: int, domain: TrainingDomain
             cfg = replace(cfg, structure_source=prior.source, augment_structure=True)
         sim = simulate_stack(cfg, with_kde=True, prior=prior)
         photons = cfg.camera.to_photons(sim.adu)
-        inputs.append(normalise_frames(photons, input_normalisation)[0])
+        if not refined:
+            inputs.append(normalise_frames(photons, input_normalisation)[0])
+            targets.append(sim.kde[0] * scale)
+            continue
+        background = estimate_background(photons, norm["background_sigma_px"],
+                                         read_variance_photons2=norm["read_variance_photons2"])
+        frame = normalise_frames(photons, {**norm, "channels": 2}, background)[0]
+        xy = sim.truth.xy_px(cfg.pixel_size_nm)
+        rows = np.clip(xy[:, 1].astype(int), 0, cfg.height_px - 1)
+        cols = np.clip(xy[:, 0].astype(int), 0, cfg.width_px - 1)
+        level = background[0, rows, cols] + cfg.read_noise_e ** 2
+        x, y, std = surrogate_refinement(xy[:, 0], xy[:, 1], sim.truth.intensity_photons, level,
+                                         cfg.psf_sigma_px, rng)
+        condition, precision = refined_condition(x, y, std, (cfg.height_px, cfg.width_px))
+        inputs.append(np.concatenate([frame, precision[None]]))
         targets.append(sim.kde[0] * scale)
-    return np.stack(inputs).astype(np.float32), np.stack(targets)[:, None].astype(np.float32)
+        conditions.append(condition)
+    batch = (np.stack(inputs).astype(np.float32), np.stack(targets)[:, None].astype(np.float32))
+    return batch + (np.stack(conditions)[:, None],) if refined else batch
 
 
 class FolderData:
@@ -150,11 +170,13 @@ def _imagej_info(tif) -> dict:
 
 def mixed_batch(seed: int, step: int, batch_size: int, domain: TrainingDomain, folder: FolderData | None,
                 folder_fraction: float, input_normalisation: dict | None = None, priors: list | None = None,
-                prior_fraction: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-    """Simulated batch where a ``folder_fraction`` of the examples come from ``folder``."""
-    inputs, targets = training_batch(seed, step, batch_size, domain, input_normalisation, priors, prior_fraction)
-    if folder is None or folder_fraction <= 0:
-        return inputs, targets
+                prior_fraction: float = 0.0, refined: bool = False) -> tuple[np.ndarray, ...]:
+    """Simulated batch where a ``folder_fraction`` of the examples come from ``folder``
+    (not with ``refined``: a folder holds no true positions to fit)."""
+    batch = training_batch(seed, step, batch_size, domain, input_normalisation, priors, prior_fraction, refined)
+    if refined or folder is None or folder_fraction <= 0:
+        return batch
+    inputs, targets = batch
     rng = np.random.default_rng([seed, step, 1])
     for i in np.flatnonzero(rng.random(batch_size) < folder_fraction):
         inputs[i], targets[i, 0] = folder.sample(rng)

@@ -21,7 +21,7 @@ from ..localizations import Localizations
 from .camera_check import check_camera
 from .settings import FrameResult, ProgressEvent, Reconstruction, ReconstructionSettings
 from .refine import (FALLBACK_PSF_SIGMA_PX, kde_candidates, movie_psf_sigma, refine_frame, refine_frames,
-                     worker_threads)
+                     refined_psi_input, worker_threads)
 
 UPSAMPLING = 4
 #: the PSF width is measured on the spots of the first frames (at most 200 spots)
@@ -109,8 +109,10 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
     kde_scale = float(phi.normalisation["kde_scale"])
     phi_channels = int(phi.module.config.get("in_channels", 1))
     norm = dict(phi.normalisation["input"])  # a psi may read more channels of the frame (the SNR)
-    if psi is not None and int(getattr(psi.module, "config", {}).get("frame_channels", 0)) > phi_channels:
-        norm["channels"] = int(psi.module.config["frame_channels"])
+    refined = psi is not None and getattr(psi.module, "condition", "phi") == "refined"
+    psi_channels = int(getattr(psi.module, "config", {}).get("frame_channels", 0)) if psi is not None else 0
+    if psi_channels > phi_channels and not refined:  # a refined psi's third channel comes from the fits
+        norm["channels"] = psi_channels
     h, w = r1 - r0, c1 - c0
     result = Reconstruction(settings=settings, shape_px=(h, w), origin_px=(r0, c0), device=str(device),
                             precision="float32" if dtype is None else "bfloat16",
@@ -185,8 +187,13 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
                 samples = None
                 if psi is not None:
                     t = time.perf_counter()
-                    steps = iter_sample_posterior(psi.module, psi.schedule, estimate, settings.sampler, device,
-                                                  settings.seed, frame, normalised[offset], dtype)
+                    condition, frame_input = estimate, normalised[offset]
+                    if refined:  # psi conditioned on the likelihood-refined localizations (models.conditioning)
+                        condition, frame_input = refined_psi_input(estimate, photons[offset], background[offset],
+                                                                   frame_input, frame, result.psf_sigma_px, settings,
+                                                                   kde_scale)
+                    steps = iter_sample_posterior(psi.module, psi.schedule, condition, settings.sampler, device,
+                                                  settings.seed, frame, frame_input, dtype)
                     frame_done = 0
                     while True:
                         try:

@@ -1,0 +1,91 @@
+"""psi's condition from likelihood-refined localizations (``train psi --condition refined``).
+
+A psi conditioned on phi's KDE cannot be narrower than what it can localize: from the
+frame alone it places an isolated emitter to about 0.1 camera px whatever its brightness,
+so its posterior cannot follow the Cramer-Rao bound (docs/models.md, eighth session). This
+psi is conditioned instead on what the maximum-likelihood fit knows:
+
+- the condition: the eq. 3 KDE of the refined positions (model units), in place of phi's;
+- a precision channel beside the frame: around each refined emitter (Gaussian footprint,
+  ``FOOTPRINT_PX``), its positional std on a log scale, ``precision_value``.
+
+psi then only has to learn how far to trust each emitter's position (and what the fit
+missed), not to localize. At inference the positions and stds are the engine's refined
+localizations and their ``uncertainty_xy``; in training a surrogate of that fit is drawn
+from the truth (``surrogate_refinement``): each emitter displaced by its Mortensen
+precision, faint ones missed, pairs closer than the PSF merged.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..simulation.psf import render_kde
+from .normalisation import kde_scale
+
+#: width (camera px) of the footprint on which an emitter's precision is written
+FOOTPRINT_PX = 1.0
+#: precision channel: log(std / LOW) / log(HIGH / LOW) for a std in 4x px, so 0.05 -> 0 and 2 -> 1
+PRECISION_LOW_4X_PX, PRECISION_HIGH_4X_PX = 0.05, 2.0
+#: surrogate detection: found with probability clip((snr - DETECT_SNR) / DETECT_RAMP, 0, 1)
+DETECT_SNR, DETECT_RAMP = 3.0, 4.0
+
+
+def precision_value(std_4x_px: np.ndarray) -> np.ndarray:
+    std = np.clip(np.nan_to_num(np.asarray(std_4x_px, np.float64), nan=PRECISION_HIGH_4X_PX), 1e-3, 20.0)
+    return np.clip(np.log(std / PRECISION_LOW_4X_PX) / np.log(PRECISION_HIGH_4X_PX / PRECISION_LOW_4X_PX), -0.5, 1.5)
+
+
+def refined_condition(x_px: np.ndarray, y_px: np.ndarray, std_px: np.ndarray, shape: tuple[int, int],
+                      upsampling: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """(condition KDE (4H, 4W) in model units, precision channel (H, W)) for refined
+    positions and per-axis stds, all in camera px (SPEC 3 origin: pixel k spans [k, k+1))."""
+    x = np.asarray(x_px, np.float64).reshape(-1)
+    y = np.asarray(y_px, np.float64).reshape(-1)
+    rows, cols = shape
+    if len(x) == 0:
+        return (np.zeros((rows * upsampling, cols * upsampling), np.float32), np.zeros(shape, np.float32))
+    kde = render_kde(x[None], y[None], np.ones((1, len(x))), shape)[0]
+    value = precision_value(upsampling * np.asarray(std_px, np.float64).reshape(-1))
+    rr, cc = np.mgrid[:rows, :cols] + 0.5
+    d2 = (cc[None] - x[:, None, None]) ** 2 + (rr[None] - y[:, None, None]) ** 2
+    channel = np.sum(np.exp(-0.5 * d2 / FOOTPRINT_PX ** 2) * value[:, None, None], axis=0)
+    return (kde * kde_scale()).astype(np.float32), channel.astype(np.float32)
+
+
+def approximate_precision_px(photons: np.ndarray, background_photons: np.ndarray, psf_sigma_px: float
+                             ) -> np.ndarray:
+    """Mortensen et al. 2010's closed form (per-axis std, px, pixel size 1): the training
+    surrogate's fit precision (``analysis.crlb`` has the exact integral)."""
+    n = np.maximum(np.asarray(photons, np.float64), 1.0)
+    sigma_a2 = psf_sigma_px ** 2 + 1.0 / 12.0
+    return np.sqrt(sigma_a2 / n * (16.0 / 9.0 + 8.0 * np.pi * sigma_a2 * np.maximum(background_photons, 0.0) / n))
+
+
+def surrogate_refinement(x_px: np.ndarray, y_px: np.ndarray, photons: np.ndarray, background_photons: np.ndarray,
+                         psf_sigma_px: float, rng: np.random.Generator
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(x, y, std) in px of what a likelihood fit of these true emitters reports: faint ones
+    missed, pairs closer than the PSF sigma merged (photon-weighted centre, std widened by
+    half their distance), each found one displaced by a draw of its precision."""
+    x, y = np.asarray(x_px, np.float64), np.asarray(y_px, np.float64)
+    n, b = np.asarray(photons, np.float64), np.asarray(background_photons, np.float64)
+    snr = n / np.sqrt(n + 4 * np.pi * psf_sigma_px ** 2 * np.maximum(b, 0.0))
+    found = rng.random(len(x)) < np.clip((snr - DETECT_SNR) / DETECT_RAMP, 0.0, 1.0)
+    x, y, n, b = x[found], y[found], n[found], b[found]
+    extra = np.zeros(len(x))
+    alive = np.ones(len(x), bool)
+    for i in np.argsort(-n):  # brightest first: each absorbs its unresolved neighbours
+        if not alive[i]:
+            continue
+        near = alive & (np.hypot(x - x[i], y - y[i]) < psf_sigma_px)
+        near[i] = False
+        for j in np.flatnonzero(near):
+            total = n[i] + n[j]
+            extra[i] = np.hypot(extra[i], 0.5 * np.hypot(x[j] - x[i], y[j] - y[i]))
+            x[i], y[i] = (n[i] * x[i] + n[j] * x[j]) / total, (n[i] * y[i] + n[j] * y[j]) / total
+            n[i] = total
+            alive[j] = False
+    x, y, n, b, extra = x[alive], y[alive], n[alive], b[alive], extra[alive]
+    std = np.hypot(approximate_precision_px(n, b, psf_sigma_px), extra)
+    return x + std * rng.standard_normal(len(x)), y + std * rng.standard_normal(len(x)), std

@@ -1,0 +1,137 @@
+"""psi conditioned on likelihood-refined localizations (``models/conditioning.py``,
+``train psi --condition refined``): the condition maps, the training surrogate of the fit,
+training, and the engine feeding such a psi its refined fits."""
+
+import numpy as np
+import pytest
+import torch
+
+from smlm_diffusion.models import store
+from smlm_diffusion.models.conditioning import (
+    FOOTPRINT_PX,
+    approximate_precision_px,
+    precision_value,
+    refined_condition,
+    surrogate_refinement,
+)
+from smlm_diffusion.models.normalisation import kde_scale
+from smlm_diffusion.models.training import Trainer, TrainSettings
+
+
+def tiny(**kw):
+    return TrainSettings(kind="psi", steps=4, batch_size=2, channels=8, frame_px=12, warmup_steps=1,
+                         psi_frame_channels=3, psi_condition="refined", **kw)
+
+
+def test_refined_condition_is_the_eq3_kde_and_a_log_precision_footprint():
+    """The condition holds unit mass per emitter (model units: times kde_scale) centred on
+    the given positions; the precision channel reads each emitter's log std on its pixel,
+    0 for 0.05 4x px, 1 for 2 4x px, and fades with distance."""
+    x, y, std = np.array([5.5, 14.25]), np.array([6.5, 12.75]), np.array([0.0125, 0.5])  # camera px
+    condition, precision = refined_condition(x, y, std, (20, 20))
+    assert condition.shape == (80, 80) and precision.shape == (20, 20)
+    assert condition.sum() / kde_scale() == pytest.approx(2.0, rel=1e-3)
+    rows, cols = np.mgrid[:80, :80] + 0.5
+    left = cols < 40
+    assert (condition * cols)[left].sum() / condition[left].sum() == pytest.approx(4 * 5.5, abs=0.02)
+    assert (condition * rows)[left].sum() / condition[left].sum() == pytest.approx(4 * 6.5, abs=0.02)
+    assert precision_value(np.array([0.05, 2.0])) == pytest.approx([0.0, 1.0])
+    assert precision[6, 5] == pytest.approx(0.0, abs=1e-3)  # 4 x 0.0125 = 0.05 4x px, on its own pixel
+    assert precision[12, 14] == pytest.approx(np.exp(-0.5 * 0.125 / FOOTPRINT_PX ** 2), rel=1e-3)  # 2 4x px
+    assert precision[0, 19] == pytest.approx(0.0, abs=1e-6)
+    empty_condition, empty_precision = refined_condition([], [], [], (8, 8))
+    assert not empty_condition.any() and not empty_precision.any()
+
+
+def test_surrogate_fit_scatters_by_the_precision_misses_faint_and_merges_close_pairs():
+    """Isolated bright emitters come back displaced by Mortensen's precision (the std of the
+    displacement over many draws matches it); a spot far below the noise is not found; two
+    emitters closer than the PSF sigma come back as one at their photon-weighted centre."""
+    rng = np.random.default_rng(0)
+    expected = approximate_precision_px(np.array([1000.0]), np.array([10.0]), 1.0)[0]
+    assert expected == pytest.approx(np.sqrt(13 / 12 / 1000 * (16 / 9 + 8 * np.pi * 13 / 12 * 10 / 1000)))
+    shifts = []
+    for _ in range(2000):
+        x, y, std = surrogate_refinement(np.array([10.0]), np.array([10.0]), np.array([1000.0]), np.array([10.0]),
+                                         1.0, rng)
+        assert std == pytest.approx([expected])
+        shifts.append((x[0] - 10.0, y[0] - 10.0))
+    assert np.std(shifts) == pytest.approx(expected, rel=0.05)
+    x, _, _ = surrogate_refinement(np.array([10.0]), np.array([10.0]), np.array([20.0]), np.array([200.0]), 1.0, rng)
+    assert len(x) == 0
+    x, y, std = surrogate_refinement(np.array([10.0, 10.6]), np.array([10.0, 10.0]), np.array([3000.0, 1000.0]),
+                                     np.array([10.0, 10.0]), 1.0, rng)
+    assert len(x) == 1 and std[0] > 0.3 / 2 * 0.99  # widened by half the pair's distance
+    assert abs(x[0] - 10.15) < 5 * std[0]
+
+
+def test_training_on_the_refined_condition_feeds_psi_the_surrogate_fit(tiny_models, tmp_path):
+    """A refined batch adds the surrogate fit's KDE and its precision channel; psi gets that
+    KDE as its condition (not phi's) and three frame channels; the model file records the
+    condition. --init turns a three-channel psi conditioned on phi into one on the fits."""
+    trainer = Trainer(tiny(phi_model=tiny_models["phi"]))
+    inputs, targets, conditions = trainer.batch(0)
+    assert inputs.shape == (2, 3, 12, 12) and conditions.shape == targets.shape == (2, 1, 48, 48)
+    seen = []
+    forward = trainer.model.forward
+    trainer.model.forward = lambda y, cond, t, frame: (seen.append((cond.clone(), frame.clone())),
+                                                       forward(y, cond, t, frame))[1]
+    assert np.isfinite(trainer.step())
+    condition, frame = seen.pop()
+    assert torch.equal(condition, torch.from_numpy(conditions)) and torch.equal(frame, torch.from_numpy(inputs))
+    out = trainer.export(tmp_path / "psi_refined.pt")
+    loaded = store.load_model(out)
+    assert loaded.module.condition == "refined" and loaded.normalisation["input"]["channels"] == 2
+    phi_conditioned = Trainer(TrainSettings(kind="psi", steps=2, batch_size=2, channels=8, frame_px=12,
+                                            psi_frame_channels=3, phi_model=tiny_models["phi"]))
+    start = phi_conditioned.export(tmp_path / "psi3.pt")
+    assert store.load_model(start).module.condition == "phi"
+    fine_tune = Trainer(tiny(phi_model=tiny_models["phi"], init_model=str(start)))
+    assert fine_tune.model.condition == "refined" and fine_tune.model.config["condition"] == "refined"
+    with pytest.raises(ValueError, match="refined"):
+        tiny(data_folder=str(tmp_path)).validate()
+    with pytest.raises(ValueError, match="refined"):
+        TrainSettings(kind="psi", psi_condition="refined").validate()  # needs --frame-channels 3
+
+
+def test_engine_conditions_a_refined_psi_on_its_fits(tiny_models, tmp_path, monkeypatch):
+    """The engine fits phi's candidates first and gives such a psi their KDE as condition
+    and their precision as the third frame channel (the frame's own two before it)."""
+    import smlm_diffusion.reconstruction.engine as engine
+    from smlm_diffusion.reconstruction import ReconstructionSettings, reconstruct
+    from smlm_diffusion.simulation import CameraModel, expected_photons
+
+    out = Trainer(tiny(phi_model=tiny_models["phi"])).export(tmp_path / "psi_refined.pt")
+    calls = []
+    original = engine.refined_psi_input
+
+    def spy(*args):
+        calls.append(original(*args))
+        return calls[-1]
+
+    monkeypatch.setattr(engine, "refined_psi_input", spy)
+    rng = np.random.default_rng(3)
+    omega = expected_photons(np.array([[8.3]]), np.array([[7.6]]), np.array([[3000.0]]), (16, 16), 1.0, 10.0)
+    frame = CameraModel(1.0, 100.0, 0.0).expose(omega, rng)
+    settings = ReconstructionSettings(offset_adu=100.0, phi_model=tiny_models["phi"], psi_model=str(out),
+                                      psf_sigma_px=1.0)
+    # the untrained tiny phi sees nothing: give the engine a phi estimate with the spot in it
+    monkeypatch.setattr(engine, "kde_candidates", lambda *a: _one_candidate(settings))
+    from smlm_diffusion.reconstruction import refine
+    monkeypatch.setattr(refine, "kde_candidates", lambda *a: _one_candidate(settings))
+    result = reconstruct(frame, settings)
+    assert len(calls) == 1 and result.render_variance is not None
+    condition, psi_frame = calls[0]
+    assert psi_frame.shape == (3, 16, 16) and condition.shape == (64, 64)
+    rows, cols = np.mgrid[:64, :64] + 0.5
+    assert (condition * cols).sum() / condition.sum() / 4 == pytest.approx(8.3, abs=0.1)  # the fitted position
+    assert (condition * rows).sum() / condition.sum() / 4 == pytest.approx(7.6, abs=0.1)
+    assert psi_frame[2, 7, 8] == psi_frame[2].max() > 0.0  # a 3000-photon spot's precision, on its pixel
+
+
+def _one_candidate(settings):
+    from smlm_diffusion.localizations import Localizations
+
+    px = settings.pixel_size_nm
+    return Localizations(frame=np.array([1]), x_nm=np.array([8.0 * px]), y_nm=np.array([8.0 * px]),
+                         intensity_photons=np.array([3000.0]))
