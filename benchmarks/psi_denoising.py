@@ -54,7 +54,8 @@ def main() -> None:
     phi_channels = int(phi.module.config.get("in_channels", 1))
     norm = dict(phi.normalisation["input"])
     refined = getattr(net, "condition", "phi") == "refined"
-    norm["channels"] = phi_channels if refined else max(phi_channels, int(net.config.get("frame_channels", phi_channels)))
+    psi_channels = int(net.config.get("frame_channels", phi_channels))
+    norm["channels"] = phi_channels if refined else max(phi_channels, psi_channels)
     fit_settings = ReconstructionSettings(offset_adu=0.0, read_noise_e=0.0, psf_sigma_px=SIGMA_PX)
     kde_scale = float(phi.normalisation["kde_scale"])
     print(f"psi {args.psi} ({prediction}-prediction, {'refined-fit condition' if refined else 'phi condition'}, "

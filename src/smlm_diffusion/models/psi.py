@@ -126,7 +126,8 @@ class CameraPsi(nn.Module):
         if condition not in ("phi", "refined"):
             raise ValueError("psi's condition must be 'phi' (phi's KDE) or 'refined' (the refined localizations)")
         if condition == "refined" and (target != "residual" or frame_channels != 3):
-            raise ValueError("a psi conditioned on refined localizations models the residual and reads 3 frame channels")
+            raise ValueError("a psi conditioned on refined localizations models the residual and reads "
+                             "3 frame channels")
         if target not in ("residual", "kde"):
             raise ValueError("psi's target must be 'residual' or 'kde'")
         if prediction not in ("eps", "v"):
