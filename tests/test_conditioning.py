@@ -135,3 +135,37 @@ def _one_candidate(settings):
     px = settings.pixel_size_nm
     return Localizations(frame=np.array([1]), x_nm=np.array([8.0 * px]), y_nm=np.array([8.0 * px]),
                          intensity_photons=np.array([3000.0]))
+
+
+def test_training_on_the_pipelines_fits_uses_the_fitter_on_the_batchs_frames(tiny_models):
+    """--condition-fits pipeline: the batch's frames go through the given fitter, whose
+    positions and stds make the condition and precision channel; ``PipelineFits`` (the
+    engine's phi, detection and fit) places a bright isolated emitter within its precision."""
+    from smlm_diffusion.reconstruction.refine import PipelineFits
+    from smlm_diffusion.simulation import CameraModel, expected_photons
+
+    calls = []
+
+    def fitter(photons, background, normalised, sigma, read_noise):
+        calls.append((photons.shape, background.shape, normalised.shape, sigma.shape, read_noise.shape))
+        return [(np.array([6.0]), np.array([5.0]), np.array([0.05]))] * len(photons)
+
+    settings = tiny(phi_model=tiny_models["phi"], condition_fits="pipeline")
+    with pytest.raises(ValueError, match="fitter"):
+        Trainer(settings)
+    trainer = Trainer(settings, fitter=fitter)
+    inputs, _, conditions = trainer.batch(0)
+    assert calls == [((2, 12, 12), (2, 12, 12), (2, 2, 12, 12), (2,), (2,))]
+    expected, precision = refined_condition([6.0], [5.0], [0.05], (12, 12))
+    assert np.allclose(conditions[1, 0], expected) and np.allclose(inputs[1, 2], precision)
+
+    rng = np.random.default_rng(1)
+    omega = expected_photons(np.array([[10.3]]), np.array([[9.6]]), np.array([[5000.0]]), (20, 20), 1.0, 10.0)
+    photons = CameraModel(1.0, 0.0, 0.0).expose(omega, rng).astype(np.float64)
+    from smlm_diffusion.models.normalisation import estimate_background, normalise_frames
+
+    background = estimate_background(photons)
+    (x, y, std), = PipelineFits()(photons, background, normalise_frames(photons, None, background),
+                                  np.array([1.0]), np.array([0.0]))
+    assert len(x) == 1 and 0.005 < std[0] < 0.05
+    assert abs(x[0] - 10.3) < 5 * std[0] and abs(y[0] - 9.6) < 5 * std[0]

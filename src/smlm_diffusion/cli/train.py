@@ -42,7 +42,11 @@ def add_parser(sub) -> None:
     p.add_argument("--condition", choices=("phi", "refined"), default="phi",
                    help="psi: what it is conditioned on: phi's KDE (default), or the likelihood-refined "
                         "localizations' KDE with their precision as a third frame channel (needs "
-                        "--frame-channels 3; trained on a surrogate fit of the simulated truth)")
+                        "--frame-channels 3)")
+    p.add_argument("--condition-fits", choices=("surrogate", "pipeline"), default="surrogate",
+                   help="psi --condition refined: train on a surrogate of the fits drawn from the simulated "
+                        "truth (default, fast), or on the engine's own fits of each training frame (phi, "
+                        "detection and maximum-likelihood fit: what psi sees at inference, about 2x slower)")
     p.add_argument("--blocks", type=int, default=2, help="psi version 2: residual blocks per U-Net level (default 2)")
     p.add_argument("--schedule", choices=("cosine", "linear"), default="cosine",
                    help="psi noise schedule: 'cosine' reaches noise (gamma_T ~ 0); 'linear' is the paper's "
@@ -110,6 +114,7 @@ def run(args) -> int:
                              psi_blocks=args.blocks, psi_prediction=args.prediction, schedule=args.schedule,
                              psi_frame_channels=args.frame_channels or 0,
                              condition_dropout=args.condition_dropout, psi_condition=args.condition,
+                             condition_fits=args.condition_fits,
                              checkpoint_minutes=args.checkpoint_minutes, data_folder=args.data,
                              data_fraction=args.data_fraction, structure_files=[str(f) for f in args.structures],
                              structure_fraction=args.structure_fraction, init_model=args.init)
@@ -135,9 +140,14 @@ def run(args) -> int:
 
     command = "smlm-diffusion train " + " ".join(shlex.quote(a) for a in sys.argv[2:]) \
         if len(sys.argv) > 2 and sys.argv[1] == "train" else ""
+    fitter = None
+    if settings.psi_condition == "refined" and settings.condition_fits == "pipeline":
+        from ..reconstruction.refine import PipelineFits
+
+        fitter = PipelineFits(settings.phi_model, settings.domain.pixel_size_nm)
     with _Stopper() as stopper:
         trainer = run_training(settings, args.out, checkpoint, device, progress, lambda: stopper.requested, command,
-                               priors=priors, workers=max(0, args.workers))
+                               priors=priors, workers=max(0, args.workers), fitter=fitter)
     print(file=sys.stderr)
     if trainer.step_index < settings.steps:
         print(f"stopped at step {trainer.step_index}; checkpoint saved to {checkpoint} - rerun the same command "

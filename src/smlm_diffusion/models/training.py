@@ -40,6 +40,7 @@ class TrainSettings:
     psi_frame_channels: int = 0            # psi (camera): frame channels read; 0 = phi's, 3 = phi's two + the SNR
     condition_dropout: float = 0.0         # psi: share of examples whose phi KDE is replaced by zeros (see _loss)
     psi_condition: str = "phi"             # psi (camera): "phi" (phi's KDE) | "refined" (models.conditioning)
+    condition_fits: str = "surrogate"      # refined: "surrogate" (drawn from the truth) | "pipeline" (the engine's)
     schedule: str = "cosine"               # psi: "cosine" (gamma_T ~ 0) | "linear" (the paper's 1e-4..1e-2)
     frame_px: int | None = None            # training frame side; default 32 (phi) / 24 (psi)
     phi_model: str = "phi"                 # psi's conditioning model (name or path)
@@ -60,6 +61,8 @@ class TrainSettings:
             raise ValueError("the condition dropout is a share between 0 and 1")
         if self.psi_frame_channels not in (0, 2, 3) or (self.psi_frame_channels and self.psi_architecture != "camera"):
             raise ValueError("psi reads 2 or 3 frame channels (3: with the SNR channel; camera architecture only)")
+        if self.condition_fits not in ("surrogate", "pipeline"):
+            raise ValueError("the refined condition's fits are 'surrogate' or 'pipeline'")
         if self.psi_condition not in ("phi", "refined"):
             raise ValueError("psi's condition must be 'phi' or 'refined'")
         if self.psi_condition == "refined" and (self.psi_architecture != "camera" or self.psi_frame_channels != 3
@@ -129,9 +132,13 @@ def learning_rate(settings: TrainSettings, step: int) -> float:
 class Trainer:
     """One training run; ``step()`` advances one optimiser step and returns the loss."""
 
-    def __init__(self, settings: TrainSettings, device: str | torch.device = "cpu", priors: list | None = None) -> None:
+    def __init__(self, settings: TrainSettings, device: str | torch.device = "cpu", priors: list | None = None,
+                 fitter=None) -> None:
         settings.validate()
+        if settings.psi_condition == "refined" and settings.condition_fits == "pipeline" and fitter is None:
+            raise ValueError("training on the pipeline's fits needs its fitter (reconstruction.refine.PipelineFits)")
         self.settings = settings
+        self.fitter = fitter if settings.condition_fits == "pipeline" else None
         self.priors = list(priors or [])  # StructurePriors read from settings.structure_files by the caller
         self.device = torch.device(device)
         torch.manual_seed(settings.seed)
@@ -279,7 +286,7 @@ class Trainer:
         for key in ("kind", "steps", "batch_size", "learning_rate", "warmup_steps", "seed", "loss",
                     "channels", "frame_px", "data_folder", "data_fraction", "psi_architecture", "psi_target",
                     "psi_blocks", "psi_prediction", "psi_frame_channels", "condition_dropout", "psi_condition",
-                    "schedule", "structure_files", "structure_fraction", "init_model"):
+                    "condition_fits", "schedule", "structure_files", "structure_fraction", "init_model"):
             if key in theirs and ours[key] != theirs[key]:
                 raise ValueError(f"checkpoint {path} was made with {key}={theirs[key]!r}, not {ours[key]!r}; "
                                  "use the same settings to resume or start a new checkpoint file")
@@ -301,6 +308,8 @@ class Trainer:
                     "domain": s.domain.to_dict(), "data_folder": s.data_folder,
                     "data_fraction": s.data_fraction if s.data_folder else 0.0, "hardware": hardware_description(self.device),
                     "phi_model": s.phi_model if s.kind == "psi" else None,
+                    "condition": s.psi_condition if s.kind == "psi" else None,
+                    "condition_fits": s.condition_fits if s.psi_condition == "refined" else None,
                     "phi_sha256": getattr(self, "phi_sha256", None),
                     "structure_files": list(s.structure_files), "init_model": s.init_model,
                     "structure_fraction": s.structure_fraction if s.structure_files else 0.0,
@@ -329,6 +338,7 @@ class _StepBatches(torch.utils.data.Dataset):
         # only what the simulation needs (no model, no CUDA state in the workers)
         self.settings, self.folder = trainer.settings, trainer.folder
         self.input_normalisation, self.priors = trainer.input_normalisation, trainer.priors
+        self.fitter = trainer.fitter
         self.first_step = first_step
 
     def __len__(self) -> int:
@@ -338,7 +348,7 @@ class _StepBatches(torch.utils.data.Dataset):
         s, step = self.settings, self.first_step + index
         return mixed_batch(s.seed, step, s.batch_size, s.domain, self.folder, s.data_fraction,
                            self.input_normalisation, self.priors, s.structure_fraction if self.priors else 0.0,
-                           refined=s.kind == "psi" and s.psi_condition == "refined")
+                           refined=s.kind == "psi" and s.psi_condition == "refined", fitter=self.fitter)
 
 
 def _batches(trainer: Trainer, workers: int):
@@ -355,12 +365,12 @@ def _batches(trainer: Trainer, workers: int):
 def run_training(settings: TrainSettings, out_path: str | Path, checkpoint_path: str | Path | None = None,
                  device: str = "cpu", progress: Callable[[int, int, float], None] | None = None,
                  should_stop: Callable[[], bool] | None = None, command: str = "",
-                 priors: list | None = None, workers: int = 0) -> Trainer:
+                 priors: list | None = None, workers: int = 0, fitter=None) -> Trainer:
     """Train to ``settings.steps`` (resuming from ``checkpoint_path`` when it exists),
     checkpointing every ``checkpoint_minutes`` and on stop; export the model file at the end.
     ``workers`` processes simulate the batches ahead (the same batches: they depend only on
     the seed and the step), which keeps a GPU busy."""
-    trainer = Trainer(settings, device, priors)
+    trainer = Trainer(settings, device, priors, fitter)
     if checkpoint_path is not None and Path(checkpoint_path).exists():
         trainer.restore(checkpoint_path)
     if trainer.device.type == "cuda":

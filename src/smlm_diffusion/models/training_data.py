@@ -75,14 +75,19 @@ def random_config(rng: np.random.Generator, domain: TrainingDomain) -> Simulatio
 
 def training_batch(seed: int, step: int, batch_size: int, domain: TrainingDomain,
                    input_normalisation: dict | None = None, priors: list | None = None,
-                   prior_fraction: float = 0.0, refined: bool = False) -> tuple[np.ndarray, ...]:
+                   prior_fraction: float = 0.0, refined: bool = False, fitter=None) -> tuple[np.ndarray, ...]:
     """(inputs (B, C, H, W) normalised frames, targets (B, 1, 4H, 4W) KDE in model units).
     With ``priors`` (StructurePriors from the user's data), a ``prior_fraction`` of the
     frames put their emitters on one of them, randomly cropped, flipped and rotated.
-    ``refined``: also psi's condition from a surrogate likelihood fit (``conditioning``),
-    (B, 1, 4H, 4W), and the inputs get its precision channel after the frame's channels."""
+    ``refined``: also psi's condition from a likelihood fit (``conditioning``), (B, 1, 4H,
+    4W), and the inputs get its precision channel after the frame's channels. The fit is
+    ``fitter(photons, background, normalised, psf_sigma_px, read_noise_e)`` on the batch's
+    frames ((B, H, W), (B, H, W), (B, C, H, W), (B,), (B,) -> B tuples (x_px, y_px, std_px):
+    the engine's own fits, ``reconstruction.refine.PipelineFits``), or without one the
+    surrogate drawn from the truth (``conditioning.surrogate_refinement``)."""
     rng = np.random.default_rng([seed, step])
     inputs, targets, conditions = [], [], []
+    pending = []
     scale = kde_scale()
     norm = input_normalisation or INPUT_NORMALISATION
     for _ in range(batch_size):
@@ -100,16 +105,26 @@ def training_batch(seed: int, step: int, batch_size: int, domain: TrainingDomain
         background = estimate_background(photons, norm["background_sigma_px"],
                                          read_variance_photons2=norm["read_variance_photons2"])
         frame = normalise_frames(photons, {**norm, "channels": 2}, background)[0]
-        xy = sim.truth.xy_px(cfg.pixel_size_nm)
-        rows = np.clip(xy[:, 1].astype(int), 0, cfg.height_px - 1)
-        cols = np.clip(xy[:, 0].astype(int), 0, cfg.width_px - 1)
-        level = background[0, rows, cols] + cfg.read_noise_e ** 2
-        x, y, std = surrogate_refinement(xy[:, 0], xy[:, 1], sim.truth.intensity_photons, level,
-                                         cfg.psf_sigma_px, rng)
-        condition, precision = refined_condition(x, y, std, (cfg.height_px, cfg.width_px))
-        inputs.append(np.concatenate([frame, precision[None]]))
+        fit = None
+        if fitter is None:
+            xy = sim.truth.xy_px(cfg.pixel_size_nm)
+            rows = np.clip(xy[:, 1].astype(int), 0, cfg.height_px - 1)
+            cols = np.clip(xy[:, 0].astype(int), 0, cfg.width_px - 1)
+            level = background[0, rows, cols] + cfg.read_noise_e ** 2
+            fit = surrogate_refinement(xy[:, 0], xy[:, 1], sim.truth.intensity_photons, level,
+                                       cfg.psf_sigma_px, rng)
+        pending.append((photons[0], background[0], frame, cfg, fit))
         targets.append(sim.kde[0] * scale)
-        conditions.append(condition)
+    if refined:
+        fits = [p[-1] for p in pending]
+        if fitter is not None:
+            configs = [p[3] for p in pending]
+            fits = fitter(*(np.stack([p[i] for p in pending]) for i in range(3)),
+                          np.array([c.psf_sigma_px for c in configs]), np.array([c.read_noise_e for c in configs]))
+        for (_, _, frame, cfg, _), (x, y, std) in zip(pending, fits):
+            condition, precision = refined_condition(x, y, std, (cfg.height_px, cfg.width_px))
+            inputs.append(np.concatenate([frame, precision[None]]))
+            conditions.append(condition)
     batch = (np.stack(inputs).astype(np.float32), np.stack(targets)[:, None].astype(np.float32))
     return batch + (np.stack(conditions)[:, None],) if refined else batch
 
@@ -170,10 +185,11 @@ def _imagej_info(tif) -> dict:
 
 def mixed_batch(seed: int, step: int, batch_size: int, domain: TrainingDomain, folder: FolderData | None,
                 folder_fraction: float, input_normalisation: dict | None = None, priors: list | None = None,
-                prior_fraction: float = 0.0, refined: bool = False) -> tuple[np.ndarray, ...]:
+                prior_fraction: float = 0.0, refined: bool = False, fitter=None) -> tuple[np.ndarray, ...]:
     """Simulated batch where a ``folder_fraction`` of the examples come from ``folder``
     (not with ``refined``: a folder holds no true positions to fit)."""
-    batch = training_batch(seed, step, batch_size, domain, input_normalisation, priors, prior_fraction, refined)
+    batch = training_batch(seed, step, batch_size, domain, input_normalisation, priors, prior_fraction, refined,
+                           fitter)
     if refined or folder is None or folder_fraction <= 0:
         return batch
     inputs, targets = batch

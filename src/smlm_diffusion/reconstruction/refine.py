@@ -69,6 +69,45 @@ def refined_psi_input(estimate: np.ndarray, photons: np.ndarray, background: np.
     return condition, np.concatenate([np.asarray(frame_input)[:2], precision[None]]).astype(np.float32)
 
 
+class PipelineFits:
+    """The engine's own fits of training frames, for ``train psi --condition refined
+    --condition-fits pipeline``: phi's KDE (float32), LoG candidates and the maximum-likelihood
+    refinement without the detection knob, each frame with its own PSF sigma and read noise
+    (``training_data.training_batch``'s ``fitter``). psi then learns from exactly what the
+    engine gives it, crowds, misses and false detections included."""
+
+    def __init__(self, phi_model: str = "phi", pixel_size_nm: float = 108.0) -> None:
+        self.phi_model, self.pixel_size_nm = phi_model, pixel_size_nm
+        self._phi = None
+
+    def __getstate__(self) -> dict:  # worker processes load phi themselves
+        return {**self.__dict__, "_phi": None}
+
+    def __call__(self, photons, background, normalised, psf_sigma_px, read_noise_e) -> list[tuple]:
+        import torch
+
+        from ..inference.phi_path import phi_kde
+        from ..models.store import load_model
+        from .settings import ReconstructionSettings
+
+        if self._phi is None:
+            self._phi = load_model(self.phi_model, torch.device("cpu"))
+        phi, px = self._phi, self.pixel_size_nm
+        channels = int(phi.module.config.get("in_channels", 1))
+        estimates = phi_kde(phi.module, np.asarray(normalised)[:, :channels], torch.device("cpu"))
+        estimates = estimates / float(phi.normalisation["kde_scale"])
+        fits = []
+        for i in range(len(photons)):
+            settings = ReconstructionSettings(pixel_size_nm=px, offset_adu=0.0, psf_sigma_px=float(psf_sigma_px[i]),
+                                              read_noise_e=float(read_noise_e[i]), min_photons=0.0)
+            candidates = kde_candidates(estimates[i], photons[i], background[i], 1, settings)
+            locs = refine_frames([candidates], photons[i:i + 1], background[i:i + 1], settings.psf_sigma_px,
+                                 settings)[0]
+            xy = locs.xy_px(px)
+            fits.append((xy[:, 0], xy[:, 1], locs.uncertainty_xy_nm / px))
+        return fits
+
+
 def movie_psf_sigma(photons: np.ndarray, backgrounds: np.ndarray, candidates: list[Localizations], settings
                     ) -> tuple[float, int]:
     """PSF sigma (camera px) from the bright isolated candidates of some frames."""
