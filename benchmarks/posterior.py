@@ -47,13 +47,17 @@ def _settings(args, sampler: SamplerSettings | None = None, **kw) -> Reconstruct
 TILES: dict = {}  # core_px / halo_px from the command line (--core, --halo)
 
 
-def _sampler(t0: int | None, evals: int, mix: float | None = None, **kw) -> SamplerSettings:
+def _sampler(t0: int | str | None, evals: int | None, mix: float | None = None, **kw) -> SamplerSettings:
+    """None: full sampling; "auto": the settings' own plan for the psi (plan_for); a number:
+    t0 with a stride giving about ``evals`` evaluations; a tuple: those times."""
     kw = {**TILES, **kw}
     if t0 is None:
         return SamplerSettings(mode="full", **kw)
-    if mix is not None:
-        kw["variance_mix"] = mix
-    return SamplerSettings(t0=t0, stride=max(1, round(t0 / evals)), **kw)
+    if t0 == "auto":
+        return SamplerSettings(variance_mix=mix, **kw)
+    if isinstance(t0, tuple):
+        return SamplerSettings(times=t0, variance_mix=mix, **kw)
+    return SamplerSettings(t0=t0, stride=max(1, round(t0 / evals)), times=None, variance_mix=mix, **kw)
 
 
 VALIDATION = {
@@ -68,9 +72,16 @@ VALIDATION = {
 
 
 def _grid_item(item: str) -> tuple:
-    """'t0:evals' or 't0:evals:variance_mix'."""
+    """'t0:evals', 't0:evals:variance_mix', 'auto' (the psi's own plan), 'auto:mix', or
+    't1/t2/...' (explicit times) with an optional ':mix'."""
     parts = item.split(":")
-    return int(parts[0]), int(parts[1]), float(parts[2]) if len(parts) > 2 else None
+    mix = float(parts[-1]) if (len(parts) > 2 or (len(parts) == 2 and parts[0] == "auto")
+                              or (len(parts) == 2 and "/" in parts[0])) else None
+    if parts[0] == "auto":
+        return "auto", None, mix
+    if "/" in parts[0]:
+        return tuple(int(t) for t in parts[0].split("/")), None, mix
+    return int(parts[0]), int(parts[1]), mix
 
 
 def choose(args) -> None:
@@ -102,8 +113,10 @@ def choose(args) -> None:
             j_post = evaluate(rec.localizations, sub_sim.truth, 250.0).jaccard
             j_phi_sub = evaluate(phi.localizations.select(np.isin(phi.localizations.frame, rec.frames)),
                                  sub_sim.truth, 250.0).jaccard if t0 is None else j_phi
-            sampler = _sampler(t0, evals, mix)
-            label = "full" if t0 is None else f"t0 {t0}, stride {sampler.stride}, mix {sampler.variance_mix:g}"
+            sampler = rec.settings.sampler  # as the engine resolved it for this psi
+            label = "full" if t0 is None else (
+                f"times {'/'.join(map(str, sampler.times))}" if sampler.times else f"t0 {sampler.t0}, stride "
+                f"{sampler.stride}") + f", mix {sampler.variance_mix:g}"
             n_evals = network_evaluations_per_tile(sampler, 100)
             print(f"| {name} | {label} | {n_evals:.0f} | {cov:.3f} | {var / full_var:.2f} | "
                   f"{j_post:.3f} / {j_phi_sub:.3f} | {rec.timings_s['total'] / len(rec.frames):.1f} |", flush=True)
@@ -116,7 +129,7 @@ def tiles(args) -> None:
     cfg = SimulationConfig(n_frames=min(args.frames, 4), offset_adu=100.0, gain_adu_per_photon=1.0,
                            **VALIDATION[name])
     sim = simulate_stack(cfg, with_kde=True)
-    print(f"\n{name}: tile core / halo at t0 {args.t0}, {args.evals} evaluations\n")
+    print(f"\n{name}: tile core / halo, sampler {args.t0} ({args.evals} evaluations for a numeric t0)\n")
     print("| core px | halo px | coverage 2-std (signal) | variance / one tile | mean |posterior mean - one tile| | s/frame |")
     print("|---|---|---|---|---|---|")
     reference = None
@@ -178,7 +191,7 @@ def speed(args) -> None:
         t = time.perf_counter()
         rec = reconstruct(sim.adu[1:], settings)
         per = (time.perf_counter() - t) / frames
-        evals = network_evaluations_per_tile(settings.sampler, 100)
+        evals = network_evaluations_per_tile(rec.settings.sampler, 100)
         print(f"| {side}x{side} | 1.0 | {frames} | {per:.1f} | {evals} per chain and tile |", flush=True)
 
 
@@ -192,17 +205,22 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=6, help="validation frames per set (--choose)")
     parser.add_argument("--full-frames", type=int, default=2, help="of those, sampled in full (--choose)")
     parser.add_argument("--mix", type=float, default=None, help="sampler variance mix for --mcmc / --speed / --tiles")
-    parser.add_argument("--grid", default="100:10,100:5,60:10,60:5,30:10,30:5",
-                        help="accelerated samplers t0:evaluations to compare (--choose)")
+    parser.add_argument("--grid", default="auto,auto:0,100:10,100:5,60:10,60:5",
+                        help="accelerated samplers to compare (--choose): t0:evaluations[:mix], auto[:mix] (the "
+                             "settings' plan for this psi), t1/t2/...[:mix] (explicit times)")
     parser.add_argument("--mcmc", type=int, default=0, help="isolated emitters per photon level for the MCMC check")
     parser.add_argument("--speed", action="store_true")
     parser.add_argument("--tiles", action="store_true", help="tile core and halo at the chosen sampler")
     parser.add_argument("--core", type=int, help="tile core (camera px) for --choose/--mcmc/--speed")
     parser.add_argument("--halo", type=int, help="tile halo (camera px) for --choose/--mcmc/--speed")
-    parser.add_argument("--t0", type=int, default=SamplerSettings().t0, help="sampler for --mcmc / --speed")
-    parser.add_argument("--evals", type=int, default=None, help="network evaluations (default: the settings')")
+    parser.add_argument("--t0", default="auto",
+                        help="sampler for --mcmc / --speed / --tiles: 'auto' (default: the settings' plan for this "
+                             "psi), a first step t0 (with --evals), or times 't1/t2/...'")
+    parser.add_argument("--evals", type=int, default=None, help="network evaluations with a numeric --t0")
     args = parser.parse_args()
     TILES.update({k: v for k, v in (("core_px", args.core), ("halo_px", args.halo)) if v is not None})
+    if args.t0 != "auto":
+        args.t0 = tuple(int(t) for t in args.t0.split("/")) if "/" in args.t0 else int(args.t0)
     if args.evals is None:
         args.evals = max(1, round(SamplerSettings().t0 / SamplerSettings().stride))
     import torch

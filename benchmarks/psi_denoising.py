@@ -1,7 +1,8 @@
 """How psi's denoiser weighs the noisy KDE against the data (the posterior issue's width
 target): isolated emitters at 200, 1000 and 5000 photons (20x20 frames, background 10,
 sigma 0.92 px, as in ``posterior.py --mcmc``). For each noise level t, the true residual
-(truth KDE - phi's KDE) is noised by the forward process 16 times and psi's one-shot
+(truth KDE - psi's condition; for a scaled psi divided by its scale map) is noised by the
+forward process 16 times and psi's one-shot
 estimate y0_hat is read as an emitter shift: the least-squares shift of phi + y0_hat
 against the truth KDE's gradient, on the truth's footprint, in 4x pixels.
 
@@ -83,11 +84,12 @@ def main() -> None:
             footprint = truth > 0.05 * truth.max()
             gy, gx = np.gradient(truth)
             basis = np.stack([gx[footprint], gy[footprint], truth[footprint]], axis=1)
-            start, frame_input = estimates[k], normalised[k]
+            start, frame_input, unit = estimates[k], normalised[k], 1.0
             if refined:  # the condition and precision channel from the maximum-likelihood fit, as in the engine
-                start, frame_input = refined_psi_input(estimates[k], frames[k], background[k], normalised[k], 1,
-                                                       SIGMA_PX, fit_settings, kde_scale)
-            r0 = torch.from_numpy((truth - start)[None, None].astype(np.float32)).repeat(DRAWS, 1, 1, 1)
+                start, frame_input, scale = refined_psi_input(estimates[k], frames[k], background[k], normalised[k],
+                                                              1, SIGMA_PX, fit_settings, kde_scale)
+                unit = scale if getattr(net, "target", "residual") == "scaled" else 1.0
+            r0 = torch.from_numpy(((truth - start) / unit)[None, None].astype(np.float32)).repeat(DRAWS, 1, 1, 1)
             condition = torch.from_numpy(start[None, None].astype(np.float32)).repeat(DRAWS, 1, 1, 1)
             frame = torch.from_numpy(frame_input[None]).repeat(DRAWS, 1, 1, 1) * (0.0 if args.no_frame else 1.0)
             if args.from_frame:
@@ -95,7 +97,7 @@ def main() -> None:
                 y_t = torch.randn(r0.shape, generator=torch.Generator().manual_seed(k))
                 with torch.no_grad():
                     alone = schedule.predict_y0(y_t, net(y_t, 0 * condition, tt, frame), tt, prediction).mean(0)[0]
-                for key, image in zip(placed, (estimates[k], start, alone.numpy())):
+                for key, image in zip(placed, (estimates[k], start, unit * alone.numpy())):
                     placed[key].append(_centroid(image, truth))
             for t in NOISE_LEVELS:
                 tt = torch.full((DRAWS,), t, dtype=torch.long)
@@ -103,7 +105,7 @@ def main() -> None:
                 y_t = schedule.q_sample(r0, tt, noise)
                 with torch.no_grad():
                     y0 = schedule.predict_y0(y_t, net(y_t, condition, tt, frame), tt, prediction).numpy()[:, 0]
-                error = (start + y0 - truth)[:, footprint]  # (draws, footprint pixels)
+                error = (start + unit * y0 - truth)[:, footprint]  # (draws, footprint pixels)
                 coef = np.linalg.lstsq(basis, error.T, rcond=None)[0]
                 shifts[t].append(-coef[:2].T)  # (draws, 2): x, y shift in 4x px
         for t in NOISE_LEVELS:

@@ -11,7 +11,10 @@ from smlm_diffusion.models.conditioning import (
     FOOTPRINT_PX,
     approximate_precision_px,
     precision_value,
+    SCALE_FAR,
+    SHIFT_RESIDUAL_PER_4X_PX,
     refined_condition,
+    residual_scale,
     surrogate_refinement,
 )
 from smlm_diffusion.models.normalisation import kde_scale
@@ -70,8 +73,8 @@ def test_training_on_the_refined_condition_feeds_psi_the_surrogate_fit(tiny_mode
     KDE as its condition (not phi's) and three frame channels; the model file records the
     condition. --init turns a three-channel psi conditioned on phi into one on the fits."""
     trainer = Trainer(tiny(phi_model=tiny_models["phi"]))
-    inputs, targets, conditions = trainer.batch(0)
-    assert inputs.shape == (2, 3, 12, 12) and conditions.shape == targets.shape == (2, 1, 48, 48)
+    inputs, targets, conditions, scales = trainer.batch(0)
+    assert inputs.shape == (2, 3, 12, 12) and conditions.shape == targets.shape == scales.shape == (2, 1, 48, 48)
     seen = []
     forward = trainer.model.forward
     trainer.model.forward = lambda y, cond, t, frame: (seen.append((cond.clone(), frame.clone())),
@@ -95,13 +98,16 @@ def test_training_on_the_refined_condition_feeds_psi_the_surrogate_fit(tiny_mode
 
 
 def test_engine_conditions_a_refined_psi_on_its_fits(tiny_models, tmp_path, monkeypatch):
-    """The engine fits phi's candidates first and gives such a psi their KDE as condition
-    and their precision as the third frame channel (the frame's own two before it)."""
+    """The engine fits phi's candidates first and gives such a psi their KDE as condition,
+    their precision as the third frame channel (the frame's own two before it) and, for a
+    scaled psi, their scale map; it samples on the scaled psi's plan."""
+    from smlm_diffusion.inference.sampling_settings import SCALED_PSI_TIMES
     import smlm_diffusion.reconstruction.engine as engine
     from smlm_diffusion.reconstruction import ReconstructionSettings, reconstruct
     from smlm_diffusion.simulation import CameraModel, expected_photons
 
-    out = Trainer(tiny(phi_model=tiny_models["phi"])).export(tmp_path / "psi_refined.pt")
+    out = Trainer(tiny(phi_model=tiny_models["phi"], psi_target="scaled", psi_prediction="v")).export(
+        tmp_path / "psi_refined.pt")
     calls = []
     original = engine.refined_psi_input
 
@@ -121,12 +127,14 @@ def test_engine_conditions_a_refined_psi_on_its_fits(tiny_models, tmp_path, monk
     monkeypatch.setattr(refine, "kde_candidates", lambda *a: _one_candidate(settings))
     result = reconstruct(frame, settings)
     assert len(calls) == 1 and result.render_variance is not None
-    condition, psi_frame = calls[0]
+    assert result.settings.sampler.times == SCALED_PSI_TIMES  # a scaled psi's plan, recorded for run.json
+    condition, psi_frame, scale = calls[0]
     assert psi_frame.shape == (3, 16, 16) and condition.shape == (64, 64)
     rows, cols = np.mgrid[:64, :64] + 0.5
     assert (condition * cols).sum() / condition.sum() / 4 == pytest.approx(8.3, abs=0.1)  # the fitted position
     assert (condition * rows).sum() / condition.sum() / 4 == pytest.approx(7.6, abs=0.1)
     assert psi_frame[2, 7, 8] == psi_frame[2].max() > 0.0  # a 3000-photon spot's precision, on its pixel
+    assert scale.shape == (64, 64) and scale[30, 33] == scale.min() < 0.05 and scale[0, 0] == SCALE_FAR
 
 
 def _one_candidate(settings):
@@ -154,10 +162,11 @@ def test_training_on_the_pipelines_fits_uses_the_fitter_on_the_batchs_frames(tin
     with pytest.raises(ValueError, match="fitter"):
         Trainer(settings)
     trainer = Trainer(settings, fitter=fitter)
-    inputs, _, conditions = trainer.batch(0)
+    inputs, _, conditions, scales = trainer.batch(0)
     assert calls == [((2, 12, 12), (2, 12, 12), (2, 2, 12, 12), (2,), (2,))]
     expected, precision = refined_condition([6.0], [5.0], [0.05], (12, 12))
     assert np.allclose(conditions[1, 0], expected) and np.allclose(inputs[1, 2], precision)
+    assert np.allclose(scales[1, 0], residual_scale([6.0], [5.0], [0.05], (12, 12)))
 
     rng = np.random.default_rng(1)
     omega = expected_photons(np.array([[10.3]]), np.array([[9.6]]), np.array([[5000.0]]), (20, 20), 1.0, 10.0)
@@ -169,3 +178,69 @@ def test_training_on_the_pipelines_fits_uses_the_fitter_on_the_batchs_frames(tin
                                   np.array([1.0]), np.array([0.0]))
     assert len(x) == 1 and 0.005 < std[0] < 0.05
     assert abs(x[0] - 10.3) < 5 * std[0] and abs(y[0] - 9.6) < 5 * std[0]
+
+
+def test_residual_scale_is_each_fits_shift_residual_and_far_from_all_of_them_the_far_scale():
+    """Around a fitted emitter the scale is the largest change of its unit-mass KDE that a
+    one-std shift makes (so that shift is a unit-sized z at every brightness), out to its
+    KDE's support; far away SCALE_FAR; two overlapping footprints give their mean; frames of
+    any size cost only the emitters' windows (an emitter outside the frame changes nothing)."""
+    std_px = np.array([0.02, 0.1])  # 0.08 and 0.4 4x px
+    scale = residual_scale([5.5, 14.5], [5.5, 14.5], std_px, (20, 20))
+    assert scale.shape == (80, 80) and scale.dtype == np.float32
+    assert scale[22, 22] == pytest.approx(SHIFT_RESIDUAL_PER_4X_PX * 0.08, rel=1e-5)
+    assert scale[58, 58] == pytest.approx(SHIFT_RESIDUAL_PER_4X_PX * 0.4, rel=1e-5)
+    assert scale[22, 28] == pytest.approx(scale[22, 22])  # 6 4x px away: still its own scale
+    assert scale[0, 79] == pytest.approx(SCALE_FAR) and scale[79, 0] == pytest.approx(SCALE_FAR)
+    for std, photons in ((0.1, 200.0), (0.02, 5000.0)):  # a shift by one std: z of about 1 at both
+        before = refined_condition([10.0], [10.0], [std], (20, 20))[0]
+        after = refined_condition([10.0 + std], [10.0], [std], (20, 20))[0]
+        z = (after - before) / residual_scale([10.0], [10.0], [std], (20, 20))
+        assert np.abs(z).max() == pytest.approx(1.0, abs=0.05), photons
+    pair = residual_scale([10.0, 10.5], [10.0, 10.0], [0.02, 0.1], (20, 20))
+    assert pair[40, 41] == pytest.approx(SHIFT_RESIDUAL_PER_4X_PX * (0.08 + 0.4) / 2, rel=1e-4)
+    alone = residual_scale([10.0], [10.0], [0.02], (20, 20))
+    assert np.array_equal(residual_scale([10.0, -40.0], [10.0, 90.0], [0.02, 0.1], (20, 20)), alone)
+    assert np.all(residual_scale([], [], [], (8, 8)) == np.float32(SCALE_FAR))
+
+
+def test_a_scaled_psi_learns_the_residual_in_units_of_the_scale_and_samples_it_back(tiny_models, tmp_path):
+    """--target scaled: the training target is (KDE - condition) / scale; the sampler needs
+    the scale map and returns condition + scale x z, so psi's z maps to KDE samples whose
+    spread follows the scale: the same network with a 10x smaller scale gives a 10x smaller
+    spread around the same condition."""
+    from smlm_diffusion.inference.posterior import sample_posterior
+    from smlm_diffusion.inference.sampling_settings import SamplerSettings
+
+    trainer = Trainer(tiny(phi_model=tiny_models["phi"], psi_target="scaled", psi_prediction="v"))
+    inputs, targets, conditions, scales = (torch.from_numpy(a) for a in trainer.batch(0))
+    seen = []
+    forward = trainer.model.forward
+    trainer.model.forward = lambda y, cond, t, frame: (seen.append(y.clone()), forward(y, cond, t, frame))[1]
+    generator = torch.Generator().manual_seed(int(trainer.settings.seed) * 1_000_003 + 0)
+    t = torch.randint(1, trainer.schedule.n_steps + 1, (2,), generator=generator)
+    noise = torch.randn(targets.shape, generator=generator)
+    trainer._loss(inputs, targets, 0, conditions, scales)
+    expected = trainer.schedule.q_sample((targets - conditions) / scales, t, noise)
+    assert torch.allclose(seen.pop(), expected, atol=1e-5)
+    trainer.model.forward = forward
+    with pytest.raises(ValueError, match="scaled"):
+        TrainSettings(kind="psi", psi_target="scaled", psi_frame_channels=3).validate()  # needs --condition refined
+
+    psi = trainer.model.eval()
+    condition, precision = refined_condition([6.0], [6.0], [0.05], (12, 12))
+    frame_input = np.concatenate([inputs[0, :2].numpy(), precision[None]])
+    sampler = SamplerSettings(n_samples=8, t0=30, stride=10, core_px=12, halo_px=0, skip_empty_below=None)
+    unit = np.full((48, 48), 0.02, np.float32)
+    with pytest.raises(ValueError, match="residual_scale"):
+        sample_posterior(psi, trainer.schedule, condition, sampler, torch.device("cpu"), frame_input=frame_input)
+    wide = sample_posterior(psi, trainer.schedule, condition, sampler, torch.device("cpu"), frame_input=frame_input,
+                            residual_scale=unit)
+    narrow = sample_posterior(psi, trainer.schedule, condition, sampler, torch.device("cpu"),
+                              frame_input=frame_input, residual_scale=unit / 10)
+    inside = condition > 0.5
+    assert wide[:, inside].std(axis=0).mean() > 0.0
+    # the same chains in z (the clip to KDE >= 0 differs only at the condition's faint edge)
+    assert narrow[:, inside].std(axis=0).mean() == pytest.approx(wide[:, inside].std(axis=0).mean() / 10, rel=0.03)
+    shift_wide = (wide[:, inside] - condition[inside]).ravel()
+    assert np.corrcoef(shift_wide, (narrow[:, inside] - condition[inside]).ravel())[0, 1] > 0.99

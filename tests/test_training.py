@@ -350,3 +350,22 @@ def test_condition_dropout_hides_phis_estimate_from_a_share_of_examples(tiny_mod
     assert torch.equal(run(0.5)[1], half)  # the same step draws the same examples
     with pytest.raises(ValueError, match="condition dropout"):
         tiny("psi", condition_dropout=1.0).validate()
+
+
+def test_train_cli_exports_a_checkpoint_without_training(tmp_path, capsys):
+    """--export-checkpoint writes the model of the checkpoint as it stands (its step in the
+    file, the training command without the flag) and trains nothing; without a checkpoint
+    it says so in one sentence."""
+    out, checkpoint = tmp_path / "phi.pt", tmp_path / "phi.ckpt"
+    args = ["train", "phi", "--out", str(out), "--checkpoint", str(checkpoint), "--steps", "6", "--batch-size", "2",
+            "--channels", "8", "--frame-size", "12", "--device", "cpu"]
+    assert main(args + ["--export-checkpoint"]) == 2
+    assert "no checkpoint" in capsys.readouterr().err
+    run_training(TrainSettings(kind="phi", steps=6, batch_size=2, channels=8, frame_px=12), tmp_path / "unused.pt",
+                 checkpoint, should_stop=lambda: True)
+    saved = torch.load(checkpoint, weights_only=True)
+    assert main(args + ["--export-checkpoint"]) == 0
+    exported = store.load_model(out)
+    assert exported.training["steps"] == saved["step"] == 1
+    assert "--export-checkpoint" not in exported.training["command"]
+    assert torch.load(checkpoint, weights_only=True)["step"] == 1  # nothing trained

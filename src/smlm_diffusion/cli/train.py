@@ -28,8 +28,9 @@ def add_parser(sub) -> None:
     p.add_argument("--architecture", choices=("camera", "unet4x"), default="camera",
                    help="psi: 'camera' (version 2, U-Net at camera resolution with the raw frame as input) or "
                         "'unet4x' (version 1, the paper's U-Net on the 4x grid) (default camera)")
-    p.add_argument("--target", choices=("residual", "kde"), default="residual",
-                   help="psi version 2: model the residual y - phi(x) or the KDE y itself (default residual)")
+    p.add_argument("--target", choices=("residual", "kde", "scaled"), default="residual",
+                   help="psi version 2: model the residual y - phi(x) or the KDE y itself (default residual); "
+                        "'scaled' (with --condition refined): the residual in units of the fits' precision")
     p.add_argument("--prediction", choices=("eps", "v"), default="eps",
                    help="psi version 2: the network predicts the noise (eps, the paper's) or v = sqrt(g) eps - "
                         "sqrt(1-g) y0, which stays accurate where the cosine schedule reaches noise (default eps)")
@@ -75,6 +76,9 @@ def add_parser(sub) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
     p.add_argument("--checkpoint-minutes", type=float, default=5.0, help="minutes between checkpoints (default 5)")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--export-checkpoint", action="store_true",
+                   help="write --out from the checkpoint as it stands (the same command otherwise), without "
+                        "training: an interim model to measure while the run goes on")
     p.add_argument("--workers", type=int, default=0,
                    help="processes simulating batches ahead of the optimiser (default 0: in the training "
                         "process); the batches, and so the result, do not depend on it")
@@ -140,6 +144,18 @@ def run(args) -> int:
 
     command = "smlm-diffusion train " + " ".join(shlex.quote(a) for a in sys.argv[2:]) \
         if len(sys.argv) > 2 and sys.argv[1] == "train" else ""
+    if args.export_checkpoint:
+        from pathlib import Path
+
+        from ..models.training import Trainer
+
+        if not Path(checkpoint).exists():
+            raise SmlmInputError(f"there is no checkpoint {checkpoint} to export: train first, or give --checkpoint")
+        trainer = Trainer(settings, device, priors, fitter=lambda *a: None)
+        trainer.restore(checkpoint)
+        trainer.export(args.out, command.replace(" --export-checkpoint", ""))
+        print(f"wrote {args.out} from {checkpoint} (step {trainer.step_index} of {settings.steps})", file=sys.stderr)
+        return 0
     fitter = None
     if settings.psi_condition == "refined" and settings.condition_fits == "pipeline":
         from ..reconstruction.refine import PipelineFits

@@ -7,7 +7,9 @@ and step down to 0 with a stride. A psi that models the residual y - phi(x) (ver
 samples the residual, whose phi-based start is 0, and adds phi's estimate at the end; a
 psi that reads the raw frame gets the normalised frame's tile beside phi's. Chains of many tiles go through psi together. The
 noise of each tile depends only on (seed, frame, tile), so results do not depend on the
-batching, and the same seed gives the same samples on CPU.
+batching, and the same seed gives the same samples on CPU. A psi with the scaled residual
+(``target="scaled"``, conditioned on refined fits) samples z = (y - condition) / S with the
+fits' scale map S (``models.conditioning.residual_scale``), passed as ``residual_scale``.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import torch
 
 from ..models.schedule import NoiseSchedule
 from .fast_modules import autocast, channels_last, inference_module
-from .sampling_settings import SamplerSettings, step_pairs
+from .sampling_settings import SamplerSettings, plan_for, step_pairs
 from .tiling import Tile, plan_tiles
 
 UPSAMPLING = 4
@@ -31,12 +33,15 @@ def _tile_seed(seed: int, frame: int, tile_index: int) -> int:
 
 def sample_posterior(psi: torch.nn.Module, schedule: NoiseSchedule, phi_kde: np.ndarray,
                      settings: SamplerSettings, device: torch.device, seed: int = 0, frame: int = 0,
-                     frame_input: np.ndarray | None = None, dtype=None) -> np.ndarray:
+                     frame_input: np.ndarray | None = None, dtype=None,
+                     residual_scale: np.ndarray | None = None) -> np.ndarray:
     """Posterior KDE samples (N, 4H, 4W), model units, for one frame's phi estimate (4H, 4W)
-    and, for a psi that reads the data, its normalised frame (C, H, W). ``dtype``:
+    and, for a psi that reads the data, its normalised frame (C, H, W); for a psi with the
+    scaled residual, the scale map (4H, 4W) of its condition's fits. ``dtype``:
     torch.bfloat16 runs psi's convolutions in bfloat16 (``devices.inference_dtype``); the
     chain's state and arithmetic stay float32."""
-    steps = iter_sample_posterior(psi, schedule, phi_kde, settings, device, seed, frame, frame_input, dtype)
+    steps = iter_sample_posterior(psi, schedule, phi_kde, settings, device, seed, frame, frame_input, dtype,
+                                  residual_scale)
     while True:
         try:
             next(steps)
@@ -50,14 +55,20 @@ def count_tiles(height_px: int, width_px: int, settings: SamplerSettings) -> int
 
 def iter_sample_posterior(psi: torch.nn.Module, schedule: NoiseSchedule, phi_kde: np.ndarray,
                           settings: SamplerSettings, device: torch.device, seed: int = 0, frame: int = 0,
-                          frame_input: np.ndarray | None = None, dtype=None):
+                          frame_input: np.ndarray | None = None, dtype=None,
+                          residual_scale: np.ndarray | None = None):
     """Generator form of :func:`sample_posterior`: yields the number of tiles finished
     after each psi batch, and 0 after every network evaluation within a batch (so callers
     can report progress and stop within a second or so), and returns the samples."""
     settings.validate(schedule.n_steps)
+    settings = plan_for(settings, getattr(psi, "target", "kde"))
     uses_frame = getattr(psi, "uses_frame", False)
     if uses_frame and frame_input is None:
         raise ValueError("this psi reads the normalised frame: pass frame_input")
+    scaled = getattr(psi, "target", "kde") == "scaled"
+    if scaled and (residual_scale is None or np.shape(residual_scale) != np.shape(phi_kde)):
+        raise ValueError("this psi samples the residual in units of its fits' precision: pass residual_scale "
+                         "(models.conditioning.residual_scale) of the condition's shape")
     u = UPSAMPLING
     h4, w4 = phi_kde.shape
     n = settings.n_samples
@@ -75,9 +86,12 @@ def iter_sample_posterior(psi: torch.nn.Module, schedule: NoiseSchedule, phi_kde
         per_call = max(1, maps // n)
         for start in range(0, len(items), per_call):
             chunk = items[start:start + per_call]
-            cond, noise, data = [], [], []
+            cond, noise, data, scale = [], [], [], []
             for index, tile, window in chunk:
                 cond.append(np.repeat(window[None, None], n, axis=0))
+                if scaled:
+                    block = residual_scale[tile.in_r0 * u:tile.in_r1 * u, tile.in_c0 * u:tile.in_c1 * u]
+                    scale.append(np.repeat(block[None, None], n, axis=0))
                 if uses_frame:
                     data.append(np.repeat(frame_input[None, :, tile.in_r0:tile.in_r1, tile.in_c0:tile.in_c1], n, axis=0))
                 gen = torch.Generator().manual_seed(_tile_seed(seed, frame, index))
@@ -85,7 +99,8 @@ def iter_sample_posterior(psi: torch.nn.Module, schedule: NoiseSchedule, phi_kde
             condition = torch.from_numpy(np.concatenate(cond)).to(device)
             frames = torch.from_numpy(np.concatenate(data).astype(np.float32)).to(device) if uses_frame else None
             noise_all = torch.cat(noise, dim=1).to(device)         # (steps + 1, maps, 1, h, w)
-            chain = _run_chain(psi, schedule, condition, noise_all, pairs, settings, frames, dtype)
+            scales = torch.from_numpy(np.concatenate(scale).astype(np.float32)).to(device) if scaled else None
+            chain = _run_chain(psi, schedule, condition, noise_all, pairs, settings, frames, dtype, scales)
             while True:
                 try:
                     with torch.no_grad():
@@ -104,20 +119,23 @@ def iter_sample_posterior(psi: torch.nn.Module, schedule: NoiseSchedule, phi_kde
 
 def _run_chain(psi, schedule: NoiseSchedule, condition: torch.Tensor, noise: torch.Tensor,
                pairs: list[tuple[int, int]], settings: SamplerSettings,
-               frames: torch.Tensor | None = None, dtype=None) -> torch.Tensor:
+               frames: torch.Tensor | None = None, dtype=None, scales: torch.Tensor | None = None) -> torch.Tensor:
     """Reverse chain for a batch of maps: a generator that yields after every network
     evaluation and returns the KDE samples in model units."""
     maps = len(condition)
     start = pairs[0][0]
-    residual = getattr(psi, "target", "kde") == "residual"
+    target = getattr(psi, "target", "kde")
+    residual = target in ("residual", "scaled")
+    unit = scales if target == "scaled" else 1.0
     prediction = getattr(psi, "prediction", "eps")
-    # y lives in the model's target space: the residual y - phi(x), or the KDE itself
+    # y lives in the model's target space: the residual y - phi(x) (divided by the fits'
+    # scale map for a scaled psi), or the KDE itself
     if settings.mode == "full":
         y = noise[0]
     else:
         y = schedule.q_sample(torch.zeros_like(condition) if residual else condition,
                               torch.full((maps,), start, device=condition.device), noise[0])
-    clip = (-condition, settings.clip_max - condition) if residual else (0.0, settings.clip_max)
+    clip = (-condition / unit, (settings.clip_max - condition) / unit) if residual else (0.0, settings.clip_max)
     net = inference_module(psi, dtype=dtype)  # the channels-last copy (fast_modules)
     condition_cl, frames_cl = channels_last(condition), channels_last(frames)
     for k, (t, s) in enumerate(pairs):
@@ -131,4 +149,4 @@ def _run_chain(psi, schedule: NoiseSchedule, condition: torch.Tensor, noise: tor
                                   variance_mix=settings.variance_mix if settings.mode == "accelerated" else 0.0)
         if k + 1 < len(pairs):
             yield
-    return y + condition if residual else y
+    return y * unit + condition if residual else y

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+
+#: reverse-chain times (then 0) for a psi that samples the scaled residual (``target="scaled"``):
+#: its residual is unit-sized, so the chain starts from noise at t = T, and most of its 8
+#: evaluations go to the high noise levels where the cosine schedule decides the emitters'
+#: shifts (docs/models.md, psi v6 sampler; chosen on validation data)
+SCALED_PSI_TIMES = (100, 95, 90, 85, 80, 70, 55, 30)
+#: and its variance mix (each strided step's variance toward the upper bound 1 - g_t/g_s)
+SCALED_PSI_VARIANCE_MIX = 1.0
 
 
 @dataclass
@@ -11,7 +19,12 @@ class SamplerSettings:
     mode: str = "accelerated"       # "accelerated" | "full"
     t0: int = 60                    # accelerated: first step (forward-noised phi estimate); psi v2 validation
     stride: int = 8                 # accelerated: steps skipped per network evaluation (8 evaluations)
-    variance_mix: float = 0.0       # 0: each step's posterior variance; 1: the upper bound (matches full sampling)
+    # accelerated, each strided step's variance: 0 its posterior variance, 1 the upper bound
+    # 1 - g_t/g_s (matches full sampling better); None: the plan's own (plan_for)
+    variance_mix: float | None = None
+    # accelerated: the chain's times (then 0); None: t0/stride; "auto": SCALED_PSI_TIMES for a
+    # scaled psi, t0/stride for the others (plan_for)
+    times: tuple[int, ...] | str | None = "auto"
     core_px: int = 20               # tile core (camera px); cores are balanced to <= this
     halo_px: int = 4                # context around each core (camera px)
     max_batch_maps: int = 0         # tiles x chains per psi call; 0 = auto (64 on CPU, 1024 on a GPU)
@@ -21,21 +34,45 @@ class SamplerSettings:
     def validate(self, n_steps: int) -> None:
         if self.mode not in ("accelerated", "full"):
             raise ValueError("the sampling mode must be 'accelerated' or 'full'")
-        if not 0.0 <= self.variance_mix <= 1.0:
+        if self.variance_mix is not None and not 0.0 <= self.variance_mix <= 1.0:
             raise ValueError("the sampler's variance mix is a number between 0 and 1")
         if self.n_samples < 2:
             raise ValueError("posterior sampling needs at least 2 samples")
         if self.mode == "accelerated" and not (1 <= self.t0 <= n_steps and self.stride >= 1):
             raise ValueError(f"accelerated sampling needs 1 <= t0 <= {n_steps} and a stride >= 1")
+        if isinstance(self.times, str) and self.times != "auto":
+            raise ValueError("the sampler's times are 'auto', None (t0 and stride) or a list of steps")
+        if self.times is not None and not isinstance(self.times, str):
+            times = list(self.times)
+            if not times or times[0] > n_steps or times[-1] < 1 or any(a <= b for a, b in zip(times, times[1:])):
+                raise ValueError(f"the sampler's times must fall from at most {n_steps} to at least 1")
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
+def plan_for(settings: SamplerSettings, target: str) -> SamplerSettings:
+    """The settings a psi of this ``target`` samples with, "auto" and None resolved: a scaled
+    psi (unit-sized residual, no phi-based start) takes SCALED_PSI_TIMES and
+    SCALED_PSI_VARIANCE_MIX, the others t0/stride and variance mix 0."""
+    scaled = target == "scaled"
+    times = settings.times
+    if times == "auto":
+        times = SCALED_PSI_TIMES if scaled else None
+    mix = settings.variance_mix
+    if mix is None:
+        mix = SCALED_PSI_VARIANCE_MIX if scaled else 0.0
+    return replace(settings, times=times, variance_mix=mix)
+
+
 def step_pairs(settings: SamplerSettings, n_steps: int) -> list[tuple[int, int]]:
-    """The (t, s) reverse steps taken, from the start down to s = 0."""
-    start, stride = (settings.t0, settings.stride) if settings.mode == "accelerated" else (n_steps, 1)
-    times = list(range(start, 0, -stride)) + [0]
+    """The (t, s) reverse steps taken, from the start down to s = 0 ("auto" times: t0/stride;
+    resolve them with ``plan_for`` first)."""
+    if settings.mode == "accelerated" and settings.times not in (None, "auto"):
+        times = [int(t) for t in settings.times] + [0]
+    else:
+        start, stride = (settings.t0, settings.stride) if settings.mode == "accelerated" else (n_steps, 1)
+        times = list(range(start, 0, -stride)) + [0]
     return list(zip(times[:-1], times[1:]))
 
 

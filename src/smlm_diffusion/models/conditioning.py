@@ -27,6 +27,13 @@ from .normalisation import kde_scale
 FOOTPRINT_PX = 1.0
 #: precision channel: log(std / LOW) / log(HIGH / LOW) for a std in 4x px, so 0.05 -> 0 and 2 -> 1
 PRECISION_LOW_4X_PX, PRECISION_HIGH_4X_PX = 0.05, 2.0
+#: largest change of the unit-mass eq. 3 KDE (model units, sigma_y = 3) per 4x px of shift
+SHIFT_RESIDUAL_PER_4X_PX = 0.2
+#: scale map away from every fitted emitter (model units: a missed emitter peaks near 1 / SCALE_FAR in z)
+SCALE_FAR = 0.5
+#: scale map: an emitter's own scale out to FLAT_4X_PX (its KDE's residual support), then a
+#: Gaussian roll-off of width ROLLOFF_4X_PX to SCALE_FAR (4x px)
+FLAT_4X_PX, ROLLOFF_4X_PX = 8.0, 4.0
 #: surrogate detection: found with probability clip((snr - DETECT_SNR) / DETECT_RAMP, 0, 1)
 DETECT_SNR, DETECT_RAMP = 3.0, 4.0
 
@@ -47,10 +54,54 @@ def refined_condition(x_px: np.ndarray, y_px: np.ndarray, std_px: np.ndarray, sh
         return (np.zeros((rows * upsampling, cols * upsampling), np.float32), np.zeros(shape, np.float32))
     kde = render_kde(x[None], y[None], np.ones((1, len(x))), shape)[0]
     value = precision_value(upsampling * np.asarray(std_px, np.float64).reshape(-1))
-    rr, cc = np.mgrid[:rows, :cols] + 0.5
-    d2 = (cc[None] - x[:, None, None]) ** 2 + (rr[None] - y[:, None, None]) ** 2
-    channel = np.sum(np.exp(-0.5 * d2 / FOOTPRINT_PX ** 2) * value[:, None, None], axis=0)
+    weights, window = _footprints(x, y, 4.0 * FOOTPRINT_PX, lambda d: np.exp(-0.5 * (d / FOOTPRINT_PX) ** 2))
+    channel = _stamp(weights * value[:, None, None], window, shape)
     return (kde * kde_scale()).astype(np.float32), channel.astype(np.float32)
+
+
+def residual_scale(x_px: np.ndarray, y_px: np.ndarray, std_px: np.ndarray, shape: tuple[int, int],
+                   upsampling: int = 4) -> np.ndarray:
+    """Scale map S (4H, 4W), model units, of a ``target="scaled"`` psi's residual: each
+    fitted emitter's ``SHIFT_RESIDUAL_PER_4X_PX`` x std (4x px) over its KDE's support,
+    ``SCALE_FAR`` away from all of them; where footprints overlap, their weighted mean."""
+    x = np.asarray(x_px, np.float64).reshape(-1)
+    y = np.asarray(y_px, np.float64).reshape(-1)
+    big = (shape[0] * upsampling, shape[1] * upsampling)
+    if len(x) == 0:
+        return np.full(big, SCALE_FAR, np.float32)
+    std = np.nan_to_num(np.asarray(std_px, np.float64).reshape(-1), nan=PRECISION_HIGH_4X_PX / upsampling)
+    own = SHIFT_RESIDUAL_PER_4X_PX * np.clip(upsampling * std, 1e-3, 20.0)
+    weights, window = _footprints(upsampling * x, upsampling * y, FLAT_4X_PX + 3.0 * ROLLOFF_4X_PX,
+                                  lambda d: np.exp(-0.5 * (np.maximum(d - FLAT_4X_PX, 0.0) / ROLLOFF_4X_PX) ** 2))
+    total = _stamp(weights, window, big)
+    weighted = _stamp(weights * own[:, None, None], window, big)
+    norm = np.maximum(total, 1.0)
+    return (weighted / norm + (1.0 - total / norm) * SCALE_FAR).astype(np.float32)
+
+
+def _footprints(x: np.ndarray, y: np.ndarray, radius: float, profile) -> tuple[np.ndarray, tuple]:
+    """profile(distance) on each emitter's (2r+1)^2 window of pixel centres (positions and
+    distances in the grid's pixels), and the windows' top-left corners, for ``_stamp``."""
+    r = int(np.ceil(radius))
+    r0 = np.floor(y).astype(int) - r
+    c0 = np.floor(x).astype(int) - r
+    offsets = np.arange(2 * r + 1)
+    rows = r0[:, None] + offsets[None] + 0.5
+    cols = c0[:, None] + offsets[None] + 0.5
+    d = np.hypot(rows[:, :, None] - y[:, None, None], cols[:, None, :] - x[:, None, None])
+    return profile(d), (r0, c0, r)
+
+
+def _stamp(values: np.ndarray, window: tuple, shape: tuple[int, int]) -> np.ndarray:
+    """Sum of per-emitter windows (n, 2r+1, 2r+1) into a map of ``shape`` (clipped at its edges)."""
+    r0, c0, r = window
+    out = np.zeros((shape[0] + 4 * r + 2, shape[1] + 4 * r + 2))
+    size = 2 * r + 1
+    rr = np.clip(r0, -2 * r - 1, shape[0]) + 2 * r + 1  # padded index of each window's first row
+    cc = np.clip(c0, -2 * r - 1, shape[1]) + 2 * r + 1
+    for value, i, j in zip(values, rr, cc):
+        out[i:i + size, j:j + size] += value
+    return out[2 * r + 1:2 * r + 1 + shape[0], 2 * r + 1:2 * r + 1 + shape[1]]
 
 
 def approximate_precision_px(photons: np.ndarray, background_photons: np.ndarray, psf_sigma_px: float

@@ -125,11 +125,13 @@ class CameraPsi(nn.Module):
         super().__init__()
         if condition not in ("phi", "refined"):
             raise ValueError("psi's condition must be 'phi' (phi's KDE) or 'refined' (the refined localizations)")
-        if condition == "refined" and (target != "residual" or frame_channels != 3):
-            raise ValueError("a psi conditioned on refined localizations models the residual and reads "
+        if condition == "refined" and (target not in ("residual", "scaled") or frame_channels != 3):
+            raise ValueError("a psi conditioned on refined localizations models the (scaled) residual and reads "
                              "3 frame channels")
-        if target not in ("residual", "kde"):
-            raise ValueError("psi's target must be 'residual' or 'kde'")
+        if target not in ("residual", "kde", "scaled"):
+            raise ValueError("psi's target must be 'residual', 'kde' or 'scaled'")
+        if target == "scaled" and condition != "refined":
+            raise ValueError("a psi with the scaled residual is conditioned on refined localizations")
         if prediction not in ("eps", "v"):
             raise ValueError("psi's prediction must be 'eps' or 'v'")
         self.config = {"architecture": "camera", "channels": channels, "multipliers": list(multipliers),

@@ -34,7 +34,7 @@ class TrainSettings:
     loss: str = "simple"                   # psi: "simple" | "eq8" | "eps-weighted" (v) | "footprint" (see _loss)
     channels: int | None = None            # default 48 (phi) / 32 (psi camera) / 16 (psi unet4x)
     psi_architecture: str = "camera"       # psi: "camera" (v2, camera resolution) | "unet4x" (v1, the paper's)
-    psi_target: str = "residual"           # psi v2: "residual" (y - phi(x)) | "kde" (y)
+    psi_target: str = "residual"           # psi v2: "residual" (y - phi(x)) | "kde" (y) | "scaled" (refined only)
     psi_blocks: int = 2                    # psi v2: residual blocks per U-Net level
     psi_prediction: str = "eps"            # psi (camera): network output "eps" (noise) | "v" (v-prediction)
     psi_frame_channels: int = 0            # psi (camera): frame channels read; 0 = phi's, 3 = phi's two + the SNR
@@ -66,14 +66,18 @@ class TrainSettings:
         if self.psi_condition not in ("phi", "refined"):
             raise ValueError("psi's condition must be 'phi' or 'refined'")
         if self.psi_condition == "refined" and (self.psi_architecture != "camera" or self.psi_frame_channels != 3
-                                                or self.psi_target != "residual" or self.data_folder):
+                                                or self.psi_target not in ("residual", "scaled") or self.data_folder):
             raise ValueError("a psi conditioned on refined localizations (--condition refined) needs the camera "
-                             "architecture, the residual target and --frame-channels 3, and trains on simulations "
-                             "only (a data folder holds no true positions to fit)")
+                             "architecture, the residual or scaled target and --frame-channels 3, and trains on "
+                             "simulations only (a data folder holds no true positions to fit)")
+        if self.psi_target == "scaled" and self.psi_condition != "refined":
+            raise ValueError("the scaled residual (--target scaled) is in units of the refined fits' precision: "
+                             "use it with --condition refined")
         if self.loss == "eps-weighted" and self.psi_prediction != "v":
             raise ValueError("the eps-weighted loss is for v-prediction (--prediction v)")
-        if self.psi_architecture not in ("camera", "unet4x") or self.psi_target not in ("residual", "kde"):
-            raise ValueError("psi's architecture must be 'camera' or 'unet4x' and its target 'residual' or 'kde'")
+        if self.psi_architecture not in ("camera", "unet4x") or self.psi_target not in ("residual", "kde", "scaled"):
+            raise ValueError("psi's architecture must be 'camera' or 'unet4x' and its target 'residual', 'kde' "
+                             "or 'scaled'")
         if self.psi_architecture == "unet4x" and self.psi_target != "kde":
             raise ValueError("the version-1 psi (unet4x) models the KDE itself: use --target kde")
         if self.psi_prediction not in ("eps", "v") or (self.psi_prediction == "v" and self.psi_architecture != "camera"):
@@ -194,7 +198,7 @@ class Trainer:
 
     # -- one step -------------------------------------------------------------
     def _loss(self, inputs: torch.Tensor, targets: torch.Tensor, step: int,
-              conditions: torch.Tensor | None = None) -> torch.Tensor:
+              conditions: torch.Tensor | None = None, scales: torch.Tensor | None = None) -> torch.Tensor:
         if self.settings.kind == "phi":
             return torch.mean((self.model(inputs) - targets) ** 2)
         generator = torch.Generator().manual_seed(int(self.settings.seed) * 1_000_003 + step)
@@ -213,8 +217,10 @@ class Trainer:
             # emitter's precise position from a dim one's (docs/models.md, seventh session)
             keep = torch.rand(len(inputs), generator=generator) >= self.settings.condition_dropout
             condition = condition * keep.to(condition.device, condition.dtype)[:, None, None, None]
-        residual = getattr(self.model, "target", "kde") == "residual"
-        y0 = targets - condition if residual else targets
+        target = getattr(self.model, "target", "kde")
+        y0 = targets - condition if target in ("residual", "scaled") else targets
+        if target == "scaled":  # in units of the fits' precision (conditioning.residual_scale)
+            y0 = y0 / scales
         t = t.to(self.device)
         y_t = self.schedule.q_sample(y0, t, noise)
         if getattr(self.model, "uses_frame", False):
@@ -258,10 +264,11 @@ class Trainer:
                   for a in (self.batch(self.step_index) if batch is None else batch)]
         inputs, targets = arrays[:2]
         conditions = arrays[2] if len(arrays) > 2 else None
+        scales = arrays[3] if len(arrays) > 3 else None
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(s, self.step_index)
         self.model.train()
-        loss = self._loss(inputs, targets, self.step_index, conditions)
+        loss = self._loss(inputs, targets, self.step_index, conditions, scales)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

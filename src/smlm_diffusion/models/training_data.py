@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 from ..simulation import SimulationConfig, simulate_stack
-from .conditioning import refined_condition, surrogate_refinement
+from .conditioning import refined_condition, residual_scale, surrogate_refinement
 from .normalisation import INPUT_NORMALISATION, estimate_background, kde_scale, normalise_frames
 
 
@@ -80,13 +80,14 @@ def training_batch(seed: int, step: int, batch_size: int, domain: TrainingDomain
     With ``priors`` (StructurePriors from the user's data), a ``prior_fraction`` of the
     frames put their emitters on one of them, randomly cropped, flipped and rotated.
     ``refined``: also psi's condition from a likelihood fit (``conditioning``), (B, 1, 4H,
-    4W), and the inputs get its precision channel after the frame's channels. The fit is
+    4W), the scale map of its residual (``conditioning.residual_scale``, same shape), and
+    the inputs get its precision channel after the frame's channels. The fit is
     ``fitter(photons, background, normalised, psf_sigma_px, read_noise_e)`` on the batch's
     frames ((B, H, W), (B, H, W), (B, C, H, W), (B,), (B,) -> B tuples (x_px, y_px, std_px):
     the engine's own fits, ``reconstruction.refine.PipelineFits``), or without one the
     surrogate drawn from the truth (``conditioning.surrogate_refinement``)."""
     rng = np.random.default_rng([seed, step])
-    inputs, targets, conditions = [], [], []
+    inputs, targets, conditions, scales = [], [], [], []
     pending = []
     scale = kde_scale()
     norm = input_normalisation or INPUT_NORMALISATION
@@ -125,8 +126,9 @@ def training_batch(seed: int, step: int, batch_size: int, domain: TrainingDomain
             condition, precision = refined_condition(x, y, std, (cfg.height_px, cfg.width_px))
             inputs.append(np.concatenate([frame, precision[None]]))
             conditions.append(condition)
+            scales.append(residual_scale(x, y, std, (cfg.height_px, cfg.width_px)))
     batch = (np.stack(inputs).astype(np.float32), np.stack(targets)[:, None].astype(np.float32))
-    return batch + (np.stack(conditions)[:, None],) if refined else batch
+    return batch + (np.stack(conditions)[:, None], np.stack(scales)[:, None]) if refined else batch
 
 
 class FolderData:

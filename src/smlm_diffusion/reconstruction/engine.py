@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -87,7 +88,7 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
     from ..inference.devices import inference_dtype, resolve_device
     from ..inference.phi_path import phi_kde
     from ..inference.posterior import count_tiles, iter_sample_posterior
-    from ..inference.sampling_settings import network_evaluations_per_tile
+    from ..inference.sampling_settings import network_evaluations_per_tile, plan_for
     from ..models.normalisation import INPUT_NORMALISATION_V1, estimate_background, normalise_frames
 
     stack = run.stack
@@ -106,6 +107,8 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
     phi = cached_model(_phi_name(settings.phi_model, psi), device)
     if psi is not None:
         warnings = warnings + _pairing_warning(phi, psi) + _full_sampling_warning(psi, settings.sampler)
+        # the plan this psi samples with (a scaled psi starts from noise), recorded in run.json
+        settings = replace(settings, sampler=plan_for(settings.sampler, getattr(psi.module, "target", "kde")))
     kde_scale = float(phi.normalisation["kde_scale"])
     phi_channels = int(phi.module.config.get("in_channels", 1))
     norm = dict(phi.normalisation["input"])  # a psi may read more channels of the frame (the SNR)
@@ -187,13 +190,13 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
                 samples = None
                 if psi is not None:
                     t = time.perf_counter()
-                    condition, frame_input = estimate, normalised[offset]
+                    condition, frame_input, scale = estimate, normalised[offset], None
                     if refined:  # psi conditioned on the likelihood-refined localizations (models.conditioning)
-                        condition, frame_input = refined_psi_input(estimate, photons[offset], background[offset],
-                                                                   frame_input, frame, result.psf_sigma_px, settings,
-                                                                   kde_scale)
+                        condition, frame_input, scale = refined_psi_input(
+                            estimate, photons[offset], background[offset], frame_input, frame, result.psf_sigma_px,
+                            settings, kde_scale)
                     steps = iter_sample_posterior(psi.module, psi.schedule, condition, settings.sampler, device,
-                                                  settings.seed, frame, frame_input, dtype)
+                                                  settings.seed, frame, frame_input, dtype, scale)
                     frame_done = 0
                     while True:
                         try:

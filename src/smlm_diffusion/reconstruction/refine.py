@@ -36,7 +36,7 @@ from ..analysis.fit import FitResult, estimate_psf_sigma, fit_emitters, joint_gr
 from ..analysis.localize import localize_kde
 from ..analysis.multi_emitter import distinct, split_merged
 from ..localizations import Localizations
-from ..models.conditioning import refined_condition
+from ..models.conditioning import refined_condition, residual_scale
 from .uncertainty import aperture_photons, sample_spread
 
 #: rounds of dropping converged duplicates and refitting their groups after the split test
@@ -56,17 +56,20 @@ def kde_candidates(mean: np.ndarray, photons: np.ndarray, background: np.ndarray
 
 
 def refined_psi_input(estimate: np.ndarray, photons: np.ndarray, background: np.ndarray, frame_input: np.ndarray,
-                      frame: int, psf_sigma_px: float, settings, kde_scale: float) -> tuple[np.ndarray, np.ndarray]:
-    """(condition (4H, 4W) model units, frame channels (3, H, W)) for a psi conditioned on
-    refined localizations (``models.conditioning``): phi's candidates (``estimate`` in model
-    units) fitted by maximum likelihood, without the detection knob, rendered as a KDE, and
-    their ``uncertainty_xy`` as the precision channel beside the frame's two channels."""
+                      frame: int, psf_sigma_px: float, settings, kde_scale: float
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(condition (4H, 4W) model units, frame channels (3, H, W), residual scale map (4H,
+    4W)) for a psi conditioned on refined localizations (``models.conditioning``): phi's
+    candidates (``estimate`` in model units) fitted by maximum likelihood, without the
+    detection knob, rendered as a KDE, their ``uncertainty_xy`` as the precision channel
+    beside the frame's two channels, and the scale map of a scaled psi's residual."""
     candidates = kde_candidates(estimate / kde_scale, photons, background, frame, settings)
     locs = refine_frame(candidates, photons, background, psf_sigma_px, replace(settings, min_photons=0.0))
     xy = locs.xy_px(settings.pixel_size_nm)
-    condition, precision = refined_condition(xy[:, 0], xy[:, 1], locs.uncertainty_xy_nm / settings.pixel_size_nm,
-                                             np.shape(photons))
-    return condition, np.concatenate([np.asarray(frame_input)[:2], precision[None]]).astype(np.float32)
+    std_px = locs.uncertainty_xy_nm / settings.pixel_size_nm
+    condition, precision = refined_condition(xy[:, 0], xy[:, 1], std_px, np.shape(photons))
+    scale = residual_scale(xy[:, 0], xy[:, 1], std_px, np.shape(photons))
+    return condition, np.concatenate([np.asarray(frame_input)[:2], precision[None]]).astype(np.float32), scale
 
 
 class PipelineFits:
