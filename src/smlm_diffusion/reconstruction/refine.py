@@ -36,7 +36,6 @@ from ..analysis.fit import FitResult, estimate_psf_sigma, fit_emitters, joint_gr
 from ..analysis.localize import localize_kde
 from ..analysis.multi_emitter import distinct, split_merged
 from ..localizations import Localizations
-from ..models.conditioning import refined_condition, residual_scale
 from .uncertainty import aperture_photons, sample_spread
 
 #: rounds of dropping converged duplicates and refitting their groups after the split test
@@ -63,6 +62,8 @@ def refined_psi_input(estimate: np.ndarray, photons: np.ndarray, background: np.
     candidates (``estimate`` in model units) fitted by maximum likelihood, without the
     detection knob, rendered as a KDE, their ``uncertainty_xy`` as the precision channel
     beside the frame's two channels, and the scale map of a scaled psi's residual."""
+    from ..models.conditioning import refined_condition, residual_scale  # models imports torch
+
     candidates = kde_candidates(estimate / kde_scale, photons, background, frame, settings)
     locs = refine_frame(candidates, photons, background, psf_sigma_px, replace(settings, min_photons=0.0))
     xy = locs.xy_px(settings.pixel_size_nm)
