@@ -151,7 +151,7 @@ def run(args) -> int:
 
         if not Path(checkpoint).exists():
             raise SmlmInputError(f"there is no checkpoint {checkpoint} to export: train first, or give --checkpoint")
-        trainer = Trainer(settings, device, priors, fitter=lambda *a: None)
+        trainer = Trainer(settings, device, priors, fitter=lambda *a: None)  # exporting fits nothing
         trainer.restore(checkpoint)
         trainer.export(args.out, command.replace(" --export-checkpoint", ""))
         print(f"wrote {args.out} from {checkpoint} (step {trainer.step_index} of {settings.steps})", file=sys.stderr)
