@@ -45,6 +45,7 @@ def _settings(args, sampler: SamplerSettings | None = None, **kw) -> Reconstruct
 
 
 TILES: dict = {}  # core_px / halo_px from the command line (--core, --halo)
+SHIFT: dict = {}  # shift_width from the command line (--shift-width), for the accelerated samplers
 
 
 def _sampler(t0: int | str | None, evals: int | None, mix: float | None = None, **kw) -> SamplerSettings:
@@ -53,6 +54,7 @@ def _sampler(t0: int | str | None, evals: int | None, mix: float | None = None, 
     kw = {**TILES, **kw}
     if t0 is None:
         return SamplerSettings(mode="full", **kw)
+    kw = {**SHIFT, **kw}
     if t0 == "auto":
         return SamplerSettings(variance_mix=mix, **kw)
     if isinstance(t0, tuple):
@@ -217,8 +219,12 @@ def main() -> None:
                         help="sampler for --mcmc / --speed / --tiles: 'auto' (default: the settings' plan for this "
                              "psi), a first step t0 (with --evals), or times 't1/t2/...'")
     parser.add_argument("--evals", type=int, default=None, help="network evaluations with a numeric --t0")
+    parser.add_argument("--shift-width", type=float, default=None,
+                        help="a scaled psi's shift width for the accelerated samplers (default: the plan's own)")
     args = parser.parse_args()
     TILES.update({k: v for k, v in (("core_px", args.core), ("halo_px", args.halo)) if v is not None})
+    if args.shift_width is not None:
+        SHIFT["shift_width"] = args.shift_width
     if args.t0 != "auto":
         args.t0 = tuple(int(t) for t in args.t0.split("/")) if "/" in args.t0 else int(args.t0)
     if args.evals is None:

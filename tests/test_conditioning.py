@@ -202,6 +202,8 @@ def test_residual_scale_is_each_fits_shift_residual_and_far_from_all_of_them_the
     alone = residual_scale([10.0], [10.0], [0.02], (20, 20))
     assert np.array_equal(residual_scale([10.0, -40.0], [10.0, 90.0], [0.02, 0.1], (20, 20)), alone)
     assert np.all(residual_scale([], [], [], (8, 8)) == np.float32(SCALE_FAR))
+    wider = residual_scale([5.5, 14.5], [5.5, 14.5], std_px, (20, 20), shift_width=1.5)
+    assert wider[22, 22] == pytest.approx(1.5 * scale[22, 22]) and wider[0, 79] == pytest.approx(SCALE_FAR)
 
 
 def test_a_scaled_psi_learns_the_residual_in_units_of_the_scale_and_samples_it_back(tiny_models, tmp_path):

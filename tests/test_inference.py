@@ -47,22 +47,27 @@ def test_a_scaled_psi_samples_from_noise_on_its_own_plan_unless_told_otherwise()
     such a psi SCALED_PSI_TIMES (8 evaluations) and the upper-bound variance mix, the other
     psis t0/stride and mix 0; times and a mix that are given are kept (None: t0/stride).
     Times must fall strictly within [1, T]."""
-    from smlm_diffusion.inference.sampling_settings import SCALED_PSI_TIMES, plan_for
+    from smlm_diffusion.inference.sampling_settings import SCALED_PSI_SHIFT_WIDTH, SCALED_PSI_TIMES, plan_for
 
     plan = plan_for(SamplerSettings(), "scaled")
     assert [t for t, _ in step_pairs(plan, 100)] == list(SCALED_PSI_TIMES)
     assert step_pairs(plan, 100)[-1] == (SCALED_PSI_TIMES[-1], 0)
     assert network_evaluations_per_tile(plan, 100) == 8 and plan.variance_mix == 1.0
+    assert plan.shift_width == SCALED_PSI_SHIFT_WIDTH > 1.0  # the 8-evaluation plan's width correction
     older = plan_for(SamplerSettings(), "residual")
     assert older.times is None and older.variance_mix == 0.0 and step_pairs(older, 100)[0][0] == older.t0
-    given = SamplerSettings(times=(100, 50, 10), variance_mix=0.5)
+    assert older.shift_width == 1.0
+    given = SamplerSettings(times=(100, 50, 10), variance_mix=0.5, shift_width=1.1)
     assert plan_for(given, "scaled") == given and step_pairs(given, 100) == [(100, 50), (50, 10), (10, 0)]
+    assert plan_for(SamplerSettings(times=(100, 50, 10)), "scaled").shift_width == 1.0  # not the auto plan
     strided = plan_for(SamplerSettings(times=None, t0=100, stride=25), "scaled")
     assert [t for t, _ in step_pairs(strided, 100)] == [100, 75, 50, 25]
     assert len(step_pairs(plan_for(SamplerSettings(mode="full"), "scaled"), 100)) == 100
     for bad in ((), (101, 50), (50, 50, 10), (50, 0), "fast"):
         with pytest.raises(ValueError, match="times"):
             SamplerSettings(times=bad).validate(100)
+    with pytest.raises(ValueError, match="shift width"):
+        SamplerSettings(shift_width=0.0).validate(100)
 
 
 @pytest.mark.parametrize("name,mode", [("psi", "accelerated"), ("psi_v2", "accelerated"), ("psi_v2", "full")])

@@ -11,6 +11,10 @@ from dataclasses import asdict, dataclass, replace
 SCALED_PSI_TIMES = (100, 95, 90, 85, 80, 70, 55, 30)
 #: and its variance mix (each strided step's variance toward the upper bound 1 - g_t/g_s)
 SCALED_PSI_VARIANCE_MIX = 1.0
+#: and its shift width: these 8 evaluations sample an isolated emitter's shift about 0.8x as
+#: wide as the 100 steps of full sampling (psi v6, MCMC check), so the emitters' part of the
+#: scale map is widened by this much (chosen on the validation sets, docs/models.md)
+SCALED_PSI_SHIFT_WIDTH = 1.25
 
 
 @dataclass
@@ -25,6 +29,9 @@ class SamplerSettings:
     # accelerated: the chain's times (then 0); None: t0/stride; "auto": SCALED_PSI_TIMES for a
     # scaled psi, t0/stride for the others (plan_for)
     times: tuple[int, ...] | str | None = "auto"
+    # scaled psi: factor on the fits' part of the scale map (the plan's width correction);
+    # None: the plan's own (SCALED_PSI_SHIFT_WIDTH for the auto plan, 1 otherwise)
+    shift_width: float | None = None
     core_px: int = 20               # tile core (camera px); cores are balanced to <= this
     halo_px: int = 4                # context around each core (camera px)
     max_batch_maps: int = 0         # tiles x chains per psi call; 0 = auto (64 on CPU, 1024 on a GPU)
@@ -34,6 +41,8 @@ class SamplerSettings:
     def validate(self, n_steps: int) -> None:
         if self.mode not in ("accelerated", "full"):
             raise ValueError("the sampling mode must be 'accelerated' or 'full'")
+        if self.shift_width is not None and not 0.0 < self.shift_width <= 10.0:
+            raise ValueError("the sampler's shift width is a factor between 0 and 10")
         if self.variance_mix is not None and not 0.0 <= self.variance_mix <= 1.0:
             raise ValueError("the sampler's variance mix is a number between 0 and 1")
         if self.n_samples < 2:
@@ -54,15 +63,20 @@ class SamplerSettings:
 def plan_for(settings: SamplerSettings, target: str) -> SamplerSettings:
     """The settings a psi of this ``target`` samples with, "auto" and None resolved: a scaled
     psi (unit-sized residual, no phi-based start) takes SCALED_PSI_TIMES and
-    SCALED_PSI_VARIANCE_MIX, the others t0/stride and variance mix 0."""
+    SCALED_PSI_VARIANCE_MIX and (on that plan) SCALED_PSI_SHIFT_WIDTH, the others t0/stride,
+    variance mix 0 and shift width 1."""
     scaled = target == "scaled"
     times = settings.times
+    auto_plan = scaled and times == "auto" and settings.mode == "accelerated"
     if times == "auto":
         times = SCALED_PSI_TIMES if scaled else None
     mix = settings.variance_mix
     if mix is None:
         mix = SCALED_PSI_VARIANCE_MIX if scaled else 0.0
-    return replace(settings, times=times, variance_mix=mix)
+    width = settings.shift_width
+    if width is None:
+        width = SCALED_PSI_SHIFT_WIDTH if auto_plan else 1.0
+    return replace(settings, times=times, variance_mix=mix, shift_width=width)
 
 
 def step_pairs(settings: SamplerSettings, n_steps: int) -> list[tuple[int, int]]:

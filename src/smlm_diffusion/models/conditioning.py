@@ -60,17 +60,18 @@ def refined_condition(x_px: np.ndarray, y_px: np.ndarray, std_px: np.ndarray, sh
 
 
 def residual_scale(x_px: np.ndarray, y_px: np.ndarray, std_px: np.ndarray, shape: tuple[int, int],
-                   upsampling: int = 4) -> np.ndarray:
+                   upsampling: int = 4, shift_width: float = 1.0) -> np.ndarray:
     """Scale map S (4H, 4W), model units, of a ``target="scaled"`` psi's residual: each
     fitted emitter's ``SHIFT_RESIDUAL_PER_4X_PX`` x std (4x px) over its KDE's support,
-    ``SCALE_FAR`` away from all of them; where footprints overlap, their weighted mean."""
+    ``SCALE_FAR`` away from all of them; where footprints overlap, their weighted mean.
+    ``shift_width`` multiplies the emitters' part (a sampler's width correction; training: 1)."""
     x = np.asarray(x_px, np.float64).reshape(-1)
     y = np.asarray(y_px, np.float64).reshape(-1)
     big = (shape[0] * upsampling, shape[1] * upsampling)
     if len(x) == 0:
         return np.full(big, SCALE_FAR, np.float32)
     std = np.nan_to_num(np.asarray(std_px, np.float64).reshape(-1), nan=PRECISION_HIGH_4X_PX / upsampling)
-    own = SHIFT_RESIDUAL_PER_4X_PX * np.clip(upsampling * std, 1e-3, 20.0)
+    own = shift_width * SHIFT_RESIDUAL_PER_4X_PX * np.clip(upsampling * std, 1e-3, 20.0)
     weights, window = _footprints(upsampling * x, upsampling * y, FLAT_4X_PX + 3.0 * ROLLOFF_4X_PX,
                                   lambda d: np.exp(-0.5 * (np.maximum(d - FLAT_4X_PX, 0.0) / ROLLOFF_4X_PX) ** 2))
     total = _stamp(weights, window, big)

@@ -194,7 +194,7 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
                     if refined:  # psi conditioned on the likelihood-refined localizations (models.conditioning)
                         condition, frame_input, scale = refined_psi_input(
                             estimate, photons[offset], background[offset], frame_input, frame, result.psf_sigma_px,
-                            settings, kde_scale)
+                            settings, kde_scale, settings.sampler.shift_width)
                     steps = iter_sample_posterior(psi.module, psi.schedule, condition, settings.sampler, device,
                                                   settings.seed, frame, frame_input, dtype, scale)
                     frame_done = 0

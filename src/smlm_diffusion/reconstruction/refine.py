@@ -55,13 +55,14 @@ def kde_candidates(mean: np.ndarray, photons: np.ndarray, background: np.ndarray
 
 
 def refined_psi_input(estimate: np.ndarray, photons: np.ndarray, background: np.ndarray, frame_input: np.ndarray,
-                      frame: int, psf_sigma_px: float, settings, kde_scale: float
+                      frame: int, psf_sigma_px: float, settings, kde_scale: float, shift_width: float = 1.0
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(condition (4H, 4W) model units, frame channels (3, H, W), residual scale map (4H,
     4W)) for a psi conditioned on refined localizations (``models.conditioning``): phi's
     candidates (``estimate`` in model units) fitted by maximum likelihood, without the
     detection knob, rendered as a KDE, their ``uncertainty_xy`` as the precision channel
-    beside the frame's two channels, and the scale map of a scaled psi's residual."""
+    beside the frame's two channels, and the scale map of a scaled psi's residual (its
+    emitters' part times ``shift_width``, the sampler's width correction)."""
     from ..models.conditioning import refined_condition, residual_scale  # models imports torch
 
     candidates = kde_candidates(estimate / kde_scale, photons, background, frame, settings)
@@ -69,7 +70,7 @@ def refined_psi_input(estimate: np.ndarray, photons: np.ndarray, background: np.
     xy = locs.xy_px(settings.pixel_size_nm)
     std_px = locs.uncertainty_xy_nm / settings.pixel_size_nm
     condition, precision = refined_condition(xy[:, 0], xy[:, 1], std_px, np.shape(photons))
-    scale = residual_scale(xy[:, 0], xy[:, 1], std_px, np.shape(photons))
+    scale = residual_scale(xy[:, 0], xy[:, 1], std_px, np.shape(photons), shift_width=shift_width)
     return condition, np.concatenate([np.asarray(frame_input)[:2], precision[None]]).astype(np.float32), scale
 
 
