@@ -76,14 +76,11 @@ VALIDATION = {
 def _grid_item(item: str) -> tuple:
     """'t0:evals', 't0:evals:variance_mix', 'auto' (the psi's own plan), 'auto:mix', or
     't1/t2/...' (explicit times) with an optional ':mix'."""
-    parts = item.split(":")
-    mix = float(parts[-1]) if (len(parts) > 2 or (len(parts) == 2 and parts[0] == "auto")
-                              or (len(parts) == 2 and "/" in parts[0])) else None
-    if parts[0] == "auto":
-        return "auto", None, mix
-    if "/" in parts[0]:
-        return tuple(int(t) for t in parts[0].split("/")), None, mix
-    return int(parts[0]), int(parts[1]), mix
+    head, *rest = item.split(":")
+    if head == "auto" or "/" in head:  # no evaluation count: what follows is the mix
+        start = "auto" if head == "auto" else tuple(int(t) for t in head.split("/"))
+        return start, None, float(rest[0]) if rest else None
+    return int(head), int(rest[0]), float(rest[1]) if len(rest) > 1 else None
 
 
 def choose(args) -> None:

@@ -61,11 +61,12 @@ def iter_sample_posterior(psi: torch.nn.Module, schedule: NoiseSchedule, phi_kde
     after each psi batch, and 0 after every network evaluation within a batch (so callers
     can report progress and stop within a second or so), and returns the samples."""
     settings.validate(schedule.n_steps)
-    settings = plan_for(settings, getattr(psi, "target", "kde"))
+    target = getattr(psi, "target", "kde")
+    settings = plan_for(settings, target)
     uses_frame = getattr(psi, "uses_frame", False)
     if uses_frame and frame_input is None:
         raise ValueError("this psi reads the normalised frame: pass frame_input")
-    scaled = getattr(psi, "target", "kde") == "scaled"
+    scaled = target == "scaled"
     if scaled and (residual_scale is None or np.shape(residual_scale) != np.shape(phi_kde)):
         raise ValueError("this psi samples the residual in units of its fits' precision: pass residual_scale "
                          "(models.conditioning.residual_scale) of the condition's shape")
