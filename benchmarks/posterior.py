@@ -75,12 +75,21 @@ VALIDATION = {
 
 def _grid_item(item: str) -> tuple:
     """'t0:evals', 't0:evals:variance_mix', 'auto' (the psi's own plan), 'auto:mix', or
-    't1/t2/...' (explicit times) with an optional ':mix'."""
+    't1/t2/...' (explicit times) with an optional ':mix'; a mix is one number or one per
+    step, 'm1/m2/...'."""
     head, *rest = item.split(":")
     if head == "auto" or "/" in head:  # no evaluation count: what follows is the mix
         start = "auto" if head == "auto" else tuple(int(t) for t in head.split("/"))
-        return start, None, float(rest[0]) if rest else None
-    return int(head), int(rest[0]), float(rest[1]) if len(rest) > 1 else None
+        return start, None, _mix(rest[0]) if rest else None
+    return int(head), int(rest[0]), _mix(rest[1]) if len(rest) > 1 else None
+
+
+def _mix(text: str) -> float | tuple[float, ...]:
+    return tuple(float(m) for m in text.split("/")) if "/" in text else float(text)
+
+
+def _mix_label(mix) -> str:
+    return "/".join(f"{m:g}" for m in mix) if isinstance(mix, tuple) else f"{mix:g}"
 
 
 def choose(args) -> None:
@@ -115,7 +124,7 @@ def choose(args) -> None:
             sampler = rec.settings.sampler  # as the engine resolved it for this psi
             label = "full" if t0 is None else (
                 f"times {'/'.join(map(str, sampler.times))}" if sampler.times else f"t0 {sampler.t0}, stride "
-                f"{sampler.stride}") + f", mix {sampler.variance_mix:g}"
+                f"{sampler.stride}") + f", mix {_mix_label(sampler.variance_mix)}"
             n_evals = network_evaluations_per_tile(sampler, 100)
             print(f"| {name} | {label} | {n_evals:.0f} | {cov:.3f} | {var / full_var:.2f} | "
                   f"{j_post:.3f} / {j_phi_sub:.3f} | {rec.timings_s['total'] / len(rec.frames):.1f} |", flush=True)
@@ -203,7 +212,8 @@ def main() -> None:
     parser.add_argument("--choose", action="store_true", help="sampler grid on validation data")
     parser.add_argument("--frames", type=int, default=6, help="validation frames per set (--choose)")
     parser.add_argument("--full-frames", type=int, default=2, help="of those, sampled in full (--choose)")
-    parser.add_argument("--mix", type=float, default=None, help="sampler variance mix for --mcmc / --speed / --tiles")
+    parser.add_argument("--mix", type=_mix, default=None,
+                        help="sampler variance mix for --mcmc / --speed / --tiles (one number or m1/m2/... per step)")
     parser.add_argument("--grid", default="auto,auto:0,100:10,100:5,60:10,60:5",
                         help="accelerated samplers to compare (--choose): t0:evaluations[:mix], auto[:mix] (the "
                              "settings' plan for this psi), t1/t2/...[:mix] (explicit times)")

@@ -226,3 +226,25 @@ def test_neighbours_held_fixed_match_the_sum_over_all_emitters():
         brute = (n[others, None, None] * psf_only(x[others], y[others], np.full(len(others), r0[i]),
                                                   np.full(len(others), c0[i]), size, SIGMA)).sum(axis=0)
         assert np.abs(got[i] - brute).max() < 1e-3
+
+
+def test_the_posterior_keeps_phis_candidates_and_adds_only_the_means_new_ones():
+    """posterior_candidates: every candidate of phi stays (the detection knob and the
+    probability column judge it, not a threshold on the posterior mean); a candidate of the
+    mean within the radius of one of phi's is the same emitter, one farther away is added."""
+    from smlm_diffusion.localizations import Localizations
+    from smlm_diffusion.reconstruction.refine import posterior_candidates
+
+    px = 100.0
+
+    def table(xy):
+        xy = np.asarray(xy, float).reshape(-1, 2)
+        return Localizations(frame=np.ones(len(xy), int), x_nm=xy[:, 0] * px, y_nm=xy[:, 1] * px,
+                             intensity_photons=np.full(len(xy), 500.0))
+
+    phi = table([[5.0, 5.0], [12.0, 3.0]])
+    mean = table([[5.4, 5.3], [20.0, 20.0]])  # phi's first, shifted 0.5 px; a new one
+    out = posterior_candidates(phi, mean, 1.0, px).xy_px(px)
+    assert out.tolist() == [[5.0, 5.0], [12.0, 3.0], [20.0, 20.0]]
+    assert len(posterior_candidates(phi, table([]), 1.0, px)) == 2
+    assert posterior_candidates(table([]), mean, 1.0, px).xy_px(px).tolist() == mean.xy_px(px).tolist()

@@ -70,6 +70,21 @@ def test_a_scaled_psi_samples_from_noise_on_its_own_plan_unless_told_otherwise()
         SamplerSettings(shift_width=0.0).validate(100)
 
 
+def test_a_variance_mix_is_one_number_or_one_per_step():
+    """step_mixes: one number for every step, or one per step (kept in order); full sampling
+    is the DDPM posterior (0) throughout; a list of the wrong length or a value outside
+    [0, 1] is refused with a sentence that says so."""
+    from smlm_diffusion.inference.sampling_settings import step_mixes
+
+    assert step_mixes(SamplerSettings(times=(100, 50, 10), variance_mix=0.5), 100) == [0.5, 0.5, 0.5]
+    assert step_mixes(SamplerSettings(times=(100, 50, 10), variance_mix=(1.0, 0.0, 0.0)), 100) == [1.0, 0.0, 0.0]
+    assert step_mixes(SamplerSettings(mode="full", variance_mix=1.0), 100) == [0.0] * 100
+    with pytest.raises(ValueError, match="3 steps but 2 variance mixes"):
+        step_mixes(SamplerSettings(times=(100, 50, 10), variance_mix=(1.0, 0.0)), 100)
+    with pytest.raises(ValueError, match="variance mix"):
+        SamplerSettings(variance_mix=(1.0, 1.5)).validate(100)
+
+
 @pytest.mark.parametrize("name,mode", [("psi", "accelerated"), ("psi_v2", "accelerated"), ("psi_v2", "full")])
 def test_posterior_samples_are_seeded_and_batch_independent(tiny_models, name, mode):
     psi = load_model(tiny_models[name])

@@ -21,7 +21,7 @@ import torch
 
 from ..models.schedule import NoiseSchedule
 from .fast_modules import autocast, channels_last, inference_module
-from .sampling_settings import SamplerSettings, plan_for, step_pairs
+from .sampling_settings import SamplerSettings, plan_for, step_mixes, step_pairs
 from .tiling import Tile, plan_tiles
 
 UPSAMPLING = 4
@@ -137,6 +137,7 @@ def _run_chain(psi, schedule: NoiseSchedule, condition: torch.Tensor, noise: tor
         y = schedule.q_sample(torch.zeros_like(condition) if residual else condition,
                               torch.full((maps,), start, device=condition.device), noise[0])
     clip = (-condition / unit, (settings.clip_max - condition) / unit) if residual else (0.0, settings.clip_max)
+    mixes = step_mixes(settings, schedule.n_steps)
     net = inference_module(psi, dtype=dtype)  # the channels-last copy (fast_modules)
     condition_cl, frames_cl = channels_last(condition), channels_last(frames)
     for k, (t, s) in enumerate(pairs):
@@ -147,7 +148,7 @@ def _run_chain(psi, schedule: NoiseSchedule, condition: torch.Tensor, noise: tor
             output = net(y_cl, condition_cl, tt, frames_cl) if frames is not None else net(y_cl, condition_cl, tt)
         output = output.float()
         y = schedule.reverse_step(y, output, tt, ss, noise=noise[k + 1], clip_y0=clip, prediction=prediction,
-                                  variance_mix=settings.variance_mix if settings.mode == "accelerated" else 0.0)
+                                  variance_mix=mixes[k])
         if k + 1 < len(pairs):
             yield
     return y * unit + condition if residual else y

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 
+import numpy as np
+
 #: reverse-chain times (then 0) for a psi that samples the scaled residual (``target="scaled"``):
 #: its residual is unit-sized, so the chain starts from noise at t = T, and most of its 8
 #: evaluations go to the high noise levels where the cosine schedule decides the emitters'
@@ -24,8 +26,8 @@ class SamplerSettings:
     t0: int = 60                    # accelerated: first step (forward-noised phi estimate); psi v2 validation
     stride: int = 8                 # accelerated: steps skipped per network evaluation (8 evaluations)
     # accelerated, each strided step's variance: 0 its posterior variance, 1 the upper bound
-    # 1 - g_t/g_s (matches full sampling better); None: the plan's own (plan_for)
-    variance_mix: float | None = None
+    # 1 - g_t/g_s; one number for every step or one per step; None: the plan's own (plan_for)
+    variance_mix: float | tuple[float, ...] | None = None
     # accelerated: the chain's times (then 0); None: t0/stride; "auto": SCALED_PSI_TIMES for a
     # scaled psi, t0/stride for the others (plan_for)
     times: tuple[int, ...] | str | None = "auto"
@@ -43,8 +45,8 @@ class SamplerSettings:
             raise ValueError("the sampling mode must be 'accelerated' or 'full'")
         if self.shift_width is not None and not 0.0 < self.shift_width <= 10.0:
             raise ValueError("the sampler's shift width is a factor between 0 and 10")
-        if self.variance_mix is not None and not 0.0 <= self.variance_mix <= 1.0:
-            raise ValueError("the sampler's variance mix is a number between 0 and 1")
+        if self.variance_mix is not None and not all(0.0 <= m <= 1.0 for m in np.atleast_1d(self.variance_mix)):
+            raise ValueError("the sampler's variance mix is a number between 0 and 1 (or one per step)")
         if self.n_samples < 2:
             raise ValueError("posterior sampling needs at least 2 samples")
         if self.mode == "accelerated" and not (1 <= self.t0 <= n_steps and self.stride >= 1):
@@ -88,6 +90,20 @@ def step_pairs(settings: SamplerSettings, n_steps: int) -> list[tuple[int, int]]
         start, stride = (settings.t0, settings.stride) if settings.mode == "accelerated" else (n_steps, 1)
         times = list(range(start, 0, -stride)) + [0]
     return list(zip(times[:-1], times[1:]))
+
+
+def step_mixes(settings: SamplerSettings, n_steps: int) -> list[float]:
+    """The variance mix of each reverse step (``step_pairs``): full sampling 0 throughout, an
+    accelerated plan its one number or its per-step list (resolve "auto"/None with ``plan_for``)."""
+    n = len(step_pairs(settings, n_steps))
+    if settings.mode == "full" or settings.variance_mix is None:
+        return [0.0] * n
+    mixes = [float(m) for m in np.atleast_1d(settings.variance_mix)]
+    if len(mixes) == 1:
+        return mixes * n
+    if len(mixes) != n:
+        raise ValueError(f"the sampler has {n} steps but {len(mixes)} variance mixes; give one, or one per step")
+    return mixes
 
 
 def network_evaluations_per_tile(settings: SamplerSettings, n_steps: int) -> int:

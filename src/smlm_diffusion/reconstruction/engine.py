@@ -21,8 +21,8 @@ from ..errors import SmlmInputError
 from ..localizations import Localizations
 from .camera_check import check_camera
 from .settings import FrameResult, ProgressEvent, Reconstruction, ReconstructionSettings
-from .refine import (FALLBACK_PSF_SIGMA_PX, kde_candidates, movie_psf_sigma, refine_frame, refine_frames,
-                     refined_psi_input, worker_threads)
+from .refine import (FALLBACK_PSF_SIGMA_PX, kde_candidates, movie_psf_sigma, posterior_candidates, refine_frame,
+                     refine_frames, refined_psi_input, worker_threads)
 
 UPSAMPLING = 4
 #: the PSF width is measured on the spots of the first frames (at most 200 spots)
@@ -219,6 +219,11 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
                     locs = tables[offset]
                 else:
                     candidates = kde_candidates(mean, photons[offset], background[offset], frame, settings)
+                    if psi is not None:
+                        phi_found = kde_candidates(estimate / kde_scale, photons[offset], background[offset], frame,
+                                                   settings)
+                        candidates = posterior_candidates(phi_found, candidates, settings.match_radius_px,
+                                                          settings.pixel_size_nm)
                     locs = refine_frame(candidates, photons[offset], background[offset], result.psf_sigma_px,
                                         settings, samples, kde_scale)
                 locs.x_nm += c0 * settings.pixel_size_nm

@@ -1,5 +1,5 @@
-"""One frame's localizations: LoG candidates on the KDE (phi estimate or posterior mean),
-refined by maximum likelihood on the raw frame (``analysis/fit.py``), the detection knob,
+"""One frame's localizations: LoG candidates on the KDE (phi's estimate; on the posterior
+path also the posterior mean's new ones, ``posterior_candidates``), refined by maximum likelihood on the raw frame (``analysis/fit.py``), the detection knob,
 and the per-localization uncertainty columns.
 
 Before the final fit, fits that two emitters explain better are split
@@ -52,6 +52,20 @@ def kde_candidates(mean: np.ndarray, photons: np.ndarray, background: np.ndarray
     xy = locs.xy_px(px)
     locs.intensity_photons = aperture_photons(photons, xy[:, 0], xy[:, 1], background=background)
     return locs
+
+
+def posterior_candidates(phi_candidates: Localizations, mean_candidates: Localizations, radius_px: float,
+                         pixel_size_nm: float) -> Localizations:
+    """The posterior path's candidates: phi's, and those of the posterior mean with none of
+    phi's within ``radius_px`` (emitters psi restored). A fitted emitter whose mass psi's
+    chains spread or doubt is not dropped by a threshold on the mean: its fit goes through
+    the detection knob as on the phi path, and its ``probability`` column says how many
+    chains hold it."""
+    if not len(phi_candidates) or not len(mean_candidates):
+        return mean_candidates if not len(phi_candidates) else phi_candidates
+    phi_xy, mean_xy = phi_candidates.xy_px(pixel_size_nm), mean_candidates.xy_px(pixel_size_nm)
+    nearest = np.min(np.hypot(*(mean_xy[:, None, :] - phi_xy[None, :, :]).transpose(2, 0, 1)), axis=1)
+    return Localizations.concatenate([phi_candidates, mean_candidates.select(nearest > radius_px)])
 
 
 def refined_psi_input(estimate: np.ndarray, photons: np.ndarray, background: np.ndarray, frame_input: np.ndarray,
