@@ -1,6 +1,7 @@
 """One frame's localizations: LoG candidates on the KDE (phi's estimate; on the posterior
-path also the posterior mean's new ones, ``posterior_candidates``), refined by maximum likelihood on the raw frame (``analysis/fit.py``), the detection knob,
-and the per-localization uncertainty columns.
+path also the posterior mean's new ones, ``posterior_candidates``), refined by maximum
+likelihood on the raw frame (``analysis/fit.py``), the detection knob, and the
+per-localization uncertainty columns.
 
 Before the final fit, fits that two emitters explain better are split
 (``analysis/multi_emitter.py``). ``uncertainty_xy [nm]`` is the larger of the per-axis
