@@ -87,6 +87,38 @@ def coverage(sim, rec, factor: float = 2.0) -> tuple[float, float]:
     return inside_signal / max(n_signal, 1), inside_all / max(n_all, 1)
 
 
+def coverage_by_place(sim, rec, factor: float = 2.0, near_4x_px: float = 10.0) -> dict[str, tuple[int, float]]:
+    """2-std coverage of the signal pixels (as ``coverage``) by where they are: within
+    ``near_4x_px`` of a true emitter with no localization within 250 nm ("near a missed
+    emitter"), else near a localization ("near a fit"), else "elsewhere"; (pixels, coverage)."""
+    peak = 1.0 / kde_scale()
+    px4 = sim.config.pixel_size_nm / 4.0
+    counts: dict[str, list[int]] = {}
+    for frame in rec.frames:
+        truth, mean, var = sim.kde[frame - 1], rec.mean_kdes[frame], rec.variance_kdes[frame]
+        rows, cols = np.nonzero((truth > 0.05 * peak) | (mean > 0.05 * peak))
+        ok = np.abs(truth - mean)[rows, cols] <= factor * np.sqrt(var[rows, cols])
+        true, found = sim.truth.in_frame(frame), rec.localizations.in_frame(frame)
+        missed = np.setdiff1d(np.arange(len(true)), evaluate(found, true, 250.0).true_index)
+
+        def distance(table) -> np.ndarray:
+            if not len(table):
+                return np.full(len(rows), np.inf)
+            return np.hypot(rows[:, None] + 0.5 - table.y_nm[None] / px4,
+                            cols[:, None] + 0.5 - table.x_nm[None] / px4).min(axis=1)
+
+        place = np.where(distance(true.select(missed)) < near_4x_px, "near a missed emitter",
+                         np.where(distance(found) < near_4x_px, "near a fit", "elsewhere"))
+        for name in np.unique(place):
+            n, k = counts.setdefault(str(name), [0, 0])
+            counts[str(name)] = [n + int((place == name).sum()), k + int(ok[place == name].sum())]
+    return {name: (n, k / max(n, 1)) for name, (n, k) in counts.items()}
+
+
+def _mix(text: str) -> float | tuple[float, ...]:
+    return tuple(float(m) for m in text.split("/")) if "/" in text else float(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--phi", default="phi")
@@ -94,9 +126,12 @@ def main() -> None:
     parser.add_argument("--threshold", type=float, default=None, help="LoG threshold (default: the settings')")
     parser.add_argument("--quick", action="store_true", help="fewer frames")
     parser.add_argument("--skip-psi", action="store_true")
-    parser.add_argument("--mix", type=float, default=None, help="sampler variance mix (default: the settings')")
+    parser.add_argument("--mix", type=_mix, default=None,
+                        help="sampler variance mix, one number or m1/m2/... per step (default: the settings')")
     parser.add_argument("--precision", default="auto", choices=PRECISION_CHOICES,
                         help="the networks' arithmetic (default auto: bfloat16 where the CPU has it natively)")
+    parser.add_argument("--coverage-by-place", action="store_true",
+                        help="also the psi rows' coverage near missed emitters, near fits and elsewhere")
     args = parser.parse_args()
     import torch
 
@@ -136,6 +171,9 @@ def main() -> None:
         rec = reconstruct(sub.adu, settings)
         cov_signal, cov_all = coverage(sub, rec)
         row(f"{name} psi ({k} frames)", sub, rec, f" {cov_signal:.3f} / {cov_all:.3f}")
+        if args.coverage_by_place:
+            print("|   | " + "; ".join(f"{place}: {n} px, coverage {c:.3f}"
+                                      for place, (n, c) in sorted(coverage_by_place(sub, rec).items())))
     print("\n20x20 tile, 16 chains, accelerated: seconds per tile (CPU)")
     tile = dataset("paper", 1, seed=7)
     settings = ReconstructionSettings(**{**base.to_dict(), "sampler": base.sampler})

@@ -8,7 +8,8 @@
 ``--choose`` runs on validation frames (seeds 777-779, never the benchmark seeds of
 accuracy.py / calibration.py): for each sampler (start t0 and number of network
 evaluations, and the full sampler from N(0, I)) the 2-std coverage of the truth KDE on
-signal pixels, the mean posterior variance relative to full sampling, the posterior-mean
+signal pixels, the mean posterior variance relative to full sampling (over all pixels, and
+split into signal pixels and empty ones), the posterior-mean
 Jaccard against phi's, and seconds per frame. ``--mcmc``: isolated emitters at 200 and
 1000 photons (20x20 frames, background 10): the per-pixel std of psi's KDE samples against
 the std of KDEs rendered through eq. 3 from Metropolis-Hastings samples of theta
@@ -24,7 +25,7 @@ import time
 
 import numpy as np
 
-from accuracy import coverage
+from accuracy import _mix, coverage
 from smlm_diffusion.analysis import evaluate, metropolis_hastings
 from smlm_diffusion.inference.devices import PRECISION_CHOICES
 from smlm_diffusion.inference.sampling_settings import SamplerSettings, network_evaluations_per_tile
@@ -84,20 +85,17 @@ def _grid_item(item: str) -> tuple:
     return int(head), int(rest[0]), _mix(rest[1]) if len(rest) > 1 else None
 
 
-def _mix(text: str) -> float | tuple[float, ...]:
-    return tuple(float(m) for m in text.split("/")) if "/" in text else float(text)
-
-
 def _mix_label(mix) -> str:
     return "/".join(f"{m:g}" for m in mix) if isinstance(mix, tuple) else f"{mix:g}"
 
 
 def choose(args) -> None:
     grid = [(None, 100, None)] + [_grid_item(item) for item in args.grid.split(",")]
-    print(f"(full sampling on the first {args.full_frames} frames; variance / full compares the same frames, "
+    print(f"(full sampling on the first {args.full_frames or args.frames} frames; variance / full compares the same frames, "
           "coverage and Jaccard of the other rows use all frames)\n")
-    print("| validation set | sampler | evals per chain | coverage 2-std (signal) | variance / full | Jaccard post / phi | s/frame |")
-    print("|---|---|---|---|---|---|---|")
+    print("| validation set | sampler | evals per chain | coverage 2-std (signal) | variance / full | "
+          "on signal px | on empty px | Jaccard post / phi | s/frame |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, kw in VALIDATION.items():
         cfg = SimulationConfig(n_frames=args.frames, offset_adu=100.0, gain_adu_per_photon=1.0, **kw)
         sim = simulate_stack(cfg, with_kde=True)
@@ -105,14 +103,17 @@ def choose(args) -> None:
         j_phi = evaluate(phi.localizations, sim.truth, 250.0).jaccard
         full_var = None
         for t0, evals, mix in grid:
-            if t0 is None and args.frames > args.full_frames:
-                sub = slice(0, args.full_frames)  # full sampling: 100 evaluations per tile, a few frames suffice
+            if t0 is None and 0 < args.full_frames < args.frames:
+                sub = slice(0, args.full_frames)  # full sampling: 100 evaluations per tile
             else:
                 sub = slice(None)
             rec = reconstruct(sim.adu[sub], _settings(args, _sampler(t0, evals, mix)))
             if t0 is None:  # the fast samplers are compared with it on the same frames
                 full_frames = list(rec.frames)
-            var = float(np.mean([rec.variance_kdes[f].mean() for f in full_frames]))
+            if t0 is None:  # signal pixels: the truth or full sampling's mean above 5 % of a peak
+                peak = single_emitter_kde_peak()
+                signal = {f: (sim.kde[f - 1] > 0.05 * peak) | (rec.mean_kdes[f] > 0.05 * peak) for f in full_frames}
+            var = np.array([_variance_split(rec.variance_kdes[f], signal[f]) for f in full_frames]).mean(axis=0)
             if t0 is None:
                 full_var = var
             sub_sim = type(sim)(config=sim.config, adu=sim.adu[sub], truth=sim.truth.select(
@@ -126,8 +127,14 @@ def choose(args) -> None:
                 f"times {'/'.join(map(str, sampler.times))}" if sampler.times else f"t0 {sampler.t0}, stride "
                 f"{sampler.stride}") + f", mix {_mix_label(sampler.variance_mix)}"
             n_evals = network_evaluations_per_tile(sampler, 100)
-            print(f"| {name} | {label} | {n_evals:.0f} | {cov:.3f} | {var / full_var:.2f} | "
+            ratio = var / full_var
+            print(f"| {name} | {label} | {n_evals:.0f} | {cov:.3f} | {ratio[0]:.2f} | {ratio[1]:.2f} | {ratio[2]:.2f} | "
                   f"{j_post:.3f} / {j_phi_sub:.3f} | {rec.timings_s['total'] / len(rec.frames):.1f} |", flush=True)
+
+
+def _variance_split(variance: np.ndarray, signal: np.ndarray) -> tuple[float, float, float]:
+    """Mean posterior variance of a frame: all pixels, signal pixels, the others (empty)."""
+    return float(variance.mean()), float(variance[signal].mean()), float(variance[~signal].mean())
 
 
 def tiles(args) -> None:
@@ -211,7 +218,9 @@ def main() -> None:
                         help="the networks' arithmetic (default auto: bfloat16 where the CPU has it natively)")
     parser.add_argument("--choose", action="store_true", help="sampler grid on validation data")
     parser.add_argument("--frames", type=int, default=6, help="validation frames per set (--choose)")
-    parser.add_argument("--full-frames", type=int, default=2, help="of those, sampled in full (--choose)")
+    parser.add_argument("--full-frames", type=int, default=0,
+                        help="of those, sampled in full (--choose; default 0: all). Fewer frames are a different "
+                             "stack, whose fits (PSF sigma from its frames) can differ from the accelerated runs'")
     parser.add_argument("--mix", type=_mix, default=None,
                         help="sampler variance mix for --mcmc / --speed / --tiles (one number or m1/m2/... per step)")
     parser.add_argument("--grid", default="auto,auto:0,100:10,100:5,60:10,60:5",

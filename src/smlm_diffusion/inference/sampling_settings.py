@@ -11,7 +11,10 @@ import numpy as np
 #: evaluations go to the high noise levels where the cosine schedule decides the emitters'
 #: shifts (docs/models.md, psi v6 sampler; chosen on validation data)
 SCALED_PSI_TIMES = (100, 95, 90, 85, 80, 70, 55, 30)
-#: and its variance mix (each strided step's variance toward the upper bound 1 - g_t/g_s)
+#: and its variance mix (each strided step's variance toward the upper bound 1 - g_t/g_s). The
+#: emitters' spread does not depend on it; in empty pixels it leaves ~16x full sampling's
+#: variance (mix 0 on the last two steps: ~3x), and that surplus is also what brings the
+#: coverage of the truth to 0.90 where psi misses emitters (docs/models.md, tenth session)
 SCALED_PSI_VARIANCE_MIX = 1.0
 #: and its shift width: these 8 evaluations sample an isolated emitter's shift about 0.8x as
 #: wide as the 100 steps of full sampling (psi v6, MCMC check), so the emitters' part of the
@@ -64,9 +67,9 @@ class SamplerSettings:
 
 def plan_for(settings: SamplerSettings, target: str) -> SamplerSettings:
     """The settings a psi of this ``target`` samples with, "auto" and None resolved: a scaled
-    psi (unit-sized residual, no phi-based start) takes SCALED_PSI_TIMES and
-    SCALED_PSI_VARIANCE_MIX and (on that plan) SCALED_PSI_SHIFT_WIDTH, the others t0/stride,
-    variance mix 0 and shift width 1."""
+    psi (unit-sized residual, no phi-based start) takes SCALED_PSI_TIMES with
+    SCALED_PSI_VARIANCE_MIX and SCALED_PSI_SHIFT_WIDTH (other times: mix 1, width 1), the
+    other psis t0/stride, variance mix 0 and shift width 1."""
     scaled = target == "scaled"
     times = settings.times
     auto_plan = scaled and times == "auto" and settings.mode == "accelerated"
@@ -74,7 +77,7 @@ def plan_for(settings: SamplerSettings, target: str) -> SamplerSettings:
         times = SCALED_PSI_TIMES if scaled else None
     mix = settings.variance_mix
     if mix is None:
-        mix = SCALED_PSI_VARIANCE_MIX if scaled else 0.0
+        mix = (SCALED_PSI_VARIANCE_MIX if auto_plan else 1.0) if scaled else 0.0
     width = settings.shift_width
     if width is None:
         width = SCALED_PSI_SHIFT_WIDTH if auto_plan else 1.0
