@@ -248,3 +248,30 @@ def test_the_posterior_keeps_phis_candidates_and_adds_only_the_means_new_ones():
     assert out.tolist() == [[5.0, 5.0], [12.0, 3.0], [20.0, 20.0]]
     assert len(posterior_candidates(phi, table([]), 1.0, px)) == 2
     assert posterior_candidates(table([]), mean, 1.0, px).xy_px(px).tolist() == mean.xy_px(px).tolist()
+
+
+def test_a_posterior_localization_reports_the_larger_of_its_likelihood_precision_and_psis_spread():
+    """With posterior samples, uncertainty_xy = max(likelihood precision, spread over the
+    samples): samples scattered 0.3 px give about 0.3 px, samples that agree to 0.001 px
+    leave the likelihood's precision (calibration.py decided the rule)."""
+    from smlm_diffusion.localizations import Localizations
+    from smlm_diffusion.reconstruction import ReconstructionSettings
+    from smlm_diffusion.reconstruction.refine import refine_frame
+    from smlm_diffusion.simulation import CameraModel, expected_photons, render_kde
+
+    px, x, y = 108.0, 10.3, 9.6
+    omega = expected_photons(np.array([[x]]), np.array([[y]]), np.array([[1000.0]]), (20, 20), SIGMA, 10.0)
+    frame = CameraModel(1.0, 0.0, 0.0).expose(omega, np.random.default_rng(4))[0].astype(float)
+    candidates = Localizations(frame=np.array([1]), x_nm=np.array([x * px]), y_nm=np.array([y * px]))
+    settings = ReconstructionSettings(pixel_size_nm=px, read_noise_e=0.0)
+    rng = np.random.default_rng(5)
+    for scatter_px in (0.3, 0.001):
+        sx, sy = x + scatter_px * rng.standard_normal(64), y + scatter_px * rng.standard_normal(64)
+        samples = render_kde(sx[:, None], sy[:, None], np.ones((64, 1)), (20, 20))
+        locs = refine_frame(candidates, frame, np.full(frame.shape, 10.0), SIGMA, settings, samples, 1.0)
+        likelihood, spread = locs.extra["likelihood_xy_nm"][0], locs.extra["posterior_spread_xy_nm"][0]
+        assert locs.uncertainty_xy_nm[0] == pytest.approx(max(likelihood, spread))
+        if scatter_px > 0.1:
+            assert spread == pytest.approx(scatter_px * px, rel=0.3) and spread > 2 * likelihood
+        else:
+            assert spread < likelihood and locs.uncertainty_xy_nm[0] == pytest.approx(likelihood)
