@@ -191,10 +191,12 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
                 if psi is not None:
                     t = time.perf_counter()
                     condition, frame_input, scale = estimate, normalised[offset], None
+                    phi_found = kde_candidates(estimate / kde_scale, photons[offset], background[offset], frame,
+                                               settings)
                     if refined:  # psi conditioned on the likelihood-refined localizations (models.conditioning)
                         condition, frame_input, scale = refined_psi_input(
-                            estimate, photons[offset], background[offset], frame_input, frame, result.psf_sigma_px,
-                            settings, kde_scale, settings.sampler.shift_width)
+                            phi_found, photons[offset], background[offset], frame_input, result.psf_sigma_px,
+                            settings, settings.sampler.shift_width)
                     steps = iter_sample_posterior(psi.module, psi.schedule, condition, settings.sampler, device,
                                                   settings.seed, frame, frame_input, dtype, scale)
                     frame_done = 0
@@ -218,12 +220,10 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
                 if tables is not None:
                     locs = tables[offset]
                 else:
-                    candidates = kde_candidates(mean, photons[offset], background[offset], frame, settings)
-                    if psi is not None:
-                        phi_found = kde_candidates(estimate / kde_scale, photons[offset], background[offset], frame,
-                                                   settings)
-                        candidates = posterior_candidates(phi_found, candidates, settings.match_radius_px,
-                                                          settings.pixel_size_nm)
+                    # the posterior path (the phi path has its tables): phi's candidates and the mean's new ones
+                    candidates = posterior_candidates(
+                        phi_found, kde_candidates(mean, photons[offset], background[offset], frame, settings),
+                        settings.match_radius_px, settings.pixel_size_nm)
                     locs = refine_frame(candidates, photons[offset], background[offset], result.psf_sigma_px,
                                         settings, samples, kde_scale)
                 locs.x_nm += c0 * settings.pixel_size_nm

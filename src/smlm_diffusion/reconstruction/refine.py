@@ -71,18 +71,17 @@ def posterior_candidates(phi_candidates: Localizations, mean_candidates: Localiz
     return Localizations.concatenate([phi_candidates, mean_candidates.select(nearest > radius_px)])
 
 
-def refined_psi_input(estimate: np.ndarray, photons: np.ndarray, background: np.ndarray, frame_input: np.ndarray,
-                      frame: int, psf_sigma_px: float, settings, kde_scale: float, shift_width: float = 1.0
+def refined_psi_input(candidates: Localizations, photons: np.ndarray, background: np.ndarray,
+                      frame_input: np.ndarray, psf_sigma_px: float, settings, shift_width: float = 1.0
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(condition (4H, 4W) model units, frame channels (3, H, W), residual scale map (4H,
     4W)) for a psi conditioned on refined localizations (``models.conditioning``): phi's
-    candidates (``estimate`` in model units) fitted by maximum likelihood, without the
+    candidates (``kde_candidates`` of its estimate) fitted by maximum likelihood, without the
     detection knob, rendered as a KDE, their ``uncertainty_xy`` as the precision channel
     beside the frame's two channels, and the scale map of a scaled psi's residual (its
     emitters' part times ``shift_width``, the sampler's width correction)."""
     from ..models.conditioning import refined_condition, residual_scale  # models imports torch
 
-    candidates = kde_candidates(estimate / kde_scale, photons, background, frame, settings)
     locs = refine_frame(candidates, photons, background, psf_sigma_px, replace(settings, min_photons=0.0))
     xy = locs.xy_px(settings.pixel_size_nm)
     std_px = locs.uncertainty_xy_nm / settings.pixel_size_nm
