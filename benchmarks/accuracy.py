@@ -70,16 +70,21 @@ def row(name, sim, rec, extra=""):
     return m
 
 
+def signal_pixels(truth: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """Mask of the KDE pixels where the truth or the mean exceeds 5 % of one emitter's peak."""
+    peak = 1.0 / kde_scale()
+    return (truth > 0.05 * peak) | (mean > 0.05 * peak)
+
+
 def coverage(sim, rec, factor: float = 2.0) -> tuple[float, float]:
     """Fraction of KDE pixels with |truth - mean| <= factor * std: (signal pixels, all pixels).
     Signal pixels: truth or mean above 5 % of one emitter's peak."""
     inside_signal, n_signal, inside_all, n_all = 0, 0, 0, 0
-    peak = 1.0 / kde_scale()
     for k, frame in enumerate(rec.frames):
         truth = sim.kde[frame - 1]
         mean, var = rec.mean_kdes[frame], rec.variance_kdes[frame]
         ok = np.abs(truth - mean) <= factor * np.sqrt(var)
-        signal = (truth > 0.05 * peak) | (mean > 0.05 * peak)
+        signal = signal_pixels(truth, mean)
         inside_signal += int(ok[signal].sum())
         n_signal += int(signal.sum())
         inside_all += int(ok.sum())
@@ -91,12 +96,11 @@ def coverage_by_place(sim, rec, factor: float = 2.0, near_4x_px: float = 10.0) -
     """2-std coverage of the signal pixels (as ``coverage``) by where they are: within
     ``near_4x_px`` of a true emitter with no localization within 250 nm ("near a missed
     emitter"), else near a localization ("near a fit"), else "elsewhere"; (pixels, coverage)."""
-    peak = 1.0 / kde_scale()
     px4 = sim.config.pixel_size_nm / 4.0
     counts: dict[str, list[int]] = {}
     for frame in rec.frames:
         truth, mean, var = sim.kde[frame - 1], rec.mean_kdes[frame], rec.variance_kdes[frame]
-        rows, cols = np.nonzero((truth > 0.05 * peak) | (mean > 0.05 * peak))
+        rows, cols = np.nonzero(signal_pixels(truth, mean))
         ok = np.abs(truth - mean)[rows, cols] <= factor * np.sqrt(var[rows, cols])
         true, found = sim.truth.in_frame(frame), rec.localizations.in_frame(frame)
         missed = np.setdiff1d(np.arange(len(true)), evaluate(found, true, 250.0).true_index)

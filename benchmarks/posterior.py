@@ -25,7 +25,7 @@ import time
 
 import numpy as np
 
-from accuracy import _mix, coverage
+from accuracy import _mix, coverage, signal_pixels
 from smlm_diffusion.analysis import evaluate, metropolis_hastings
 from smlm_diffusion.inference.devices import PRECISION_CHOICES
 from smlm_diffusion.inference.sampling_settings import SamplerSettings, network_evaluations_per_tile
@@ -111,8 +111,7 @@ def choose(args) -> None:
             if t0 is None:  # the fast samplers are compared with it on the same frames
                 full_frames = list(rec.frames)
             if t0 is None:  # signal pixels: the truth or full sampling's mean above 5 % of a peak
-                peak = single_emitter_kde_peak()
-                signal = {f: (sim.kde[f - 1] > 0.05 * peak) | (rec.mean_kdes[f] > 0.05 * peak) for f in full_frames}
+                signal = {f: signal_pixels(sim.kde[f - 1], rec.mean_kdes[f]) for f in full_frames}
             var = np.array([_variance_split(rec.variance_kdes[f], signal[f]) for f in full_frames]).mean(axis=0)
             if t0 is None:
                 full_var = var

@@ -64,10 +64,12 @@ def posterior_candidates(phi_candidates: Localizations, mean_candidates: Localiz
     chains spread or doubt is not dropped by a threshold on the mean: its fit goes through
     the detection knob as on the phi path, and its ``probability`` column says how many
     chains hold it."""
-    if not len(phi_candidates) or not len(mean_candidates):
-        return mean_candidates if not len(phi_candidates) else phi_candidates
+    if not len(phi_candidates):
+        return mean_candidates
+    if not len(mean_candidates):
+        return phi_candidates
     phi_xy, mean_xy = phi_candidates.xy_px(pixel_size_nm), mean_candidates.xy_px(pixel_size_nm)
-    nearest = np.min(np.hypot(*(mean_xy[:, None, :] - phi_xy[None, :, :]).transpose(2, 0, 1)), axis=1)
+    nearest = np.linalg.norm(mean_xy[:, None] - phi_xy[None], axis=2).min(axis=1)
     return Localizations.concatenate([phi_candidates, mean_candidates.select(nearest > radius_px)])
 
 
