@@ -246,3 +246,45 @@ def test_a_scaled_psi_learns_the_residual_in_units_of_the_scale_and_samples_it_b
     assert narrow[:, inside].std(axis=0).mean() == pytest.approx(wide[:, inside].std(axis=0).mean() / 10, rel=0.03)
     shift_wide = (wide[:, inside] - condition[inside]).ravel()
     assert np.corrcoef(shift_wide, (narrow[:, inside] - condition[inside]).ravel())[0, 1] > 0.99
+
+
+def test_a_bounded_scaled_psi_clips_its_residual_alike_in_training_and_sampling(tiny_models, tmp_path):
+    """--z-clip Z: the training target z = (KDE - condition) / scale is clipped to [-Z, Z]
+    (a missed emitter beside a precise fit has z of 100 or more), the bound travels in the
+    model file, and the sampler keeps every sample within condition +- Z x scale."""
+    from smlm_diffusion.inference.posterior import sample_posterior
+    from smlm_diffusion.inference.sampling_settings import SamplerSettings
+    from smlm_diffusion.models.psi import CameraPsi, build_psi
+
+    trainer = Trainer(tiny(phi_model=tiny_models["phi"], psi_target="scaled", psi_prediction="v", psi_z_clip=0.5))
+    inputs, _, conditions, scales = (torch.from_numpy(a) for a in trainer.batch(0))
+    targets = conditions + scales * torch.linspace(-3.0, 3.0, conditions[0].numel()).reshape(conditions[0].shape)
+    seen = []
+    q_sample = trainer.schedule.q_sample
+    trainer.schedule.q_sample = lambda y0, t, noise: (seen.append(y0.clone()), q_sample(y0, t, noise))[1]
+    trainer._loss(inputs, targets, 0, conditions, scales)
+    trainer.schedule.q_sample = q_sample
+    assert torch.allclose(seen.pop(), ((targets - conditions) / scales).clamp(-0.5, 0.5))
+
+    out = trainer.export(tmp_path / "bounded.pt")
+    loaded = store.load_model(str(out), torch.device("cpu"))
+    assert loaded.module.z_clip == 0.5 and loaded.module.config["z_clip"] == 0.5
+    assert build_psi({**loaded.module.config}).z_clip == 0.5
+    assert "z_clip" not in CameraPsi(frame_channels=3, condition="refined", target="scaled").config  # old files
+    with pytest.raises(ValueError, match="scaled"):
+        CameraPsi(frame_channels=3, condition="refined", target="residual", z_clip=4.0)
+    with pytest.raises(ValueError, match="z-clip"):
+        TrainSettings(kind="psi", psi_condition="refined", psi_frame_channels=3, psi_target="residual",
+                      psi_z_clip=4.0).validate()
+
+    psi = loaded.module.eval()
+    with torch.no_grad():  # a head that asks for a huge clean residual: y0 = -v at t = T
+        psi.head[-2].bias.fill_(-1e3)
+    condition, precision = refined_condition([6.0], [6.0], [0.05], (12, 12))
+    frame_input = np.concatenate([inputs[0, :2].numpy(), precision[None]])
+    sampler = SamplerSettings(n_samples=4, times=(100, 50), core_px=12, halo_px=0, skip_empty_below=None)
+    unit = np.full((48, 48), 0.1, np.float32)
+    samples = sample_posterior(psi, trainer.schedule, condition, sampler, torch.device("cpu"),
+                               frame_input=frame_input, residual_scale=unit)
+    assert np.max(samples - condition) <= 0.5 * 0.1 + 1e-5
+    assert np.max(samples - condition) > 0.5 * 0.1 - 1e-3  # pushed to the bound, not beyond

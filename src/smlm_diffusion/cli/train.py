@@ -48,6 +48,10 @@ def add_parser(sub) -> None:
                    help="psi --condition refined: train on a surrogate of the fits drawn from the simulated "
                         "truth (default, fast), or on the engine's own fits of each training frame (phi, "
                         "detection and maximum-likelihood fit: what psi sees at inference, about 2x slower)")
+    p.add_argument("--z-clip", type=float, metavar="Z",
+                   help="psi --target scaled: bound the residual in units of the fits' precision, |z| <= Z, in "
+                        "training and (recorded in the model file) in sampling; where the fits missed an emitter "
+                        "beside a precise one, z reaches 100 and more (default: unbounded, or the --init model's)")
     p.add_argument("--blocks", type=int, default=2, help="psi version 2: residual blocks per U-Net level (default 2)")
     p.add_argument("--schedule", choices=("cosine", "linear"), default="cosine",
                    help="psi noise schedule: 'cosine' reaches noise (gamma_T ~ 0); 'linear' is the paper's "
@@ -118,7 +122,7 @@ def run(args) -> int:
                              psi_blocks=args.blocks, psi_prediction=args.prediction, schedule=args.schedule,
                              psi_frame_channels=args.frame_channels or 0,
                              condition_dropout=args.condition_dropout, psi_condition=args.condition,
-                             condition_fits=args.condition_fits,
+                             condition_fits=args.condition_fits, psi_z_clip=args.z_clip,
                              checkpoint_minutes=args.checkpoint_minutes, data_folder=args.data,
                              data_fraction=args.data_fraction, structure_files=[str(f) for f in args.structures],
                              structure_fraction=args.structure_fraction, init_model=args.init)

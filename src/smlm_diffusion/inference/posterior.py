@@ -137,6 +137,9 @@ def _run_chain(psi, schedule: NoiseSchedule, condition: torch.Tensor, noise: tor
         y = schedule.q_sample(torch.zeros_like(condition) if residual else condition,
                               torch.full((maps,), start, device=condition.device), noise[0])
     clip = (-condition / unit, (settings.clip_max - condition) / unit) if residual else (0.0, settings.clip_max)
+    z_clip = getattr(psi, "z_clip", None) if target == "scaled" else None
+    if z_clip:  # the model's bound on z, as in its training (models.psi.set_z_clip)
+        clip = (clip[0].clamp(min=-z_clip), clip[1].clamp(max=z_clip))
     mixes = step_mixes(settings, schedule.n_steps)
     net = inference_module(psi, dtype=dtype)  # the channels-last copy (fast_modules)
     condition_cl, frames_cl = channels_last(condition), channels_last(frames)

@@ -121,7 +121,7 @@ class CameraPsi(nn.Module):
 
     def __init__(self, channels: int = 32, multipliers: tuple[int, ...] = (1, 2, 2), blocks: int = 1,
                  heads: int = 4, frame_channels: int = 2, upsampling: int = 4, target: str = "residual",
-                 prediction: str = "eps", condition: str = "phi") -> None:
+                 prediction: str = "eps", condition: str = "phi", z_clip: float | None = None) -> None:
         super().__init__()
         if condition not in ("phi", "refined"):
             raise ValueError("psi's condition must be 'phi' (phi's KDE) or 'refined' (the refined localizations)")
@@ -134,6 +134,8 @@ class CameraPsi(nn.Module):
             raise ValueError("a psi with the scaled residual is conditioned on refined localizations")
         if prediction not in ("eps", "v"):
             raise ValueError("psi's prediction must be 'eps' or 'v'")
+        if z_clip is not None and (target != "scaled" or not z_clip > 0):
+            raise ValueError("a bound on the residual (z_clip > 0) is for a psi with the scaled residual")
         self.config = {"architecture": "camera", "channels": channels, "multipliers": list(multipliers),
                        "blocks": blocks, "heads": heads, "frame_channels": frame_channels,
                        "upsampling": upsampling, "target": target}
@@ -143,6 +145,7 @@ class CameraPsi(nn.Module):
             self.config["condition"] = condition
         self.condition = condition
         self.target = target
+        self.z_clip = set_z_clip(self, z_clip)
         self.prediction = prediction
         self.upsampling = upsampling
         self.factor = 2 ** (len(multipliers) - 1)
@@ -203,6 +206,17 @@ class CameraPsi(nn.Module):
                 k += 1
             hidden = up(hidden)
         return self.head(hidden)[..., :u * h, :u * w]
+
+
+def set_z_clip(psi: nn.Module, z_clip: float | None) -> float | None:
+    """Record a scaled psi's bound on its residual z (|z| <= z_clip, the same in training and
+    sampling; None: unbounded, the files without the key) in its config, and return it."""
+    if z_clip is None:
+        psi.config.pop("z_clip", None)
+    else:
+        psi.config["z_clip"] = float(z_clip)
+    psi.z_clip = None if z_clip is None else float(z_clip)
+    return psi.z_clip
 
 
 def build_psi(config: dict) -> nn.Module:

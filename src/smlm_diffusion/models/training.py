@@ -17,7 +17,7 @@ import torch
 
 from .normalisation import INPUT_NORMALISATION, kde_scale
 from .phi import ShufflePhi
-from .psi import CameraPsi, ConditionalUNet
+from .psi import CameraPsi, ConditionalUNet, set_z_clip
 from .schedule import NoiseSchedule
 from .store import load_model, model_payload, save_file, sha256_of
 from .training_data import FolderData, TrainingDomain, mixed_batch
@@ -41,6 +41,8 @@ class TrainSettings:
     condition_dropout: float = 0.0         # psi: share of examples whose phi KDE is replaced by zeros (see _loss)
     psi_condition: str = "phi"             # psi (camera): "phi" (phi's KDE) | "refined" (models.conditioning)
     condition_fits: str = "surrogate"      # refined: "surrogate" (drawn from the truth) | "pipeline" (the engine's)
+    psi_z_clip: float | None = None        # scaled psi: bound |z| <= this in training and sampling (None: unbounded;
+                                           # fine-tuning keeps the --init model's)
     schedule: str = "cosine"               # psi: "cosine" (gamma_T ~ 0) | "linear" (the paper's 1e-4..1e-2)
     frame_px: int | None = None            # training frame side; default 32 (phi) / 24 (psi)
     phi_model: str = "phi"                 # psi's conditioning model (name or path)
@@ -70,6 +72,9 @@ class TrainSettings:
             raise ValueError("a psi conditioned on refined localizations (--condition refined) needs the camera "
                              "architecture, the residual or scaled target and --frame-channels 3, and trains on "
                              "simulations only (a data folder holds no true positions to fit)")
+        if self.psi_z_clip is not None and (self.psi_target != "scaled" or not self.psi_z_clip > 0):
+            raise ValueError("the bound on the residual (--z-clip, a number > 0) is for the scaled residual "
+                             "(--target scaled)")
         if self.psi_target == "scaled" and self.psi_condition != "refined":
             raise ValueError("the scaled residual (--target scaled) is in units of the refined fits' precision: "
                              "use it with --condition refined")
@@ -169,7 +174,7 @@ class Trainer:
                 self.model = CameraPsi(channels=settings.resolved_channels, blocks=settings.psi_blocks,
                                        frame_channels=frame_channels,
                                        target=settings.psi_target, prediction=settings.psi_prediction,
-                                       condition=settings.psi_condition)
+                                       condition=settings.psi_condition, z_clip=settings.psi_z_clip)
             else:
                 self.model = ConditionalUNet(channels=settings.resolved_channels)
         if settings.init_model:  # fine-tuning: start from a model file's weights (and its architecture)
@@ -186,6 +191,10 @@ class Trainer:
                     raise ValueError("--init for the refined condition needs a psi reading 3 frame channels")
                 self.model.condition = settings.psi_condition
                 self.model.config["condition"] = settings.psi_condition
+            if settings.kind == "psi" and settings.psi_z_clip is not None:
+                if getattr(self.model, "target", "kde") != "scaled":
+                    raise ValueError("--z-clip needs an --init psi with the scaled residual")
+                set_z_clip(self.model, settings.psi_z_clip)
             if settings.kind == "phi":
                 self.input_normalisation = dict(start.normalisation["input"])
         self.model.to(self.device)
@@ -221,6 +230,11 @@ class Trainer:
         y0 = targets - condition if target in ("residual", "scaled") else targets
         if target == "scaled":  # in units of the fits' precision (conditioning.residual_scale)
             y0 = y0 / scales
+            if getattr(self.model, "z_clip", None):
+                # an emitter the fits missed inside a precise fit's footprint has z of 100 or more
+                # (S ~ 0.01): unbounded, a few such pixels dominate the loss and psi learns to
+                # hedge everywhere (psi v7, docs/models.md); the sampler keeps the same bound
+                y0 = y0.clamp(-self.model.z_clip, self.model.z_clip)
         t = t.to(self.device)
         y_t = self.schedule.q_sample(y0, t, noise)
         if getattr(self.model, "uses_frame", False):
