@@ -1,6 +1,6 @@
 """Accuracy of the bundled models on fixed, seeded simulated data (issue 3 table).
 
-    python benchmarks/accuracy.py [--phi phi] [--psi psi] [--quick] [--threshold 0.3]
+    python benchmarks/accuracy.py [--phi phi] [--psi psi] [--quick] [--threshold 0.3] [--mix M] [--shift-width W]
 
 Prints SPEC-4 metrics (250 nm tolerance) for phi in the primary paper's setting and in
 64x64 frames at low and high density, the RMSE of isolated emitters against the CRLB,
@@ -132,6 +132,8 @@ def main() -> None:
     parser.add_argument("--skip-psi", action="store_true")
     parser.add_argument("--mix", type=_mix, default=None,
                         help="sampler variance mix, one number or m1/m2/... per step (default: the settings')")
+    parser.add_argument("--shift-width", type=float, default=None,
+                        help="scaled psi: the sampler's shift width (default: the plan's own)")
     parser.add_argument("--precision", default="auto", choices=PRECISION_CHOICES,
                         help="the networks' arithmetic (default auto: bfloat16 where the CPU has it natively)")
     parser.add_argument("--coverage-by-place", action="store_true",
@@ -148,6 +150,8 @@ def main() -> None:
         base.kde_threshold = args.threshold
     if args.mix is not None:
         base.sampler.variance_mix = args.mix
+    if args.shift_width is not None:
+        base.sampler.shift_width = args.shift_width
     n = {"paper": 60 if args.quick else 200, "low": 20 if args.quick else 100, "high": 10 if args.quick else 30}
     print("\nphi (no posterior)\n")
     print("| setting                  | truth |  prec. | recall | Jaccard | RMSE nm | eff. | iso RMSE | CRLB | ratio | time s |")

@@ -2,6 +2,8 @@
 ``train psi --condition refined``): the condition maps, the training surrogate of the fit,
 training, and the engine feeding such a psi its refined fits."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -22,8 +24,9 @@ from smlm_diffusion.models.training import Trainer, TrainSettings
 
 
 def tiny(**kw):
+    kw.setdefault("psi_frame_channels", 3)
     return TrainSettings(kind="psi", steps=4, batch_size=2, channels=8, frame_px=12, warmup_steps=1,
-                         psi_frame_channels=3, psi_condition="refined", **kw)
+                         psi_condition="refined", **kw)
 
 
 def test_refined_condition_is_the_eq3_kde_and_a_log_precision_footprint():
@@ -55,16 +58,17 @@ def test_surrogate_fit_scatters_by_the_precision_misses_faint_and_merges_close_p
     assert expected == pytest.approx(np.sqrt(13 / 12 / 1000 * (16 / 9 + 8 * np.pi * 13 / 12 * 10 / 1000)))
     shifts = []
     for _ in range(2000):
-        x, y, std = surrogate_refinement(np.array([10.0]), np.array([10.0]), np.array([1000.0]), np.array([10.0]),
-                                         1.0, rng)
+        x, y, std, _ = surrogate_refinement(np.array([10.0]), np.array([10.0]), np.array([1000.0]), np.array([10.0]),
+                                            1.0, rng)
         assert std == pytest.approx([expected])
         shifts.append((x[0] - 10.0, y[0] - 10.0))
     assert np.std(shifts) == pytest.approx(expected, rel=0.05)
-    x, _, _ = surrogate_refinement(np.array([10.0]), np.array([10.0]), np.array([20.0]), np.array([200.0]), 1.0, rng)
+    x, _, _, _ = surrogate_refinement(np.array([10.0]), np.array([10.0]), np.array([20.0]), np.array([200.0]), 1.0, rng)
     assert len(x) == 0
-    x, y, std = surrogate_refinement(np.array([10.0, 10.6]), np.array([10.0, 10.0]), np.array([3000.0, 1000.0]),
-                                     np.array([10.0, 10.0]), 1.0, rng)
+    x, y, std, photons = surrogate_refinement(np.array([10.0, 10.6]), np.array([10.0, 10.0]),
+                                              np.array([3000.0, 1000.0]), np.array([10.0, 10.0]), 1.0, rng)
     assert len(x) == 1 and std[0] > 0.3 / 2 * 0.99  # widened by half the pair's distance
+    assert photons[0] == 4000.0
     assert abs(x[0] - 10.15) < 5 * std[0]
 
 
@@ -111,8 +115,8 @@ def test_engine_conditions_a_refined_psi_on_its_fits(tiny_models, tmp_path, monk
     calls = []
     original = engine.refined_psi_input
 
-    def spy(*args):
-        calls.append(original(*args))
+    def spy(*args, **kw):
+        calls.append(original(*args, **kw))
         return calls[-1]
 
     monkeypatch.setattr(engine, "refined_psi_input", spy)
@@ -135,6 +139,17 @@ def test_engine_conditions_a_refined_psi_on_its_fits(tiny_models, tmp_path, monk
     assert (condition * rows).sum() / condition.sum() / 4 == pytest.approx(7.6, abs=0.1)
     assert psi_frame[2, 7, 8] == psi_frame[2].max() > 0.0  # a 3000-photon spot's precision, on its pixel
     assert scale.shape == (64, 64) and scale[30, 33] == scale.min() < 0.05 and scale[0, 0] == SCALE_FAR
+
+    # a psi reading a fourth frame channel (fine-tuned from this one) gets the fits' residual
+    wider = Trainer(tiny(phi_model=tiny_models["phi"], psi_target="scaled", psi_prediction="v",
+                         psi_frame_channels=4, init_model=str(out)))
+    assert wider.batch(0)[0].shape == (2, 4, 12, 12)
+    out4 = wider.export(tmp_path / "psi_residual.pt")
+    calls.clear()
+    reconstruct(frame, replace(settings, psi_model=str(out4)))
+    _, psi_frame, _ = calls[0]
+    assert psi_frame.shape == (4, 16, 16) and np.array_equal(psi_frame[:3], calls[0][1][:3])
+    assert np.abs(psi_frame[3]).max() < 1.0  # the fit explains the 3000-photon spot: noise, nowhere clipped
 
 
 def _one_candidate(settings):
@@ -167,6 +182,9 @@ def test_training_on_the_pipelines_fits_uses_the_fitter_on_the_batchs_frames(tin
     expected, precision = refined_condition([6.0], [5.0], [0.05], (12, 12))
     assert np.allclose(conditions[1, 0], expected) and np.allclose(inputs[1, 2], precision)
     assert np.allclose(scales[1, 0], residual_scale([6.0], [5.0], [0.05], (12, 12)))
+    with pytest.raises(ValueError, match="photons"):  # the residual channel needs the fits' photons
+        Trainer(tiny(phi_model=tiny_models["phi"], condition_fits="pipeline", psi_frame_channels=4),
+                fitter=fitter).batch(0)
 
     rng = np.random.default_rng(1)
     omega = expected_photons(np.array([[10.3]]), np.array([[9.6]]), np.array([[5000.0]]), (20, 20), 1.0, 10.0)
@@ -174,9 +192,9 @@ def test_training_on_the_pipelines_fits_uses_the_fitter_on_the_batchs_frames(tin
     from smlm_diffusion.models.normalisation import estimate_background, normalise_frames
 
     background = estimate_background(photons)
-    (x, y, std), = PipelineFits()(photons, background, normalise_frames(photons, None, background),
-                                  np.array([1.0]), np.array([0.0]))
-    assert len(x) == 1 and 0.005 < std[0] < 0.05
+    (x, y, std, fitted), = PipelineFits()(photons, background, normalise_frames(photons, None, background),
+                                          np.array([1.0]), np.array([0.0]))
+    assert len(x) == 1 and 0.005 < std[0] < 0.05 and fitted[0] == pytest.approx(5000.0, rel=0.1)
     assert abs(x[0] - 10.3) < 5 * std[0] and abs(y[0] - 9.6) < 5 * std[0]
 
 
@@ -288,3 +306,23 @@ def test_a_bounded_scaled_psi_clips_its_residual_alike_in_training_and_sampling(
                                frame_input=frame_input, residual_scale=unit)
     assert np.max(samples - condition) <= 0.5 * 0.1 + 1e-5
     assert np.max(samples - condition) > 0.5 * 0.1 - 1e-3  # pushed to the bound, not beyond
+
+
+def test_the_fits_residual_channel_is_noise_where_they_explain_the_frame_and_shows_a_missed_emitter():
+    """fit_residual_channel: (photons - background - fitted PSFs) / sqrt(model), clipped at
+    +-RESIDUAL_CLIP and scaled to +-1: zero on a noiseless frame the fits explain, a positive
+    spot where an emitter was not fitted, and fits without a finite position or photon count
+    left out."""
+    from smlm_diffusion.models.conditioning import RESIDUAL_CLIP, fit_residual_channel
+    from smlm_diffusion.simulation import expected_photons
+
+    background = np.full((16, 16), 10.0)
+    omega = expected_photons(np.array([[5.3, 11.2]]), np.array([[6.1, 9.7]]), np.array([[2000.0, 40.0]]),
+                             (16, 16), 1.0, background)[0]
+    both = fit_residual_channel(omega, background, [5.3, 11.2], [6.1, 9.7], [2000.0, 40.0], 1.0)
+    assert both.shape == (16, 16) and np.abs(both).max() < 1e-5
+    one = fit_residual_channel(omega, background, [5.3, 11.2, np.nan], [6.1, 9.7, 3.0], [2000.0, np.nan, 50.0], 1.0)
+    assert np.unravel_index(np.argmax(one), one.shape) == (9, 11)  # the unfitted 40-photon emitter
+    model = background[9, 11]
+    expected = (omega[9, 11] - model) / np.sqrt(model) / RESIDUAL_CLIP
+    assert 0 < expected < 1 and one[9, 11] == pytest.approx(expected, rel=1e-5) and np.abs(one[:, :6]).max() < 1e-5  # around the fitted one

@@ -296,8 +296,10 @@ def test_psi_with_an_snr_channel_starts_as_the_two_channel_model_and_trains(tmp_
     result = reconstruct(sim, ReconstructionSettings(offset_adu=100.0, phi_model=tiny_models["phi"], psi_model=str(out),
                                                      psf_sigma_px=1.0, keep_frame_kdes=True))
     assert result.variance_kdes[1].shape == (64, 64)
-    with pytest.raises(ValueError, match="frame channels"):
+    with pytest.raises(ValueError, match="fourth frame channel"):
         tiny("psi", psi_frame_channels=4).validate()
+    with pytest.raises(ValueError, match="frame channels"):
+        tiny("psi", psi_frame_channels=5).validate()
 
 
 def test_footprint_loss_weighs_the_pixels_where_phi_sees_an_emitter(tiny_models):

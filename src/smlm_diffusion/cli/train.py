@@ -34,9 +34,10 @@ def add_parser(sub) -> None:
     p.add_argument("--prediction", choices=("eps", "v"), default="eps",
                    help="psi version 2: the network predicts the noise (eps, the paper's) or v = sqrt(g) eps - "
                         "sqrt(1-g) y0, which stays accurate where the cosine schedule reaches noise (default eps)")
-    p.add_argument("--frame-channels", type=int, choices=(2, 3),
+    p.add_argument("--frame-channels", type=int, choices=(2, 3, 4),
                    help="psi: frame channels it reads (default: phi's two; 3 adds the unclipped SNR, "
-                        "from which psi can tell how precisely an emitter is localized)")
+                        "from which psi can tell how precisely an emitter is localized, or with --condition "
+                        "refined the fits' precision; 4, refined only, also the fits' Poisson residual)")
     p.add_argument("--condition-dropout", type=float, default=0.0, metavar="P",
                    help="psi: share of training examples that see no phi estimate, so that psi learns to "
                         "read the frame (default 0)")

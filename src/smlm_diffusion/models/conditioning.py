@@ -10,7 +10,10 @@ psi is conditioned instead on what the maximum-likelihood fit knows:
   ``FOOTPRINT_PX``), its positional std on a log scale, ``precision_value``.
 
 psi then only has to learn how far to trust each emitter's position (and what the fit
-missed), not to localize. At inference the positions and stds are the engine's refined
+missed), not to localize. A psi reading a fourth frame channel also gets the fits' Poisson
+residual (``fit_residual_channel``): where the fits explain the photons it is noise, where
+they missed or merged an emitter it is not, which psi cannot tell from the frame and the
+fits' KDE alone. At inference the positions and stds are the engine's refined
 localizations and their ``uncertainty_xy``; in training a surrogate of that fit is drawn
 from the truth (``surrogate_refinement``): each emitter displaced by its Mortensen
 precision, faint ones missed, pairs closer than the PSF merged.
@@ -20,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..simulation.psf import render_kde
+from ..simulation.psf import expected_photons, render_kde
 from .normalisation import kde_scale
 
 #: width (camera px) of the footprint on which an emitter's precision is written
@@ -34,6 +37,8 @@ SCALE_FAR = 0.5
 #: scale map: an emitter's own scale out to FLAT_4X_PX (its KDE's residual support), then a
 #: Gaussian roll-off of width ROLLOFF_4X_PX to SCALE_FAR (4x px)
 FLAT_4X_PX, ROLLOFF_4X_PX = 8.0, 4.0
+#: residual channel: the fits' per-pixel Poisson residual, clipped to +-RESIDUAL_CLIP, / RESIDUAL_CLIP
+RESIDUAL_CLIP = 5.0
 #: surrogate detection: found with probability clip((snr - DETECT_SNR) / DETECT_RAMP, 0, 1)
 DETECT_SNR, DETECT_RAMP = 3.0, 4.0
 
@@ -57,6 +62,24 @@ def refined_condition(x_px: np.ndarray, y_px: np.ndarray, std_px: np.ndarray, sh
     weights, window = _footprints(x, y, 4.0 * FOOTPRINT_PX, lambda d: np.exp(-0.5 * (d / FOOTPRINT_PX) ** 2))
     channel = _stamp(weights * value[:, None, None], window, shape)
     return (kde * kde_scale()).astype(np.float32), channel.astype(np.float32)
+
+
+def fit_residual_channel(photons: np.ndarray, background: np.ndarray, x_px: np.ndarray, y_px: np.ndarray,
+                         fitted_photons: np.ndarray, psf_sigma_px: float, read_variance_photons2: float = 0.0
+                         ) -> np.ndarray:
+    """(H, W) residual of the fits: (photons - model) / sqrt(model + read variance), the model
+    being the background map plus every fit's integrated Gaussian PSF (SPEC 2), clipped to
+    +-RESIDUAL_CLIP and divided by it. Fits with a non-finite position or photon count are
+    left out (they explain nothing)."""
+    x = np.asarray(x_px, np.float64).reshape(-1)
+    y = np.asarray(y_px, np.float64).reshape(-1)
+    n = np.asarray(fitted_photons, np.float64).reshape(-1)
+    keep = np.isfinite(x) & np.isfinite(y) & np.isfinite(n) & (n > 0)
+    model = np.asarray(background, np.float64).copy()
+    if keep.any():
+        model += expected_photons(x[keep][None], y[keep][None], n[keep][None], np.shape(photons), psf_sigma_px)[0]
+    z = (np.asarray(photons, np.float64) - model) / np.sqrt(np.maximum(model + read_variance_photons2, 1.0))
+    return (np.clip(z, -RESIDUAL_CLIP, RESIDUAL_CLIP) / RESIDUAL_CLIP).astype(np.float32)
 
 
 def residual_scale(x_px: np.ndarray, y_px: np.ndarray, std_px: np.ndarray, shape: tuple[int, int],
@@ -116,10 +139,11 @@ def approximate_precision_px(photons: np.ndarray, background_photons: np.ndarray
 
 def surrogate_refinement(x_px: np.ndarray, y_px: np.ndarray, photons: np.ndarray, background_photons: np.ndarray,
                          psf_sigma_px: float, rng: np.random.Generator
-                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(x, y, std) in px of what a likelihood fit of these true emitters reports: faint ones
-    missed, pairs closer than the PSF sigma merged (photon-weighted centre, std widened by
-    half their distance), each found one displaced by a draw of its precision."""
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(x, y, std, photons), positions and std in px, of what a likelihood fit of these true
+    emitters reports: faint ones missed, pairs closer than the PSF sigma merged
+    (photon-weighted centre, summed photons, std widened by half their distance), each found
+    one displaced by a draw of its precision."""
     x, y = np.asarray(x_px, np.float64), np.asarray(y_px, np.float64)
     n, b = np.asarray(photons, np.float64), np.asarray(background_photons, np.float64)
     snr = n / np.sqrt(n + 4 * np.pi * psf_sigma_px ** 2 * np.maximum(b, 0.0))
@@ -140,4 +164,4 @@ def surrogate_refinement(x_px: np.ndarray, y_px: np.ndarray, photons: np.ndarray
             alive[j] = False
     x, y, n, b, extra = x[alive], y[alive], n[alive], b[alive], extra[alive]
     std = np.hypot(approximate_precision_px(n, b, psf_sigma_px), extra)
-    return x + std * rng.standard_normal(len(x)), y + std * rng.standard_normal(len(x)), std
+    return x + std * rng.standard_normal(len(x)), y + std * rng.standard_normal(len(x)), std, n

@@ -10,7 +10,8 @@ depth-to-space head (PixelShuffle(4)) returns the noise on the 4x grid. With
 ``target="residual"`` it models y - phi(x), the mismatch the paper says the DDPM needs;
 with ``prediction="v"`` it outputs v instead of the noise (``schedule.predict_y0``).
 With ``condition="refined"`` its condition is the KDE of the likelihood-refined
-localizations and its last frame channel their precision (``models.conditioning``).
+localizations, its third frame channel their precision and a fourth, if it reads one, the
+fits' Poisson residual (``models.conditioning``).
 """
 
 from __future__ import annotations
@@ -125,9 +126,9 @@ class CameraPsi(nn.Module):
         super().__init__()
         if condition not in ("phi", "refined"):
             raise ValueError("psi's condition must be 'phi' (phi's KDE) or 'refined' (the refined localizations)")
-        if condition == "refined" and (target not in ("residual", "scaled") or frame_channels != 3):
+        if condition == "refined" and (target not in ("residual", "scaled") or frame_channels not in (3, 4)):
             raise ValueError("a psi conditioned on refined localizations models the (scaled) residual and reads "
-                             "3 frame channels")
+                             "3 frame channels (4 with the fits' residual)")
         if target not in ("residual", "kde", "scaled"):
             raise ValueError("psi's target must be 'residual', 'kde' or 'scaled'")
         if target == "scaled" and condition != "refined":

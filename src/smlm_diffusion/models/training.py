@@ -61,16 +61,19 @@ class TrainSettings:
             raise ValueError("the loss must be 'simple', 'eq8', 'eps-weighted' or 'footprint'")
         if not 0.0 <= self.condition_dropout < 1.0:
             raise ValueError("the condition dropout is a share between 0 and 1")
-        if self.psi_frame_channels not in (0, 2, 3) or (self.psi_frame_channels and self.psi_architecture != "camera"):
-            raise ValueError("psi reads 2 or 3 frame channels (3: with the SNR channel; camera architecture only)")
+        if self.psi_frame_channels not in (0, 2, 3, 4) or (self.psi_frame_channels and self.psi_architecture != "camera"):
+            raise ValueError("psi reads 2, 3 or 4 frame channels (3: with the SNR or, refined, the precision channel; "
+                             "4: refined, with the fits' residual; camera architecture only)")
+        if self.psi_frame_channels == 4 and self.psi_condition != "refined":
+            raise ValueError("the fourth frame channel is the refined fits' residual: use it with --condition refined")
         if self.condition_fits not in ("surrogate", "pipeline"):
             raise ValueError("the refined condition's fits are 'surrogate' or 'pipeline'")
         if self.psi_condition not in ("phi", "refined"):
             raise ValueError("psi's condition must be 'phi' or 'refined'")
-        if self.psi_condition == "refined" and (self.psi_architecture != "camera" or self.psi_frame_channels != 3
+        if self.psi_condition == "refined" and (self.psi_architecture != "camera" or self.psi_frame_channels not in (3, 4)
                                                 or self.psi_target not in ("residual", "scaled") or self.data_folder):
             raise ValueError("a psi conditioned on refined localizations (--condition refined) needs the camera "
-                             "architecture, the residual or scaled target and --frame-channels 3, and trains on "
+                             "architecture, the residual or scaled target and --frame-channels 3 (4 with the fits' residual), and trains on "
                              "simulations only (a data folder holds no true positions to fit)")
         if self.psi_z_clip is not None and (self.psi_target != "scaled" or not self.psi_z_clip > 0):
             raise ValueError("the bound on the residual (--z-clip, a number > 0) is for the scaled residual "
@@ -369,7 +372,8 @@ class _StepBatches(torch.utils.data.Dataset):
         s, step = self.settings, self.first_step + index
         return mixed_batch(s.seed, step, s.batch_size, s.domain, self.folder, s.data_fraction,
                            self.input_normalisation, self.priors, s.structure_fraction if self.priors else 0.0,
-                           refined=s.kind == "psi" and s.psi_condition == "refined", fitter=self.fitter)
+                           refined=s.kind == "psi" and s.psi_condition == "refined", fitter=self.fitter,
+                           fit_residual=s.kind == "psi" and s.psi_frame_channels == 4)
 
 
 def _batches(trainer: Trainer, workers: int):

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 from ..simulation import SimulationConfig, simulate_stack
-from .conditioning import refined_condition, residual_scale, surrogate_refinement
+from .conditioning import fit_residual_channel, refined_condition, residual_scale, surrogate_refinement
 from .normalisation import INPUT_NORMALISATION, estimate_background, kde_scale, normalise_frames
 
 
@@ -75,7 +75,8 @@ def random_config(rng: np.random.Generator, domain: TrainingDomain) -> Simulatio
 
 def training_batch(seed: int, step: int, batch_size: int, domain: TrainingDomain,
                    input_normalisation: dict | None = None, priors: list | None = None,
-                   prior_fraction: float = 0.0, refined: bool = False, fitter=None) -> tuple[np.ndarray, ...]:
+                   prior_fraction: float = 0.0, refined: bool = False, fitter=None,
+                   fit_residual: bool = False) -> tuple[np.ndarray, ...]:
     """(inputs (B, C, H, W) normalised frames, targets (B, 1, 4H, 4W) KDE in model units).
     With ``priors`` (StructurePriors from the user's data), a ``prior_fraction`` of the
     frames put their emitters on one of them, randomly cropped, flipped and rotated.
@@ -84,8 +85,10 @@ def training_batch(seed: int, step: int, batch_size: int, domain: TrainingDomain
     the inputs get its precision channel after the frame's channels. The fit is
     ``fitter(photons, background, normalised, psf_sigma_px, read_noise_e)`` on the batch's
     frames ((B, H, W), (B, H, W), (B, C, H, W), (B,), (B,) -> B tuples (x_px, y_px, std_px):
-    the engine's own fits, ``reconstruction.refine.PipelineFits``), or without one the
-    surrogate drawn from the truth (``conditioning.surrogate_refinement``)."""
+    the engine's own fits, ``reconstruction.refine.PipelineFits``, which also give their
+    photons), or without one the surrogate drawn from the truth
+    (``conditioning.surrogate_refinement``). ``fit_residual``: the fits' Poisson residual
+    (``conditioning.fit_residual_channel``) follows as one more input channel."""
     rng = np.random.default_rng([seed, step])
     inputs, targets, conditions, scales = [], [], [], []
     pending = []
@@ -122,9 +125,15 @@ def training_batch(seed: int, step: int, batch_size: int, domain: TrainingDomain
             configs = [p[3] for p in pending]
             fits = fitter(*(np.stack([p[i] for p in pending]) for i in range(3)),
                           np.array([c.psf_sigma_px for c in configs]), np.array([c.read_noise_e for c in configs]))
-        for (_, _, frame, cfg, _), (x, y, std) in zip(pending, fits):
+        for (photons, background, frame, cfg, _), (x, y, std, *fitted) in zip(pending, fits):
             condition, precision = refined_condition(x, y, std, (cfg.height_px, cfg.width_px))
-            inputs.append(np.concatenate([frame, precision[None]]))
+            channels = [frame, precision[None]]
+            if fit_residual:
+                if not fitted:
+                    raise ValueError("the fits' residual channel needs the fitter to give the fits' photons")
+                channels.append(fit_residual_channel(photons, background, x, y, fitted[0], cfg.psf_sigma_px,
+                                                     cfg.read_noise_e ** 2)[None])
+            inputs.append(np.concatenate(channels))
             conditions.append(condition)
             scales.append(residual_scale(x, y, std, (cfg.height_px, cfg.width_px)))
     batch = (np.stack(inputs).astype(np.float32), np.stack(targets)[:, None].astype(np.float32))
@@ -187,11 +196,12 @@ def _imagej_info(tif) -> dict:
 
 def mixed_batch(seed: int, step: int, batch_size: int, domain: TrainingDomain, folder: FolderData | None,
                 folder_fraction: float, input_normalisation: dict | None = None, priors: list | None = None,
-                prior_fraction: float = 0.0, refined: bool = False, fitter=None) -> tuple[np.ndarray, ...]:
+                prior_fraction: float = 0.0, refined: bool = False, fitter=None,
+                fit_residual: bool = False) -> tuple[np.ndarray, ...]:
     """Simulated batch where a ``folder_fraction`` of the examples come from ``folder``
     (not with ``refined``: a folder holds no true positions to fit)."""
     batch = training_batch(seed, step, batch_size, domain, input_normalisation, priors, prior_fraction, refined,
-                           fitter)
+                           fitter, fit_residual)
     if refined or folder is None or folder_fraction <= 0:
         return batch
     inputs, targets = batch

@@ -196,7 +196,8 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
                     if refined:  # psi conditioned on the likelihood-refined localizations (models.conditioning)
                         condition, frame_input, scale = refined_psi_input(
                             phi_found, photons[offset], background[offset], frame_input, result.psf_sigma_px,
-                            settings, settings.sampler.shift_width)
+                            settings, settings.sampler.shift_width,
+                            fit_residual=int(psi.module.config.get("frame_channels", 2)) == 4)
                     steps = iter_sample_posterior(psi.module, psi.schedule, condition, settings.sampler, device,
                                                   settings.seed, frame, frame_input, dtype, scale)
                     frame_done = 0

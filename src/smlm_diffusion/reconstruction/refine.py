@@ -74,29 +74,35 @@ def posterior_candidates(phi_candidates: Localizations, mean_candidates: Localiz
 
 
 def refined_psi_input(candidates: Localizations, photons: np.ndarray, background: np.ndarray,
-                      frame_input: np.ndarray, psf_sigma_px: float, settings, shift_width: float = 1.0
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                      frame_input: np.ndarray, psf_sigma_px: float, settings, shift_width: float = 1.0,
+                      fit_residual: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(condition (4H, 4W) model units, frame channels (3, H, W), residual scale map (4H,
     4W)) for a psi conditioned on refined localizations (``models.conditioning``): phi's
     candidates (``kde_candidates`` of its estimate) fitted by maximum likelihood, without the
     detection knob, rendered as a KDE, their ``uncertainty_xy`` as the precision channel
     beside the frame's two channels, and the scale map of a scaled psi's residual (its
-    emitters' part times ``shift_width``, the sampler's width correction)."""
-    from ..models.conditioning import refined_condition, residual_scale  # models imports torch
+    emitters' part times ``shift_width``, the sampler's width correction). ``fit_residual``
+    (a psi reading 4 frame channels): the fits' Poisson residual follows as a fourth channel."""
+    from ..models.conditioning import fit_residual_channel, refined_condition, residual_scale  # imports torch
 
     locs = refine_frame(candidates, photons, background, psf_sigma_px, replace(settings, min_photons=0.0))
     xy = locs.xy_px(settings.pixel_size_nm)
     std_px = locs.uncertainty_xy_nm / settings.pixel_size_nm
     condition, precision = refined_condition(xy[:, 0], xy[:, 1], std_px, np.shape(photons))
     scale = residual_scale(xy[:, 0], xy[:, 1], std_px, np.shape(photons), shift_width=shift_width)
-    return condition, np.concatenate([np.asarray(frame_input)[:2], precision[None]]).astype(np.float32), scale
+    channels = [np.asarray(frame_input)[:2], precision[None]]
+    if fit_residual:
+        channels.append(fit_residual_channel(photons, background, xy[:, 0], xy[:, 1], locs.intensity_photons,
+                                             psf_sigma_px, settings.read_noise_e ** 2)[None])
+    return condition, np.concatenate(channels).astype(np.float32), scale
 
 
 class PipelineFits:
     """The engine's own fits of training frames, for ``train psi --condition refined
     --condition-fits pipeline``: phi's KDE (float32), LoG candidates and the maximum-likelihood
     refinement without the detection knob, each frame with its own PSF sigma and read noise
-    (``training_data.training_batch``'s ``fitter``). psi then learns from exactly what the
+    (``training_data.training_batch``'s ``fitter``: per frame x, y, std in px and photons).
+    psi then learns from exactly what the
     engine gives it, crowds, misses and false detections included."""
 
     def __init__(self, phi_model: str = "phi", pixel_size_nm: float = 108.0) -> None:
@@ -127,7 +133,7 @@ class PipelineFits:
             locs = refine_frames([candidates], photons[i:i + 1], background[i:i + 1], settings.psf_sigma_px,
                                  settings)[0]
             xy = locs.xy_px(px)
-            fits.append((xy[:, 0], xy[:, 1], locs.uncertainty_xy_nm / px))
+            fits.append((xy[:, 0], xy[:, 1], locs.uncertainty_xy_nm / px, locs.intensity_photons))
         return fits
 
 
