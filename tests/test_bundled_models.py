@@ -92,10 +92,12 @@ def test_emitters_on_structured_backgrounds_are_found(structure):
     assert m.jaccard > 0.85 and m.rmse_lateral_nm < 25.0, m.to_dict()
 
 
-def test_bundled_psi_is_v6_paired_with_the_bundled_phi_and_covers_the_truth():
-    """psi v6: camera-resolution U-Net conditioned on the refined fits, sampling their
-    residual in units of their precision (v-prediction, cosine schedule), trained beside the
-    bundled phi; its 2-std band covers the truth KDE on signal pixels."""
+def test_bundled_psi_is_v9_paired_with_the_bundled_phi_and_covers_the_truth():
+    """psi v9: camera-resolution U-Net conditioned on the refined fits, reading their
+    precision and Poisson residual beside the frame, sampling their residual in units of
+    their precision bounded at |z| <= 8 (v-prediction, cosine schedule), trained on the
+    engine's own fits beside the bundled phi; its 2-std band covers the truth KDE on signal
+    pixels."""
     from smlm_diffusion.models.psi import CameraPsi
     from smlm_diffusion.models.store import MANIFEST, load_model
     from smlm_diffusion.models.normalisation import kde_scale
@@ -103,6 +105,8 @@ def test_bundled_psi_is_v6_paired_with_the_bundled_phi_and_covers_the_truth():
     psi = load_model("psi")
     assert isinstance(psi.module, CameraPsi) and psi.module.target == "scaled" and psi.schedule.kind == "cosine"
     assert psi.module.condition == "refined" and psi.module.prediction == "v"
+    assert psi.module.config["frame_channels"] == 4 and psi.module.z_clip == 8.0
+    assert psi.training["condition_fits"] == "pipeline"
     assert psi.training["phi_sha256"] == json.loads(MANIFEST.read_text())["phi.pt"]["sha256"]
     cfg = SimulationConfig(n_frames=2, height_px=32, width_px=32, density_per_um2=1.0, photons=1000.0,
                            background_photons=10.0, offset_adu=100.0, seed=31)
