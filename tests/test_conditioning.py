@@ -321,7 +321,8 @@ def test_the_fits_residual_channel_is_noise_where_they_explain_the_frame_and_sho
                              (16, 16), 1.0, background)[0]
     both = fit_residual_channel(omega, background, [5.3, 11.2], [6.1, 9.7], [2000.0, 40.0], 1.0)
     assert both.shape == (16, 16) and np.abs(both).max() < 1e-5
-    one = fit_residual_channel(omega, background, [5.3, 11.2, np.nan], [6.1, 9.7, 3.0], [2000.0, np.nan, 50.0], 1.0)
+    one = fit_residual_channel(omega, background, [5.3, 11.2, np.nan], [6.1, 9.7, 3.0], [2000.0, np.nan, 50.0],
+                               1.0)
     assert np.unravel_index(np.argmax(one), one.shape) == (9, 11)  # the unfitted 40-photon emitter
     model = background[9, 11]
     expected = (omega[9, 11] - model) / np.sqrt(model) / RESIDUAL_CLIP

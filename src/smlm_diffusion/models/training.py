@@ -61,7 +61,8 @@ class TrainSettings:
             raise ValueError("the loss must be 'simple', 'eq8', 'eps-weighted' or 'footprint'")
         if not 0.0 <= self.condition_dropout < 1.0:
             raise ValueError("the condition dropout is a share between 0 and 1")
-        if self.psi_frame_channels not in (0, 2, 3, 4) or (self.psi_frame_channels and self.psi_architecture != "camera"):
+        if self.psi_frame_channels not in (0, 2, 3, 4) or (
+                self.psi_frame_channels and self.psi_architecture != "camera"):
             raise ValueError("psi reads 2, 3 or 4 frame channels (3: with the SNR or, refined, the precision channel; "
                              "4: refined, with the fits' residual; camera architecture only)")
         if self.psi_frame_channels == 4 and self.psi_condition != "refined":
@@ -70,11 +71,13 @@ class TrainSettings:
             raise ValueError("the refined condition's fits are 'surrogate' or 'pipeline'")
         if self.psi_condition not in ("phi", "refined"):
             raise ValueError("psi's condition must be 'phi' or 'refined'")
-        if self.psi_condition == "refined" and (self.psi_architecture != "camera" or self.psi_frame_channels not in (3, 4)
+        if self.psi_condition == "refined" and (self.psi_architecture != "camera"
+                                                or self.psi_frame_channels not in (3, 4)
                                                 or self.psi_target not in ("residual", "scaled") or self.data_folder):
             raise ValueError("a psi conditioned on refined localizations (--condition refined) needs the camera "
-                             "architecture, the residual or scaled target and --frame-channels 3 (4 with the fits' residual), and trains on "
-                             "simulations only (a data folder holds no true positions to fit)")
+                             "architecture, the residual or scaled target and --frame-channels 3 (4 with the fits' "
+                             "residual), and trains on simulations only (a data folder holds no true positions to "
+                             "fit)")
         if self.psi_z_clip is not None and (self.psi_target != "scaled" or not self.psi_z_clip > 0):
             raise ValueError("the bound on the residual (--z-clip, a number > 0) is for the scaled residual "
                              "(--target scaled)")

@@ -84,7 +84,7 @@ def training_batch(seed: int, step: int, batch_size: int, domain: TrainingDomain
     4W), the scale map of its residual (``conditioning.residual_scale``, same shape), and
     the inputs get its precision channel after the frame's channels. The fit is
     ``fitter(photons, background, normalised, psf_sigma_px, read_noise_e)`` on the batch's
-    frames ((B, H, W), (B, H, W), (B, C, H, W), (B,), (B,) -> B tuples (x_px, y_px, std_px):
+    frames ((B, H, W), (B, H, W), (B, C, H, W), (B,), (B,) -> B tuples (x_px, y_px, std_px[, photons]):
     the engine's own fits, ``reconstruction.refine.PipelineFits``, which also give their
     photons), or without one the surrogate drawn from the truth
     (``conditioning.surrogate_refinement``). ``fit_residual``: the fits' Poisson residual
