@@ -32,7 +32,7 @@ from smlm_diffusion.inference.phi_path import phi_kde
 from smlm_diffusion.models.normalisation import estimate_background, normalise_frames
 from smlm_diffusion.models.store import load_model
 from smlm_diffusion.reconstruction import ReconstructionSettings
-from smlm_diffusion.reconstruction.refine import refined_psi_input
+from smlm_diffusion.reconstruction.refine import kde_candidates, refined_psi_input
 from smlm_diffusion.simulation import CameraModel, expected_photons, render_kde
 
 NOISE_LEVELS = (1, 4, 8, 20, 36, 60)
@@ -60,7 +60,7 @@ def main() -> None:
     fit_settings = ReconstructionSettings(offset_adu=0.0, read_noise_e=0.0, psf_sigma_px=SIGMA_PX)
     kde_scale = float(phi.normalisation["kde_scale"])
     print(f"psi {args.psi} ({prediction}-prediction, {'refined-fit condition' if refined else 'phi condition'}, "
-          f"{norm['channels'] + refined} frame channels), phi {args.phi}; "
+          f"{psi_channels if refined else norm['channels']} frame channels), phi {args.phi}; "
           f"{args.emitters} emitters x {DRAWS} noise draws per photon level"
           f"{'; psi reads zeros instead of the frame' if args.no_frame else ''}\n")
     tables: list[str] = []
@@ -86,8 +86,10 @@ def main() -> None:
             basis = np.stack([gx[footprint], gy[footprint], truth[footprint]], axis=1)
             start, frame_input, unit = estimates[k], normalised[k], 1.0
             if refined:  # the condition and precision channel from the maximum-likelihood fit, as in the engine
-                start, frame_input, scale = refined_psi_input(estimates[k], frames[k], background[k], normalised[k],
-                                                              1, SIGMA_PX, fit_settings, kde_scale)
+                candidates = kde_candidates(estimates[k] / kde_scale, frames[k], background[k], 1, fit_settings)
+                start, frame_input, scale = refined_psi_input(candidates, frames[k], background[k], normalised[k],
+                                                              SIGMA_PX, fit_settings,
+                                                              fit_residual=psi_channels == 4)
                 unit = scale if getattr(net, "target", "residual") == "scaled" else 1.0
             r0 = torch.from_numpy(((truth - start) / unit)[None, None].astype(np.float32)).repeat(DRAWS, 1, 1, 1)
             condition = torch.from_numpy(start[None, None].astype(np.float32)).repeat(DRAWS, 1, 1, 1)
