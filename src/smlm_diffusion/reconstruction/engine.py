@@ -116,6 +116,7 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
     psi_channels = int(getattr(psi.module, "config", {}).get("frame_channels", 0)) if psi is not None else 0
     if psi_channels > phi_channels and not refined:  # a refined psi's third channel comes from the fits
         norm["channels"] = psi_channels
+    fit_residual = refined and psi_channels == 4  # its fourth: the fits' Poisson residual
     h, w = r1 - r0, c1 - c0
     result = Reconstruction(settings=settings, shape_px=(h, w), origin_px=(r0, c0), device=str(device),
                             precision="float32" if dtype is None else "bfloat16",
@@ -197,7 +198,7 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
                         condition, frame_input, scale = refined_psi_input(
                             phi_found, photons[offset], background[offset], frame_input, result.psf_sigma_px,
                             settings, settings.sampler.shift_width,
-                            fit_residual=int(psi.module.config.get("frame_channels", 2)) == 4)
+                            fit_residual=fit_residual)
                     steps = iter_sample_posterior(psi.module, psi.schedule, condition, settings.sampler, device,
                                                   settings.seed, frame, frame_input, dtype, scale)
                     frame_done = 0

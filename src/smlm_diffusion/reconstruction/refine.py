@@ -76,7 +76,7 @@ def posterior_candidates(phi_candidates: Localizations, mean_candidates: Localiz
 def refined_psi_input(candidates: Localizations, photons: np.ndarray, background: np.ndarray,
                       frame_input: np.ndarray, psf_sigma_px: float, settings, shift_width: float = 1.0,
                       fit_residual: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(condition (4H, 4W) model units, frame channels (3, H, W), residual scale map (4H,
+    """(condition (4H, 4W) model units, frame channels (3 or 4, H, W), residual scale map (4H,
     4W)) for a psi conditioned on refined localizations (``models.conditioning``): phi's
     candidates (``kde_candidates`` of its estimate) fitted by maximum likelihood, without the
     detection knob, rendered as a KDE, their ``uncertainty_xy`` as the precision channel
@@ -102,8 +102,8 @@ class PipelineFits:
     --condition-fits pipeline``: phi's KDE (float32), LoG candidates and the maximum-likelihood
     refinement without the detection knob, each frame with its own PSF sigma and read noise
     (``training_data.training_batch``'s ``fitter``: per frame x, y, std in px and photons).
-    psi then learns from exactly what the
-    engine gives it, crowds, misses and false detections included."""
+    psi then learns from exactly what the engine gives it, crowds, misses and false
+    detections included."""
 
     def __init__(self, phi_model: str = "phi", pixel_size_nm: float = 108.0) -> None:
         self.phi_model, self.pixel_size_nm = phi_model, pixel_size_nm
