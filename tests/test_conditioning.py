@@ -308,6 +308,36 @@ def test_a_bounded_scaled_psi_clips_its_residual_alike_in_training_and_sampling(
     assert np.max(samples - condition) > 0.5 * 0.1 - 1e-3  # pushed to the bound, not beyond
 
 
+
+def test_a_scaled_psi_meets_the_kdes_bounds_only_at_the_chains_last_step(monkeypatch):
+    """Every step of a scaled psi's chain bounds its y0 estimate by the model's |z| <= Z only;
+    the KDE's own bounds (0 <= y <= clip_max) come at the last step. Clipping each step's
+    estimate at 0, where most of a KDE lies, would ratchet empty pixels upward."""
+    from smlm_diffusion.inference.posterior import sample_posterior
+    from smlm_diffusion.inference.sampling_settings import SamplerSettings
+    from smlm_diffusion.models.psi import CameraPsi
+    from smlm_diffusion.models.schedule import NoiseSchedule
+
+    psi = CameraPsi(channels=8, frame_channels=3, condition="refined", target="scaled", prediction="v",
+                    z_clip=4.0).eval()
+    with torch.no_grad():  # a head that asks for a large negative clean residual: y0 = -v
+        psi.head[-2].bias.fill_(1e3)
+    schedule = NoiseSchedule(kind="cosine")
+    bounds = []
+    step = schedule.reverse_step
+    monkeypatch.setattr(schedule, "reverse_step", lambda *a, clip_y0=None, **k: (
+        bounds.append(clip_y0), step(*a, clip_y0=clip_y0, **k))[1])
+    condition, precision = refined_condition([6.0], [6.0], [0.05], (12, 12))
+    frame_input = np.concatenate([np.zeros((2, 12, 12), np.float32), precision[None]])
+    unit = np.full((48, 48), 0.1, np.float32)
+    sampler = SamplerSettings(n_samples=2, times=(100, 50, 10), core_px=12, halo_px=0, skip_empty_below=None)
+    samples = sample_posterior(psi, schedule, condition, sampler, torch.device("cpu"), frame_input=frame_input,
+                               residual_scale=unit)
+    assert bounds[:2] == [(-4.0, 4.0), (-4.0, 4.0)]  # the model's bound alone
+    lower, upper = bounds[2]
+    assert torch.allclose(lower, (-torch.from_numpy(condition) / 0.1).clamp(min=-4.0).expand_as(lower))
+    assert samples.min() > -1e-6 and np.allclose(samples, np.maximum(condition - 0.4, 0.0), atol=1e-5)
+
 def test_the_fits_residual_channel_is_noise_where_they_explain_the_frame_and_shows_a_missed_emitter():
     """fit_residual_channel: (photons - background - fitted PSFs) / sqrt(model), clipped at
     +-RESIDUAL_CLIP and scaled to +-1: zero on a noiseless frame the fits explain, a positive
