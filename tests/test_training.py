@@ -371,3 +371,27 @@ def test_train_cli_exports_a_checkpoint_without_training(tmp_path, capsys):
     assert exported.training["steps"] == saved["step"] == 1
     assert "--export-checkpoint" not in exported.training["command"]
     assert torch.load(checkpoint, weights_only=True)["step"] == 1  # nothing trained
+
+
+def test_high_noise_share_draws_that_share_of_noise_levels_from_the_top_tenth(tiny_models):
+    """--high-noise-share P: psi sees that share of its examples at t > 0.9 T (where it must
+    learn to ignore the noise frame), the others uniform over 1..T; seeded per step."""
+    def levels(share, step=0):
+        settings = tiny("psi", phi_model=tiny_models["phi"], high_noise_share=share)
+        settings.batch_size = 400
+        trainer = Trainer(settings)
+        generator = torch.Generator().manual_seed(step)
+        t = torch.randint(1, trainer.schedule.n_steps + 1, (settings.batch_size,), generator=generator)
+        return t, trainer._high_noise_levels(t, torch.Generator().manual_seed(step))
+
+    t, same = levels(0.0)
+    assert torch.equal(t, same)
+    t, top = levels(1.0)
+    assert int(top.min()) == 91 and int(top.max()) == 100
+    t, mixed = levels(0.3)
+    changed = mixed != t
+    assert bool(torch.all(mixed[changed] > 90))
+    assert 0.3 <= float((mixed > 90).float().mean()) <= 0.45  # 0.3 + 0.7 x 0.1 expected
+    assert torch.equal(levels(0.3)[1], mixed)
+    with pytest.raises(ValueError, match="high-noise share"):
+        tiny("psi", high_noise_share=1.5).validate()

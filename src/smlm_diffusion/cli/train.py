@@ -53,6 +53,9 @@ def add_parser(sub) -> None:
                    help="psi --target scaled: bound the residual in units of the fits' precision, |z| <= Z, in "
                         "training and (recorded in the model file) in sampling; where the fits missed an emitter "
                         "beside a precise one, z reaches 100 and more (default: unbounded, or the --init model's)")
+    p.add_argument("--high-noise-share", type=float, default=0.0, metavar="P",
+                   help="psi: share of training examples whose noise level is drawn from the top tenth of the "
+                        "schedule, where psi must learn to ignore the noise frame (default 0: uniform)")
     p.add_argument("--blocks", type=int, default=2, help="psi version 2: residual blocks per U-Net level (default 2)")
     p.add_argument("--schedule", choices=("cosine", "linear"), default="cosine",
                    help="psi noise schedule: 'cosine' reaches noise (gamma_T ~ 0); 'linear' is the paper's "
@@ -124,6 +127,7 @@ def run(args) -> int:
                              psi_frame_channels=args.frame_channels or 0,
                              condition_dropout=args.condition_dropout, psi_condition=args.condition,
                              condition_fits=args.condition_fits, psi_z_clip=args.z_clip,
+                             high_noise_share=args.high_noise_share,
                              checkpoint_minutes=args.checkpoint_minutes, data_folder=args.data,
                              data_fraction=args.data_fraction, structure_files=[str(f) for f in args.structures],
                              structure_fraction=args.structure_fraction, init_model=args.init)

@@ -44,6 +44,7 @@ class TrainSettings:
     psi_z_clip: float | None = None        # scaled psi: bound |z| <= this in training and sampling (None: unbounded;
                                            # fine-tuning keeps the --init model's)
     schedule: str = "cosine"               # psi: "cosine" (gamma_T ~ 0) | "linear" (the paper's 1e-4..1e-2)
+    high_noise_share: float = 0.0          # psi: share of examples whose t is drawn from the top tenth (see _loss)
     frame_px: int | None = None            # training frame side; default 32 (phi) / 24 (psi)
     phi_model: str = "phi"                 # psi's conditioning model (name or path)
     checkpoint_minutes: float = 5.0
@@ -61,6 +62,8 @@ class TrainSettings:
             raise ValueError("the loss must be 'simple', 'eq8', 'eps-weighted' or 'footprint'")
         if not 0.0 <= self.condition_dropout < 1.0:
             raise ValueError("the condition dropout is a share between 0 and 1")
+        if not 0.0 <= self.high_noise_share <= 1.0:
+            raise ValueError("the high-noise share is a share between 0 and 1")
         if self.psi_frame_channels not in (0, 2, 3, 4) or (
                 self.psi_frame_channels and self.psi_architecture != "camera"):
             raise ValueError("psi reads 2, 3 or 4 frame channels (3: with the SNR or, refined, the precision channel; "
@@ -212,6 +215,16 @@ class Trainer:
         self.elapsed_s = 0.0
 
     # -- one step -------------------------------------------------------------
+    def _high_noise_levels(self, t: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """``high_noise_share`` of the noise levels t redrawn from the top tenth of the schedule.
+        Near t = T the noise frame y_t says nothing about y0, so psi's estimate of y0 should not
+        depend on it; psi v9 still passed ~0.2 of y_t through at t = T (uniform t gives those
+        steps 6 % of the examples), and the 100-step chain amplifies that step by step
+        (docs/models.md, twelfth session)."""
+        top = self.schedule.n_steps - self.schedule.n_steps // 10
+        high = torch.rand(len(t), generator=generator) < self.settings.high_noise_share
+        return torch.where(high, torch.randint(top + 1, self.schedule.n_steps + 1, (len(t),), generator=generator), t)
+
     def _loss(self, inputs: torch.Tensor, targets: torch.Tensor, step: int,
               conditions: torch.Tensor | None = None, scales: torch.Tensor | None = None) -> torch.Tensor:
         if self.settings.kind == "phi":
@@ -220,6 +233,8 @@ class Trainer:
         n = len(inputs)
         t = torch.randint(1, self.schedule.n_steps + 1, (n,), generator=generator)
         noise = torch.randn(targets.shape, generator=generator).to(self.device)
+        if self.settings.high_noise_share:
+            t = self._high_noise_levels(t, generator)
         if conditions is not None:  # --condition refined: the batch's surrogate fit
             condition = conditions
         else:
