@@ -44,18 +44,19 @@ def test_accelerated_sampling_needs_far_fewer_evaluations():
 
 def test_a_scaled_psi_samples_from_noise_on_its_own_plan_unless_told_otherwise():
     """The scaled residual is unit-sized, so its chain starts at t = T: the "auto" plan gives
-    such a psi SCALED_PSI_TIMES (8 evaluations) and the upper-bound variance mix, the other
-    psis t0/stride and mix 0; times and a mix that are given are kept (None: t0/stride).
-    Times must fall strictly within [1, T]."""
+    such a psi SCALED_PSI_TIMES (12 evaluations, the first five single steps), their own
+    posterior variance (mix 0) and its shift width, the other psis t0/stride and mix 0; times
+    and a mix that are given are kept (None: t0/stride). Times must fall strictly within [1, T]."""
     from smlm_diffusion.inference.sampling_settings import (SCALED_PSI_SHIFT_WIDTH, SCALED_PSI_TIMES,
                                                             SCALED_PSI_VARIANCE_MIX, plan_for, step_mixes)
 
     plan = plan_for(SamplerSettings(), "scaled")
     assert [t for t, _ in step_pairs(plan, 100)] == list(SCALED_PSI_TIMES)
     assert step_pairs(plan, 100)[-1] == (SCALED_PSI_TIMES[-1], 0)
-    assert network_evaluations_per_tile(plan, 100) == 8 and plan.variance_mix == SCALED_PSI_VARIANCE_MIX
-    assert plan.shift_width == SCALED_PSI_SHIFT_WIDTH > 1.0  # the 8-evaluation plan's width correction
-    assert step_mixes(plan, 100) == [SCALED_PSI_VARIANCE_MIX] * 8
+    assert network_evaluations_per_tile(plan, 100) == 12 and plan.variance_mix == SCALED_PSI_VARIANCE_MIX == 0.0
+    assert [t for t, _ in step_pairs(plan, 100)][:6] == [100, 99, 98, 97, 96, 95]  # single steps at the top
+    assert plan.shift_width == SCALED_PSI_SHIFT_WIDTH > 1.0  # the strided plan's width correction
+    assert step_mixes(plan, 100) == [SCALED_PSI_VARIANCE_MIX] * 12
     assert plan_for(SamplerSettings(times=(100, 50, 10)), "scaled").variance_mix == 1.0  # other times: one mix
     older = plan_for(SamplerSettings(), "residual")
     assert older.times is None and older.variance_mix == 0.0 and step_pairs(older, 100)[0][0] == older.t0

@@ -7,21 +7,21 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 #: reverse-chain times (then 0) for a psi that samples the scaled residual (``target="scaled"``):
-#: its residual is unit-sized, so the chain starts from noise at t = T, and most of its 8
-#: evaluations go to the high noise levels where the cosine schedule decides the emitters'
-#: shifts (docs/models.md, psi v6 sampler; chosen on validation data)
-SCALED_PSI_TIMES = (100, 95, 90, 85, 80, 70, 55, 30)
-#: and its variance mix (each strided step's variance toward the upper bound 1 - g_t/g_s). The
-#: emitters' spread does not depend on it; in empty pixels it leaves ~16x full sampling's
-#: variance (mix 0 on the last two steps: ~3x), and that surplus is also what brings the
-#: coverage of the truth to 0.90 where psi misses emitters (docs/models.md, tenth session)
-SCALED_PSI_VARIANCE_MIX = 1.0
-#: and its shift width: these 8 evaluations sample an isolated emitter's shift about 0.8x as
-#: wide as the 100 steps of full sampling (psi v6, MCMC check), so the emitters' part of the
-#: scale map is widened by this much (chosen on the validation sets, docs/models.md). The
-#: bundled psi v9 keeps all three: with them its isolated-emitter width is 1.06 / 0.88x MCMC's
-#: (200 / 1000 photons), while its own 100-step posterior is wider (docs/models.md, eleventh session)
-SCALED_PSI_SHIFT_WIDTH = 1.25
+#: its residual is unit-sized, so the chain starts from noise at t = T. Where psi's posterior
+#: takes its width is the top of the cosine schedule: the 100-step chain with its first 20
+#: steps taken one by one and the rest strided is as wide as the full chain, and the same
+#: steps strided by 5 give 0.3-0.5x its variance; so the first 5 steps are single, the rest
+#: strided, and the chain ends at t = 10, whose last estimate leaves empty pixels as quiet as
+#: full sampling's (12 evaluations; psi v9, validation sets; docs/models.md, twelfth session)
+SCALED_PSI_TIMES = (100, 99, 98, 97, 96, 95, 90, 85, 75, 55, 30, 10)
+#: and its variance mix (each strided step's variance toward the upper bound 1 - g_t/g_s): 0,
+#: the steps' own posterior variance (the upper bound, 1, left 6-8x full sampling's variance in
+#: empty pixels, in plans ending at t = 30; tenth and twelfth sessions)
+SCALED_PSI_VARIANCE_MIX = 0.0
+#: and its shift width, the factor on the emitters' part of the scale map that makes up for the
+#: strided steps: with it the plan's mean variance is 0.92 / 1.06 / 1.05x full sampling's on the
+#: three validation sets (1.0: 0.7-0.8x; 1.25: up to 1.24x; psi v9, docs/models.md, twelfth session)
+SCALED_PSI_SHIFT_WIDTH = 1.15
 
 
 @dataclass
