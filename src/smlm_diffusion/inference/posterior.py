@@ -140,11 +140,12 @@ def _run_chain(psi, schedule: NoiseSchedule, condition: torch.Tensor, noise: tor
     z_clip = getattr(psi, "z_clip", None) if target == "scaled" else None
     if z_clip:  # the model's bound on z, as in its training (models.psi.set_z_clip)
         clip = (clip[0].clamp(min=-z_clip), clip[1].clamp(max=z_clip))
-    # a scaled psi (v-prediction, whose y0 estimate is bounded at every t) meets the KDE's bounds
-    # (0 <= y <= clip_max) only at the chain's last step: most pixels of a KDE sit at its lower
-    # bound, and clipping every step's estimate there ratchets empty pixels upward (psi v9, full
-    # sampling: a pedestal of ~2 % of a peak, 2 std above 0; docs/models.md, twelfth session)
-    step_clip = ((-z_clip, z_clip) if z_clip else None) if target == "scaled" else clip
+    # a scaled psi with v-prediction (its y0 estimate is bounded at every t) meets the KDE's
+    # bounds (0 <= y <= clip_max) only at the chain's last step: most pixels of a KDE sit at its
+    # lower bound, and clipping every step's estimate there ratchets empty pixels upward (psi v9,
+    # full sampling: a pedestal of ~2 % of a peak, 2 std above 0; docs/models.md, twelfth session)
+    bounded_estimate = target == "scaled" and prediction == "v"
+    step_clip = ((-z_clip, z_clip) if z_clip else None) if bounded_estimate else clip
     mixes = step_mixes(settings, schedule.n_steps)
     net = inference_module(psi, dtype=dtype)  # the channels-last copy (fast_modules)
     condition_cl, frames_cl = channels_last(condition), channels_last(frames)
