@@ -127,7 +127,7 @@ def choose(args) -> None:
                 f"{sampler.stride}") + f", mix {_mix_label(sampler.variance_mix)}"
             n_evals = network_evaluations_per_tile(sampler, 100)
             ratio = var / full_var
-            print(f"| {name} | {label} | {n_evals:.0f} | {cov:.3f} | {ratio[0]:.2f} | {ratio[1]:.2f} | {ratio[2]:.2f} | "
+            print(f"| {name} | {label} | {n_evals:.0f} | {cov:.3f} | {ratio[0]:.3f} | {ratio[1]:.2f} | {ratio[2]:.2f} | "
                   f"{j_post:.3f} / {j_phi_sub:.3f} | {rec.timings_s['total'] / len(rec.frames):.1f} |", flush=True)
 
 
