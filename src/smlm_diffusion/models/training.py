@@ -44,7 +44,7 @@ class TrainSettings:
     psi_z_clip: float | None = None        # scaled psi: bound |z| <= this in training and sampling (None: unbounded;
                                            # fine-tuning keeps the --init model's)
     schedule: str = "cosine"               # psi: "cosine" (gamma_T ~ 0) | "linear" (the paper's 1e-4..1e-2)
-    high_noise_share: float = 0.0          # psi: share of examples whose t is drawn from the top tenth (see _loss)
+    high_noise_share: float = 0.0          # psi: share of examples with t from the top tenth (_high_noise_levels)
     frame_px: int | None = None            # training frame side; default 32 (phi) / 24 (psi)
     phi_model: str = "phi"                 # psi's conditioning model (name or path)
     checkpoint_minutes: float = 5.0

@@ -16,9 +16,9 @@ neighbours included), ``robust_xy [nm]`` (the sandwich std), ``likelihood_xy [nm
 precision from the likelihood alone, as above; ``uncertainty_xy`` on the phi path),
 ``posterior_spread_xy [nm]`` (spread of matched positions over the posterior samples;
 posterior runs only; there ``uncertainty_xy`` is the larger of it and the likelihood's
-precision, ``benchmarks/calibration.py``: with psi v9 isolated std(z) 0.87 either way, dense
-1.18 against 1.38), ``probability`` (fraction of samples with the
-emitter; 1 on the phi path), ``background [photon]`` (fitted local background per pixel),
+precision, ``benchmarks/calibration.py``: with psi v9 and its 12-evaluation plan isolated
+std(z) 0.87 either way, dense 1.13 against 1.38), ``probability`` (fraction of samples with
+the emitter; 1 on the phi path), ``background [photon]`` (fitted local background per pixel),
 ``sigma [nm]`` (the PSF sigma of the fit, as ThunderSTORM writes it),
 ``fit_deviance`` (Poisson deviance per pixel of the fit window, about 1 for a good fit) and
 ``fit_ok`` (0 where the fit failed or ran away, or the emitter sits in a crowd too large
