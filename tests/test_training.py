@@ -395,3 +395,34 @@ def test_high_noise_share_draws_that_share_of_noise_levels_from_the_top_tenth(ti
     assert torch.equal(levels(0.3)[1], mixed)
     with pytest.raises(ValueError, match="high-noise share"):
         tiny("psi", high_noise_share=1.5).validate()
+
+
+def test_training_density_sets_the_priors_emitter_density_and_is_recorded(tmp_path, monkeypatch):
+    """--density LOW HIGH: every simulated frame's density is drawn from that range (or 0 for
+    an empty frame), the exported model records it, and a checkpoint made with another range
+    is not resumed."""
+    from smlm_diffusion.models import training_data
+
+    drawn = []
+    original = training_data.random_config
+
+    def spy(rng, domain):
+        cfg = original(rng, domain)
+        drawn.append((cfg.density_per_um2, cfg.structure))
+        return cfg
+
+    monkeypatch.setattr(training_data, "random_config", spy)
+    out = tmp_path / "phi.pt"
+    code = main(["train", "phi", "--out", str(out), "--steps", "3", "--batch-size", "8", "--channels", "8",
+                 "--frame-size", "12", "--device", "cpu", "--density", "0.1", "0.3"])
+    assert code == 0 and len(drawn) == 24
+    spread = [d for d, structure in drawn if structure != "disc" and d > 0]  # the disc rescales its own
+    assert len(spread) > 10 and all(0.1 <= d <= 0.3 for d in spread)
+    assert store.load_model(out).training["domain"]["density_per_um2"] == [0.1, 0.3]
+    trainer = Trainer(tiny("phi", density_per_um2=(0.1, 0.3)))
+    trainer.step()
+    trainer.save_checkpoint(tmp_path / "ckpt")
+    with pytest.raises(ValueError, match="density_per_um2"):
+        Trainer(tiny("phi")).restore(tmp_path / "ckpt")
+    with pytest.raises(ValueError, match="training density"):
+        tiny("psi", density_per_um2=(0.5, 0.1)).validate()

@@ -56,6 +56,10 @@ def add_parser(sub) -> None:
     p.add_argument("--high-noise-share", type=float, default=0.0, metavar="P",
                    help="psi: share of training examples whose noise level is drawn from the top tenth of the "
                         "schedule, where psi must learn to ignore the noise frame (default 0: uniform)")
+    p.add_argument("--density", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                   help="emitters per um^2 of the simulated frames, drawn log-uniform in [LOW, HIGH] (default "
+                        "0.05 4): a psi trained on your data's density hedges only as much for unresolved "
+                        "neighbours as your data warrant")
     p.add_argument("--blocks", type=int, default=2, help="psi version 2: residual blocks per U-Net level (default 2)")
     p.add_argument("--schedule", choices=("cosine", "linear"), default="cosine",
                    help="psi noise schedule: 'cosine' reaches noise (gamma_T ~ 0); 'linear' is the paper's "
@@ -128,6 +132,7 @@ def run(args) -> int:
                              condition_dropout=args.condition_dropout, psi_condition=args.condition,
                              condition_fits=args.condition_fits, psi_z_clip=args.z_clip,
                              high_noise_share=args.high_noise_share,
+                             density_per_um2=tuple(args.density) if args.density else None,
                              checkpoint_minutes=args.checkpoint_minutes, data_folder=args.data,
                              data_fraction=args.data_fraction, structure_files=[str(f) for f in args.structures],
                              structure_fraction=args.structure_fraction, init_model=args.init)

@@ -9,7 +9,7 @@ import math
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +45,8 @@ class TrainSettings:
                                            # fine-tuning keeps the --init model's)
     schedule: str = "cosine"               # psi: "cosine" (gamma_T ~ 0) | "linear" (the paper's 1e-4..1e-2)
     high_noise_share: float = 0.0          # psi: share of examples with t from the top tenth (_high_noise_levels)
+    density_per_um2: tuple[float, float] | None = None  # the prior's emitter density range, log-uniform
+                                           # (None: the domain's, 0.05-4 /um^2 at 108 nm pixels)
     frame_px: int | None = None            # training frame side; default 32 (phi) / 24 (psi)
     phi_model: str = "phi"                 # psi's conditioning model (name or path)
     checkpoint_minutes: float = 5.0
@@ -100,6 +102,10 @@ class TrainSettings:
             raise ValueError("the noise schedule must be 'cosine' or 'linear'")
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError("steps and batch size must be at least 1")
+        if self.density_per_um2 is not None:
+            low, high = self.density_per_um2
+            if not 0.0 < low <= high <= 50.0:
+                raise ValueError("the training density is a range of emitters per um^2, 0 < low <= high <= 50")
 
     @property
     def resolved_channels(self) -> int:
@@ -109,7 +115,10 @@ class TrainSettings:
 
     @property
     def domain(self) -> TrainingDomain:
-        return TrainingDomain(frame_px=self.frame_px or (32 if self.kind == "phi" else 24))
+        domain = TrainingDomain(frame_px=self.frame_px or (32 if self.kind == "phi" else 24))
+        if self.density_per_um2 is not None:
+            domain = replace(domain, density_per_um2=tuple(float(d) for d in self.density_per_um2))
+        return domain
 
 
 #: ``--loss footprint``: extra weight of the pixels where phi's KDE exceeds the threshold (model units)
@@ -328,7 +337,8 @@ class Trainer:
         for key in ("kind", "steps", "batch_size", "learning_rate", "warmup_steps", "seed", "loss",
                     "channels", "frame_px", "data_folder", "data_fraction", "psi_architecture", "psi_target",
                     "psi_blocks", "psi_prediction", "psi_frame_channels", "condition_dropout", "psi_condition",
-                    "condition_fits", "schedule", "structure_files", "structure_fraction", "init_model"):
+                    "condition_fits", "schedule", "structure_files", "structure_fraction", "init_model",
+                    "high_noise_share", "density_per_um2"):
             if key in theirs and ours[key] != theirs[key]:
                 raise ValueError(f"checkpoint {path} was made with {key}={theirs[key]!r}, not {ours[key]!r}; "
                                  "use the same settings to resume or start a new checkpoint file")
