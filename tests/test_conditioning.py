@@ -151,6 +151,23 @@ def test_engine_conditions_a_refined_psi_on_its_fits(tiny_models, tmp_path, monk
     assert psi_frame.shape == (4, 16, 16) and np.array_equal(psi_frame[:3], calls[0][1][:3])
     assert np.abs(psi_frame[3]).max() < 1.0  # the fit explains the 3000-photon spot: noise, nowhere clipped
 
+    # a calibrated copy samples on a scale map whose emitters' part is widened by its factor
+    from smlm_diffusion.models import store
+
+    calibrated = store.calibrate_scale(out4, tmp_path / "psi_calibrated.pt", 1.5, "test")
+    loaded = store.load_model(calibrated)
+    assert store.scale_calibration(loaded) == 1.5 and loaded.training["scale_calibration"]["how"] == "test"
+    assert store.scale_calibration(store.load_model(out4)) == 1.0
+    calls.clear()
+    reconstruct(frame, replace(settings, psi_model=str(calibrated)))
+    _, _, wider_scale = calls[0]
+    assert wider_scale[30, 33] == pytest.approx(1.5 * scale[30, 33], rel=1e-5)
+    assert wider_scale[0, 0] == SCALE_FAR  # away from the fits: unchanged
+    with pytest.raises(ValueError, match="implausible"):
+        store.calibrate_scale(out4, tmp_path / "x.pt", 9.0, "test")
+    with pytest.raises(ValueError, match="scaled residual"):
+        store.calibrate_scale(tiny_models["psi"], tmp_path / "x.pt", 1.2, "test")
+
 
 def _one_candidate(settings):
     from smlm_diffusion.localizations import Localizations

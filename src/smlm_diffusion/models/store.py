@@ -32,7 +32,11 @@ KINDS = {"phi": build_phi, "psi": build_psi, "structures": build_psi}  # structu
 #: the bundled files: name -> the kind of model it holds. A psi records the SHA-256 of the phi
 #: it was trained on; with the default phi, the posterior conditions on the bundled phi of that
 #: SHA-256 (``paired_bundled_phi``), so a faster default phi can ship beside psi's own
-BUNDLED = {"phi": "phi", "psi": "psi"}
+BUNDLED = {"phi": "phi", "psi": "psi", "psi-sparse": "psi"}
+#: the bundled psi trained on a sparse prior (``train psi --density 0.05 0.5``): it hedges less
+#: for unresolved neighbours, as sparse data warrant; ``reconstruct`` chooses it for movies
+#: whose first frames are sparse (``psi_model="auto"``, engine.SPARSE_PSI_MAX_LOCALIZATIONS_PER_UM2)
+SPARSE_PSI = "psi-sparse"
 
 
 @dataclass
@@ -98,6 +102,33 @@ def load_model(name_or_path: str | Path, device: str | torch.device = "cpu") -> 
     schedule = NoiseSchedule(**payload["schedule"]) if "schedule" in payload else None
     module.eval().to(device)
     return LoadedModel(kind, module, payload["normalisation"], payload.get("training", {}), schedule, path)
+
+
+def trained_density_per_um2(model: LoadedModel) -> tuple[float, float] | None:
+    """The emitter density range (per um^2) of the model's training prior, from its file."""
+    density = model.training.get("domain", {}).get("density_per_um2")
+    return (float(density[0]), float(density[1])) if density else None
+
+
+def scale_calibration(model: LoadedModel) -> float:
+    """A scaled psi's calibration of its scale map S (the factor on the emitters' part, in
+    full and accelerated sampling alike; 1 when its file has none): see ``calibrate_scale``."""
+    return float(model.normalisation.get("scale_calibration", 1.0))
+
+
+def calibrate_scale(path: str | Path, out: str | Path, factor: float, how: str) -> Path:
+    """Copy the psi file ``path`` to ``out`` with ``factor`` as its scale calibration: a psi
+    whose samples are too narrow (or wide) against an exact posterior on validation data
+    (``benchmarks/posterior.py --calibrate``) samples z on a scale map widened by it. ``how``
+    (the command that measured it) is recorded beside it in the file's training record."""
+    if not 0.2 <= factor <= 5.0:
+        raise ValueError(f"a scale calibration of {factor:g} is implausible (0.2-5)")
+    payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+    if payload.get("kind") != "psi" or payload.get("config", {}).get("target") != "scaled":
+        raise ValueError(f"{path} is not a psi with the scaled residual (--target scaled)")
+    payload["normalisation"] = {**payload["normalisation"], "scale_calibration": float(factor)}
+    payload["training"] = {**payload.get("training", {}), "scale_calibration": {"factor": float(factor), "how": how}}
+    return save_file(payload, out)
 
 
 def paired_bundled_phi(psi: LoadedModel) -> str | None:
