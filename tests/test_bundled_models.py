@@ -138,3 +138,24 @@ def test_no_two_localizations_of_a_frame_sit_on_one_emitter():
     points = np.c_[locs.x_nm, locs.y_nm, locs.frame * 1e6]
     assert len(locs) > 10000
     assert len(cKDTree(points).query_pairs(reach_nm)) == 0
+
+
+@pytest.mark.parametrize("density,expected", [(0.2, "psi-sparse"), (3.0, "psi")])
+def test_auto_psi_follows_the_movies_detection_density(density, expected):
+    """psi_model="auto": a movie whose first frames' local density is at most 0.35 emitters
+    per um^2 gets psi-sparse (trained on 0.05-0.5 emitters per um^2), a denser one the
+    bundled psi; the choice and its reason are recorded, and a named psi is used as given."""
+    from smlm_diffusion.models.store import load_model, trained_density_per_um2
+
+    assert trained_density_per_um2(load_model("psi-sparse")) == (0.05, 0.5)
+    cfg = SimulationConfig(n_frames=2, height_px=32, width_px=32, density_per_um2=density, photons=1000.0,
+                           background_photons=10.0, offset_adu=100.0, seed=7)
+    sim = simulate_stack(cfg)
+    settings = ReconstructionSettings(device="cpu", psf_sigma_px=1.0)
+    settings.sampler.n_samples = 2
+    result = reconstruct(sim.adu, settings)
+    assert result.psi_model == expected and "emitters per um^2 in the first 2 frames" in result.psi_choice
+    assert ("is used" in result.psi_choice) == (expected == "psi-sparse"), result.psi_choice
+    settings.psi_model = "psi"
+    named = reconstruct(sim.adu, settings)
+    assert named.psi_model == "psi" and named.psi_choice == ""

@@ -29,6 +29,7 @@ def test_reconstruct_writes_all_outputs(movie, tmp_path, tiny_models, capsys):
     assert record["frames_done"] == 2 and record["completed"] and record["device"] == "cpu"
     assert record["settings"]["pixel_size_nm"] == 100.0 and record["settings"]["gain_adu_per_photon"] == 1.5
     assert record["settings"]["frames"] == [1, 3] and "torch" in record and record["timings_s"]["total"] > 0
+    assert record["psi"] == {"model": tiny_models["psi"], "choice": ""}  # named: used as given
     with TiffStack(out / "render.tif") as render:
         assert render.shape == (1, 84, 104) and render.metadata.pixel_size_nm == pytest.approx(25.0)
     assert (out / "render_variance.tif").exists()

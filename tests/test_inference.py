@@ -177,7 +177,7 @@ def test_frame_range_and_region(tiny_models):
 
 @pytest.mark.parametrize("name,warned", [("psi_v2", True), ("psi_v3", False)])
 def test_full_sampling_warns_for_noise_prediction_on_the_cosine_schedule(tiny_models, name, warned):
-    from smlm_diffusion.reconstruction.engine import _full_sampling_warning
+    from smlm_diffusion.reconstruction.models_used import full_sampling_warning as _full_sampling_warning
 
     psi = load_model(tiny_models[name])
     sentences = _full_sampling_warning(psi, SamplerSettings(mode="full"))
@@ -370,3 +370,31 @@ def test_a_helper_that_dies_leaves_the_fits_to_this_process(monkeypatch):
     answered, helped, alone = _helper_runs(monkeypatch)
     assert answered and answered[0] is None and fit_worker._FAILED  # no answer: fitted here
     _same(helped, alone)
+
+
+def test_local_density_counts_neighbours_and_merged_mass_over_the_disc_inside_the_frame():
+    """models_used.local_density: emitters per um^2 within 1 um of each localization (its
+    neighbours, and its own phi mass beyond one emitter), over the part of that disc inside
+    the frame, averaged over localizations."""
+    from smlm_diffusion.localizations import Localizations
+    from smlm_diffusion.reconstruction.models_used import local_density
+
+    px = 100.0  # nm: the 1 um disc is 10 px in radius; its area 3.14 um^2 inside a 200x200 frame
+
+    def table(xs, ys, mass=None, frame=1):
+        n = len(xs)
+        return Localizations(frame=np.full(n, frame), x_nm=np.array(xs) * px, y_nm=np.array(ys) * px,
+                             intensity_photons=np.full(n, 500.0),
+                             extra={"kde_mass": np.ones(n) if mass is None else np.array(mass)})
+
+    shape = (200, 200)
+    assert local_density([table([100.0], [100.0])], shape, px) == 0.0  # alone
+    pair = local_density([table([100.0, 105.0], [100.0, 100.0])], shape, px)
+    assert pair == pytest.approx(1 / np.pi, rel=0.02)  # one neighbour each in pi um^2
+    assert local_density([table([100.0, 150.0], [100.0, 100.0])], shape, px) == 0.0  # 5 um apart
+    # neighbours in other frames do not count; a blob phi weighs as 2 emitters holds one more
+    assert local_density([table([100.0], [100.0]), table([105.0], [100.0], frame=2)], shape, px) == 0.0
+    assert local_density([table([100.0], [100.0], mass=[2.0])], shape, px) == pytest.approx(1 / np.pi, rel=0.02)
+    # in a corner only a quarter of the disc lies inside the frame
+    corner = local_density([table([0.01, 0.01], [0.01, 5.0])], shape, px)
+    assert 2.0 / np.pi < corner < 4.0 / np.pi

@@ -114,6 +114,9 @@ def test_reconstruct_widget_cancel_keeps_finished_frames(make_napari_viewer, qtb
     # every finished frame is shown, also those after the last live refresh
     assert len(viewer.layers["localizations [movie.tif]"].data) == len(result.localizations)
     assert viewer.layers["posterior mean [movie.tif]"].metadata["frame"] == result.frames[-1]
+    # which psi sampled it: auto, and the tiny models' folder has no psi-sparse
+    assert viewer.layers["posterior mean [movie.tif]"].metadata["psi_model"] == result.psi_model == "psi"
+    assert viewer.layers["posterior mean [movie.tif]"].metadata["psi_choice"] == "psi-sparse is not installed"
 
 
 def test_reconstruct_widget_bad_input_is_one_line(make_napari_viewer, monkeypatch, bundled_or_tiny):

@@ -145,7 +145,8 @@ def test_corrupt_and_missing_weights_give_clear_errors(tmp_path, monkeypatch):
 
 def test_bundled_weights_match_manifest():
     manifest = json.loads(store.MANIFEST.read_text())
-    for name in ("phi", "psi"):
+    assert set(store.BUNDLED) == {"phi", "psi", "psi-sparse"}
+    for name in store.BUNDLED:
         path = store.bundled_path(name)
         assert manifest[path.name]["sha256"] == store.sha256_of(path)
         assert path.stat().st_size < 8_000_000  # "a few MB" (psi v2: 5.1 MB)

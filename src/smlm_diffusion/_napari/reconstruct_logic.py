@@ -112,6 +112,10 @@ def frame_layers(event_result: FrameResult, run_result: Reconstruction, raw_scal
     scale, translate = kde_transform(raw_scale, raw_translate, run_result.origin_px)
     meta = {"pixel_size_nm": s.pixel_size_nm, "source": source_name}
     posterior = event_result.variance_kde is not None
+    if posterior and run_result.psi_model:  # which psi sampled it (psi_model="auto" chooses by density)
+        meta["psi_model"] = run_result.psi_model
+        if run_result.psi_choice:
+            meta["psi_choice"] = run_result.psi_choice
     label = "posterior mean" if posterior else "phi estimate"
     layers = []
     mean, variance, frame_meta = event_result.mean_kde, event_result.variance_kde, {"frame": event_result.frame}

@@ -58,7 +58,10 @@ def add_parser(sub) -> None:
                         "(default auto)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--phi", default="phi", help="phi model: bundled name or file (default phi)")
-    p.add_argument("--psi", default="psi", help="psi model: bundled name or file (default psi)")
+    p.add_argument("--psi", default="auto",
+                   help="psi model: bundled name (psi, psi-sparse) or file; auto (default): psi-sparse when the "
+                        "first frames are sparse (a local density of at most 0.35 emitters per um^2 around their "
+                        "localizations; it was trained on 0.05-0.5 per um^2), else psi (trained on 0.05-4)")
     p.add_argument("--drift", choices=("auto", "off"), default="auto",
                    help="drift correction by redundant cross-correlation after the run (auto: when the movie has "
                         "enough localizations, else one sentence says why not; default auto)")
@@ -186,6 +189,7 @@ def write_outputs(out: Path, result: Reconstruction, stack_path: str, stack_shap
                             "source": "estimated from the movie" if s.camera == "auto" else "given"},
                    "estimate": result.camera_estimate},
         "psf": {"sigma_px": result.psf_sigma_px, "source": result.psf_sigma_source},
+        "psi": {"model": result.psi_model, "choice": result.psi_choice} if result.psi_model else None,
         **result.postprocessing,
         "warnings": list(result.warnings),
         "timings_s": {k: round(v, 3) for k, v in result.timings_s.items()},

@@ -2,8 +2,8 @@
 
 The movie is cut into tasks of whole engine chunks (``task_frames``, a multiple of
 ``settings.chunk_frames``, so every chunk sees the same frames as in a single-machine
-run). A first small task on the first chunk checks the camera and measures the PSF width
-exactly as a single run does; every task then runs the ordinary engine with those values
+run). A first small task on the first chunk checks the camera, measures the PSF width and
+(``psi_model="auto"``) chooses psi exactly as a single run does; every task then runs the ordinary engine with those values
 fixed, and each worker process loads the models once (``engine.cached_model``). Results
 are added up as they arrive and written in frame order: the localizations equal a
 single-machine run's with the same seed (posterior noise depends only on seed, frame
@@ -54,6 +54,7 @@ class _Merged:
                                      else np.zeros_like(probe.render_variance), frames_requested=frames_requested)
         self.result.psf_sigma_px, self.result.psf_sigma_source = probe.psf_sigma_px, probe.psf_sigma_source
         self.result.camera_estimate, self.result.warnings = probe.camera_estimate, list(probe.warnings)
+        self.result.psi_model, self.result.psi_choice = probe.psi_model, probe.psi_choice
         self.tables: dict[int, list] = {}
         self.all_completed = True
 
@@ -116,7 +117,7 @@ def reconstruct_on_cluster(stack_path: str, open_stack, settings: Reconstruction
         first = dataclasses.replace(settings, frames=(start, first_stop), drift_block_frames=blocks)
         probe = client.submit(_run_task, open_stack, stack_path, first, False, pure=False).result()
         fixed = dataclasses.replace(probe.settings, camera="given", psf_sigma_px=probe.psf_sigma_px,
-                                    drift_block_frames=blocks)
+                                    psi_model=probe.psi_model or settings.psi_model, drift_block_frames=blocks)
         ranges = task_ranges(first_stop, stop, task_frames, settings.chunk_frames)
         futures = [client.submit(_run_task, open_stack, stack_path, dataclasses.replace(fixed, frames=r), True,
                                  pure=False)

@@ -20,6 +20,7 @@ import numpy as np
 from ..errors import SmlmInputError
 from ..localizations import Localizations
 from .camera_check import check_camera
+from .models_used import choose_psi, full_sampling_warning, pairing_warning, phi_name
 from .settings import FrameResult, ProgressEvent, Reconstruction, ReconstructionSettings
 from .refine import (FALLBACK_PSF_SIGMA_PX, kde_candidates, movie_psf_sigma, posterior_candidates, refine_frame,
                      refine_frames, refined_psi_input, worker_threads)
@@ -90,6 +91,7 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
     from ..inference.posterior import count_tiles, iter_sample_posterior
     from ..inference.sampling_settings import network_evaluations_per_tile, plan_for
     from ..models.normalisation import INPUT_NORMALISATION_V1, estimate_background, normalise_frames
+    from ..models.store import scale_calibration
 
     stack = run.stack
     start, stop = run.start, run.stop
@@ -103,10 +105,12 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
         settings, camera, warnings = check_camera(frame_source_shape(stack)[0], run.settings,
                                                   lambda a, b: _read(stack, a, b))
     camera_s = time.perf_counter() - started
-    psi = cached_model(settings.psi_model, device) if settings.posterior else None
-    phi = cached_model(_phi_name(settings.phi_model, psi), device)
+    # "auto": the bundled psi until the first chunk's localizations show a sparse movie (choose_psi)
+    auto_psi = settings.posterior and settings.psi_model == "auto"
+    psi = cached_model("psi" if auto_psi else settings.psi_model, device) if settings.posterior else None
+    phi = cached_model(phi_name(settings.phi_model, psi), device)
     if psi is not None:
-        warnings = warnings + _pairing_warning(phi, psi) + _full_sampling_warning(psi, settings.sampler)
+        warnings = warnings + pairing_warning(phi, psi) + full_sampling_warning(psi, settings.sampler)
         # the plan this psi samples with (a scaled psi starts from noise), recorded in run.json
         settings = replace(settings, sampler=plan_for(settings.sampler, getattr(psi.module, "target", "kde")))
     kde_scale = float(phi.normalisation["kde_scale"])
@@ -124,6 +128,7 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
                             render_variance=np.zeros((h * UPSAMPLING, w * UPSAMPLING)) if psi else None,
                             frames_requested=stop - start)
     result.camera_estimate = camera.to_dict() if camera is not None else None
+    result.psi_model = ("psi" if auto_psi else settings.psi_model) if psi is not None else ""
     result.warnings = warnings
     run.result = result
     result.timings_s["camera_check"] = camera_s
@@ -178,6 +183,9 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
                 n = PSF_MEASUREMENT_FRAMES
                 measured = _measure_psf(result, estimates[:n] / kde_scale, photons[:n], background[:n], chunk_start)
                 timing["psf_sigma"] = time.perf_counter() - t
+                if auto_psi:
+                    psi = choose_psi(result, psi, lambda name: cached_model(name, device), estimates[:n] / kde_scale, photons[:n], background[:n],
+                                      chunk_start, measured)
             result.network_evaluations += len(estimates)
             tables = None
             if psi is None:  # phi path: the chunk's candidates and fits in batches, one per thread
@@ -197,7 +205,7 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
                     if refined:  # psi conditioned on the likelihood-refined localizations (models.conditioning)
                         condition, frame_input, scale = refined_psi_input(
                             phi_found, photons[offset], background[offset], frame_input, result.psf_sigma_px,
-                            settings, settings.sampler.shift_width,
+                            settings, settings.sampler.shift_width * scale_calibration(psi),
                             fit_residual=fit_residual)
                     steps = iter_sample_posterior(psi.module, psi.schedule, condition, settings.sampler, device,
                                                   settings.seed, frame, frame_input, dtype, scale)
@@ -331,40 +339,6 @@ def cached_model(name_or_path: str, device):
             _MODELS.clear()
         _MODELS[key] = load_model(name_or_path, device)
     return _MODELS[key]
-
-
-def _phi_name(phi_model: str, psi) -> str:
-    """The phi to run: the one asked for, except that with the default ("phi") and a psi
-    trained on another bundled phi, the posterior conditions on that one (store.BUNDLED)."""
-    from ..models.store import paired_bundled_phi
-
-    if psi is not None and phi_model == "phi":
-        return paired_bundled_phi(psi) or phi_model
-    return phi_model
-
-
-def _pairing_warning(phi, psi) -> list[str]:
-    """One sentence when psi was trained on the output of another phi file than this one."""
-    from ..models.store import sha256_of
-
-    trained_on = psi.training.get("phi_sha256")
-    if not trained_on or phi.path is None or sha256_of(phi.path) == trained_on:
-        return []
-    return [f"The psi model ({psi.path.name if psi.path else 'psi'}) was trained on another phi than "
-            f"{phi.path.name}; its posterior is only meaningful with the phi it was trained on."]
-
-
-def _full_sampling_warning(psi, sampler) -> list[str]:
-    """One sentence when full sampling is asked of a psi that cannot do it reliably: noise
-    prediction on a schedule that reaches noise divides the network's error by
-    sqrt(gamma_t) near t = T (docs/models.md, psi v2 sampler)."""
-    schedule = psi.schedule
-    if sampler.mode != "full" or schedule is None or schedule.kind != "cosine" \
-            or getattr(psi.module, "prediction", "eps") != "eps":
-        return []
-    return [f"Full sampling with this psi ({psi.path.name if psi.path else 'psi'}, noise prediction on the cosine "
-            "schedule) is unreliable from t = T: its samples are far too wide. Use accelerated sampling, or a psi "
-            "trained with --prediction v."]
 
 
 def _measure_psf(result: Reconstruction, kdes: np.ndarray, photons: np.ndarray, background: np.ndarray,

@@ -33,7 +33,8 @@ class ReconstructionSettings:
     precision: str = "auto"                   # networks' arithmetic: "auto" (bfloat16 where the CPU has it natively),
                                               # "float32" or "bfloat16" (inference/devices.py)
     phi_model: str = "phi"
-    psi_model: str = "psi"
+    psi_model: str = "auto"                   # "auto": the bundled psi, or psi-sparse for a sparse movie (engine
+                                              # ._choose_psi); or a bundled name or model file
     min_photons: float = DEFAULT_MIN_PHOTONS  # the detection knob: keep localizations with at least this many
                                               # background-subtracted photons (SPEC 2; benchmarks/background.py)
     psf_sigma_px: float | None = None         # PSF sigma for the likelihood fit; None: measured on the movie
@@ -118,6 +119,8 @@ class Reconstruction:
     psf_sigma_px: float | None = None          # the PSF sigma the fit used (given or measured)
     psf_sigma_source: str = ""                 # "given", "measured on N spots" or "fallback"
     camera_estimate: dict | None = None        # photon-transfer estimate of gain and offset (analysis/camera.py)
+    psi_model: str = ""                        # the psi the posterior used (bundled name or file; "" without one)
+    psi_choice: str = ""                       # with psi_model="auto": the first frames' density and the choice
     warnings: list[str] = field(default_factory=list)
     frames_requested: int = 0
     frame_tables: list[Localizations] = field(default_factory=list, repr=False)  # one per finished frame
