@@ -126,7 +126,7 @@ def _mix(text: str) -> float | tuple[float, ...]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--phi", default="phi")
-    parser.add_argument("--psi", default="psi")
+    parser.add_argument("--psi", default="auto", help="psi model: auto (as reconstruct), a bundled name or a file")
     parser.add_argument("--threshold", type=float, default=None, help="LoG threshold (default: the settings')")
     parser.add_argument("--quick", action="store_true", help="fewer frames")
     parser.add_argument("--skip-psi", action="store_true")
@@ -165,7 +165,7 @@ def main() -> None:
     if args.skip_psi:
         return
     print("\npsi posterior mean (16 samples, accelerated) vs the same frames through phi\n")
-    print("| setting                  | truth |  prec. | recall | Jaccard | RMSE nm | eff. | iso RMSE | CRLB | ratio | time s | coverage signal / all")
+    print("| setting                  | truth |  prec. | recall | Jaccard | RMSE nm | eff. | iso RMSE | CRLB | ratio | time s | coverage signal / all [psi]")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     m_frames = {"paper": 20 if args.quick else 60, "low": 3 if args.quick else 8, "high": 2 if args.quick else 4}
     for name in ("paper", "low", "high"):
@@ -178,7 +178,7 @@ def main() -> None:
         settings = ReconstructionSettings(**{**base.to_dict(), "sampler": base.sampler, "keep_frame_kdes": True})
         rec = reconstruct(sub.adu, settings)
         cov_signal, cov_all = coverage(sub, rec)
-        row(f"{name} psi ({k} frames)", sub, rec, f" {cov_signal:.3f} / {cov_all:.3f}")
+        row(f"{name} psi ({k} frames)", sub, rec, f" {cov_signal:.3f} / {cov_all:.3f} [{rec.psi_model}]")
         if args.coverage_by_place:
             print("|   | " + "; ".join(f"{place}: {n} px, coverage {c:.3f}"
                                       for place, (n, c) in sorted(coverage_by_place(sub, rec).items())))

@@ -128,7 +128,7 @@ def main() -> None:
     parser.add_argument("--mcmc", type=int, default=20, help="isolated emitters also sampled by MCMC")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--phi", default="phi")
-    parser.add_argument("--psi", default="psi")
+    parser.add_argument("--psi", default="auto", help="psi model: auto (as reconstruct), a bundled name or a file")
     parser.add_argument("--frames", type=int, default=20, help="frames per condition of the conditions table")
     parser.add_argument("--conditions-only", action="store_true", help="only the phi-path conditions table")
     args = parser.parse_args()

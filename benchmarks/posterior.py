@@ -2,6 +2,7 @@
 
     python benchmarks/posterior.py --choose [--psi psi]      # sampler grid on validation data
     python benchmarks/posterior.py --mcmc 10 [--psi psi]     # psi's KDE std vs MCMC's (eq. 3)
+    python benchmarks/posterior.py --calibrate 20 --psi FILE [--write OUT]  # a psi's scale calibration
     python benchmarks/posterior.py --speed [--psi psi]       # seconds per frame, 16 chains
     python benchmarks/posterior.py --tiles [--psi psi]       # tile core and halo
 
@@ -71,6 +72,12 @@ VALIDATION = {
                                           seed=778),
     "val 20x20 disc 200 ph": dict(height_px=20, width_px=20, structure="disc", density_per_um2=1.07, photons=200.0,
                                   background_photons=2.0, psf_sigma_px=0.92, read_noise_e=0.0, seed=779),
+    # sparse: the auto psi takes psi-sparse here (local density at most 0.35 per um^2)
+    "val 64x64 0.2/um^2 1000 ph": dict(height_px=64, width_px=64, density_per_um2=0.2, photons=1000.0,
+                                        background_photons=10.0, psf_sigma_px=0.92, seed=780),
+    "val 32x32 0.2/um^2 300 ph bg 20": dict(height_px=32, width_px=32, density_per_um2=0.2, photons=300.0,
+                                            background_photons=20.0, psf_sigma_px=1.2,
+                                            background_structure="gradient", seed=781),
 }
 
 
@@ -97,6 +104,8 @@ def choose(args) -> None:
           "on signal px | on empty px | Jaccard post / phi | s/frame |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name, kw in VALIDATION.items():
+        if args.sets and not any(part in name for part in args.sets.split(",")):
+            continue
         cfg = SimulationConfig(n_frames=args.frames, offset_adu=100.0, gain_adu_per_photon=1.0, **kw)
         sim = simulate_stack(cfg, with_kde=True)
         phi = reconstruct(sim.adu, _settings(args, posterior=False))
@@ -127,7 +136,7 @@ def choose(args) -> None:
                 f"{sampler.stride}") + f", mix {_mix_label(sampler.variance_mix)}"
             n_evals = network_evaluations_per_tile(sampler, 100)
             ratio = var / full_var
-            print(f"| {name} | {label} | {n_evals:.0f} | {cov:.3f} | {ratio[0]:.3f} | {ratio[1]:.2f} | {ratio[2]:.2f} | "
+            print(f"| {name} [{rec.psi_model}] | {label} | {n_evals:.0f} | {cov:.3f} | {ratio[0]:.3f} | {ratio[1]:.2f} | {ratio[2]:.2f} | "
                   f"{j_post:.3f} / {j_phi_sub:.3f} | {rec.timings_s['total'] / len(rec.frames):.1f} |", flush=True)
 
 
@@ -159,24 +168,25 @@ def tiles(args) -> None:
               f"{rec.timings_s['total'] / len(rec.frames):.1f} |", flush=True)
 
 
-def mcmc_check(args) -> None:
-    print("| photons | emitters | psi KDE std / MCMC KDE std (median) | (mean) | psi / MCMC position std |")
-    print("|---|---|---|---|---|")
+def isolated_emitters(args, sampler: SamplerSettings, n: int, seed_offset: int = 0) -> dict[float, tuple]:
+    """Per photon level (200, 1000): psi's per-pixel KDE std over MCMC's on each emitter's
+    footprint, and psi's positional spread over MCMC's (isolated emitters in 20x20 frames,
+    background 10; ``seed_offset`` 0: the benchmark's emitters, others: validation ones)."""
     peak = single_emitter_kde_peak()
+    out = {}
     for photons in (200.0, 1000.0):
-        rng = np.random.default_rng(31 + int(photons))
-        n = args.mcmc
+        rng = np.random.default_rng(31 + int(photons) + seed_offset)
         xy = 10 + rng.uniform(-2, 2, size=(n, 2))
         sigma, background = 0.92, 10.0
         omega = expected_photons(xy[:, :1], xy[:, 1:], np.full((n, 1), photons), (20, 20), sigma, background)
         adu = CameraModel(1.0, 100.0, 0.0).expose(omega, rng)
-        rec = reconstruct(adu, _settings(args, _sampler(args.t0, args.evals, args.mix), psf_sigma_px=sigma, read_noise_e=0.0))
+        rec = reconstruct(adu, _settings(args, sampler, psf_sigma_px=sigma, read_noise_e=0.0))
         ratios, pos = [], []
         for k in range(n):
             result = metropolis_hastings(adu[k] - 100.0, {"x": xy[k, 0], "y": xy[k, 1], "photons": photons,
                                                           "background": background}, sigma,
                                          free=("x", "y", "photons", "background"), n_iterations=3000,
-                                         burn_in=1000, n_chains=4, seed=k)
+                                         burn_in=1000, n_chains=4, seed=k + seed_offset)
             theta = result.samples[::20]
             x = theta[:, result.parameters.index("x")][:, None]
             y = theta[:, result.parameters.index("y")][:, None]
@@ -189,8 +199,37 @@ def mcmc_check(args) -> None:
             spread = locs.extra.get("posterior_spread_xy_nm") if locs.extra else None
             if spread is not None and len(spread):
                 pos.append(float(spread[0]) / (np.sqrt((x.var() + y.var()) / 2) * PX))
-        print(f"| {photons:.0f} | {n} | {np.median(ratios):.2f} | {np.mean(ratios):.2f} | "
-              f"{np.median(pos) if pos else float('nan'):.2f} |", flush=True)
+        out[photons] = (np.array(ratios), np.array(pos), rec.psi_model)
+    return out
+
+
+def mcmc_check(args) -> None:
+    print("| photons | emitters | psi KDE std / MCMC KDE std (median) | (mean) | psi / MCMC position std | psi |")
+    print("|---|---|---|---|---|---|")
+    for photons, (ratios, pos, model) in isolated_emitters(args, _sampler(args.t0, args.evals, args.mix),
+                                                           args.mcmc).items():
+        print(f"| {photons:.0f} | {args.mcmc} | {np.median(ratios):.2f} | {np.mean(ratios):.2f} | "
+              f"{np.median(pos) if len(pos) else float('nan'):.2f} | {model} |", flush=True)
+
+
+def calibrate(args) -> None:
+    """A scaled psi's scale calibration: full sampling's per-pixel KDE std against MCMC's (the
+    --mcmc measure) on validation emitters (not the --mcmc ones), the factor that brings the
+    mean of the two photon levels' medians to 1; ``--write FILE``: a copy of the psi file
+    carrying it. (Positions alone would ask for more: psi's samples also vary in amplitude.)"""
+    from smlm_diffusion.models.store import calibrate_scale, load_model, scale_calibration
+
+    current = scale_calibration(load_model(args.psi))
+    levels = isolated_emitters(args, _sampler(None, None), args.calibrate, seed_offset=1000)
+    print("| photons | emitters | full sampling: psi / MCMC position std (median) | KDE std / MCMC (median) |")
+    print("|---|---|---|---|")
+    for photons, (ratios, pos, _) in levels.items():
+        print(f"| {photons:.0f} | {args.calibrate} | {np.median(pos):.3f} | {np.median(ratios):.2f} |")
+    factor = current / float(np.mean([np.median(ratios) for ratios, _, _ in levels.values()]))
+    print(f"scale calibration: {factor:.3f} (the file's now: {current:.3f})")
+    if args.write:
+        how = f"benchmarks/posterior.py --calibrate {args.calibrate} --psi {args.psi}"
+        print(f"wrote {calibrate_scale(args.psi, args.write, round(factor, 3), how)}")
 
 
 def speed(args) -> None:
@@ -212,11 +251,13 @@ def speed(args) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--phi", default="phi")
-    parser.add_argument("--psi", default="psi")
+    parser.add_argument("--psi", default="auto", help="psi model: auto (as reconstruct), a bundled name or a file")
     parser.add_argument("--precision", default="auto", choices=PRECISION_CHOICES,
                         help="the networks' arithmetic (default auto: bfloat16 where the CPU has it natively)")
     parser.add_argument("--choose", action="store_true", help="sampler grid on validation data")
     parser.add_argument("--frames", type=int, default=6, help="validation frames per set (--choose)")
+    parser.add_argument("--sets", default="", help="--choose: only the validation sets whose names contain one of "
+                                                   "these comma-separated parts (default: all)")
     parser.add_argument("--full-frames", type=int, default=0,
                         help="of those, sampled in full (--choose; default 0: all). Fewer frames are a different "
                              "stack, whose fits (PSF sigma from its frames) can differ from the accelerated runs'")
@@ -226,6 +267,9 @@ def main() -> None:
                         help="accelerated samplers to compare (--choose): t0:evaluations[:mix], auto[:mix] (the "
                              "settings' plan for this psi), t1/t2/...[:mix] (explicit times)")
     parser.add_argument("--mcmc", type=int, default=0, help="isolated emitters per photon level for the MCMC check")
+    parser.add_argument("--calibrate", type=int, default=0,
+                        help="validation emitters per photon level for the scale calibration of a scaled psi file")
+    parser.add_argument("--write", metavar="FILE", help="with --calibrate: write the psi file with it here")
     parser.add_argument("--speed", action="store_true")
     parser.add_argument("--tiles", action="store_true", help="tile core and halo at the chosen sampler")
     parser.add_argument("--core", type=int, help="tile core (camera px) for --choose/--mcmc/--speed")
@@ -253,6 +297,8 @@ def main() -> None:
         tiles(args)
     if args.mcmc:
         mcmc_check(args)
+    if args.calibrate:
+        calibrate(args)
     if args.speed:
         speed(args)
 

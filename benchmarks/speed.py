@@ -67,7 +67,7 @@ def main() -> None:
     parser.add_argument("--phi", default="phi")
     parser.add_argument("--precision", default="auto", choices=PRECISION_CHOICES,
                         help="the networks' arithmetic (default auto: bfloat16 where the CPU has it natively)")
-    parser.add_argument("--psi", default="psi")
+    parser.add_argument("--psi", default="auto", help="psi model: auto (as reconstruct), a bundled name or a file")
     parser.add_argument("--picasso-python", default=str(DEFAULT_PICASSO_PYTHON) if DEFAULT_PICASSO_PYTHON.exists() else None,
                         help="python of an environment with picassosr, for the side-by-side rows "
                              "(default ~/.cache/picasso-venv/bin/python when it exists)")
