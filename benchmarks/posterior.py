@@ -3,6 +3,7 @@
     python benchmarks/posterior.py --choose [--psi psi]      # sampler grid on validation data
     python benchmarks/posterior.py --mcmc 10 [--psi psi]     # psi's KDE std vs MCMC's (eq. 3)
     python benchmarks/posterior.py --calibrate 20 --psi FILE [--write OUT]  # a psi's scale calibration
+    python benchmarks/posterior.py --densities               # the local density --psi auto judges by
     python benchmarks/posterior.py --speed [--psi psi]       # seconds per frame, 16 chains
     python benchmarks/posterior.py --tiles [--psi psi]       # tile core and halo
 
@@ -232,6 +233,40 @@ def calibrate(args) -> None:
         print(f"wrote {calibrate_scale(args.psi, args.write, round(factor, 3), how)}")
 
 
+def densities(args) -> None:
+    """What ``--psi auto`` sees: true emitters, localizations and the local density
+    (``models_used.local_density``) per um^2 in the first frames of the MCMC check's,
+    the accuracy benchmark's and the validation sets (phi path)."""
+    from accuracy import dataset
+
+    from smlm_diffusion.reconstruction.models_used import SPARSE_PSI_MAX_LOCAL_DENSITY_PER_UM2, local_density
+
+    def row(name: str, adu: np.ndarray, truth, **kw) -> None:
+        rec = reconstruct(adu, _settings(args, posterior=False, keep_frame_kdes=False, **kw))
+        area = adu.shape[1] * adu.shape[2] * (PX / 1000.0) ** 2 * len(adu)
+        tables = [rec.localizations.select(rec.localizations.frame == f) for f in rec.frames]
+        density = local_density(tables, adu.shape[1:], PX)
+        psi = "psi-sparse" if density <= SPARSE_PSI_MAX_LOCAL_DENSITY_PER_UM2 else "psi"
+        print(f"| {name} ({len(adu)}) | {len(truth) / area:.2f} | {len(rec.localizations) / area:.2f} | "
+              f"{density:.2f} | {psi} |", flush=True)
+
+    print("| data (frames) | true emitters /um^2 | localizations /um^2 | local density /um^2 | psi |")
+    print("|---|--:|--:|--:|---|")
+    for photons in (200.0, 1000.0):
+        rng = np.random.default_rng(31 + int(photons))
+        xy = 10 + rng.uniform(-2, 2, size=(16, 2))
+        omega = expected_photons(xy[:, :1], xy[:, 1:], np.full((16, 1), photons), (20, 20), 0.92, 10.0)
+        row(f"MCMC check, {photons:.0f} photons", CameraModel(1.0, 100.0, 0.0).expose(omega, rng), xy,
+            psf_sigma_px=0.92, read_noise_e=0.0)
+    for name, n in (("low", 16), ("paper", 16), ("high", 4)):
+        sim = dataset(name, n)
+        row(f"accuracy {name}", sim.adu, sim.truth)
+    for name, kw in VALIDATION.items():
+        for n in (4, 16):
+            sim = simulate_stack(SimulationConfig(n_frames=n, offset_adu=100.0, gain_adu_per_photon=1.0, **kw))
+            row(name, sim.adu, sim.truth)
+
+
 def speed(args) -> None:
     print("| frame | emitters/um^2 | frames | seconds/frame | network evaluations |")
     print("|---|---|---|---|---|")
@@ -270,6 +305,7 @@ def main() -> None:
     parser.add_argument("--calibrate", type=int, default=0,
                         help="validation emitters per photon level for the scale calibration of a scaled psi file")
     parser.add_argument("--write", metavar="FILE", help="with --calibrate: write the psi file with it here")
+    parser.add_argument("--densities", action="store_true", help="what --psi auto sees on the benchmark sets")
     parser.add_argument("--speed", action="store_true")
     parser.add_argument("--tiles", action="store_true", help="tile core and halo at the chosen sampler")
     parser.add_argument("--core", type=int, help="tile core (camera px) for --choose/--mcmc/--speed")
@@ -291,16 +327,10 @@ def main() -> None:
     import torch
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; psi {args.psi}, phi {args.phi}")
-    if args.choose:
-        choose(args)
-    if args.tiles:
-        tiles(args)
-    if args.mcmc:
-        mcmc_check(args)
-    if args.calibrate:
-        calibrate(args)
-    if args.speed:
-        speed(args)
+    for wanted, task in ((args.choose, choose), (args.tiles, tiles), (args.mcmc, mcmc_check),
+                         (args.calibrate, calibrate), (args.densities, densities), (args.speed, speed)):
+        if wanted:
+            task(args)
 
 
 if __name__ == "__main__":

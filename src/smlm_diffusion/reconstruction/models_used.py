@@ -12,7 +12,7 @@ from .settings import Reconstruction
 
 #: psi_model="auto" takes the sparse-prior psi up to this local density (``local_density``,
 #: emitters per um^2): 0.7 x the top of its training prior (0.5). Measured on the first 4-16
-#: frames of the validation and benchmark sets: isolated emitters 0.03-0.11, sparse uniform
+#: frames of the validation and benchmark sets: isolated emitters 0.03-0.12, sparse uniform
 #: sets 0.19-0.30; the paper's disc of faint emitters 0.43-0.86 (its localizations alone say
 #: 0.27-0.54 per um^2 over the frame: they merge), 1 per um^2 1.1 (docs/models.md, thirteenth session)
 SPARSE_PSI_MAX_LOCAL_DENSITY_PER_UM2 = 0.35
