@@ -70,3 +70,24 @@ def test_an_unreachable_scheduler_is_one_sentence(tmp_path, capsys, monkeypatch)
     assert code != 0
     err = capsys.readouterr().err
     assert "Dask scheduler at tcp://127.0.0.1:1" in err and "Traceback" not in err
+
+
+def test_cluster_tasks_sample_with_the_psi_the_first_task_chose(tmp_path, cluster):
+    """--psi auto on a cluster: the first task chooses (here psi-sparse: the movie starts
+    sparse) and every later task samples with that choice, as the single-process run does,
+    although the later frames alone are dense enough for psi v9."""
+    from smlm_diffusion.reconstruction import ReconstructionSettings, reconstruct
+    from smlm_diffusion.reconstruction.distributed import reconstruct_on_cluster
+
+    parts = [simulate_stack(SimulationConfig(n_frames=2, height_px=32, width_px=32, density_per_um2=density,
+                                             photons=1500.0, background_photons=15.0, offset_adu=100.0, seed=12),
+                            quantize=True).adu for density in (0.2, 3.0)]
+    movie = write_stack(tmp_path / "sparse_then_dense.tif", np.concatenate(parts), 108.0)
+    settings = ReconstructionSettings(offset_adu=100.0, device="cpu", psf_sigma_px=1.0, chunk_frames=2, seed=2)
+    settings.sampler.n_samples = 2
+    with TiffStack(movie) as stack:
+        single = reconstruct(stack, settings)
+    spread = reconstruct_on_cluster(str(movie), TiffStack, settings, cluster, task_frames=2)
+    assert single.psi_model == spread.psi_model == "psi-sparse" and spread.psi_choice == single.psi_choice
+    assert spread.frames == [1, 2, 3, 4] and spread.render_variance.max() > 0
+    assert np.allclose(spread.render_variance, single.render_variance, rtol=1e-5)
