@@ -28,7 +28,8 @@ def local_density(tables: list[Localizations], shape_px: tuple[int, int], pixel_
     counts them, and a clustered movie is judged by its clusters, not its empty area."""
     rows, cols = shape_px
     radius_px = LOCAL_RADIUS_UM * 1000.0 / pixel_size_nm
-    centres_r, centres_c = np.mgrid[:rows, :cols] + 0.5
+    reach = int(np.ceil(radius_px)) + 1
+    offsets = np.arange(-reach, reach + 1)
     px_um2 = (pixel_size_nm / 1000.0) ** 2
     values = []
     for table in tables:
@@ -39,9 +40,13 @@ def local_density(tables: list[Localizations], shape_px: tuple[int, int], pixel_
         near = np.hypot(xy[:, None, 0] - xy[None, :, 0], xy[:, None, 1] - xy[None, :, 1]) < radius_px
         np.fill_diagonal(near, False)
         emitters = near @ mass + (mass - 1.0)
-        for (x, y), count in zip(xy, emitters):
-            inside = np.count_nonzero(np.hypot(centres_c - x, centres_r - y) < radius_px) * px_um2
-            values.append(count / max(inside, px_um2))
+        # the disc's pixels (centres within the radius) that lie inside the frame, per localization
+        col = np.floor(xy[:, 0])[:, None, None] + offsets[None, None, :]
+        row = np.floor(xy[:, 1])[:, None, None] + offsets[None, :, None]
+        in_disc = np.hypot(col + 0.5 - xy[:, 0, None, None], row + 0.5 - xy[:, 1, None, None]) < radius_px
+        in_frame = (col >= 0) & (col < cols) & (row >= 0) & (row < rows)
+        inside = np.count_nonzero(in_disc & in_frame, axis=(1, 2)) * px_um2
+        values.extend(emitters / np.maximum(inside, px_um2))
     return float(np.mean(values)) if values else 0.0
 
 
