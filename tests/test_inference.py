@@ -398,3 +398,26 @@ def test_local_density_counts_neighbours_and_merged_mass_over_the_disc_inside_th
     # in a corner only a quarter of the disc lies inside the frame
     corner = local_density([table([0.01, 0.01], [0.01, 5.0])], shape, px)
     assert 2.0 / np.pi < corner < 4.0 / np.pi
+
+
+def test_auto_psi_refuses_a_sparse_model_that_reads_other_inputs_in_one_sentence():
+    """The run is set up for the bundled psi's inputs and plan: an installed psi-sparse that
+    reads or samples differently is refused in one sentence, not sampled wrongly."""
+    from types import SimpleNamespace
+
+    from smlm_diffusion.errors import SmlmInputError
+    from smlm_diffusion.reconstruction import Reconstruction, ReconstructionSettings
+    from smlm_diffusion.reconstruction.models_used import choose_psi
+
+    def model(frame_channels):
+        return SimpleNamespace(module=SimpleNamespace(config={"target": "scaled", "condition": "refined",
+                                                              "frame_channels": frame_channels, "prediction": "v"}))
+
+    result = Reconstruction(settings=ReconstructionSettings(), shape_px=(16, 16))
+    result.psf_sigma_px = 1.0
+    empty = (np.zeros((1, 64, 64)), np.full((1, 16, 16), 5.0), np.full((1, 16, 16), 5.0), 0, {})
+    psi = model(4)
+    assert choose_psi(result, psi, lambda name: model(4), *empty) is not psi  # sparse: the sparse one
+    assert result.psi_model == "psi-sparse"
+    with pytest.raises(SmlmInputError, match="does not read the same inputs"):
+        choose_psi(result, psi, lambda name: model(3), *empty)

@@ -3,13 +3,14 @@
 The movie is cut into tasks of whole engine chunks (``task_frames``, a multiple of
 ``settings.chunk_frames``, so every chunk sees the same frames as in a single-machine
 run). A first small task on the first chunk checks the camera, measures the PSF width and
-(``psi_model="auto"``) chooses psi exactly as a single run does; every task then runs the ordinary engine with those values
-fixed, and each worker process loads the models once (``engine.cached_model``). Results
-are added up as they arrive and written in frame order: the localizations equal a
-single-machine run's with the same seed (posterior noise depends only on seed, frame
-and tile), the renders up to the order of summation (float rounding), and the run
-record's timings are worker seconds summed over tasks plus the wall time. Every worker must be able to read the movie at the same path and have this
-package installed.
+(``psi_model="auto"``) chooses psi exactly as a single run does; every task then runs the
+ordinary engine with those values fixed, and each worker process loads the models once
+(``engine.cached_model``). Results are added up as they arrive and written in frame order:
+the localizations equal a single-machine run's with the same seed (posterior noise depends
+only on seed, frame and tile), the renders up to the order of summation (float rounding),
+and the run record's timings are worker seconds summed over tasks plus the wall time.
+Every worker must be able to read the movie at the same path and have this package
+installed.
 """
 
 from __future__ import annotations

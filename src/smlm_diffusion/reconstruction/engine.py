@@ -184,8 +184,8 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
                 measured = _measure_psf(result, estimates[:n] / kde_scale, photons[:n], background[:n], chunk_start)
                 timing["psf_sigma"] = time.perf_counter() - t
                 if auto_psi:
-                    psi = choose_psi(result, psi, lambda name: cached_model(name, device), estimates[:n] / kde_scale, photons[:n], background[:n],
-                                      chunk_start, measured)
+                    psi = choose_psi(result, psi, lambda name: cached_model(name, device), estimates[:n] / kde_scale,
+                                     photons[:n], background[:n], chunk_start, measured)
             result.network_evaluations += len(estimates)
             tables = None
             if psi is None:  # phi path: the chunk's candidates and fits in batches, one per thread

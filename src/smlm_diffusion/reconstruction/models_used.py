@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import SmlmInputError
 from ..localizations import Localizations
 from .refine import kde_candidates, refine_frames
 from .settings import Reconstruction
@@ -110,4 +111,12 @@ def choose_psi(result: Reconstruction, psi, load, kdes: np.ndarray, photons: np.
     result.psi_model = SPARSE_PSI if sparse else "psi"
     result.psi_choice = (f"local density {density:.2f} emitters per um^2 in the first {len(tables)} frames; "
                          f"{SPARSE_PSI} (for up to {limit:g}) " + ("is used" if sparse else "is not"))
-    return load(SPARSE_PSI) if sparse else psi
+    if not sparse:
+        return psi
+    chosen = load(SPARSE_PSI)
+    # the run was set up for psi's inputs and plan: the sparse one must read and sample alike
+    same = ("target", "condition", "frame_channels", "prediction")
+    if any(chosen.module.config.get(k) != psi.module.config.get(k) for k in same):
+        raise SmlmInputError(f"the installed {SPARSE_PSI} model does not read the same inputs as psi; "
+                             "reinstall napari-smlm-diffusion or name the psi model (--psi psi)")
+    return chosen
