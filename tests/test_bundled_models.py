@@ -145,9 +145,9 @@ def test_auto_psi_follows_the_movies_detection_density(density, expected):
     """psi_model="auto": a movie whose first frames' local density is at most 0.35 emitters
     per um^2 gets psi-sparse (trained on 0.05-0.5 emitters per um^2), a denser one the
     bundled psi; the choice and its reason are recorded, and a named psi is used as given."""
-    from smlm_diffusion.models.store import load_model, trained_density_per_um2
+    from smlm_diffusion.models.store import load_model
 
-    assert trained_density_per_um2(load_model("psi-sparse")) == (0.05, 0.5)
+    assert load_model("psi-sparse").training["domain"]["density_per_um2"] == [0.05, 0.5]
     cfg = SimulationConfig(n_frames=2, height_px=32, width_px=32, density_per_um2=density, photons=1000.0,
                            background_photons=10.0, offset_adu=100.0, seed=7)
     sim = simulate_stack(cfg)

@@ -35,7 +35,7 @@ KINDS = {"phi": build_phi, "psi": build_psi, "structures": build_psi}  # structu
 BUNDLED = {"phi": "phi", "psi": "psi", "psi-sparse": "psi"}
 #: the bundled psi trained on a sparse prior (``train psi --density 0.05 0.5``): it hedges less
 #: for unresolved neighbours, as sparse data warrant; ``reconstruct`` chooses it for movies
-#: whose first frames are sparse (``psi_model="auto"``, engine.SPARSE_PSI_MAX_LOCALIZATIONS_PER_UM2)
+#: whose first frames are sparse (``psi_model="auto"``, models_used.SPARSE_PSI_MAX_LOCAL_DENSITY_PER_UM2)
 SPARSE_PSI = "psi-sparse"
 
 
@@ -102,12 +102,6 @@ def load_model(name_or_path: str | Path, device: str | torch.device = "cpu") -> 
     schedule = NoiseSchedule(**payload["schedule"]) if "schedule" in payload else None
     module.eval().to(device)
     return LoadedModel(kind, module, payload["normalisation"], payload.get("training", {}), schedule, path)
-
-
-def trained_density_per_um2(model: LoadedModel) -> tuple[float, float] | None:
-    """The emitter density range (per um^2) of the model's training prior, from its file."""
-    density = model.training.get("domain", {}).get("density_per_um2")
-    return (float(density[0]), float(density[1])) if density else None
 
 
 def scale_calibration(model: LoadedModel) -> float:

@@ -22,8 +22,8 @@ from ..localizations import Localizations
 from .camera_check import check_camera
 from .models_used import choose_psi, full_sampling_warning, pairing_warning, phi_name
 from .settings import FrameResult, ProgressEvent, Reconstruction, ReconstructionSettings
-from .refine import (FALLBACK_PSF_SIGMA_PX, kde_candidates, movie_psf_sigma, posterior_candidates, refine_frame,
-                     refine_frames, refined_psi_input, worker_threads)
+from .refine import (FALLBACK_PSF_SIGMA_PX, chunk_candidates, kde_candidates, movie_psf_sigma,
+                     posterior_candidates, refine_frame, refine_frames, refined_psi_input, worker_threads)
 
 UPSAMPLING = 4
 #: the PSF width is measured on the spots of the first frames (at most 200 spots)
@@ -273,10 +273,7 @@ def _localize_chunk(kdes: np.ndarray, photons: np.ndarray, background: np.ndarra
     parallel = worker_threads() > 1
 
     def part(indices: range) -> list[Localizations]:
-        candidates = [measured.get(chunk_start + i + 1) for i in indices]
-        candidates = [c if c is not None else
-                      kde_candidates(kdes[i], photons[i], background[i], chunk_start + i + 1, settings)
-                      for i, c in zip(indices, candidates)]
+        candidates = chunk_candidates(kdes, photons, background, chunk_start, measured, settings, indices)
         job = (candidates, photons[indices.start:indices.stop], background[indices.start:indices.stop],
                psf_sigma_px, settings)
         tables = refine_frames_in_helper(*job) if parallel and indices.start > 0 else None

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..errors import SmlmInputError
 from ..localizations import Localizations
-from .refine import kde_candidates, refine_frames
+from .refine import chunk_candidates, refine_frames
 from .settings import Reconstruction
 
 #: psi_model="auto" takes the sparse-prior psi up to this local density (``local_density``,
@@ -99,9 +99,7 @@ def choose_psi(result: Reconstruction, psi, load, kdes: np.ndarray, photons: np.
     if not bundled_path(SPARSE_PSI).is_file():  # an installation without it: the bundled psi
         result.psi_model, result.psi_choice = "psi", f"{SPARSE_PSI} is not installed"
         return psi
-    candidates = [measured.get(first_index + i + 1) for i in range(len(kdes))]
-    candidates = [c if c is not None else kde_candidates(kdes[i], photons[i], background[i], first_index + i + 1,
-                                                         settings) for i, c in enumerate(candidates)]
+    candidates = chunk_candidates(kdes, photons, background, first_index, measured, settings)
     # the fitted localizations (split where two emitters explain a spot better, detection knob
     # applied), weighted by phi's mass: phi's candidates alone count noise at 200 photons
     tables = refine_frames(candidates, photons, background, result.psf_sigma_px, settings)

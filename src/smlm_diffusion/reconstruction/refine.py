@@ -57,6 +57,16 @@ def kde_candidates(mean: np.ndarray, photons: np.ndarray, background: np.ndarray
     return locs
 
 
+
+def chunk_candidates(kdes: np.ndarray, photons: np.ndarray, background: np.ndarray, first_index: int,
+                     measured: dict[int, Localizations], settings, indices=None) -> list[Localizations]:
+    """``kde_candidates`` of a chunk's frames (``indices`` into it; default all), reusing those
+    already found for a frame (``measured``, by 1-based frame number: the PSF measurement's)."""
+    indices = range(len(kdes)) if indices is None else indices
+    found = [measured.get(first_index + i + 1) for i in indices]
+    return [c if c is not None else kde_candidates(kdes[i], photons[i], background[i], first_index + i + 1, settings)
+            for i, c in zip(indices, found)]
+
 def posterior_candidates(phi_candidates: Localizations, mean_candidates: Localizations, radius_px: float,
                          pixel_size_nm: float) -> Localizations:
     """The posterior path's candidates: phi's, and those of the posterior mean with none of
