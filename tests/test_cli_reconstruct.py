@@ -30,10 +30,15 @@ def test_reconstruct_writes_all_outputs(movie, tmp_path, tiny_models, capsys):
     assert record["settings"]["pixel_size_nm"] == 100.0 and record["settings"]["gain_adu_per_photon"] == 1.5
     assert record["settings"]["frames"] == [1, 3] and "torch" in record and record["timings_s"]["total"] > 0
     assert record["psi"] == {"model": tiny_models["psi"], "choice": ""}  # named: used as given
-    with TiffStack(out / "render.tif") as render:
+    with TiffStack(out / "render_kde.tif") as render:  # the KDE sum on the 4x grid
         assert render.shape == (1, 84, 104) and render.metadata.pixel_size_nm == pytest.approx(25.0)
+    with TiffStack(out / "render.tif") as render:  # the precision render: a tenth of a camera pixel
+        assert render.shape == (1, 210, 260) and render.metadata.pixel_size_nm == pytest.approx(10.0)
+        image = render.read(0, 1)[0]
+    locs = read_localizations_csv(out / "localizations.csv")  # parses (may be empty with untrained models)
+    assert image.sum() == pytest.approx(len(locs), abs=0.01 * len(locs) + 1e-6)  # one unit of mass per row
     assert (out / "render_variance.tif").exists()
-    read_localizations_csv(out / "localizations.csv")  # parses (may be empty with untrained models)
+    assert record["pictures"] == {"render_pixel_nm": 10.0, "kde_support": "localizations"}
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary leftovers
 
 
@@ -89,7 +94,9 @@ def test_wrong_gain_is_reported_and_camera_auto_uses_the_estimate(gradient_movie
     record = json.loads((out / "run.json").read_text())
     assert record["camera"]["estimate"]["gain_adu_per_photon"] == pytest.approx(3.0, rel=0.15)
     assert record["camera"]["used"]["gain_adu_per_photon"] == 1.0 and record["warnings"] == [warnings[0][9:]]
-    assert record["detection"]["min_photons"] == 200.0
+    detection = record["detection"]
+    assert detection["false_alarm"] == 1e-3 and detection["min_photons"] == 0.0 and "chi2" in detection["null"]
+    assert detection["rows"] == record["localizations"]
     assert record["psf"] == {"sigma_px": 0.92, "source": "given"}
 
     auto = tmp_path / "auto"

@@ -134,7 +134,8 @@ def test_reconstruct_odd_sizes_2d_and_stacks(tiny_models, psi_name):
     sim = _stack()
     rec = reconstruct(sim.adu, _settings(tiny_models, keep_frame_kdes=True, psi_model=tiny_models[psi_name]))
     assert rec.completed and rec.frames == [1, 2]
-    assert rec.render.shape == (92, 124) and rec.render_variance.shape == (92, 124)
+    assert rec.render_kde.shape == (92, 124) and rec.render_variance.shape == (92, 124)
+    assert rec.render.shape == (230, 310) and rec.render_pixel_nm == pytest.approx(10.8)  # a tenth of a camera px
     assert set(rec.mean_kdes) == {1, 2} and rec.variance_kdes[1].min() >= 0
     single = reconstruct(sim.adu[0], _settings(tiny_models, posterior=False))
     assert single.completed and single.frames == [1] and single.render_variance is None
@@ -164,7 +165,8 @@ def test_stop_keeps_finished_frames(tiny_models):
 def test_frame_range_and_region(tiny_models):
     sim = _stack(5)
     rec = reconstruct(sim.adu, _settings(tiny_models, posterior=False, frames=(2, 4), region=(3, 15, 4, 20)))
-    assert rec.frames == [3, 4] and rec.render.shape == (48, 64) and rec.origin_px == (3, 4)
+    assert rec.frames == [3, 4] and rec.render_kde.shape == (48, 64) and rec.origin_px == (3, 4)
+    assert rec.render.shape == (120, 160)  # the region at a tenth of a camera pixel
     with pytest.raises(SmlmInputError, match="outside the stack"):
         reconstruct(sim.adu, _settings(tiny_models, frames=(3, 9)))
     with pytest.raises(SmlmInputError, match="region"):

@@ -153,10 +153,16 @@ def test_whole_stack_layers_exist_from_the_start_and_go_if_no_frame_finishes(mak
     result = widget._run_handle.result
     empty = {kwargs["name"]: (data, kwargs) for data, kwargs, _ in
              placeholder_layers(widget._run_handle, raw.scale, raw.translate, True, "movie.tif")}
-    assert set(empty) == {"localizations [movie.tif]", "render [movie.tif]"}  # phi only: no per-frame KDE layer
-    assert np.allclose(viewer.layers["render [movie.tif]"].data, result.render)  # filled by the run
-    assert np.allclose(viewer.layers["render [movie.tif]"].translate, empty["render [movie.tif]"][1]["translate"])
-    assert not np.any(empty["render [movie.tif]"][0]) and len(empty["localizations [movie.tif]"][0]) == 0
+    # phi only: no per-frame KDE layer; the precision render comes with the finished table
+    assert set(empty) == {"localizations [movie.tif]", "render KDE [movie.tif]"}
+    assert np.allclose(viewer.layers["render KDE [movie.tif]"].data, result.render_kde)  # filled by the run
+    assert np.allclose(viewer.layers["render KDE [movie.tif]"].translate,
+                       empty["render KDE [movie.tif]"][1]["translate"])
+    assert not np.any(empty["render KDE [movie.tif]"][0]) and len(empty["localizations [movie.tif]"][0]) == 0
+    render = viewer.layers["render [movie.tif]"]
+    assert np.allclose(render.data, result.render) and render.metadata["render_pixel_nm"] == result.render_pixel_nm
+    # the points above every image, so that each layer stays visible
+    assert viewer.layers.index("localizations [movie.tif]") > viewer.layers.index("render [movie.tif]")
 
     for layer in [layer for layer in viewer.layers if layer is not raw]:
         layer.name = "earlier " + layer.name  # (kept: napari 0.9 under software OpenGL can crash on removal)
@@ -420,7 +426,8 @@ def test_reconstruct_widget_whole_stack_keeps_the_gui_live(make_napari_viewer, q
                 frame_layers(widget._live.latest, result, raw.scale, raw.translate, True, "long.tif")}
     assert np.allclose(points.data, expected["localizations [long.tif]"][0])
     assert np.allclose(points.features["uncertainty_xy_nm"], locs.uncertainty_xy_nm, equal_nan=True)
-    assert np.allclose(viewer.layers["render [long.tif]"].data, result.render.astype(np.float32))
+    assert np.allclose(viewer.layers["render KDE [long.tif]"].data, result.render_kde.astype(np.float32))
+    assert np.allclose(viewer.layers["render [long.tif]"].data, result.render)
     # phi only over many frames: no layer of the latest frame's KDE (it would not follow the slider)
     assert not any(layer.name.startswith("phi estimate") for layer in viewer.layers)
 
@@ -440,7 +447,8 @@ def test_live_layers_refresh_at_a_bounded_rate_and_catch_up():
     assert not pacer.due(1.9) and pacer.due(2.0)  # a 0.2 s refresh: 2 s apart, not 0.5 s
 
     now = [0.0]
-    result = Reconstruction(ReconstructionSettings(), shape_px=(8, 8), render=np.zeros((32, 32)), frames_requested=6)
+    result = Reconstruction(ReconstructionSettings(), shape_px=(8, 8), render_kde=np.zeros((32, 32)),
+                            frames_requested=6)
     run = SimpleNamespace(result=result)
     live = LiveLayers(run, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), True, "raw", clock=lambda: now[0],
                       pacer=RefreshPacer(min_interval_s=0.5))
@@ -450,7 +458,7 @@ def test_live_layers_refresh_at_a_bounded_rate_and_catch_up():
                              uncertainty_xy_nm=np.full(frame, 10.0))
         result.frame_tables.append(locs)
         result.frames.append(frame)
-        result.render += 1.0
+        result.render_kde += 1.0
         kde = np.full((32, 32), float(frame), np.float32)
         refresh = live.observe(ProgressEvent(frame, 6, FrameResult(frame, kde, None, locs), f"frame {frame}"))
         if refresh is not None:
@@ -462,7 +470,7 @@ def test_live_layers_refresh_at_a_bounded_rate_and_catch_up():
     assert final.frames == 6 and live.catch_up(after=6) is None
     layers = {kwargs["name"]: data for data, kwargs, _ in final.layers}
     assert len(layers["localizations [raw]"]) == 21 and "phi estimate [raw]" not in layers  # phi path, 6 frames
-    assert np.all(layers["render [raw]"] == 6)
+    assert np.all(layers["render KDE [raw]"] == 6) and "render [raw]" not in layers  # drawn when the run ends
 
     clock = RunClock()
     assert clock.update(1, 100, 1, now=10.0) == "estimating speed…"

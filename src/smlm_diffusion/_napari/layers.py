@@ -17,11 +17,18 @@ UPSAMPLING = 4
 
 def kde_transform(raw_scale, raw_translate, origin_px=(0, 0)) -> tuple[list[float], list[float]]:
     """(scale, translate) of a 2D 4x layer aligned with a raw layer (last two axes)."""
+    return fine_grid_transform(raw_scale, raw_translate, origin_px, UPSAMPLING)
+
+
+def fine_grid_transform(raw_scale, raw_translate, origin_px=(0, 0), factor: float = UPSAMPLING
+                        ) -> tuple[list[float], list[float]]:
+    """(scale, translate) of a 2D layer on a grid ``factor`` times finer than the camera,
+    its top-left corner at the camera pixel ``origin_px``, aligned with a raw layer."""
     s = np.asarray(raw_scale, float)[-2:]
     t = np.asarray(raw_translate, float)[-2:]
     origin = np.asarray(origin_px, float)
-    translate = t + s * (origin + (0.5 / UPSAMPLING - 0.5))
-    return list(s / UPSAMPLING), list(translate)
+    translate = t + s * (origin + (0.5 / factor - 0.5))
+    return list(s / factor), list(translate)
 
 
 def points_world(locs: Localizations, pixel_size_nm: float, raw_scale=(1.0, 1.0), raw_translate=(0.0, 0.0),

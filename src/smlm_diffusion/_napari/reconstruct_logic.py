@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..inference.sampling_settings import SamplerSettings
-from ..reconstruction.settings import (DEFAULT_MIN_PHOTONS, FrameResult, ProgressEvent, Reconstruction,
+from ..reconstruction.settings import (DEFAULT_FALSE_ALARM, DEFAULT_MIN_PHOTONS, FrameResult, ProgressEvent, Reconstruction,
                                        ReconstructionSettings)
-from .layers import UPSAMPLING, kde_transform, points_features, points_world, robust_contrast
+from .layers import UPSAMPLING, fine_grid_transform, kde_transform, points_features, points_world, robust_contrast
 
 SCOPES = ("current frame", "visible region", "frame range", "whole stack")
 #: widget labels of ReconstructionSettings.camera
@@ -22,7 +22,7 @@ CAMERA_CHOICES = ("as given", "estimate from movie")
 def build_settings(values: dict, n_frames: int, current_frame: int = 0,
                    visible_region: tuple[int, int, int, int] | None = None) -> ReconstructionSettings:
     """``values``: pixel_size_nm, offset_adu, gain, camera (a CAMERA_CHOICES label), emccd,
-    min_photons, psf_sigma_px (0 or missing: measured on the movie), scope, first_frame,
+    false_alarm, min_photons, render_pixel_nm (0: a tenth of a camera pixel), psf_sigma_px (0 or missing: measured on the movie), scope, first_frame,
     last_frame (1-based, inclusive), posterior, chains, accelerated, seed, device.
     ``current_frame`` is 0-based."""
     scope = values.get("scope", "current frame")
@@ -44,6 +44,8 @@ def build_settings(values: dict, n_frames: int, current_frame: int = 0,
         gain_adu_per_photon=float(values["gain"]), frames=frames, region=region,
         camera="auto" if values.get("camera") == CAMERA_CHOICES[1] else "given", emccd=bool(values.get("emccd", False)),
         min_photons=float(values.get("min_photons", DEFAULT_MIN_PHOTONS)),
+        false_alarm=float(values.get("false_alarm", DEFAULT_FALSE_ALARM)),
+        render_pixel_nm=float(values.get("render_pixel_nm", 0.0)),
         psf_sigma_px=float(values["psf_sigma_px"]) if values.get("psf_sigma_px") else None,
         posterior=bool(values.get("posterior", True)), sampler=sampler, seed=int(values.get("seed", 0)),
         device=str(values.get("device", "cpu")))
@@ -145,10 +147,18 @@ def frame_layers(event_result: FrameResult, run_result: Reconstruction, raw_scal
     layers.append((coords, {"name": f"localizations [{source_name}]", "features": features, "size": 0.5,
                             "border_width": 0, "metadata": meta, **colour}, "points"))
     if len(run_result.frames) > 1 or run_result.frames_requested > 1:
-        layers.append((run_result.render.astype(np.float32),
-                       {"name": f"render [{source_name}]", "scale": scale, "translate": translate,
-                        "colormap": "magma", "metadata": meta,
-                        "contrast_limits": robust_contrast(run_result.render)}, "image"))
+        # the KDE render below the precision render, the points above both (added last by the widget)
+        layers.append((run_result.render_kde.astype(np.float32),
+                       {"name": f"render KDE [{source_name}]", "scale": scale, "translate": translate,
+                        "colormap": "magma", "metadata": meta, "visible": run_result.render is None,
+                        "contrast_limits": robust_contrast(run_result.render_kde)}, "image"))
+        if run_result.render is not None:  # drawn from the whole table at the end of the run
+            factor = s.pixel_size_nm / run_result.render_pixel_nm
+            fine_scale, fine_translate = fine_grid_transform(raw_scale, raw_translate, run_result.origin_px, factor)
+            layers.append((run_result.render, {
+                "name": f"render [{source_name}]", "scale": fine_scale, "translate": fine_translate,
+                "colormap": "magma", "contrast_limits": robust_contrast(run_result.render),
+                "metadata": {**meta, "render_pixel_nm": run_result.render_pixel_nm}}, "image"))
         if run_result.render_variance is not None:
             layers.append((run_result.render_variance.astype(np.float32),
                            {"name": f"render variance [{source_name}]", "scale": scale, "translate": translate,
@@ -168,7 +178,7 @@ def placeholder_layers(run, raw_scale, raw_translate, raw_is_stack: bool, source
     h, w = r1 - r0, c1 - c0
     shape = (h * UPSAMPLING, w * UPSAMPLING)
     posterior = run.settings.posterior
-    empty = Reconstruction(settings=run.settings, shape_px=(h, w), origin_px=(r0, c0), render=np.zeros(shape),
+    empty = Reconstruction(settings=run.settings, shape_px=(h, w), origin_px=(r0, c0), render_kde=np.zeros(shape),
                            render_variance=np.zeros(shape) if posterior else None,
                            frames_requested=run.stop - run.start)
     zeros = np.zeros(shape, np.float32)

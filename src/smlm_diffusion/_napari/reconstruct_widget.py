@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, ProgressBar, PushButton, SpinBox
 
 from . import persist
-from ..reconstruction.settings import DEFAULT_MIN_PHOTONS
+from ..reconstruction.settings import DEFAULT_FALSE_ALARM, DEFAULT_MIN_PHOTONS
 from .reconstruct_logic import (CAMERA_CHOICES, FRAME_KDES_MAX_BYTES, SCOPES, LiveLayers, LiveUpdate, RunClock,
                                 build_settings, frame_kdes_bytes, placeholder_layers, visible_region_from_corners)
 
@@ -46,9 +46,16 @@ class ReconstructWidget(Container):
             "gain": FloatSpinBox(label="gain (ADU/photon)", min=0.001, max=1e4, step=0.01, value=1.0),
             "camera": ComboBox(label="camera values", choices=list(CAMERA_CHOICES), value=CAMERA_CHOICES[0]),
             "emccd": CheckBox(text="EMCCD (excess noise)", value=False),
+            "false_alarm": FloatSpinBox(label="false alarm", min=1e-12, max=1.0, step=1e-4, value=DEFAULT_FALSE_ALARM,
+                                        tooltip="detection: the chance that a background-only candidate passes the "
+                                                "likelihood-ratio test (its p-value threshold)"),
             "min_photons": FloatSpinBox(label="min photons", min=0.0, max=1e6, step=10.0,
                                         value=DEFAULT_MIN_PHOTONS,
-                                        tooltip="detection threshold: photons above the local background"),
+                                        tooltip="a second detection knob: photons above the local background "
+                                                "(0: the test alone decides)"),
+            "render_pixel_nm": FloatSpinBox(label="render pixel (nm)", min=0.0, max=1000.0, step=1.0, value=0.0,
+                                            tooltip="pixel of the render (localizations drawn as wide as their "
+                                                    "precision); 0 = a tenth of a camera pixel"),
             "psf_sigma_px": FloatSpinBox(label="PSF sigma (px)", min=0.0, max=5.0, step=0.01, value=0.0,
                                          tooltip="for the likelihood fit; 0 = measure it on the movie"),
             "scope": ComboBox(label="scope", choices=list(SCOPES), value="current frame"),
@@ -293,6 +300,10 @@ class ReconstructWidget(Container):
         add(data, **kwargs)
         if kind == "points":
             self._points_sent = len(data)
+        else:  # points stay above every image, so that each layer stays visible
+            layers = self._viewer.layers
+            for index in [i for i, other in enumerate(layers) if other._type_string == "points"]:
+                layers.move(index, len(layers))
 
     def _on_finished(self, *_):
         result = getattr(self, "_run_handle", None)

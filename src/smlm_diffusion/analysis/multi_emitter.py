@@ -64,7 +64,7 @@ def split_merged(photons: np.ndarray, background: np.ndarray | float, fit: FitRe
     r0 = np.clip(np.floor(fit.y_px).astype(int) - w, 0, h - size)
     c0 = np.clip(np.floor(fit.x_px).astype(int) - w, 0, wd - size)
     # the neighbours' fitted PSFs are held as background in each window
-    others = _others_in_windows(fit.x_px, fit.y_px, np.where(ok, fit.photons, 0.0), r0, c0, size, sigma_px, f)
+    others = neighbour_psfs_in_windows(fit.x_px, fit.y_px, np.where(ok, fit.photons, 0.0), r0, c0, size, sigma_px, f)
     rows = r0[:, None] + np.arange(size)
     cols = c0[:, None] + np.arange(size)
     data = frame[f[index, None, None], rows[index, :, None], cols[index, None, :]]
@@ -138,7 +138,7 @@ def distinct(x_px: np.ndarray, y_px: np.ndarray, photons: np.ndarray, min_distan
     return keep
 
 
-def _others_in_windows(x, y, n, r0, c0, size, sigma, frame_index=None):
+def neighbour_psfs_in_windows(x, y, n, r0, c0, size, sigma, frame_index=None):
     """(windows, size, size): the sum of N_j PSF_j over every other emitter j of the same
     frame within ``TAIL_SIGMAS`` sigma of window i (neighbour pairs only: memory grows with
     the pairs, not m^2; beyond that a PSF puts < 4e-6 N per pixel in the window)."""

@@ -129,7 +129,7 @@ def _figure(path: Path, first_frame: np.ndarray, result, posterior, pixel_size_n
     axes[3].set_title("localizations, frame 1")
     render = result.render
     axes[4].imshow(render, cmap="magma", vmin=0, vmax=float(np.percentile(render, 99.8)) or None)
-    axes[4].set_title(f"render of {len(result.frames)} frames (4x)")
+    axes[4].set_title(f"render of {len(result.frames)} frames ({result.render_pixel_nm:.3g} nm pixels)")
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])

@@ -18,7 +18,7 @@ from ..io import TiffStack, atomic_path, write_localizations_csv, write_stack
 from ..io.curves import plot_drift, write_frc
 from ..reconstruction import ReconstructionSettings, reconstruct
 from ..reconstruction.postprocess import postprocess
-from ..reconstruction.settings import DEFAULT_MIN_PHOTONS, Reconstruction
+from ..reconstruction.settings import DEFAULT_FALSE_ALARM, DEFAULT_MIN_PHOTONS, Reconstruction
 
 DEFAULT_PIXEL_SIZE_NM, DEFAULT_OFFSET_ADU, DEFAULT_GAIN = 108.0, 100.0, 1.0
 
@@ -37,9 +37,23 @@ def add_parser(sub) -> None:
                         "background (photon transfer). The estimate is always written to run.json, and a stated "
                         "gain more than 2x off it is reported (default given)")
     p.add_argument("--emccd", action="store_true", help="EMCCD camera: excess noise factor 2 in the gain estimate")
+    p.add_argument("--false-alarm", type=float, default=DEFAULT_FALSE_ALARM, metavar="P",
+                   help="detection: keep a candidate when its likelihood-ratio test against 'background only' on "
+                        "the raw frame has a p-value of at most P, the chance that a background-only candidate "
+                        f"passes (default {DEFAULT_FALSE_ALARM:g})")
     p.add_argument("--min-photons", type=float, default=DEFAULT_MIN_PHOTONS,
-                   help="detection threshold: keep localizations with at least this many photons above the "
-                        f"local background (default {DEFAULT_MIN_PHOTONS:g})")
+                   help="a second detection knob: also require this many photons above the local background "
+                        f"(default {DEFAULT_MIN_PHOTONS:g}: the test alone decides)")
+    p.add_argument("--keep-flagged", action="store_true",
+                   help="keep fits flagged as failed, imprecise (worse than a camera pixel) or with runaway "
+                        "photons in the table (fit_flag column; left out by default)")
+    p.add_argument("--render-pixel", type=float, default=0.0, metavar="NM",
+                   help="pixel of render.tif, the localizations drawn each as wide as its precision (default: a "
+                        "tenth of a camera pixel)")
+    p.add_argument("--kde-support", choices=("localizations", "everywhere"), default="localizations",
+                   help="where the KDE pictures (render_kde.tif, render_variance.tif) keep mass: near accepted "
+                        "localizations, weighted by their probability (default), or everywhere as the networks "
+                        "give it")
     p.add_argument("--psf-sigma", type=float, metavar="PX",
                    help="PSF sigma in camera pixels for the likelihood fit (default: measured on the movie's bright "
                         "isolated spots)")
@@ -100,7 +114,8 @@ def run(args) -> int:
             pixel_size_nm=_pick(args.pixel_size, meta.pixel_size_nm, DEFAULT_PIXEL_SIZE_NM),
             offset_adu=_pick(args.offset, meta.offset_adu, DEFAULT_OFFSET_ADU),
             gain_adu_per_photon=_pick(args.gain, meta.gain_adu_per_photon, DEFAULT_GAIN),
-            camera=args.camera, emccd=args.emccd, min_photons=args.min_photons, psf_sigma_px=args.psf_sigma,
+            camera=args.camera, emccd=args.emccd, min_photons=args.min_photons, false_alarm=args.false_alarm,
+            keep_flagged=args.keep_flagged, render_pixel_nm=args.render_pixel, kde_support=args.kde_support, psf_sigma_px=args.psf_sigma,
             read_noise_e=args.read_noise, refine=not args.no_refine,
             frames=parse_frames(args.frames, stack.n_frames), posterior=not args.no_posterior, seed=args.seed,
             device=args.device, precision=args.precision, phi_model=args.phi, psi_model=args.psi, drift=args.drift,
@@ -165,13 +180,41 @@ def write_postprocessing(out: Path, drift, linked, frc) -> None:
         write_frc(out, frc)
 
 
+def detection_record(result: Reconstruction) -> dict:
+    """run.json's detection decision and its evidence: the knobs, the test's null model and
+    the kept rows' probability and p-value spread, and the rule for flagged fits."""
+    from ..analysis.detection import null_scale_and_dof
+
+    s, locs = result.settings, result.localizations
+    probability = np.asarray(locs.extra.get("probability", np.zeros(0)), float)
+    p_values = np.asarray(locs.extra.get("p_value", np.zeros(0)), float)
+    return {"test": "likelihood ratio, emitter vs background only, on the raw frame",
+            "false_alarm": s.false_alarm,
+            "null": "c chi2_k at the PSF width, c = {:.3f}, k = {:.2f}".format(
+                *null_scale_and_dof(result.psf_sigma_px or 1.0)),
+            "min_photons": s.min_photons, "kde_threshold": s.kde_threshold, "keep_flagged": s.keep_flagged,
+            "rows": len(locs), "mean_probability": round(float(probability.mean()), 4) if len(probability) else None,
+            "rows_probability_below_0.5": int((probability < 0.5).sum()),
+            "max_p_value": float(p_values.max()) if len(p_values) else None,
+            "flagged": "fits with fit_flag 1 (failed or ran away), 3 (precision worse than a camera pixel) or 4 "
+                       "(runaway photons) are " + ("kept" if s.keep_flagged else "left out (--keep-flagged keeps them)")}
+
+
 def write_outputs(out: Path, result: Reconstruction, stack_path: str, stack_shape: tuple) -> None:
-    """localizations.csv, render.tif, render_variance.tif (4x grid) and run.json, each atomically."""
+    """localizations.csv, render.tif (precision render), render_kde.tif and render_variance.tif
+    (4x grid) and run.json, each atomically."""
     s = result.settings
     write_localizations_csv(out / "localizations.csv", result.localizations)
+    if result.render is None:
+        result.update_render()
+    info = {"content": "the localizations, each a Gaussian as wide as its precision (localizations per pixel)",
+            "frames": len(result.frames), "render_pixel_nm": result.render_pixel_nm}
+    write_stack(out / "render.tif", result.render[None], result.render_pixel_nm, dtype=np.float32, extra_info=info)
     kde_px = s.pixel_size_nm / 4
-    info = {"content": "sum over frames of the posterior-mean KDE (emitters per 4x pixel)", "frames": len(result.frames)}
-    write_stack(out / "render.tif", result.render.astype(np.float32)[None], kde_px, dtype=np.float32, extra_info=info)
+    info = {"content": "sum over frames of the posterior-mean KDE (emitters per 4x pixel)", "frames": len(result.frames),
+            "kde_support": s.kde_support}
+    write_stack(out / "render_kde.tif", result.render_kde.astype(np.float32)[None], kde_px, dtype=np.float32,
+                extra_info=info)
     if result.render_variance is not None:
         info = {**info, "content": "sum over frames of the per-pixel posterior variance of the KDE"}
         write_stack(out / "render_variance.tif", result.render_variance.astype(np.float32)[None], kde_px,
@@ -184,7 +227,8 @@ def write_outputs(out: Path, result: Reconstruction, stack_path: str, stack_shap
         "settings": s.to_dict(), "device": result.device, "precision": result.precision, "completed": result.completed,
         "frames_done": len(result.frames), "frames_requested": result.frames_requested,
         "localizations": len(result.localizations), "network_evaluations": result.network_evaluations,
-        "detection": {"min_photons": s.min_photons, "kde_threshold": s.kde_threshold},
+        "detection": detection_record(result),
+        "pictures": {"render_pixel_nm": result.render_pixel_nm, "kde_support": s.kde_support},
         "camera": {"used": {"offset_adu": s.offset_adu, "gain_adu_per_photon": s.gain_adu_per_photon,
                             "source": "estimated from the movie" if s.camera == "auto" else "given"},
                    "estimate": result.camera_estimate},

@@ -34,6 +34,7 @@ def _run_task(open_stack, stack_path: str, settings: ReconstructionSettings, cam
     with open_stack(stack_path) as stack:
         result = reconstruct(stack, settings, camera_checked=camera_checked)
     result.mean_kdes, result.variance_kdes = {}, {}
+    result.render = None  # drawn once from the whole table (_Merged.finish)
     return result
 
 
@@ -50,7 +51,7 @@ class _Merged:
     def __init__(self, settings: ReconstructionSettings, probe: Reconstruction, frames_requested: int) -> None:
         self.result = Reconstruction(settings=settings, shape_px=probe.shape_px, origin_px=probe.origin_px,
                                      device=probe.device, precision=probe.precision,
-                                     render=np.zeros_like(probe.render),
+                                     render_kde=np.zeros_like(probe.render_kde),
                                      render_variance=None if probe.render_variance is None
                                      else np.zeros_like(probe.render_variance), frames_requested=frames_requested)
         self.result.psf_sigma_px, self.result.psf_sigma_source = probe.psf_sigma_px, probe.psf_sigma_source
@@ -63,7 +64,8 @@ class _Merged:
         result = self.result
         for frame, table in zip(part.frames, part.frame_tables):
             self.tables[frame] = table
-        result.render += part.render
+        result.render_kde += part.render_kde
+        result.candidate_p_values.extend(part.candidate_p_values)
         if result.render_variance is not None:
             result.render_variance += part.render_variance
         result.network_evaluations += part.network_evaluations
@@ -82,6 +84,8 @@ class _Merged:
         result.frames = sorted(self.tables)
         result.frame_tables = [self.tables[f] for f in result.frames]
         result.completed = self.all_completed and len(result.frames) == result.frames_requested
+        result.finish_probability()
+        result.update_render()
         return result
 
 

@@ -21,8 +21,9 @@ from ..errors import SmlmInputError
 from ..localizations import Localizations
 from .camera_check import check_camera
 from .models_used import choose_psi, full_sampling_warning, pairing_warning, phi_name
+from .pictures import restrict_kdes
 from .settings import FrameResult, ProgressEvent, Reconstruction, ReconstructionSettings
-from .refine import (FALLBACK_PSF_SIGMA_PX, chunk_candidates, kde_candidates, movie_psf_sigma,
+from .refine import (FALLBACK_PSF_SIGMA_PX, chunk_candidates, decide, kde_candidates, movie_psf_sigma,
                      posterior_candidates, refine_frame, refine_frames, refined_psi_input, worker_threads)
 
 UPSAMPLING = 4
@@ -124,7 +125,7 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
     h, w = r1 - r0, c1 - c0
     result = Reconstruction(settings=settings, shape_px=(h, w), origin_px=(r0, c0), device=str(device),
                             precision="float32" if dtype is None else "bfloat16",
-                            render=np.zeros((h * UPSAMPLING, w * UPSAMPLING)),
+                            render_kde=np.zeros((h * UPSAMPLING, w * UPSAMPLING)),
                             render_variance=np.zeros((h * UPSAMPLING, w * UPSAMPLING)) if psi else None,
                             frames_requested=stop - start)
     result.camera_estimate = camera.to_dict() if camera is not None else None
@@ -191,7 +192,7 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
             if psi is None:  # phi path: the chunk's candidates and fits in batches, one per thread
                 t = time.perf_counter()
                 tables = _localize_chunk(estimates / kde_scale, photons, background, chunk_start, measured,
-                                         result.psf_sigma_px, settings)
+                                         result.psf_sigma_px, settings, result.candidate_p_values)
                 timing["localize"] += time.perf_counter() - t
             for offset, estimate in enumerate(estimates):
                 frame = chunk_start + offset + 1
@@ -235,13 +236,15 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
                         phi_found, kde_candidates(mean, photons[offset], background[offset], frame, settings),
                         settings.match_radius_px, settings.pixel_size_nm)
                     locs = refine_frame(candidates, photons[offset], background[offset], result.psf_sigma_px,
-                                        settings, samples, kde_scale)
+                                        settings, samples, kde_scale, result.candidate_p_values)
+                if settings.kde_support == "localizations":  # the pictures hold what the table holds
+                    mean, variance = restrict_kdes(mean, variance, locs, settings.pixel_size_nm, UPSAMPLING)
                 locs.x_nm += c0 * settings.pixel_size_nm
                 locs.y_nm += r0 * settings.pixel_size_nm
                 timing["localize"] += time.perf_counter() - t
                 result.frame_tables.append(locs)
                 result.frames.append(frame)
-                result.render += mean
+                result.render_kde += mean
                 if variance is not None:
                     result.render_variance += variance
                 if result.block_frames:
@@ -258,16 +261,23 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
     finally:
         if ahead is not None:  # a stop or an error: the chunk being prepared is dropped, without
             ahead.shutdown(wait=False, cancel_futures=True)  # waiting (this may run on the GUI thread)
+        result.finish_probability()
+        t = time.perf_counter()
+        result.update_render()
+        timing["render"] = time.perf_counter() - t
         result.timings_s.update(timing)
         result.timings_s["total"] = time.perf_counter() - started
 
 
 def _localize_chunk(kdes: np.ndarray, photons: np.ndarray, background: np.ndarray, chunk_start: int,
-                    measured: dict[int, Localizations], psf_sigma_px: float, settings) -> list[Localizations]:
+                    measured: dict[int, Localizations], psf_sigma_px: float, settings,
+                    p_values_out: list | None = None) -> list[Localizations]:
     """The phi path's localizations of one chunk: LoG candidates (reusing those found for
     the PSF measurement) and one batched fit per part of consecutive frames, the parts run
     in parallel: the detection in threads (scipy's filters release the GIL), the fits of the
-    parts after the first in the helper process (``fit_worker``: the fits hold the GIL)."""
+    parts after the first in the helper process (``fit_worker``: the fits hold the GIL);
+    then the detection decision over the chunk (``refine.decide``; its candidates' p-values
+    go to ``p_values_out``)."""
     from .fit_worker import refine_frames_in_helper
 
     parallel = worker_threads() > 1
@@ -275,11 +285,11 @@ def _localize_chunk(kdes: np.ndarray, photons: np.ndarray, background: np.ndarra
     def part(indices: range) -> list[Localizations]:
         candidates = chunk_candidates(kdes, photons, background, chunk_start, measured, settings, indices)
         job = (candidates, photons[indices.start:indices.stop], background[indices.start:indices.stop],
-               psf_sigma_px, settings)
+               psf_sigma_px, settings, False)  # decided below, over the whole chunk
         tables = refine_frames_in_helper(*job) if parallel and indices.start > 0 else None
         return tables if tables is not None else refine_frames(*job)
 
-    return [table for tables in _in_parallel(part, len(kdes)) for table in tables]
+    return decide([table for tables in _in_parallel(part, len(kdes)) for table in tables], settings, p_values_out)
 
 
 #: a chunk's frames are localized in this many parts; fixed, not the thread count, so that

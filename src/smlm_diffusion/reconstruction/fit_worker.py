@@ -64,7 +64,8 @@ def _running() -> subprocess.Popen | None:
     return _WORKER
 
 
-def refine_frames_in_helper(candidates, photons, background, psf_sigma_px: float, settings) -> list | None:
+def refine_frames_in_helper(candidates, photons, background, psf_sigma_px: float, settings,
+                            decide_rows: bool = True) -> list | None:
     """``refine.refine_frames`` of one part in the helper process; None when it is off,
     the part is small, or the helper failed (the caller then fits it itself)."""
     global _FAILED
@@ -75,7 +76,7 @@ def refine_frames_in_helper(candidates, photons, background, psf_sigma_px: float
         if worker is None:
             return None
         try:
-            pickle.dump((candidates, photons, background, psf_sigma_px, settings), worker.stdin,
+            pickle.dump((candidates, photons, background, psf_sigma_px, settings, decide_rows), worker.stdin,
                         protocol=pickle.HIGHEST_PROTOCOL)
             worker.stdin.flush()
             return pickle.load(worker.stdout)

@@ -2,8 +2,9 @@
 blinks and the FRC resolution (``analysis/drift.py``, ``linking.py``, ``frc.py``).
 
 With drift on, the localizations are corrected (``drift_x_nm``/``drift_y_nm`` hold what
-was subtracted) and the render is rebuilt from the run's partial renders, each block of
-frames shifted back by its mean drift (sub-pixel, bilinear); the render variance likewise.
+was subtracted), the precision render is drawn again from them, and the KDE render is
+rebuilt from the run's partial renders, each block of frames shifted back by its mean
+drift (sub-pixel, bilinear); the render variance likewise.
 A drift that cannot be estimated (too few localizations, too few frames) is skipped with
 one sentence in the run's warnings. The FRC uses the linked groups when linking is on.
 """
@@ -41,6 +42,7 @@ def postprocess(result: Reconstruction) -> tuple[DriftResult | None, Localizatio
             locs = apply_drift(locs, drift)
             result.frame_tables = [locs]
             _shift_renders(result, drift)
+            result.update_render()
             result.postprocessing["drift"] = drift.record()
     groups = None
     if settings.link and len(locs):
@@ -65,7 +67,7 @@ def _shift_renders(result: Reconstruction, drift: DriftResult) -> None:
         return
     kde_px = result.settings.pixel_size_nm / 4
     frames = np.asarray(result.frames)
-    render = np.zeros_like(result.render)
+    render = np.zeros_like(result.render_kde)
     variance = None if result.render_variance is None else np.zeros_like(result.render_variance)
     for block, image in result.render_blocks.items():
         inside = frames[(frames - 1) // result.block_frames == block]
@@ -75,6 +77,6 @@ def _shift_renders(result: Reconstruction, drift: DriftResult) -> None:
         if variance is not None and block in result.variance_blocks:
             variance += ndimage.shift(result.variance_blocks[block].astype(np.float64), shift, order=1,
                                       mode="constant")
-    result.render = render
+    result.render_kde = render
     if variance is not None:
         result.render_variance = variance

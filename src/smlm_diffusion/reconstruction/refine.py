@@ -35,6 +35,7 @@ from dataclasses import replace
 import numpy as np
 
 from ..analysis.crlb import mortensen_precision_px
+from ..analysis.detection import detection_probability, detection_statistic, p_value, probability_for
 from ..analysis.fit import FitResult, estimate_psf_sigma, fit_emitters, joint_groups
 from ..analysis.localize import localize_kde
 from ..analysis.multi_emitter import distinct, split_merged
@@ -95,7 +96,7 @@ def refined_psi_input(candidates: Localizations, photons: np.ndarray, background
     (a psi reading 4 frame channels): the fits' Poisson residual follows as a fourth channel."""
     from ..models.conditioning import fit_residual_channel, refined_condition, residual_scale  # imports torch
 
-    locs = refine_frame(candidates, photons, background, psf_sigma_px, replace(settings, min_photons=0.0))
+    locs = refine_frame(candidates, photons, background, psf_sigma_px, replace(settings, min_photons=0.0, false_alarm=1.0, keep_flagged=True))
     xy = locs.xy_px(settings.pixel_size_nm)
     std_px = locs.uncertainty_xy_nm / settings.pixel_size_nm
     condition, precision = refined_condition(xy[:, 0], xy[:, 1], std_px, np.shape(photons))
@@ -138,7 +139,8 @@ class PipelineFits:
         fits = []
         for i in range(len(photons)):
             settings = ReconstructionSettings(pixel_size_nm=px, offset_adu=0.0, psf_sigma_px=float(psf_sigma_px[i]),
-                                              read_noise_e=float(read_noise_e[i]), min_photons=0.0)
+                                              read_noise_e=float(read_noise_e[i]), min_photons=0.0,
+                                              false_alarm=1.0, keep_flagged=True)
             candidates = kde_candidates(estimates[i], photons[i], background[i], 1, settings)
             locs = refine_frames([candidates], photons[i:i + 1], background[i:i + 1], settings.psf_sigma_px,
                                  settings)[0]
@@ -156,15 +158,18 @@ def movie_psf_sigma(photons: np.ndarray, backgrounds: np.ndarray, candidates: li
 
 
 def refine_frame(candidates: Localizations, photons: np.ndarray, background: np.ndarray, psf_sigma_px: float,
-                 settings, samples: np.ndarray | None = None, kde_scale: float = 1.0) -> Localizations:
-    """Maximum-likelihood positions and photons, the detection knob, and the uncertainty
-    columns (module doc) for one frame's candidates; with posterior ``samples``, also
-    their spread and detection probability."""
+                 settings, samples: np.ndarray | None = None, kde_scale: float = 1.0,
+                 p_values_out: list | None = None) -> Localizations:
+    """Maximum-likelihood positions and photons, the detection decision (``decide``), and the
+    uncertainty columns (module doc) for one frame's candidates; with posterior ``samples``,
+    also their spread and the fraction of samples holding each (``sample_fraction``, which
+    multiplies ``probability``)."""
     locs = refine_frames([candidates], np.asarray(photons)[None], np.asarray(background)[None], psf_sigma_px,
-                         settings)[0]
+                         settings, decide_rows=False)
+    locs = decide(locs, settings, p_values_out)[0]
     if samples is not None:  # the columns exist on every posterior frame, also an empty one
         px = settings.pixel_size_nm
-        spread_px, probability = np.zeros(0), np.zeros(0)
+        spread_px, fraction = np.zeros(0), np.zeros(0)
         if len(locs):
             # samples are localized without the KDE blob split (a least-squares fit per merged
             # blob, the dominant cost on 16 samples): a sample that merges two emitters then
@@ -174,17 +179,63 @@ def refine_frame(candidates: Localizations, photons: np.ndarray, background: np.
                 sample_xys = list(threads.map(lambda s: localize_kde(s / kde_scale, px, 1,
                                                                      threshold=settings.kde_threshold,
                                                                      split_mass=None).xy_px(px), samples))
-            spread_px, probability = sample_spread(locs.xy_px(px), sample_xys, settings.match_radius_px)
-        del locs.extra["probability"]
+            spread_px, fraction = sample_spread(locs.xy_px(px), sample_xys, settings.match_radius_px)
         locs.extra["posterior_spread_xy_nm"] = spread_px * px
-        locs.extra["probability"] = probability
+        locs.extra["sample_fraction"] = fraction
+        locs.extra["probability"] = locs.extra["probability"] * fraction
         if len(locs):  # the larger of the likelihood's precision and psi's spread (module doc)
             locs.uncertainty_xy_nm = np.fmax(locs.uncertainty_xy_nm, spread_px * px)
     return locs
 
 
+def decide(tables: list[Localizations], settings, p_values_out: list | None = None) -> list[Localizations]:
+    """The detection decision over a batch of frames' fitted candidates (``refine_frames``
+    with ``decide_rows=False``): each row's ``probability`` from the batch's p-values
+    (``analysis.detection.detection_probability``; the engine recomputes it over the whole
+    movie at the end, ``final_probability``), then the knobs (``false_alarm``,
+    ``min_photons``) and the flags (``keep_flagged``). ``p_values_out``: a list that
+    receives every candidate's p-value, kept or not."""
+    if not tables:
+        return tables
+    joined = Localizations.concatenate(tables)
+    p_values = joined.extra["p_value"]
+    if p_values_out is not None:
+        p_values_out.append(np.asarray(p_values, np.float64))
+    probability = detection_probability(p_values)[0]
+    kept = p_values <= settings.false_alarm
+    if settings.min_photons > 0:
+        kept &= joined.intensity_photons >= settings.min_photons
+    if not settings.keep_flagged:
+        kept &= np.isin(joined.extra["fit_flag"], KEPT_FLAGS)
+    out, start = [], 0
+    for table in tables:
+        stop = start + len(table)
+        table.extra["probability"] = probability[start:stop]
+        out.append(table.select(kept[start:stop]))
+        start = stop
+    return out
+
+
+def final_probability(tables: list[Localizations], p_values: list[np.ndarray]) -> None:
+    """Each row's ``probability`` (in place) from the p-values of every candidate of the
+    movie (``p_values``: arrays, kept and rejected candidates alike), times its
+    ``sample_fraction`` where psi sampled: a movie's candidates tell its share of noise
+    far better than one chunk's."""
+    if not tables or not p_values:
+        return
+    pooled = np.concatenate(p_values)
+    kept = np.concatenate([t.extra["p_value"] for t in tables]) if tables else np.zeros(0)
+    probability = probability_for(kept, pooled)
+    start = 0
+    for table in tables:
+        stop = start + len(table)
+        fraction = table.extra.get("sample_fraction")
+        table.extra["probability"] = probability[start:stop] * (1.0 if fraction is None else fraction)
+        start = stop
+
+
 def refine_frames(candidates: list[Localizations], photons: np.ndarray, background: np.ndarray,
-                  psf_sigma_px: float, settings) -> list[Localizations]:
+                  psf_sigma_px: float, settings, decide_rows: bool = True) -> list[Localizations]:
     """``refine_frame`` (without samples) for a batch of frames (F, H, W) at once: one
     batched fit over all their emitters, each frame's fitted as if alone (far fewer, larger
     array operations than frame by frame)."""
@@ -238,7 +289,7 @@ def refine_frames(candidates: list[Localizations], photons: np.ndarray, backgrou
                                      extra={"kde_mass": mass})
                 f = fs
                 xy = locs.xy_px(px)
-        ok = fit.ok
+        ok, crowded = fit.ok, fit.crowded
         # a fit that failed or ran away has no photon count worth the name (the aperture sum
         # of a background ridge can be large): NaN, so the detection knob keeps it only at 0
         intensity = np.where(ok, fit.photons, np.where(fit.crowded, locs.intensity_photons, np.nan))
@@ -248,7 +299,7 @@ def refine_frames(candidates: list[Localizations], photons: np.ndarray, backgrou
         locs.x_nm, locs.y_nm = fit.x_px * px, fit.y_px * px
         deviance = np.where(ok, fit.deviance, np.nan)
     else:
-        ok = np.zeros(len(locs), bool)
+        ok, crowded = np.zeros(len(locs), bool), np.ones(len(locs), bool)  # not fitted: KDE positions
         intensity, level = locs.intensity_photons, _level_at(background, xy, f)
         crlb_px = robust_px = deviance = np.full(len(locs), np.nan)
         ambiguity_px = np.zeros(len(locs))
@@ -261,17 +312,44 @@ def refine_frames(candidates: list[Localizations], photons: np.ndarray, backgrou
     # the larger of the CRLB and the sandwich std (the bound where the model fits, more where the
     # residuals say it does not), with the multi-emitter ambiguity in quadrature (module doc)
     precision_px = np.where(ok, np.hypot(np.fmax(crlb_px, robust_px), ambiguity_px), approximate)
+    # the detection test (analysis/detection.py) at every position, fitted or not
+    xy = np.c_[fit.x_px, fit.y_px] if settings.refine and len(locs) else locs.xy_px(px)
+    statistic = detection_statistic(photons, background, xy[:, 0], xy[:, 1], np.where(ok, intensity, 0.0),
+                                    psf_sigma_px, read_variance, frame_index=f)
+    p_values = p_value(statistic, psf_sigma_px)
+    flag = fit_flags(ok, crowded, intensity, aperture_photons(photons, xy[:, 0], xy[:, 1], background=background,
+                                                              frame_index=f), level, precision_px, read_variance)
     locs.intensity_photons = intensity
     locs.uncertainty_xy_nm = precision_px * px
     locs.extra.update({"crlb_xy_nm": np.where(ok, crlb_px * px, np.nan), "likelihood_xy_nm": precision_px * px,
                        "background_photons": level,
                        "sigma_nm": np.full(len(locs), psf_sigma_px * px), "fit_deviance": deviance,
-                       "fit_ok": ok.astype(np.int64), "robust_xy_nm": robust_px * px,
-                       "probability": np.ones(len(locs))})
-    if settings.min_photons > 0:
-        kept = locs.intensity_photons >= settings.min_photons
-        locs, f = locs.select(kept), f[kept]
-    return [locs.select(f == i) for i in range(len(candidates))]
+                       "fit_ok": (flag == FIT_OK).astype(np.int64), "fit_flag": flag,
+                       "robust_xy_nm": robust_px * px, "probability": np.full(len(locs), np.nan),
+                       "detection_statistic": statistic, "p_value": p_values})
+    tables = [locs.select(f == i) for i in range(len(candidates))]
+    return decide(tables, settings) if decide_rows else tables
+
+
+#: ``fit_flag`` codes: a good fit; a fit that failed or ran away (its start is kept); a member
+#: of a crowd too large for a joint fit (KDE position, Mortensen's precision); a fit whose
+#: precision is worse than a camera pixel; a fit whose photons ran away
+FIT_OK, FIT_FAILED, FIT_CROWD, FIT_IMPRECISE, FIT_RUNAWAY_PHOTONS = 0, 1, 2, 3, 4
+#: the flags whose rows the default table keeps (``keep_flagged`` keeps every row)
+KEPT_FLAGS = (FIT_OK, FIT_CROWD)
+
+
+def fit_flags(ok: np.ndarray, crowded: np.ndarray, photons: np.ndarray, aperture: np.ndarray, level: np.ndarray,
+              precision_px: np.ndarray, read_variance: float) -> np.ndarray:
+    """``fit_flag`` of each row (codes above). Runaway photons: more than twice the photons a
+    5x5 aperture holds above the background, plus 6 standard deviations of that sum's noise
+    and 100 (a degenerate joint fit piles the group's light, or more, on one emitter)."""
+    noise = np.sqrt(25.0 * (np.maximum(np.nan_to_num(level), 0.0) + read_variance))
+    runaway = ok & (photons > 2.0 * np.maximum(np.nan_to_num(aperture), 0.0) + 6.0 * noise + 100.0)
+    flag = np.where(ok, FIT_OK, np.where(crowded, FIT_CROWD, FIT_FAILED))
+    flag = np.where(runaway, FIT_RUNAWAY_PHOTONS, flag)
+    flag = np.where((flag != FIT_FAILED) & ~(precision_px <= 1.0), FIT_IMPRECISE, flag)
+    return flag.astype(np.int64)
 
 
 def _take(fit: FitResult, index) -> FitResult:

@@ -12,9 +12,12 @@ from ..inference.sampling_settings import SamplerSettings
 from ..localizations import Localizations
 
 
-#: Default of the detection knob (photons per localization), chosen on background-only and
-#: dim-emitter frames in benchmarks/background.py (docs/performance.md).
-DEFAULT_MIN_PHOTONS = 200.0
+#: Default of the detection knob: the false-alarm probability of a background-only candidate
+#: (analysis/detection.py), chosen on background-only and dim-emitter frames in
+#: benchmarks/detection.py (docs/performance.md).
+DEFAULT_FALSE_ALARM = 1e-3
+#: Default of the second detection knob, a photon floor (0: the test alone decides).
+DEFAULT_MIN_PHOTONS = 0.0
 
 
 @dataclass
@@ -35,8 +38,10 @@ class ReconstructionSettings:
     phi_model: str = "phi"
     psi_model: str = "auto"                   # "auto": the bundled psi, or psi-sparse for a sparse movie (engine
                                               # ._choose_psi); or a bundled name or model file
-    min_photons: float = DEFAULT_MIN_PHOTONS  # the detection knob: keep localizations with at least this many
-                                              # background-subtracted photons (SPEC 2; benchmarks/background.py)
+    false_alarm: float = DEFAULT_FALSE_ALARM  # the detection knob: keep candidates whose test against "background
+                                              # only" has a p-value of at most this (analysis/detection.py)
+    min_photons: float = DEFAULT_MIN_PHOTONS  # a second knob: also require this many background-subtracted photons
+    keep_flagged: bool = False                # keep fits flagged as failed, imprecise or runaway (fit_flag) in the table
     psf_sigma_px: float | None = None         # PSF sigma for the likelihood fit; None: measured on the movie
     read_noise_e: float = 1.4                 # read noise (e- rms) in the likelihood (Poisson + read variance)
     refine: bool = True                       # maximum-likelihood refinement on the raw frame (analysis/fit.py)
@@ -45,6 +50,9 @@ class ReconstructionSettings:
     match_radius_px: float = 1.0              # chain-to-mean matching radius (camera px)
     chunk_frames: int = 0                     # frames read, sent through phi and fitted together; 0: by frame size
 
+    kde_support: str = "localizations"        # KDEs, posterior mean and variance kept near accepted localizations
+                                              # ("localizations") or as the networks give them ("everywhere")
+    render_pixel_nm: float = 0.0              # pixel of the precision render (render.tif); 0: a tenth of a camera px
     keep_frame_kdes: bool = False             # keep each frame's mean/variance KDE (memory!)
     drift: str = "auto"                       # drift correction after the run: "auto" (when the table allows) | "off"
     drift_block_frames: int = 0               # frames per partial render shifted by its drift; 0: <= 32 blocks
@@ -66,10 +74,17 @@ class ReconstructionSettings:
             raise ValueError("the read noise must be zero or positive (electrons rms)")
         if not self.min_photons >= 0:
             raise ValueError(f"the minimum photons per localization must be zero or positive, not {self.min_photons:g}")
+        if not 0 < self.false_alarm <= 1:
+            raise ValueError(f"the false-alarm probability must be in (0, 1], not {self.false_alarm:g}")
         if self.chunk_frames < 0:
             raise ValueError("chunk_frames must be at least 1 (or 0: by frame size)")
         if self.precision not in PRECISION_CHOICES:
             raise ValueError(f"precision must be one of {', '.join(PRECISION_CHOICES)}, not {self.precision!r}")
+        if self.kde_support not in ("localizations", "everywhere"):
+            raise ValueError(f"kde_support must be 'localizations' or 'everywhere', not {self.kde_support!r}")
+        if not self.render_pixel_nm >= 0:
+            raise ValueError(f"the render pixel must be positive (nm; 0: a tenth of a camera pixel), not "
+                             f"{self.render_pixel_nm:g}")
         if self.drift not in ("auto", "off"):
             raise ValueError(f"drift must be 'auto' or 'off', not {self.drift!r}")
 
@@ -107,8 +122,10 @@ class Reconstruction:
     shape_px: tuple[int, int]                  # (rows, cols) of the reconstructed region
     origin_px: tuple[int, int] = (0, 0)        # (row0, col0) of the region in the frame
     frames: list[int] = field(default_factory=list)
-    render: np.ndarray | None = None           # sum of posterior-mean KDEs, (4H, 4W)
-    render_variance: np.ndarray | None = None  # sum of per-frame posterior variances
+    render_kde: np.ndarray | None = None       # sum of the frames' KDEs (posterior means), (4H, 4W)
+    render_variance: np.ndarray | None = None  # sum of per-frame posterior variances of the KDE, (4H, 4W)
+    render: np.ndarray | None = None           # precision render of the localizations (reconstruction/pictures.py)
+    render_pixel_nm: float = 0.0               # its pixel
     mean_kdes: dict[int, np.ndarray] = field(default_factory=dict)
     variance_kdes: dict[int, np.ndarray] = field(default_factory=dict)
     completed: bool = False
@@ -129,7 +146,23 @@ class Reconstruction:
     render_blocks: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
     variance_blocks: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
     postprocessing: dict = field(default_factory=dict)  # drift, linking and FRC records (run.json)
+    # every detection candidate's p-value (kept or not), for the movie-level probability column
+    candidate_p_values: list[np.ndarray] = field(default_factory=list, repr=False)
     _joined: tuple[int, Localizations] | None = field(default=None, repr=False)
+
+    def finish_probability(self) -> None:
+        """Each row's ``probability`` from every candidate of the run (``refine.final_probability``)."""
+        from .refine import final_probability
+
+        final_probability(self.frame_tables, self.candidate_p_values)
+        self._joined = None
+
+    def update_render(self) -> None:
+        """(Re)draw ``render`` from the current localizations (after a run, after drift)."""
+        from .pictures import precision_render
+
+        self.render, self.render_pixel_nm = precision_render(self.localizations, self.shape_px, self.origin_px,
+                                                             self.settings.pixel_size_nm, self.settings.render_pixel_nm)
 
     @property
     def localizations(self) -> Localizations:
