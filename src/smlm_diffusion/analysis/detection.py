@@ -229,7 +229,7 @@ def _grenander_density(p: np.ndarray, at: np.ndarray) -> np.ndarray:
         hull.append(i)
     hull = np.asarray(hull)
     hx, hy = xs[hull], ys[hull]
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         slopes = np.diff(hy) / np.diff(hx)
     slopes = np.where(np.isfinite(slopes), slopes, np.inf)
     # each p lies in the hull segment [hx[j], hx[j+1]); p equal to a knot takes the left segment's slope

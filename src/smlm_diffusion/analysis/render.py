@@ -43,16 +43,17 @@ def precision_bandwidth_nm(x_nm: np.ndarray, y_nm: np.ndarray, sigma_nm: np.ndar
 
 def render_precision(x_nm: np.ndarray, y_nm: np.ndarray, sigma_nm: np.ndarray, shape: tuple[int, int],
                      render_pixel_nm: float, origin_nm: tuple[float, float] = (0.0, 0.0),
-                     adaptive: bool = True) -> np.ndarray:
+                     adaptive: bool = True, max_sigma_nm: float = np.inf) -> np.ndarray:
     """Super-resolution image (rows, cols) = ``shape`` of pixels of ``render_pixel_nm``, its
     top-left corner at ``origin_nm`` = (y, x): each localization a unit-mass Gaussian
     integrated over the pixels (erf), as wide as ``sigma_nm`` (its precision), or with
-    ``adaptive`` as wide as ``precision_bandwidth_nm``. Rows with a missing precision are
-    left out. The image sums to the number of localizations drawn inside it."""
+    ``adaptive`` as wide as ``precision_bandwidth_nm``. Rows with a missing precision, or
+    one above ``max_sigma_nm``, are left out. The image sums to the number of localizations
+    drawn inside it."""
     from scipy.special import erf
 
     x, y, sigma = (np.asarray(v, np.float64) for v in (x_nm, y_nm, sigma_nm))
-    good = np.isfinite(x) & np.isfinite(y) & np.isfinite(sigma) & (sigma > 0)
+    good = np.isfinite(x) & np.isfinite(y) & np.isfinite(sigma) & (sigma > 0) & (sigma <= max_sigma_nm)
     x, y, sigma = x[good], y[good], sigma[good]
     if adaptive:
         sigma = precision_bandwidth_nm(x, y, sigma)

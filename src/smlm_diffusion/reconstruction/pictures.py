@@ -77,12 +77,14 @@ def precision_render(locs: Localizations, shape_px: tuple[int, int], origin_px: 
                      pixel_size_nm: float, render_pixel_nm: float = 0.0) -> tuple[np.ndarray, float]:
     """(image, its pixel in nm): the localizations of a region (``shape_px`` camera pixels
     whose top-left is ``origin_px`` = (row, col) of the frame) drawn each as wide as its
-    precision (module doc)."""
+    precision (module doc); those less precise than a camera pixel are left out."""
     pixel = render_pixel_nm or default_render_pixel_nm(pixel_size_nm, shape_px)
     rows, cols = render_shape(shape_px, pixel_size_nm, pixel)
     if max(rows, cols) > MAX_RENDER_SIDE:
         raise ValueError(f"a render pixel of {pixel:g} nm gives a {rows} x {cols} image; choose at least "
                          f"{default_render_pixel_nm(pixel_size_nm, shape_px):.3g} nm for this field")
     origin = (origin_px[0] * pixel_size_nm, origin_px[1] * pixel_size_nm)
-    image = render_precision(locs.x_nm, locs.y_nm, locs.uncertainty_xy_nm, (rows, cols), pixel, origin)
+    # a localization less precise than a camera pixel (kept only with keep_flagged) is not drawn
+    image = render_precision(locs.x_nm, locs.y_nm, locs.uncertainty_xy_nm, (rows, cols), pixel, origin,
+                             max_sigma_nm=pixel_size_nm)
     return image, pixel

@@ -151,9 +151,19 @@ class PipelineFits:
 
 def movie_psf_sigma(photons: np.ndarray, backgrounds: np.ndarray, candidates: list[Localizations], settings
                     ) -> tuple[float, int]:
-    """PSF sigma (camera px) from the bright isolated candidates of some frames."""
+    """PSF sigma (camera px) from the bright isolated candidates of some frames that pass
+    the detection test at the fallback width: a bright ridge of background (a cell's edge)
+    is no spot to measure a PSF on, and at a wrongly wide PSF it would pass as an emitter."""
     px = settings.pixel_size_nm
-    positions = [np.c_[c.xy_px(px), c.intensity_photons] for c in candidates]
+    positions = []
+    for frame, background, c in zip(photons, backgrounds, candidates):
+        xy = c.xy_px(px)
+        keep = np.zeros(len(c), bool)
+        if len(c):
+            statistic = detection_statistic(frame, background, xy[:, 0], xy[:, 1], c.intensity_photons,
+                                            FALLBACK_PSF_SIGMA_PX, settings.read_noise_e ** 2)
+            keep = p_value(statistic, FALLBACK_PSF_SIGMA_PX) <= settings.false_alarm
+        positions.append(np.c_[xy, c.intensity_photons][keep])
     return estimate_psf_sigma(list(photons), list(backgrounds), positions, settings.read_noise_e ** 2)
 
 
@@ -249,6 +259,7 @@ def refine_frames(candidates: list[Localizations], photons: np.ndarray, backgrou
     if settings.refine and len(locs):
         fit = fit_emitters(photons, background, xy[:, 0], xy[:, 1], psf_sigma_px, read_variance, frame_index=f)
         ambiguity_px = np.zeros(len(locs))
+        xs, ys, parent, from_split, fs = xy[:, 0], xy[:, 1], np.arange(len(locs)), np.zeros(len(locs), bool), f
         if settings.multi_emitter:
             split = split_merged(photons, background, fit, psf_sigma_px, read_variance, settings.min_photons,
                                  frame_index=f)
@@ -261,34 +272,36 @@ def refine_frames(candidates: list[Localizations], photons: np.ndarray, backgrou
                 fs = f[parent]
                 # frames without a split keep their fit: each frame ends as it would alone
                 fit = _take(fit, parent)
-                redo = np.isin(fs, fs[from_split])
-                _refit(fit, redo, photons, background, xs, ys, fs, psf_sigma_px, read_variance)
-                # two starts that converged on one emitter: drop the dimmer and refit its group (the
-                # other groups' fits depend on their own starts only: they stand); a refitted group
-                # can converge again, so until none do (at most DISTINCT_ROUNDS times)
-                check = redo
-                for _ in range(DISTINCT_ROUNDS):
-                    keep = np.ones(len(xs), bool)
-                    keep[check] = distinct(fit.x_px[check], fit.y_px[check], fit.photons[check],
-                                           0.5 * psf_sigma_px, fs[check])
-                    if keep.all():
-                        break
-                    labels = np.full(len(xs), -1)
-                    labels[check] = joint_groups(xs[check], ys[check], psf_sigma_px, fs[check])
-                    again = check & np.isin(labels, labels[~keep])
-                    xs, ys, parent, from_split, ambiguity_px, fs, again = (a[keep] for a in (
-                        xs, ys, parent, from_split, ambiguity_px, fs, again))
-                    fit = _take(fit, keep)
-                    _refit(fit, again, photons, background, xs, ys, fs, psf_sigma_px, read_variance)
-                    check = again
-                # a split pair shares its parent's KDE mass
-                mass = locs.extra.get("kde_mass", np.full(len(locs), np.nan))[parent] / np.where(from_split, 2.0, 1.0)
-                locs = Localizations(frame=locs.frame[parent], x_nm=xs * px, y_nm=ys * px,
-                                     intensity_photons=aperture_photons(photons, xs, ys, background=background,
-                                                                        frame_index=fs),
-                                     extra={"kde_mass": mass})
-                f = fs
-                xy = locs.xy_px(px)
+                _refit(fit, np.isin(fs, fs[from_split]), photons, background, xs, ys, fs, psf_sigma_px,
+                       read_variance)
+        # two starts that converged on one emitter (a split's, or two of phi's candidates on one
+        # bright spot): drop the dimmer and refit its group (the other groups' fits depend on
+        # their own starts only: they stand); a refitted group can converge again, so until
+        # none do (at most DISTINCT_ROUNDS times)
+        check = np.ones(len(xs), bool)
+        for _ in range(DISTINCT_ROUNDS):
+            keep = np.ones(len(xs), bool)
+            keep[check] = distinct(fit.x_px[check], fit.y_px[check], fit.photons[check], 0.5 * psf_sigma_px,
+                                   fs[check])
+            if keep.all():
+                break
+            labels = np.full(len(xs), -1)
+            labels[check] = joint_groups(xs[check], ys[check], psf_sigma_px, fs[check])
+            again = check & np.isin(labels, labels[~keep])
+            xs, ys, parent, from_split, ambiguity_px, fs, again = (a[keep] for a in (
+                xs, ys, parent, from_split, ambiguity_px, fs, again))
+            fit = _take(fit, keep)
+            _refit(fit, again, photons, background, xs, ys, fs, psf_sigma_px, read_variance)
+            check = again
+        if len(parent) != len(locs) or from_split.any():
+            # a split pair shares its parent's KDE mass
+            mass = locs.extra.get("kde_mass", np.full(len(locs), np.nan))[parent] / np.where(from_split, 2.0, 1.0)
+            locs = Localizations(frame=locs.frame[parent], x_nm=xs * px, y_nm=ys * px,
+                                 intensity_photons=aperture_photons(photons, xs, ys, background=background,
+                                                                    frame_index=fs),
+                                 extra={"kde_mass": mass})
+            f = fs
+            xy = locs.xy_px(px)
         ok, crowded = fit.ok, fit.crowded
         # a fit that failed or ran away has no photon count worth the name (the aperture sum
         # of a background ridge can be large): NaN, so the detection knob keeps it only at 0
