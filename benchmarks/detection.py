@@ -1,6 +1,6 @@
 """Detection as a calibrated test, on frames the models never saw (phi path, defaults).
 
-    python benchmarks/detection.py [--frames 20] [--false-alarm P] [--seed K] [--null]
+    python benchmarks/detection.py [--frames 20] [--false-alarm P] [--seed K] [--null] [--posterior-frames N]
 
 Prints, each row on newly drawn 128x128 frames (108 nm pixels, gain 1, offset 100, read
 noise 1.5 e-, backgrounds from ``benchmarks/background.py``'s held-out generators):
@@ -17,8 +17,12 @@ noise 1.5 e-, backgrounds from ``benchmarks/background.py``'s held-out generator
 5. degenerate fits: a movie run with the gain stated 4x too low and too high; rows with
    ``fit_ok`` = 1 and ``uncertainty_xy`` above a camera pixel (none allowed);
 6. the knob against false localizations and dim recall;
-7. ``--null``: the test statistic at background-only candidates against the chi^2 bound
-   ``p_value`` uses (quantiles), per background and PSF width.
+7. ``--null``: the test statistic at background-only candidates against the null model
+   ``p_value`` uses (``c chi^2_k`` by PSF width: moments, 99 % quantile, share of p-values
+   below 1e-3 and 1e-4), per background and PSF width;
+8. ``--posterior-frames N``: the probability column on the posterior path.
+
+``--only 7 8`` prints only those tables.
 """
 
 from __future__ import annotations
@@ -243,24 +247,71 @@ def null_table(args) -> None:
               f"{q99:.1f} | {c * stats.chi2.ppf(0.99, k):.1f} | {np.mean(p <= 1e-3):.4f} | {np.mean(p <= 1e-4):.4f} |")
 
 
+def posterior_table(args) -> None:
+    """The probability column on the posterior path: the test's, the test's times the
+    share of posterior samples holding the row, and that share alone, against the share
+    of real emitters (every candidate: ``false_alarm`` 1)."""
+    from smlm_diffusion.simulation import SimulationConfig, simulate_stack
+
+    print("\n### The posterior path: candidate probabilities against the share of real emitters\n")
+    test, fraction, real = [], [], []
+    for density, photons, background, seed in ((2.0, 1000.0, 10.0, 4), (2.0, 300.0, 50.0, 5), (0.5, 200.0, 50.0, 6)):
+        sim = simulate_stack(SimulationConfig(n_frames=args.posterior_frames, height_px=64, width_px=64,
+                                              density_per_um2=density, photons=photons,
+                                              background_photons=background, structure="uniform", blinking=False,
+                                              offset_adu=100.0, seed=seed, read_noise_e=1.5), quantize=True)
+        rec = reconstruct(sim.adu, ReconstructionSettings(device="cpu", psf_sigma_px=1.0, drift="off",
+                                                          false_alarm=1.0, read_noise_e=1.5))
+        locs = rec.localizations
+        test.append(locs.extra["probability"])
+        fraction.append(locs.extra["sample_fraction"])
+        real.append(real_mask(locs, sim.truth))
+    test, fraction, real = (np.concatenate(v) for v in (test, fraction, real))
+    edges = [0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 0.99, 1.0001]
+    print("| probability | " + " | ".join(f"{lo:g}-{min(hi, 1):g}" for lo, hi in zip(edges[:-1], edges[1:]))
+          + " |")
+    print("|---|" + "--:|" * (len(edges) - 1))
+    for name, values in (("the test's (rows : mean : share real)", test), ("the test's x sample_fraction",
+                                                                           test * fraction),
+                         ("sample_fraction alone", fraction)):
+        cells = []
+        for lo, hi in zip(edges[:-1], edges[1:]):
+            inside = (values >= lo) & (values < hi)
+            cells.append(f"{inside.sum()} : {values[inside].mean():.2f} : {real[inside].mean():.2f}"
+                         if inside.any() else "0")
+        print(f"| {name} | " + " | ".join(cells) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=20)
     parser.add_argument("--false-alarm", type=float, default=DEFAULT_FALSE_ALARM)
     parser.add_argument("--seed", type=int, default=4242)
     parser.add_argument("--null", action="store_true", help="also the statistic's null distribution")
+    parser.add_argument("--only", type=int, nargs="+", metavar="TABLE", help="print only these tables (1-8)")
+    parser.add_argument("--posterior-frames", type=int, default=0,
+                        help="also the probability column on the posterior path, on this many 64x64 frames per row")
     args = parser.parse_args()
     import torch
 
     print(f"false_alarm={args.false_alarm:g}, {args.frames} frames of 128x128 per row, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads; tolerance 250 nm")
-    empty_table(args)
-    reliability_table(emitter_table(args))
-    render_table(args)
-    degenerate_table(args)
-    knob_table(args)
-    if args.null:
+    wanted = set(args.only or range(1, 7)) | ({7} if args.null else set()) | ({8} if args.posterior_frames else set())
+    if 1 in wanted:
+        empty_table(args)
+    if wanted & {2, 3}:
+        reliability_table(emitter_table(args))
+    if 4 in wanted:
+        render_table(args)
+    if 5 in wanted:
+        degenerate_table(args)
+    if 6 in wanted:
+        knob_table(args)
+    if 7 in wanted:
         null_table(args)
+    if 8 in wanted:
+        args.posterior_frames = args.posterior_frames or 6
+        posterior_table(args)
 
 
 if __name__ == "__main__":

@@ -1,30 +1,32 @@
 """One frame's localizations: LoG candidates on the KDE (phi's estimate; on the posterior
 path also the posterior mean's new ones, ``posterior_candidates``), refined by maximum
-likelihood on the raw frame (``analysis/fit.py``), the detection knob, and the
-per-localization uncertainty columns.
+likelihood on the raw frame (``analysis/fit.py``), the detection decision (``decide``:
+the likelihood-ratio test of ``analysis/detection.py``, the knobs and the fit flags), and
+the per-localization uncertainty columns.
 
 Before the final fit, fits that two emitters explain better are split
-(``analysis/multi_emitter.py``). ``uncertainty_xy [nm]`` is the larger of the per-axis
-CRLB and the sandwich (Huber-White) std of the fit, whose residuals widen it where the
-model does not explain the window, with the multi-emitter ambiguity of a fit left single
-added in quadrature (``benchmarks/calibration.py``: std(z) 0.9-1.1 on isolated emitters;
-on dense frames the misses are emitters within ~0.8 PSF sigma of another, which no
-single-frame test can separate).
+(``analysis/multi_emitter.py``), and fits that converged on one emitter are merged.
+``uncertainty_xy [nm]`` is the larger of the per-axis CRLB and the sandwich (Huber-White)
+std of the fit, whose residuals widen it where the model does not explain the window,
+with the multi-emitter ambiguity of a fit left single added in quadrature
+(``benchmarks/calibration.py``: std(z) 0.85-0.97 on isolated emitters; on dense frames
+the misses are emitters within ~0.8 PSF sigma of another, which no single-frame test can
+separate).
 
-Columns beyond SPEC 3: ``crlb_xy [nm]`` (per-axis Cramer-Rao bound of the joint fit,
-neighbours included), ``robust_xy [nm]`` (the sandwich std), ``likelihood_xy [nm]`` (the
-precision from the likelihood alone, as above; ``uncertainty_xy`` on the phi path),
+Columns beyond the core table: ``crlb_xy [nm]`` (per-axis Cramer-Rao bound of the joint
+fit, neighbours included), ``robust_xy [nm]`` (the sandwich std), ``likelihood_xy [nm]``
+(the precision from the likelihood alone, as above; ``uncertainty_xy`` on the phi path),
 ``posterior_spread_xy [nm]`` (spread of matched positions over the posterior samples;
 posterior runs only; there ``uncertainty_xy`` is the larger of it and the likelihood's
-precision, ``benchmarks/calibration.py``: with psi v9 and its 12-evaluation plan isolated
-std(z) 0.87 either way, dense 1.13 against 1.38), ``probability`` (fraction of samples with
-the emitter; 1 on the phi path), ``background [photon]`` (fitted local background per pixel),
-``sigma [nm]`` (the PSF sigma of the fit, as ThunderSTORM writes it),
-``fit_deviance`` (Poisson deviance per pixel of the fit window, about 1 for a good fit) and
-``fit_ok`` (0 where the fit failed or ran away, or the emitter sits in a crowd too large
-for a joint fit: the KDE position is kept and the uncertainty is Mortensen's
-approximation; a crowd member keeps its aperture photons, a failed fit has none (NaN),
-so the detection knob keeps it only when ``min_photons`` is 0).
+precision), ``sample_fraction`` (posterior runs: the share of samples holding the
+emitter), ``probability`` (that the row is a real emitter: one minus its local false
+discovery rate among the movie's candidates), ``detection_statistic`` and ``p_value`` (the
+test's), ``background [photon]`` (fitted local background per pixel), ``sigma [nm]`` (the
+PSF sigma of the fit, as ThunderSTORM writes it), ``fit_deviance`` (Poisson deviance per
+pixel of the fit window, about 1 for a good fit), ``fit_flag`` (``FIT_OK`` ... below;
+docs/detection.md) and ``fit_ok`` (1 exactly for ``FIT_OK``). A fit that failed or ran
+away keeps its start and has no photons (NaN); a crowd member keeps its KDE position, its
+aperture photons and Mortensen's approximate precision.
 """
 
 from __future__ import annotations
@@ -172,8 +174,9 @@ def refine_frame(candidates: Localizations, photons: np.ndarray, background: np.
                  p_values_out: list | None = None) -> Localizations:
     """Maximum-likelihood positions and photons, the detection decision (``decide``), and the
     uncertainty columns (module doc) for one frame's candidates; with posterior ``samples``,
-    also their spread and the fraction of samples holding each (``sample_fraction``, which
-    multiplies ``probability``)."""
+    also their spread and the fraction of samples holding each (``sample_fraction``: psi's
+    doubt, reported beside the test's ``probability``, not multiplied into it; the product
+    was measured to be far too low, docs/detection.md)."""
     locs = refine_frames([candidates], np.asarray(photons)[None], np.asarray(background)[None], psf_sigma_px,
                          settings, decide_rows=False)
     locs = decide(locs, settings, p_values_out)[0]
@@ -192,7 +195,6 @@ def refine_frame(candidates: Localizations, photons: np.ndarray, background: np.
             spread_px, fraction = sample_spread(locs.xy_px(px), sample_xys, settings.match_radius_px)
         locs.extra["posterior_spread_xy_nm"] = spread_px * px
         locs.extra["sample_fraction"] = fraction
-        locs.extra["probability"] = locs.extra["probability"] * fraction
         if len(locs):  # the larger of the likelihood's precision and psi's spread (module doc)
             locs.uncertainty_xy_nm = np.fmax(locs.uncertainty_xy_nm, spread_px * px)
     return locs
@@ -228,9 +230,8 @@ def decide(tables: list[Localizations], settings, p_values_out: list | None = No
 
 def final_probability(tables: list[Localizations], p_values: list[np.ndarray]) -> None:
     """Each row's ``probability`` (in place) from the p-values of every candidate of the
-    movie (``p_values``: arrays, kept and rejected candidates alike), times its
-    ``sample_fraction`` where psi sampled: a movie's candidates tell its share of noise
-    far better than one chunk's."""
+    movie (``p_values``: arrays, kept and rejected candidates alike): a movie's candidates
+    tell its share of noise far better than one chunk's."""
     if not tables or not p_values:
         return
     pooled = np.concatenate(p_values)
@@ -239,8 +240,7 @@ def final_probability(tables: list[Localizations], p_values: list[np.ndarray]) -
     start = 0
     for table in tables:
         stop = start + len(table)
-        fraction = table.extra.get("sample_fraction")
-        table.extra["probability"] = probability[start:stop] * (1.0 if fraction is None else fraction)
+        table.extra["probability"] = probability[start:stop]
         start = stop
 
 
