@@ -273,6 +273,8 @@ def test_a_posterior_localization_reports_the_larger_of_its_likelihood_precision
         locs = refine_frame(candidates, frame, np.full(frame.shape, 10.0), SIGMA, settings, samples, 1.0)
         likelihood, spread = locs.extra["likelihood_xy_nm"][0], locs.extra["posterior_spread_xy_nm"][0]
         assert locs.uncertainty_xy_nm[0] == pytest.approx(max(likelihood, spread))
+        # every sample holds the emitter; the probability is the detection test's, not psi's share
+        assert locs.extra["sample_fraction"][0] == 1.0 and locs.extra["p_value"][0] < 1e-10
         if scatter_px > 0.1:
             assert spread == pytest.approx(scatter_px * px, rel=0.3) and spread > 2 * likelihood
         else:

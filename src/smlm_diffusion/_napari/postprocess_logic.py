@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..analysis.drift import DriftResult, check_table, estimate_drift
+from ..analysis.drift import DriftDecision, DriftResult, check_table, decide_drift, estimate_drift
 from ..analysis.frc import THRESHOLD, FrcResult, frc_resolution
 from ..analysis.linking import link_groups, linked_table
 from ..errors import SmlmInputError
@@ -79,17 +79,23 @@ def points_style(features, size: float) -> dict:
 
 
 # -- drift ------------------------------------------------------------------------------
-def drift_corrected_layer(table: LayerTable, drift: DriftResult, size: float = 0.5) -> tuple:
+def drift_corrected_layer(table: LayerTable, drift: DriftResult, size: float = 0.5,
+                          decision: DriftDecision | None = None) -> tuple:
     """(data, kwargs, "points"): the same points moved by minus the drift, the same
-    features plus ``drift_x_nm`` / ``drift_y_nm`` (what was subtracted)."""
+    features plus ``drift_x_nm`` / ``drift_y_nm`` (what was subtracted) and
+    ``drift_std_nm`` (its standard error, joined to ``uncertainty_xy_nm`` in quadrature)."""
     dx, dy = drift.at(table.locs.frame)
+    std = drift.std_at(table.locs.frame)
     s = np.asarray(table.scale, float)[-2:]
     data = table.data.copy()  # the frame column and any other axis stay as they were
     data[:, -2] -= s[0] * dy / table.pixel_size_nm  # the inverse of localizations_from_points
     data[:, -1] -= s[1] * dx / table.pixel_size_nm
     features = table.features.copy()
-    features["drift_x_nm"], features["drift_y_nm"] = dx, dy
-    metadata = {**table.metadata, "pixel_size_nm": table.pixel_size_nm, "drift": drift.record()}
+    features["drift_x_nm"], features["drift_y_nm"], features["drift_std_nm"] = dx, dy, std
+    if "uncertainty_xy_nm" in features:
+        features["uncertainty_xy_nm"] = np.hypot(np.asarray(features["uncertainty_xy_nm"], float), std)
+    record = {**drift.record(), **(decision.record() if decision is not None else {})}
+    metadata = {**table.metadata, "pixel_size_nm": table.pixel_size_nm, "drift": record}
     kwargs = {"name": f"{table.name} drift-corrected", "features": features, "metadata": metadata,
               "scale": table.scale, "translate": table.translate, **points_style(features, size)}
     return data, kwargs, "points"
@@ -209,7 +215,12 @@ def run_task(task: str, table: LayerTable, render_nm: float = 5.0, keep_linked: 
     try:
         if task == "drift":
             drift = correct_drift(table)
-            return Outcome(task, drift_summary(drift), [drift_corrected_layer(table, drift, size)], drift)
+            decision = decide_drift(table.locs, drift, int(table.locs.frame.max()))
+            if not decision.apply:  # the figure shows the estimate; no corrected layer
+                return Outcome(task, drift_summary(drift), [], drift,
+                               details=f"Drift not applied: {decision.reason}.")
+            return Outcome(task, drift_summary(drift), [drift_corrected_layer(table, drift, size, decision)], drift,
+                           details=f"Drift applied: {decision.reason}.")
         if task == "frc":
             frc = frc_of_table(table, render_nm, keep_linked)
             how = "linked blinks kept in one half" if keep_linked and table.has_frames else "split by localization"

@@ -11,6 +11,21 @@ per-segment uncertainty is the least-squares standard error from the residuals. 
 per frame is a cubic interpolation of the segment drifts at their mean frames (linear
 beyond the first and last). Frame 1 is the reference (its drift is 0), so
 corrected positions stay where the movie started.
+
+Whether to apply it is a tested decision (``decide_drift``): RCC always returns a drift,
+also for a still movie (the estimator's noise and bias) and for a table without repeated
+structure (a random correlation peak per pair). The same estimate is made on copies of
+the table, corrected by the drift found, whose blocks of consecutive frames are shuffled
+(blocks long enough to keep a blink in one segment, so each segment holds as many
+distinct emitters as in the movie): they keep the structure and the number of
+localizations per segment but have no drift, and show what RCC finds in a still movie:
+the drift is applied only when it exceeds ``NULL_FACTOR`` times the largest of those
+(significant against the null), it is at least 1 / ``MAX_STD_SHARE`` times its segments'
+least-squares standard error (significant against its own uncertainty), and the pair
+estimates agree with the segment drifts to within its size (RMS pair residual at most
+``MAX_RESIDUAL_SHARE`` of it: consistent; a few segments whose correlation peaked on the
+wrong place make the pairs disagree by more). Otherwise the positions stay as they are,
+and the decision says why in one sentence.
 """
 
 from __future__ import annotations
@@ -25,6 +40,18 @@ from ..localizations import Localizations
 
 #: fewest localizations per segment for a usable cross-correlation
 MIN_LOCALIZATIONS_PER_SEGMENT = 200
+#: frame-shuffled copies whose apparent drift is the null (decide_drift)
+NULL_PERMUTATIONS = 3
+#: a drift is significant when its size exceeds this many times the largest null size
+NULL_FACTOR = 2.0
+#: a drift is consistent when the RMS pair residual is at most this share of its size
+MAX_RESIDUAL_SHARE = 1.0
+#: and significant when its segments' mean standard error is at most this share of its size
+MAX_STD_SHARE = 1.0 / 3.0
+#: a segment's frames are shuffled in about this many blocks, of at least MIN_BLOCK_FRAMES
+#: frames (a blink, or a binding event, stays within its block)
+BLOCKS_PER_SEGMENT = 8
+MIN_BLOCK_FRAMES = 5
 
 
 @dataclass
@@ -41,6 +68,20 @@ class DriftResult:
     pairs_total: int
     method: str = "RCC (Wang et al. 2014)"
     settings: dict = field(default_factory=dict)
+
+    @property
+    def size_nm(self) -> float:
+        """RMS distance of the segment drifts from their mean (nm): how far the segments
+        move against each other."""
+        dx = self.segment_x_nm - self.segment_x_nm.mean()
+        dy = self.segment_y_nm - self.segment_y_nm.mean()
+        return float(np.sqrt(np.mean(dx ** 2 + dy ** 2)))
+
+    def std_at(self, frames: np.ndarray) -> np.ndarray:
+        """Per-axis standard error (nm) of the drift at 1-based frames: the segments' least-
+        squares standard errors, interpolated linearly between segment centres."""
+        order = np.argsort(self.segment_frames)
+        return np.interp(np.asarray(frames, float), self.segment_frames[order], self.segment_std_nm[order])
 
     def at(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Drift (x, y) in nm for 1-based frame numbers."""
@@ -128,13 +169,70 @@ def estimate_drift(locs: Localizations, n_frames: int | None = None, segments: i
 
 
 def apply_drift(locs: Localizations, drift: DriftResult) -> Localizations:
-    """A copy of ``locs`` with the drift subtracted and the columns ``drift_x_nm``,
-    ``drift_y_nm`` holding what was subtracted."""
+    """A copy of ``locs`` with the drift subtracted, the columns ``drift_x_nm``,
+    ``drift_y_nm`` holding what was subtracted and ``drift_std_nm`` its per-axis standard
+    error, which joins ``uncertainty_xy`` in quadrature (the corrected position is as
+    uncertain as the drift subtracted from it)."""
     dx, dy = drift.at(locs.frame)
-    extra = {**locs.extra, "drift_x_nm": dx, "drift_y_nm": dy}
+    std = drift.std_at(locs.frame)
+    extra = {**locs.extra, "drift_x_nm": dx, "drift_y_nm": dy, "drift_std_nm": std}
     return Localizations(frame=locs.frame, x_nm=locs.x_nm - dx, y_nm=locs.y_nm - dy,
-                         intensity_photons=locs.intensity_photons, uncertainty_xy_nm=locs.uncertainty_xy_nm,
-                         extra=extra)
+                         intensity_photons=locs.intensity_photons,
+                         uncertainty_xy_nm=np.hypot(locs.uncertainty_xy_nm, std), extra=extra)
+
+
+@dataclass
+class DriftDecision:
+    apply: bool
+    reason: str                     # one sentence for the CLI, the widget and run.json
+    size_nm: float                  # the estimate's size (DriftResult.size_nm)
+    null_sizes_nm: list[float]      # the sizes found in frame-shuffled copies
+    residual_nm: float              # RMS residual of the pair estimates
+    std_nm: float                   # the segments' mean standard error
+
+    def record(self) -> dict:
+        return {"applied": self.apply, "reason": self.reason, "size_nm": round(self.size_nm, 2),
+                "null_sizes_nm": [round(v, 2) for v in self.null_sizes_nm], "null_factor": NULL_FACTOR,
+                "residual_nm": round(self.residual_nm, 2), "max_residual_share": MAX_RESIDUAL_SHARE,
+                "std_nm": round(self.std_nm, 2), "max_std_share": round(MAX_STD_SHARE, 3)}
+
+
+def decide_drift(locs: Localizations, drift: DriftResult, n_frames: int | None = None,
+                 permutations: int = NULL_PERMUTATIONS, seed: int = 0) -> DriftDecision:
+    """Apply ``drift`` (estimated on ``locs``) or not (module doc): the same RCC on
+    ``permutations`` copies of the table with shuffled blocks of frames gives the null."""
+    n_frames = int(n_frames or locs.frame.max())
+    rng = np.random.default_rng(seed)
+    segments = len(drift.segment_frames)
+    settings = {key: drift.settings[key] for key in ("render_nm", "max_residual_nm") if key in drift.settings}
+    block = max(MIN_BLOCK_FRAMES, n_frames // (segments * BLOCKS_PER_SEGMENT))
+    n_blocks = -(-n_frames // block)
+    corrected = apply_drift(locs, drift)  # without the drift found, shuffled: what RCC finds in a still movie
+    null = []
+    for _ in range(permutations):
+        order = rng.permutation(n_blocks)  # block b of the movie becomes block order[b]
+        frames = order[(locs.frame - 1) // block] * block + (locs.frame - 1) % block + 1
+        shuffled = Localizations(frame=np.minimum(frames, n_frames), x_nm=corrected.x_nm, y_nm=corrected.y_nm)
+        null.append(estimate_drift(shuffled, n_frames, segments, **settings).size_nm)
+    size, floor = drift.size_nm, NULL_FACTOR * max(null)
+    std = float(np.mean(drift.segment_std_nm[1:])) if segments > 1 else float("inf")
+    residual = drift.residual_nm
+    if size <= floor:
+        reason = (f"the drift estimate ({size:.1f} nm RMS between segments) is not above what the same estimate "
+                  f"finds with blocks of {block} frames shuffled ({max(null):.1f} nm, x{NULL_FACTOR:g} = "
+                  f"{floor:.1f} nm); positions left as they are")
+        return DriftDecision(False, reason, size, null, residual, std)
+    if std > MAX_STD_SHARE * size:
+        reason = (f"the drift estimate ({size:.1f} nm RMS between segments) is less than three of its standard "
+                  f"errors ({std:.1f} nm); positions left as they are")
+        return DriftDecision(False, reason, size, null, residual, std)
+    if residual > MAX_RESIDUAL_SHARE * size:
+        reason = (f"the segment pairs disagree with the drift estimate by {residual:.1f} nm RMS, more than its size "
+                  f"({size:.1f} nm); positions left as they are")
+        return DriftDecision(False, reason, size, null, residual, std)
+    reason = (f"drift of {size:.1f} nm RMS between segments applied (pair residual {residual:.1f} nm, standard "
+              f"error {std:.1f} nm; {max(null):.1f} nm with blocks of {block} frames shuffled)")
+    return DriftDecision(True, reason, size, null, residual, std)
 
 
 def _peak(corr: np.ndarray, reach: int) -> tuple[float, float]:

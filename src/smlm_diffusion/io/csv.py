@@ -32,7 +32,7 @@ _ALIASES = {
 
 
 #: headers spelled with spaces (issue 14's drift columns)
-_SPACED = {"drift_x_nm": "drift x [nm]", "drift_y_nm": "drift y [nm]"}
+_SPACED = {"drift_x_nm": "drift x [nm]", "drift_y_nm": "drift y [nm]", "drift_std_nm": "drift std [nm]"}
 
 
 def _header_name(extra_key: str) -> str:

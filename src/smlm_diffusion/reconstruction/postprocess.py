@@ -1,8 +1,12 @@
 """Whole-experiment post-processing of a finished run: drift correction (RCC), linking of
 blinks and the FRC resolution (``analysis/drift.py``, ``linking.py``, ``frc.py``).
 
-With drift on, the localizations are corrected (``drift_x_nm``/``drift_y_nm`` hold what
-was subtracted), the precision render is drawn again from them, and the KDE render is
+With drift on, the RCC estimate is tested (``analysis.drift.decide_drift``: against the
+drift the same estimate finds with the frames shuffled, and for the agreement of its
+segment pairs); only a significant, consistent drift is applied, otherwise the run's
+warnings say why in one sentence. When applied, the localizations are corrected
+(``drift_x_nm``/``drift_y_nm`` hold what was subtracted, ``drift_std_nm`` its standard
+error, added to ``uncertainty_xy`` in quadrature), the precision render is drawn again from them, and the KDE render is
 rebuilt from the run's partial renders, each block of frames shifted back by its mean
 drift (sub-pixel, bilinear); the render variance likewise.
 A drift that cannot be estimated (too few localizations, too few frames) is skipped with
@@ -14,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from ..analysis.drift import DriftResult, apply_drift, estimate_drift
+from ..analysis.drift import DriftResult, apply_drift, decide_drift, estimate_drift
 from ..analysis.frc import FrcResult, frc_resolution
 from ..analysis.linking import link_groups, linked_table
 from ..errors import SmlmInputError
@@ -39,11 +43,16 @@ def postprocess(result: Reconstruction) -> tuple[DriftResult | None, Localizatio
             result.warnings.append(f"Drift correction was skipped: {exc}.")
             result.postprocessing["drift"] = {"skipped": str(exc)}
         else:
-            locs = apply_drift(locs, drift)
-            result.frame_tables = [locs]
-            _shift_renders(result, drift)
-            result.update_render()
-            result.postprocessing["drift"] = drift.record()
+            decision = decide_drift(locs, drift, n_frames, seed=settings.seed)
+            result.postprocessing["drift"] = {**drift.record(), **decision.record()}
+            if decision.apply:
+                locs = apply_drift(locs, drift)
+                result.frame_tables = [locs]
+                _shift_renders(result, drift)
+                result.update_render()
+            else:
+                result.warnings.append(f"Drift correction was not applied: {decision.reason}.")
+                drift = None
     groups = None
     if settings.link and len(locs):
         groups = link_groups(locs)
