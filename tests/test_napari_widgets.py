@@ -153,8 +153,9 @@ def test_whole_stack_layers_exist_from_the_start_and_go_if_no_frame_finishes(mak
     result = widget._run_handle.result
     empty = {kwargs["name"]: (data, kwargs) for data, kwargs, _ in
              placeholder_layers(widget._run_handle, raw.scale, raw.translate, True, "movie.tif")}
-    # phi only: no per-frame KDE layer; the precision render comes with the finished table
-    assert set(empty) == {"localizations [movie.tif]", "render KDE [movie.tif]"}
+    # phi only: no per-frame KDE layer; the precision render is empty until the table is finished
+    assert set(empty) == {"localizations [movie.tif]", "render KDE [movie.tif]", "render [movie.tif]"}
+    assert not np.any(empty["render [movie.tif]"][0]) and empty["render [movie.tif]"][0].shape == result.render.shape
     assert np.allclose(viewer.layers["render KDE [movie.tif]"].data, result.render_kde)  # filled by the run
     assert np.allclose(viewer.layers["render KDE [movie.tif]"].translate,
                        empty["render KDE [movie.tif]"][1]["translate"])
@@ -348,6 +349,9 @@ def test_reconstruct_settings_carry_the_camera_choice_and_the_detection_knob():
     assert settings.psf_sigma_px is None  # 0 in the widget: measure it on the movie
     settings = build_settings({**values, "camera": CAMERA_CHOICES[0], "psf_sigma_px": 1.2}, n_frames=10)
     assert settings.camera == "given" and settings.psf_sigma_px == 1.2
+    assert settings.false_alarm == 1e-3 and settings.render_pixel_nm == 0.0  # the defaults
+    settings = build_settings({**values, "false_alarm": "1e-05", "render_pixel_nm": 2.0}, n_frames=10)
+    assert settings.false_alarm == 1e-5 and settings.render_pixel_nm == 2.0
 
 
 def test_reconstruct_widget_warns_once_about_a_wrong_gain(make_napari_viewer, qtbot, tmp_path, bundled_or_tiny,

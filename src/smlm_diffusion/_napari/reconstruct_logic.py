@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..inference.sampling_settings import SamplerSettings
+from ..reconstruction.pictures import default_render_pixel_nm, render_shape
 from ..reconstruction.settings import (DEFAULT_FALSE_ALARM, DEFAULT_MIN_PHOTONS, FrameResult, ProgressEvent, Reconstruction,
                                        ReconstructionSettings)
 from .layers import UPSAMPLING, fine_grid_transform, kde_transform, points_features, points_world, robust_contrast
@@ -17,6 +18,10 @@ from .layers import UPSAMPLING, fine_grid_transform, kde_transform, points_featu
 SCOPES = ("current frame", "visible region", "frame range", "whole stack")
 #: widget labels of ReconstructionSettings.camera
 CAMERA_CHOICES = ("as given", "estimate from movie")
+
+
+#: the widget's false-alarm choices (p-value thresholds of the detection test)
+FALSE_ALARM_CHOICES = ("1e-06", "1e-05", "0.0001", "0.001", "0.01", "0.1", "1")
 
 
 def build_settings(values: dict, n_frames: int, current_frame: int = 0,
@@ -181,6 +186,10 @@ def placeholder_layers(run, raw_scale, raw_translate, raw_is_stack: bool, source
     empty = Reconstruction(settings=run.settings, shape_px=(h, w), origin_px=(r0, c0), render_kde=np.zeros(shape),
                            render_variance=np.zeros(shape) if posterior else None,
                            frames_requested=run.stop - run.start)
+    # the precision render, drawn at the end, gets its (empty) layer now too
+    s = run.settings
+    empty.render_pixel_nm = s.render_pixel_nm or default_render_pixel_nm(s.pixel_size_nm, (h, w))
+    empty.render = np.zeros(render_shape((h, w), s.pixel_size_nm, empty.render_pixel_nm), np.float32)
     zeros = np.zeros(shape, np.float32)
     frame = FrameResult(0, zeros, zeros if posterior else None, empty.localizations)
     return frame_layers(frame, empty, raw_scale, raw_translate, raw_is_stack, source_name, frame_stacks)
@@ -240,6 +249,7 @@ class LiveLayers:
         self.pacer, self.clock = pacer or RefreshPacer(), clock
         self.latest: FrameResult | None = None
         self.built = 0  # frames covered by the last refresh built
+        self.render_built = False  # a refresh with the run's precision render was built
         self.shown = 0  # frames covered by the last refresh applied in the GUI
         self._gui_free = threading.Event()
         self._gui_free.set()
@@ -265,16 +275,20 @@ class LiveLayers:
         self._gui_free.set()
 
     def catch_up(self, after: int) -> Refresh | None:
-        """A refresh with every finished frame, unless the first ``after`` frames are all."""
+        """A refresh with every finished frame, unless the first ``after`` frames are all
+        and the run's end (the precision render, drawn after the last frame) is shown too."""
         result = self.run.result
-        return self.build() if result is not None and self.latest is not None and len(result.frames) > after \
-            else None
+        if result is None or self.latest is None:
+            return None
+        render_due = result.render is not None and not self.render_built
+        return self.build() if len(result.frames) > after or render_due else None
 
     def build(self) -> Refresh:
         result = self.run.result
         frames = len(result.frames)
         refresh = Refresh(frames, frame_layers(self.latest, result, *self.source, self.stacks))
         self.built = max(self.built, frames)
+        self.render_built |= result.render is not None
         return refresh
 
     def applied(self, refresh: Refresh, cost_s: float) -> None:

@@ -16,7 +16,7 @@ from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label,
 
 from . import persist
 from ..reconstruction.settings import DEFAULT_FALSE_ALARM, DEFAULT_MIN_PHOTONS
-from .reconstruct_logic import (CAMERA_CHOICES, FRAME_KDES_MAX_BYTES, SCOPES, LiveLayers, LiveUpdate, RunClock,
+from .reconstruct_logic import (CAMERA_CHOICES, FALSE_ALARM_CHOICES, FRAME_KDES_MAX_BYTES, SCOPES, LiveLayers, LiveUpdate, RunClock,
                                 build_settings, frame_kdes_bytes, placeholder_layers, visible_region_from_corners)
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -46,9 +46,11 @@ class ReconstructWidget(Container):
             "gain": FloatSpinBox(label="gain (ADU/photon)", min=0.001, max=1e4, step=0.01, value=1.0),
             "camera": ComboBox(label="camera values", choices=list(CAMERA_CHOICES), value=CAMERA_CHOICES[0]),
             "emccd": CheckBox(text="EMCCD (excess noise)", value=False),
-            "false_alarm": FloatSpinBox(label="false alarm", min=1e-12, max=1.0, step=1e-4, value=DEFAULT_FALSE_ALARM,
-                                        tooltip="detection: the chance that a background-only candidate passes the "
-                                                "likelihood-ratio test (its p-value threshold)"),
+            # a p-value threshold lives on a log scale: a spin box would round 1e-5 to 0
+            "false_alarm": ComboBox(label="false alarm", choices=list(FALSE_ALARM_CHOICES),
+                                    value=f"{DEFAULT_FALSE_ALARM:g}",
+                                    tooltip="detection: the chance that a background-only candidate passes the "
+                                            "likelihood-ratio test (its p-value threshold)"),
             "min_photons": FloatSpinBox(label="min photons", min=0.0, max=1e6, step=10.0,
                                         value=DEFAULT_MIN_PHOTONS,
                                         tooltip="a second detection knob: photons above the local background "
