@@ -159,6 +159,12 @@ def test_the_precision_render_of_a_region_lines_up_with_its_localizations():
     assert image.sum() == pytest.approx(2.0, abs=0.01)
     with pytest.raises(ValueError, match="render pixel"):
         precision_render(locs, (4096, 4096), (0, 0), 100.0, render_pixel_nm=1.0)
+    # a run refuses a render pixel too fine for its field before it starts, not after its last frame
+    from smlm_diffusion.errors import SmlmInputError
+    from smlm_diffusion.reconstruction.engine import ReconstructionRun
+
+    with pytest.raises(SmlmInputError, match="render pixel"):
+        ReconstructionRun(np.zeros((2, 1024, 1024)), ReconstructionSettings(render_pixel_nm=1.0))
 
 
 def test_kde_support_holds_the_largest_probability_within_two_camera_pixels():

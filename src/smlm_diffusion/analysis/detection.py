@@ -135,7 +135,9 @@ def surround_dispersion(frame, bg_map, x, y, n, sigma_px, read_variance, f, ring
 
 def render_psfs(shape, x, y, n, sigma_px, f, half_width_px: int) -> np.ndarray:
     """(F, H, W): the sum of ``n`` photons' erf-integrated PSFs at each (x, y) of frame ``f``,
-    each over its (2 half_width_px + 1)^2 window."""
+    each over its (2 half_width_px + 1)^2 window. (``simulation.render_emitters`` draws each
+    emitter over the whole frame, H x W x k per frame: 20 ms a 256x256 frame of 750
+    emitters against a few here, on the fits' hot path.)"""
     frames, h, wd = shape
     size = 2 * half_width_px + 1
     out = np.zeros(frames * h * wd)

@@ -180,14 +180,16 @@ def _store_errors(out, index, cov, sandwich, k):
 
 def estimate_psf_sigma(frames: list[np.ndarray], backgrounds: list[np.ndarray], positions: list[np.ndarray],
                        read_variance_photons2: float = 2.0, bounds: tuple[float, float] = (0.55, 2.25),
-                       max_spots: int = 200) -> tuple[float, int]:
+                       max_spots: int = 200, spot_test=None) -> tuple[float, int]:
     """PSF sigma (camera px) of a movie by profile likelihood over bright, isolated spots.
 
     ``positions``: per frame, (k, 3) candidate (x, y, photons) in camera px. Spots with at
     least 60 background noise std of photons and no other candidate within 7 px are cut
     out (11x11 windows, laid out apart on one mosaic), fitted at each trial sigma, and the
     summed log-likelihood is maximised by golden-section search within ``bounds``.
-    Returns (sigma, number of spots); (nan, n) with fewer than 5 spots."""
+    ``spot_test(frame, background, spots (k, 3))`` -> mask, when given, must also accept a
+    spot (it sees only the bright isolated ones). Returns (sigma, number of spots); (nan, n)
+    with fewer than 5 spots."""
     cells, cell_bg, spots = [], [], 0
     for frame, bg, cand in zip(frames, backgrounds, positions):
         if len(cand) == 0 or spots >= max_spots:
@@ -198,7 +200,10 @@ def estimate_psf_sigma(frames: list[np.ndarray], backgrounds: list[np.ndarray], 
         inner = (cand[:, 0] > 5) & (cand[:, 0] < w - 5) & (cand[:, 1] > 5) & (cand[:, 1] < h - 5)
         level = bg[np.clip(cand[:, 1].astype(int), 0, h - 1), np.clip(cand[:, 0].astype(int), 0, w - 1)]
         bright = cand[:, 2] > 60 * np.sqrt(np.maximum(level, 0) + read_variance_photons2)
-        for x, y, _ in cand[isolated & inner & bright][: max_spots - spots]:
+        chosen = cand[isolated & inner & bright]
+        if spot_test is not None and len(chosen):
+            chosen = chosen[spot_test(frame, bg, chosen)]
+        for x, y, _ in chosen[: max_spots - spots]:
             r0, c0 = int(np.floor(y)) - 5, int(np.floor(x)) - 5
             cells.append((frame[r0:r0 + 11, c0:c0 + 11], x - c0, y - r0))
             cell_bg.append(np.broadcast_to(bg, frame.shape)[r0:r0 + 11, c0:c0 + 11])

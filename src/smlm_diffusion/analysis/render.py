@@ -65,8 +65,9 @@ def render_precision(x_nm: np.ndarray, y_nm: np.ndarray, sigma_nm: np.ndarray, s
     half = np.ceil(TRUNCATE_SIGMAS * s).astype(int)
     for h in np.unique(half):
         sel = np.flatnonzero(half == h)
-        for start in range(0, len(sel), max(1, (1 << 22) // (2 * h + 1) ** 2)):  # bounded memory
-            k = sel[start:start + max(1, (1 << 22) // (2 * h + 1) ** 2)]
+        block = max(1, (1 << 22) // (2 * h + 1) ** 2)  # kernels per pass: bounded memory
+        for start in range(0, len(sel), block):
+            k = sel[start:start + block]
             c0 = np.floor(u[k]).astype(int) - h
             r0 = np.floor(v[k]).astype(int) - h
             offsets = np.arange(2 * h + 2)

@@ -17,6 +17,7 @@ from ..inference.devices import PRECISION_CHOICES
 from ..io import TiffStack, atomic_path, write_localizations_csv, write_stack
 from ..io.curves import plot_drift, write_frc
 from ..reconstruction import ReconstructionSettings, reconstruct
+from ..reconstruction.pictures import KDE_SUPPORT_CHOICES
 from ..reconstruction.postprocess import postprocess
 from ..reconstruction.settings import DEFAULT_FALSE_ALARM, DEFAULT_MIN_PHOTONS, Reconstruction
 
@@ -50,7 +51,7 @@ def add_parser(sub) -> None:
     p.add_argument("--render-pixel", type=float, default=0.0, metavar="NM",
                    help="pixel of render.tif, the localizations drawn each as wide as its precision (default: a "
                         "tenth of a camera pixel)")
-    p.add_argument("--kde-support", choices=("localizations", "everywhere"), default="localizations",
+    p.add_argument("--kde-support", choices=KDE_SUPPORT_CHOICES, default=KDE_SUPPORT_CHOICES[0],
                    help="where the KDE pictures (render_kde.tif, render_variance.tif) keep mass: near accepted "
                         "localizations, weighted by their probability (default), or everywhere as the networks "
                         "give it")

@@ -21,7 +21,7 @@ from ..errors import SmlmInputError
 from ..localizations import Localizations
 from .camera_check import check_camera
 from .models_used import choose_psi, full_sampling_warning, pairing_warning, phi_name
-from .pictures import restrict_kdes
+from .pictures import render_pixel_for, restrict_kdes
 from .settings import FrameResult, ProgressEvent, Reconstruction, ReconstructionSettings
 from .refine import (FALLBACK_PSF_SIGMA_PX, chunk_candidates, decide, kde_candidates, movie_psf_sigma,
                      posterior_candidates, refine_frame, refine_frames, refined_psi_input, worker_threads)
@@ -79,6 +79,7 @@ class ReconstructionRun:
         if not (0 <= r0 < r1 <= self.rows and 0 <= c0 < c1 <= self.cols):
             raise SmlmInputError(f"the region {self.settings.region} is outside the {self.rows}x{self.cols} frame")
         self.region = (r0, r1, c0, c1)
+        render_pixel_for((r1 - r0, c1 - c0), self.settings.pixel_size_nm, self.settings.render_pixel_nm)
         self.result: Reconstruction | None = None
 
     def events(self) -> Iterator[ProgressEvent]:

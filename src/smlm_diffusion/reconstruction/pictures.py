@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..analysis.render import render_precision
+from ..errors import SmlmInputError
 from ..localizations import Localizations
 
 #: KDE mass within this many camera pixels of an accepted localization is kept (the KDE
@@ -73,16 +74,25 @@ def render_shape(shape_px: tuple[int, int], pixel_size_nm: float, render_pixel_n
     return tuple(int(np.ceil(n * pixel_size_nm / render_pixel_nm)) for n in shape_px)  # type: ignore[return-value]
 
 
+def render_pixel_for(shape_px: tuple[int, int], pixel_size_nm: float, render_pixel_nm: float = 0.0) -> float:
+    """The precision render's pixel (nm) for a region of ``shape_px`` camera pixels:
+    ``render_pixel_nm``, or 0 for the default; one sentence where it is too fine for the
+    field (checked when a run starts, not after it)."""
+    pixel = render_pixel_nm or default_render_pixel_nm(pixel_size_nm, shape_px)
+    rows, cols = render_shape(shape_px, pixel_size_nm, pixel)
+    if max(rows, cols) > MAX_RENDER_SIDE:
+        raise SmlmInputError(f"a render pixel of {pixel:g} nm gives a {rows} x {cols} image; choose at least "
+                             f"{default_render_pixel_nm(pixel_size_nm, shape_px):.3g} nm for this field")
+    return pixel
+
+
 def precision_render(locs: Localizations, shape_px: tuple[int, int], origin_px: tuple[int, int],
                      pixel_size_nm: float, render_pixel_nm: float = 0.0) -> tuple[np.ndarray, float]:
     """(image, its pixel in nm): the localizations of a region (``shape_px`` camera pixels
     whose top-left is ``origin_px`` = (row, col) of the frame) drawn each as wide as its
     precision (module doc); those less precise than a camera pixel are left out."""
-    pixel = render_pixel_nm or default_render_pixel_nm(pixel_size_nm, shape_px)
+    pixel = render_pixel_for(shape_px, pixel_size_nm, render_pixel_nm)
     rows, cols = render_shape(shape_px, pixel_size_nm, pixel)
-    if max(rows, cols) > MAX_RENDER_SIDE:
-        raise ValueError(f"a render pixel of {pixel:g} nm gives a {rows} x {cols} image; choose at least "
-                         f"{default_render_pixel_nm(pixel_size_nm, shape_px):.3g} nm for this field")
     origin = (origin_px[0] * pixel_size_nm, origin_px[1] * pixel_size_nm)
     # a localization less precise than a camera pixel (kept only with keep_flagged) is not drawn
     image = render_precision(locs.x_nm, locs.y_nm, locs.uncertainty_xy_nm, (rows, cols), pixel, origin,

@@ -156,17 +156,15 @@ def movie_psf_sigma(photons: np.ndarray, backgrounds: np.ndarray, candidates: li
     """PSF sigma (camera px) from the bright isolated candidates of some frames that pass
     the detection test at the fallback width: a bright ridge of background (a cell's edge)
     is no spot to measure a PSF on, and at a wrongly wide PSF it would pass as an emitter."""
-    px = settings.pixel_size_nm
-    positions = []
-    for frame, background, c in zip(photons, backgrounds, candidates):
-        xy = c.xy_px(px)
-        keep = np.zeros(len(c), bool)
-        if len(c):
-            statistic = detection_statistic(frame, background, xy[:, 0], xy[:, 1], c.intensity_photons,
-                                            FALLBACK_PSF_SIGMA_PX, settings.read_noise_e ** 2)
-            keep = p_value(statistic, FALLBACK_PSF_SIGMA_PX) <= settings.false_alarm
-        positions.append(np.c_[xy, c.intensity_photons][keep])
-    return estimate_psf_sigma(list(photons), list(backgrounds), positions, settings.read_noise_e ** 2)
+    px, read_variance = settings.pixel_size_nm, settings.read_noise_e ** 2
+
+    def passes(frame, background, spots):
+        statistic = detection_statistic(frame, background, spots[:, 0], spots[:, 1], spots[:, 2],
+                                        FALLBACK_PSF_SIGMA_PX, read_variance)
+        return p_value(statistic, FALLBACK_PSF_SIGMA_PX) <= settings.false_alarm
+
+    positions = [np.c_[c.xy_px(px), c.intensity_photons] for c in candidates]
+    return estimate_psf_sigma(list(photons), list(backgrounds), positions, read_variance, spot_test=passes)
 
 
 def refine_frame(candidates: Localizations, photons: np.ndarray, background: np.ndarray, psf_sigma_px: float,

@@ -10,6 +10,7 @@ import numpy as np
 from ..inference.devices import PRECISION_CHOICES
 from ..inference.sampling_settings import SamplerSettings
 from ..localizations import Localizations
+from .pictures import KDE_SUPPORT_CHOICES
 
 
 #: Default of the detection knob: the false-alarm probability of a background-only candidate
@@ -80,8 +81,8 @@ class ReconstructionSettings:
             raise ValueError("chunk_frames must be at least 1 (or 0: by frame size)")
         if self.precision not in PRECISION_CHOICES:
             raise ValueError(f"precision must be one of {', '.join(PRECISION_CHOICES)}, not {self.precision!r}")
-        if self.kde_support not in ("localizations", "everywhere"):
-            raise ValueError(f"kde_support must be 'localizations' or 'everywhere', not {self.kde_support!r}")
+        if self.kde_support not in KDE_SUPPORT_CHOICES:
+            raise ValueError(f"kde_support must be one of {', '.join(KDE_SUPPORT_CHOICES)}, not {self.kde_support!r}")
         if not self.render_pixel_nm >= 0:
             raise ValueError(f"the render pixel must be positive (nm; 0: a tenth of a camera pixel), not "
                              f"{self.render_pixel_nm:g}")
