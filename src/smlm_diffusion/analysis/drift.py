@@ -24,7 +24,8 @@ the drift is applied only when it exceeds ``NULL_FACTOR`` times the largest of t
 least-squares standard error (significant against its own uncertainty), and the pair
 estimates agree with the segment drifts to within its size (RMS pair residual at most
 ``MAX_RESIDUAL_SHARE`` of it: consistent; a few segments whose correlation peaked on the
-wrong place make the pairs disagree by more). Otherwise the positions stay as they are,
+wrong place make the pairs disagree by more). The last two are checked first: the null's
+three estimates are made only when they pass. Otherwise the positions stay as they are,
 and the decision says why in one sentence.
 """
 
@@ -34,6 +35,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import interpolate, ndimage
+from scipy.fft import next_fast_len
 
 from ..errors import SmlmInputError
 from ..localizations import Localizations
@@ -128,8 +130,9 @@ def estimate_drift(locs: Localizations, n_frames: int | None = None, segments: i
     edges = np.linspace(0, n_frames, n + 1).round().astype(int)   # frames (edges[k], edges[k+1]]
     segment = np.clip(np.searchsorted(edges, locs.frame, side="left") - 1, 0, n - 1)
     x0, y0 = np.nanmin(locs.x_nm) - max_drift_nm, np.nanmin(locs.y_nm) - max_drift_nm
-    shape = (int(np.ceil((np.nanmax(locs.y_nm) - y0 + max_drift_nm) / render_nm)),
-             int(np.ceil((np.nanmax(locs.x_nm) - x0 + max_drift_nm) / render_nm)))
+    # (sizes FFTs are fast for: more zero padding beyond the reach changes no correlation within it)
+    shape = (next_fast_len(int(np.ceil((np.nanmax(locs.y_nm) - y0 + max_drift_nm) / render_nm)), real=True),
+             next_fast_len(int(np.ceil((np.nanmax(locs.x_nm) - x0 + max_drift_nm) / render_nm)), real=True))
     spectra = []
     for k in range(n):
         sel = segment == k
@@ -186,7 +189,8 @@ class DriftDecision:
     apply: bool
     reason: str                     # one sentence for the CLI, the widget and run.json
     size_nm: float                  # the estimate's size (DriftResult.size_nm)
-    null_sizes_nm: list[float]      # the sizes found in frame-shuffled copies
+    null_sizes_nm: list[float]      # the sizes found in frame-shuffled copies (none when the estimate's
+                                    # own uncertainty or consistency already refused it)
     residual_nm: float              # RMS residual of the pair estimates
     std_nm: float                   # the segments' mean standard error
 
@@ -202,8 +206,20 @@ def decide_drift(locs: Localizations, drift: DriftResult, n_frames: int | None =
     """Apply ``drift`` (estimated on ``locs``) or not (module doc): the same RCC on
     ``permutations`` copies of the table with shuffled blocks of frames gives the null."""
     n_frames = int(n_frames or locs.frame.max())
-    rng = np.random.default_rng(seed)
     segments = len(drift.segment_frames)
+    size, residual = drift.size_nm, drift.residual_nm
+    std = float(np.mean(drift.segment_std_nm[1:])) if segments > 1 else float("inf")
+    # the estimate's own uncertainty and consistency first: when they refuse it, the null
+    # (three more estimates, the costly part) cannot change the decision
+    if std > MAX_STD_SHARE * size:
+        reason = (f"the drift estimate ({size:.1f} nm RMS between segments) is less than three of its standard "
+                  f"errors ({std:.1f} nm); positions left as they are")
+        return DriftDecision(False, reason, size, [], residual, std)
+    if residual > MAX_RESIDUAL_SHARE * size:
+        reason = (f"the segment pairs disagree with the drift estimate by {residual:.1f} nm RMS, more than its size "
+                  f"({size:.1f} nm); positions left as they are")
+        return DriftDecision(False, reason, size, [], residual, std)
+    rng = np.random.default_rng(seed)
     settings = {key: drift.settings[key] for key in ("render_nm", "max_residual_nm") if key in drift.settings}
     block = max(MIN_BLOCK_FRAMES, n_frames // (segments * BLOCKS_PER_SEGMENT))
     n_blocks = -(-n_frames // block)
@@ -214,21 +230,11 @@ def decide_drift(locs: Localizations, drift: DriftResult, n_frames: int | None =
         frames = order[(locs.frame - 1) // block] * block + (locs.frame - 1) % block + 1
         shuffled = Localizations(frame=np.minimum(frames, n_frames), x_nm=corrected.x_nm, y_nm=corrected.y_nm)
         null.append(estimate_drift(shuffled, n_frames, segments, **settings).size_nm)
-    size, floor = drift.size_nm, NULL_FACTOR * max(null)
-    std = float(np.mean(drift.segment_std_nm[1:])) if segments > 1 else float("inf")
-    residual = drift.residual_nm
+    floor = NULL_FACTOR * max(null)
     if size <= floor:
         reason = (f"the drift estimate ({size:.1f} nm RMS between segments) is not above what the same estimate "
                   f"finds with blocks of {block} frames shuffled ({max(null):.1f} nm, x{NULL_FACTOR:g} = "
                   f"{floor:.1f} nm); positions left as they are")
-        return DriftDecision(False, reason, size, null, residual, std)
-    if std > MAX_STD_SHARE * size:
-        reason = (f"the drift estimate ({size:.1f} nm RMS between segments) is less than three of its standard "
-                  f"errors ({std:.1f} nm); positions left as they are")
-        return DriftDecision(False, reason, size, null, residual, std)
-    if residual > MAX_RESIDUAL_SHARE * size:
-        reason = (f"the segment pairs disagree with the drift estimate by {residual:.1f} nm RMS, more than its size "
-                  f"({size:.1f} nm); positions left as they are")
         return DriftDecision(False, reason, size, null, residual, std)
     reason = (f"drift of {size:.1f} nm RMS between segments applied (pair residual {residual:.1f} nm, standard "
               f"error {std:.1f} nm; {max(null):.1f} nm with blocks of {block} frames shuffled)")
