@@ -15,11 +15,15 @@ from .. import __version__
 from ..errors import SmlmInputError
 from ..inference.devices import PRECISION_CHOICES
 from ..io import TiffStack, atomic_path, write_localizations_csv, write_stack
+from ..io.checkpoint import CHECKPOINT_NAME, load_checkpoint, remove_checkpoint, save_checkpoint
 from ..io.curves import plot_drift, write_frc
-from ..reconstruction import ReconstructionSettings, reconstruct
+from ..reconstruction import ReconstructionSettings
+from ..reconstruction.engine import ReconstructionRun
+from ..reconstruction.resume import ResumedRun
 from ..reconstruction.pictures import KDE_SUPPORT_CHOICES
 from ..reconstruction.postprocess import postprocess
 from ..reconstruction.settings import DEFAULT_FALSE_ALARM, DEFAULT_MIN_PHOTONS, Reconstruction
+from .interrupt import StopOnSignals
 
 DEFAULT_PIXEL_SIZE_NM, DEFAULT_OFFSET_ADU, DEFAULT_GAIN = 108.0, 100.0, 1.0
 
@@ -82,6 +86,12 @@ def add_parser(sub) -> None:
                         "enough localizations, else one sentence says why not; default auto)")
     p.add_argument("--link", action="store_true",
                    help="also link blinks over consecutive frames into localizations_linked.csv")
+    p.add_argument("--resume", action="store_true",
+                   help="go on with an interrupted run in --out (same movie, same options): its finished frames "
+                        "are kept and the rest is computed; the outputs equal an uninterrupted run's")
+    p.add_argument("--checkpoint-minutes", type=float, default=5.0, metavar="MIN",
+                   help="write the finished frames to DIR/checkpoint.npz this often, so that a killed run loses at "
+                        "most this much (Ctrl-C and SIGTERM write them at once; default 5)")
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="run on a Dask distributed cluster (e.g. tcp://host:8786); every worker must read INPUT "
                         "at the same path and have this package installed")
@@ -105,62 +115,129 @@ def parse_frames(text: str | None, n_frames: int) -> tuple[int, int] | None:
     return start - 1, stop
 
 
+def settings_from_args(args, stack) -> ReconstructionSettings:
+    """The run's settings from the command line, then the TIFF's metadata, then defaults."""
+    meta = stack.metadata
+    settings = ReconstructionSettings(
+        pixel_size_nm=_pick(args.pixel_size, meta.pixel_size_nm, DEFAULT_PIXEL_SIZE_NM),
+        offset_adu=_pick(args.offset, meta.offset_adu, DEFAULT_OFFSET_ADU),
+        gain_adu_per_photon=_pick(args.gain, meta.gain_adu_per_photon, DEFAULT_GAIN),
+        camera=args.camera, emccd=args.emccd, min_photons=args.min_photons, false_alarm=args.false_alarm,
+        keep_flagged=args.keep_flagged, render_pixel_nm=args.render_pixel, kde_support=args.kde_support,
+        psf_sigma_px=args.psf_sigma, read_noise_e=args.read_noise, refine=not args.no_refine,
+        frames=parse_frames(args.frames, stack.n_frames), posterior=not args.no_posterior, seed=args.seed,
+        device=args.device, precision=args.precision, phi_model=args.phi, psi_model=args.psi, drift=args.drift,
+        link=args.link)
+    settings.sampler.n_samples = args.samples
+    if args.full_sampling:
+        settings.sampler.mode = "full"
+    if settings.posterior:
+        settings.sampler.validate(100)
+    return settings
+
+
 def run(args) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise SmlmInputError(f"--out {out} exists and is not a folder; choose a folder for the outputs")
     with TiffStack(args.input) as stack:
-        meta = stack.metadata
-        settings = ReconstructionSettings(
-            pixel_size_nm=_pick(args.pixel_size, meta.pixel_size_nm, DEFAULT_PIXEL_SIZE_NM),
-            offset_adu=_pick(args.offset, meta.offset_adu, DEFAULT_OFFSET_ADU),
-            gain_adu_per_photon=_pick(args.gain, meta.gain_adu_per_photon, DEFAULT_GAIN),
-            camera=args.camera, emccd=args.emccd, min_photons=args.min_photons, false_alarm=args.false_alarm,
-            keep_flagged=args.keep_flagged, render_pixel_nm=args.render_pixel, kde_support=args.kde_support, psf_sigma_px=args.psf_sigma,
-            read_noise_e=args.read_noise, refine=not args.no_refine,
-            frames=parse_frames(args.frames, stack.n_frames), posterior=not args.no_posterior, seed=args.seed,
-            device=args.device, precision=args.precision, phi_model=args.phi, psi_model=args.psi, drift=args.drift,
-            link=args.link)
-        settings.sampler.n_samples = args.samples
-        if args.full_sampling:
-            settings.sampler.mode = "full"
-        if settings.posterior:
-            settings.sampler.validate(100)
+        settings = settings_from_args(args, stack)
+        run_info = json.loads(json.dumps({"input": str(Path(args.input).resolve()), "input_shape": list(stack.shape),
+                                          "requested": settings.to_dict()}))  # as the checkpoint reads it back
+        previous = None
+        if args.resume:
+            previous, earlier = load_checkpoint(out)
+            check_same_run(earlier, run_info)
+            print(f"resuming: {len(previous.frames)} of {previous.frames_requested} frames were finished",
+                  file=sys.stderr)
         out.mkdir(parents=True, exist_ok=True)
-        started = time.monotonic()
-
-        def progress(event) -> None:
-            if event.frame_result is None:
-                return
-            frames_done[0] += 1
-            rate = frames_done[0] / max(time.monotonic() - started, 1e-9)
-            print(f"\r{event.done}/{event.total} ({100 * event.done / event.total:.0f} %) {event.message}, "
-                  f"{rate:.2f} frames/s", end="", file=sys.stderr, flush=True)
-
-        frames_done = [0]
-        if args.scheduler:
-            from ..reconstruction.distributed import reconstruct_on_cluster
-
-            def cluster_progress(event) -> None:
-                rate = event.done / max(time.monotonic() - started, 1e-9)
-                print(f"\r{event.message} on the cluster, {rate:.2f} frames/s", end="", file=sys.stderr, flush=True)
-
-            # workers resolve paths on their own machines: give them absolute ones
-            for key in ("phi_model", "psi_model"):
-                if Path(getattr(settings, key)).is_file():
-                    setattr(settings, key, str(Path(getattr(settings, key)).resolve()))
-            result = reconstruct_on_cluster(str(Path(args.input).resolve()), TiffStack, settings, args.scheduler,
-                                            args.task_frames, progress=cluster_progress)
-        else:
-            result = reconstruct(stack, settings, progress=progress)
+        with StopOnSignals() as stop:
+            try:
+                result = _run(args, stack, settings, previous, stop, out, run_info)
+            except KeyboardInterrupt:
+                kept = "; its last checkpoint can be resumed (--resume)" if (out / CHECKPOINT_NAME).is_file() else ""
+                print(f"\nstopped at once; the frame in progress was lost{kept}", file=sys.stderr)
+                return 130
         print(file=sys.stderr)
+        if result is None:
+            print("stopped before the first frame was finished; nothing was written", file=sys.stderr)
+            return stop.exit_code()
+        if not result.completed:
+            return _write_interrupted(out, result, run_info, args, stop)
         drift, linked, frc = postprocess(result)
         for message in result.warnings:
             print(f"warning: {message}", file=sys.stderr)
         write_outputs(out, result, stack_path=str(args.input), stack_shape=tuple(stack.shape))
         write_postprocessing(out, drift, linked, frc)
+        remove_checkpoint(out)
     print(f"{len(result.localizations)} localizations in {len(result.frames)} frames -> {out}/", file=sys.stderr)
-    return 0 if result.completed else 130
+    return 0
+
+
+def _run(args, stack, settings, previous, stop: StopOnSignals, out: Path, run_info: dict) -> Reconstruction | None:
+    """The engine (or the cluster) until the movie ends or a signal asks to stop; the finished
+    frames are checkpointed every ``--checkpoint-minutes``."""
+    started = time.monotonic()
+    if args.scheduler:
+        from ..reconstruction.distributed import reconstruct_on_cluster
+
+        def cluster_progress(event) -> None:
+            rate = event.done / max(time.monotonic() - started, 1e-9)
+            print(f"\r{event.message} on the cluster, {rate:.2f} frames/s", end="", file=sys.stderr, flush=True)
+
+        # workers resolve paths on their own machines: give them absolute ones
+        for key in ("phi_model", "psi_model"):
+            if Path(getattr(settings, key)).is_file():
+                setattr(settings, key, str(Path(getattr(settings, key)).resolve()))
+        return reconstruct_on_cluster(str(Path(args.input).resolve()), TiffStack, settings, args.scheduler,
+                                      args.task_frames, progress=cluster_progress, should_stop=stop.requested,
+                                      previous=previous)
+    runner = ResumedRun(stack, previous) if previous is not None else ReconstructionRun(stack, settings)
+    frames_done, last_checkpoint = 0, time.monotonic()
+    events = runner.events()
+    try:
+        for event in events:
+            if event.frame_result is not None:
+                frames_done += 1
+                rate = frames_done / max(time.monotonic() - started, 1e-9)
+                print(f"\r{event.done}/{event.total} ({100 * event.done / max(event.total, 1):.0f} %) "
+                      f"{event.message}, {rate:.2f} frames/s", end="", file=sys.stderr, flush=True)
+                if time.monotonic() - last_checkpoint >= 60 * args.checkpoint_minutes:
+                    save_checkpoint(out, runner.result, run_info)
+                    last_checkpoint = time.monotonic()
+            if stop.requested():
+                break
+    finally:
+        events.close()
+    return runner.result
+
+
+def check_same_run(earlier: dict, now: dict) -> None:
+    """``--resume`` goes on only with the movie and the settings the interrupted run had."""
+    if earlier.get("input_shape") != now["input_shape"]:
+        raise SmlmInputError(f"--resume: the interrupted run read a movie of shape {earlier.get('input_shape')}, "
+                             f"this one is {now['input_shape']}; resume with the same movie or choose another --out")
+    before, after = earlier.get("requested", {}), now["requested"]
+    changed = [k for k in sorted(set(before) | set(after)) if k != "device" and before.get(k) != after.get(k)]
+    if changed:
+        raise SmlmInputError("--resume: the interrupted run had other settings (" + ", ".join(
+            f"{k}: {before.get(k)!r} then, {after.get(k)!r} now" for k in changed[:3]) + "); resume with the same "
+            "options or choose another --out")
+
+
+def _write_interrupted(out: Path, result: Reconstruction, run_info: dict, args, stop: StopOnSignals) -> int:
+    """The finished frames' outputs, run.json with ``completed: false``, and the checkpoint
+    that ``--resume`` goes on from; post-processing waits for the whole movie."""
+    save_checkpoint(out, result, run_info)
+    result.postprocessing["interrupted"] = {
+        "signal": stop.signal_name, "frames_done": len(result.frames), "frames_requested": result.frames_requested,
+        "resume": f"smlm-diffusion reconstruct {args.input} --out {out} --resume (with the same options)",
+        "postprocessing": "drift, linking and FRC run when the whole movie is done"}
+    write_outputs(out, result, stack_path=str(args.input), stack_shape=tuple(run_info["input_shape"]))
+    print(f"{stop.signal_name or 'stopped'}: {len(result.localizations)} localizations of {len(result.frames)} of "
+          f"{result.frames_requested} frames written to {out}/; go on with the same command and --resume",
+          file=sys.stderr)
+    return stop.exit_code()
 
 
 def _pick(*values) -> float:

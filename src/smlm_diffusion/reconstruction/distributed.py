@@ -19,22 +19,24 @@ import dataclasses
 import time
 from collections.abc import Callable
 
-import numpy as np
 
 from ..errors import SmlmInputError
 from .engine import block_frames, frame_source_shape, reconstruct, resolve_frames
+from .merge import MergedRuns
+from .resume import continuation_settings
 from .settings import ProgressEvent, Reconstruction, ReconstructionSettings
 
 #: frames per task by default (whole engine chunks: 16 of 16 frames, 4 of 64)
 TASK_FRAMES = 256
 
 
-def _run_task(open_stack, stack_path: str, settings: ReconstructionSettings, camera_checked: bool) -> Reconstruction:
+def _run_task(open_stack, stack_path: str, settings: ReconstructionSettings, camera_checked: bool,
+              skip_frames: frozenset[int] = frozenset()) -> Reconstruction:
     """One task on a worker: the engine on the task's frames of the movie at ``stack_path``."""
     with open_stack(stack_path) as stack:
-        result = reconstruct(stack, settings, camera_checked=camera_checked)
+        result = reconstruct(stack, settings, camera_checked=camera_checked, skip_frames=skip_frames)
     result.mean_kdes, result.variance_kdes = {}, {}
-    result.render = None  # drawn once from the whole table (_Merged.finish)
+    result.render = None  # drawn once from the whole table (MergedRuns.finish)
     return result
 
 
@@ -44,64 +46,23 @@ def task_ranges(start: int, stop: int, task_frames: int, chunk_frames: int) -> l
     return [(a, min(stop, a + size)) for a in range(start, stop, size)]
 
 
-class _Merged:
-    """The tasks' results added up as they arrive (renders summed at once, only the frame
-    tables kept), then put in frame order."""
-
-    def __init__(self, settings: ReconstructionSettings, probe: Reconstruction, frames_requested: int) -> None:
-        self.result = Reconstruction(settings=settings, shape_px=probe.shape_px, origin_px=probe.origin_px,
-                                     device=probe.device, precision=probe.precision,
-                                     render_kde=np.zeros_like(probe.render_kde),
-                                     render_variance=None if probe.render_variance is None
-                                     else np.zeros_like(probe.render_variance), frames_requested=frames_requested)
-        self.result.psf_sigma_px, self.result.psf_sigma_source = probe.psf_sigma_px, probe.psf_sigma_source
-        self.result.camera_estimate, self.result.warnings = probe.camera_estimate, list(probe.warnings)
-        self.result.psi_model, self.result.psi_choice = probe.psi_model, probe.psi_choice
-        self.tables: dict[int, list] = {}
-        self.all_completed = True
-
-    def add(self, part: Reconstruction) -> int:
-        result = self.result
-        for frame, table in zip(part.frames, part.frame_tables):
-            self.tables[frame] = table
-        result.render_kde += part.render_kde
-        result.candidate_p_values.extend(part.candidate_p_values)
-        if result.render_variance is not None:
-            result.render_variance += part.render_variance
-        result.network_evaluations += part.network_evaluations
-        result.block_frames = part.block_frames
-        for blocks, theirs in ((result.render_blocks, part.render_blocks),
-                               (result.variance_blocks, part.variance_blocks)):
-            for block, image in theirs.items():
-                blocks[block] = blocks[block] + image if block in blocks else image
-        for key, value in part.timings_s.items():  # summed over tasks (worker seconds)
-            result.timings_s[key] = result.timings_s.get(key, 0.0) + value
-        self.all_completed &= part.completed
-        return len(part.frames)
-
-    def finish(self) -> Reconstruction:
-        result = self.result
-        result.frames = sorted(self.tables)
-        result.frame_tables = [self.tables[f] for f in result.frames]
-        result.completed = self.all_completed and len(result.frames) == result.frames_requested
-        result.finish_probability()
-        result.update_render()
-        return result
-
-
 def reconstruct_on_cluster(stack_path: str, open_stack, settings: ReconstructionSettings, scheduler: str,
                            task_frames: int = TASK_FRAMES, connect_timeout_s: float = 20.0,
                            progress: Callable[[ProgressEvent], None] | None = None,
-                           should_stop: Callable[[], bool] | None = None) -> Reconstruction:
+                           should_stop: Callable[[], bool] | None = None,
+                           previous: Reconstruction | None = None) -> Reconstruction:
     """Reconstruct the movie at ``stack_path`` on the Dask cluster at ``scheduler``
     (``tcp://host:8786``; see the module doc). ``open_stack(path)`` opens the movie as a
     context manager (the io layer's ``TiffStack``; it travels to the workers by reference). ``progress`` gets one event per finished
     task (``done``/``total`` in frames); ``should_stop`` cancels the tasks not yet finished
-    and returns the finished ones."""
+    and returns the finished ones. ``previous``: an interrupted run of this movie to go on
+    with (``resume.py``): only tasks with frames it lacks run, with its resolved values."""
     try:
         from distributed import Client, as_completed
     except ImportError:
         raise SmlmInputError("--scheduler needs Dask distributed: pip install 'napari-smlm-diffusion[cluster]'") from None
+    if previous is not None:
+        settings = previous.settings
     settings.validate()
     with open_stack(stack_path) as stack:
         n_frames, rows, cols = frame_source_shape(stack)
@@ -117,20 +78,26 @@ def reconstruct_on_cluster(stack_path: str, open_stack, settings: Reconstruction
     try:
         # the first chunk checks the camera and measures the PSF as a single run does; it is
         # also the first chunk of the result
-        first_stop = min(stop, start + settings.chunk_frames)
-        blocks = block_frames(stop - start, settings.chunk_frames)
-        first = dataclasses.replace(settings, frames=(start, first_stop), drift_block_frames=blocks)
-        probe = client.submit(_run_task, open_stack, stack_path, first, False, pure=False).result()
-        fixed = dataclasses.replace(probe.settings, camera="given", psf_sigma_px=probe.psf_sigma_px,
-                                    psi_model=probe.psi_model or settings.psi_model, drift_block_frames=blocks)
-        ranges = task_ranges(first_stop, stop, task_frames, settings.chunk_frames)
+        if previous is None:
+            first_stop = min(stop, start + settings.chunk_frames)
+            blocks = block_frames(stop - start, settings.chunk_frames)
+            first = dataclasses.replace(settings, frames=(start, first_stop), drift_block_frames=blocks)
+            probe = client.submit(_run_task, open_stack, stack_path, first, False, pure=False).result()
+            fixed = dataclasses.replace(probe.settings, camera="given", psf_sigma_px=probe.psf_sigma_px,
+                                        psi_model=probe.psi_model or settings.psi_model, drift_block_frames=blocks)
+            # the run record shows the user's settings with the camera values the check resolved
+            used = dataclasses.replace(probe.settings, psf_sigma_px=settings.psf_sigma_px, frames=settings.frames,
+                                       drift_block_frames=settings.drift_block_frames)
+        else:
+            first_stop, probe, used = start, previous, previous.settings
+            fixed = continuation_settings(previous, rows, cols)
+        finished = frozenset(previous.frames) if previous is not None else frozenset()
+        ranges = [r for r in task_ranges(first_stop, stop, task_frames, settings.chunk_frames)
+                  if any(f not in finished for f in range(r[0] + 1, r[1] + 1))]
         futures = [client.submit(_run_task, open_stack, stack_path, dataclasses.replace(fixed, frames=r), True,
-                                 pure=False)
+                                 frozenset(f for f in finished if r[0] < f <= r[1]), pure=False)
                    for r in ranges]
-        # the run record shows the user's settings with the camera values the check resolved
-        used = dataclasses.replace(probe.settings, psf_sigma_px=settings.psf_sigma_px, frames=settings.frames,
-                                   drift_block_frames=settings.drift_block_frames)
-        merged = _Merged(used, probe, stop - start)
+        merged = MergedRuns(used, probe, stop - start)
         done = merged.add(probe)
         if progress is not None:
             progress(ProgressEvent(done, stop - start, None, f"{done} of {stop - start} frames"))

@@ -68,9 +68,14 @@ class ReconstructionRun:
     """One reconstruction of ``stack``; iterate ``events()``, read ``result`` any time
     (it holds every finished frame, also after a stop or an error)."""
 
-    def __init__(self, stack, settings: ReconstructionSettings | None = None, camera_checked: bool = False) -> None:
+    def __init__(self, stack, settings: ReconstructionSettings | None = None, camera_checked: bool = False,
+                 skip_frames: frozenset[int] = frozenset()) -> None:
         self.stack = stack
         self.camera_checked = camera_checked  # the settings' camera values were already checked on this movie
+        # frames (1-based) a resumed run finished before (reconstruction/resume.py): not redone;
+        # a chunk holding some of them is still computed whole, so that its other frames get the
+        # same numbers as in an uninterrupted run
+        self.skip_frames = frozenset(skip_frames)
         self.settings = settings or ReconstructionSettings()
         self.settings.validate()
         n_frames, self.rows, self.cols = frame_source_shape(stack)
@@ -139,7 +144,8 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
     if settings.drift != "off":
         result.block_frames = settings.drift_block_frames or block_frames(stop - start, chunk_frames)
     tiles_per_frame = count_tiles(h, w, settings.sampler) if psi else 1
-    total = (stop - start) * tiles_per_frame
+    skipped = sum(1 for f in run.skip_frames if start < f <= stop)
+    total = (stop - start - skipped) * tiles_per_frame
     evals_per_tile = network_evaluations_per_tile(settings.sampler, psi.schedule.n_steps) if psi else 0
     done = 0
     timing = {"read": 0.0, "background": 0.0, "phi": 0.0, "psi": 0.0, "localize": 0.0}
@@ -163,7 +169,8 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
         timing["phi"] += time.perf_counter() - t
         return photons, background, normalised, estimates
 
-    chunks = [(a, min(stop, a + chunk_frames)) for a in range(start, stop, chunk_frames)]
+    chunks = [(a, min(stop, a + chunk_frames)) for a in range(start, stop, chunk_frames)
+              if not all(f in run.skip_frames for f in range(a + 1, min(stop, a + chunk_frames) + 1))]
     # phi path: the next chunk goes through phi in a thread while this one is localized
     # (torch and most of numpy/scipy release the GIL, so the two cores stay busy)
     # (not for chunks whose 4x KDEs are large: two chunks would be held at once)
@@ -190,13 +197,16 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
                                      photons[:n], background[:n], chunk_start, measured)
             result.network_evaluations += len(estimates)
             tables = None
+            p_values: list[np.ndarray] = []  # every candidate's p-value, one array per frame
             if psi is None:  # phi path: the chunk's candidates and fits in batches, one per thread
                 t = time.perf_counter()
                 tables = _localize_chunk(estimates / kde_scale, photons, background, chunk_start, measured,
-                                         result.psf_sigma_px, settings, result.candidate_p_values)
+                                         result.psf_sigma_px, settings, p_values)
                 timing["localize"] += time.perf_counter() - t
             for offset, estimate in enumerate(estimates):
                 frame = chunk_start + offset + 1
+                if frame in run.skip_frames:
+                    continue
                 variance = None
                 samples = None
                 if psi is not None:
@@ -237,7 +247,7 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
                         phi_found, kde_candidates(mean, photons[offset], background[offset], frame, settings),
                         settings.match_radius_px, settings.pixel_size_nm)
                     locs = refine_frame(candidates, photons[offset], background[offset], result.psf_sigma_px,
-                                        settings, samples, kde_scale, result.candidate_p_values)
+                                        settings, samples, kde_scale, p_values)
                 if settings.kde_support == "localizations":  # the pictures hold what the table holds
                     mean, variance = restrict_kdes(mean, variance, locs, settings.pixel_size_nm, UPSAMPLING)
                 locs.x_nm += c0 * settings.pixel_size_nm
@@ -245,6 +255,7 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
                 timing["localize"] += time.perf_counter() - t
                 result.frame_tables.append(locs)
                 result.frames.append(frame)
+                result.candidate_p_values.append(p_values[offset] if tables is not None else p_values.pop())
                 result.render_kde += mean
                 if variance is not None:
                     result.render_variance += variance
@@ -372,12 +383,14 @@ def _measure_psf(result: Reconstruction, kdes: np.ndarray, photons: np.ndarray, 
 
 def reconstruct(stack, settings: ReconstructionSettings | None = None,
                 progress: Callable[[ProgressEvent], None] | None = None,
-                should_stop: Callable[[], bool] | None = None, camera_checked: bool = False) -> Reconstruction:
+                should_stop: Callable[[], bool] | None = None, camera_checked: bool = False,
+                skip_frames: frozenset[int] = frozenset()) -> Reconstruction:
     """Reconstruct ``stack`` (ADU array, 2D or 3D, or a lazy TiffStack). ``progress`` gets
     every event; when ``should_stop()`` turns true the run stops at the next tile batch and
     the frames finished so far are returned (``completed`` is False). ``camera_checked``:
-    the settings' camera values were checked on this movie already (skip the check)."""
-    run = ReconstructionRun(stack, settings, camera_checked)
+    the settings' camera values were checked on this movie already (skip the check);
+    ``skip_frames``: frames finished by an earlier part of the run (``ReconstructionRun``)."""
+    run = ReconstructionRun(stack, settings, camera_checked, skip_frames)
     events = run.events()
     try:
         for event in events:

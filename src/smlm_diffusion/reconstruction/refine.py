@@ -204,13 +204,13 @@ def decide(tables: list[Localizations], settings, p_values_out: list | None = No
     (``analysis.detection.detection_probability``; the engine recomputes it over the whole
     movie at the end, ``final_probability``), then the knobs (``false_alarm``,
     ``min_photons``) and the flags (``keep_flagged``). ``p_values_out``: a list that
-    receives every candidate's p-value, kept or not."""
+    receives every candidate's p-values, kept or not, one array per frame."""
     if not tables:
         return tables
     joined = Localizations.concatenate(tables)
     p_values = joined.extra["p_value"]
-    if p_values_out is not None:
-        p_values_out.append(np.asarray(p_values, np.float64))
+    if p_values_out is not None:  # one array per frame
+        p_values_out.extend(np.asarray(t.extra["p_value"], np.float64) for t in tables)
     probability = detection_probability(p_values)[0]
     kept = p_values <= settings.false_alarm
     if settings.min_photons > 0:
