@@ -24,7 +24,18 @@ def _movie(n_frames, size, seed):
 @pytest.fixture(scope="module")
 def movie_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("resume") / "movie.tif"
-    return write_stack(path, _movie(12, 32, 3), 100.0, extra_info={"offset_adu": 100.0, "gain_adu_per_photon": 1.0})
+    # 128x128 frames: the engine takes them 16 at a time (three chunks)
+    return write_stack(path, _movie(34, 128, 3), 100.0, extra_info={"offset_adu": 100.0, "gain_adu_per_photon": 1.0})
+
+
+COMMON = ["--no-posterior", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(movie_file):
+    out = movie_file.parent / "whole"
+    assert main(["reconstruct", str(movie_file), "--out", str(out), *COMMON]) == 0
+    return out
 
 
 def _signal_at_frame(monkeypatch, signum, frame_count):
@@ -42,20 +53,20 @@ def _signal_at_frame(monkeypatch, signum, frame_count):
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_a_signal_keeps_the_finished_frames_and_resume_ends_as_an_uninterrupted_run(movie_file, tmp_path, monkeypatch,
-                                                                                    capsys, signum):
-    common = ["--no-posterior", "--device", "cpu"]
-    assert main(["reconstruct", str(movie_file), "--out", str(tmp_path / "whole"), *common]) == 0
+def test_a_signal_keeps_the_finished_frames_and_resume_ends_as_an_uninterrupted_run(movie_file, uninterrupted, tmp_path,
+                                                                                    monkeypatch, capsys, signum):
+    common = COMMON
     out = tmp_path / "run"
     _signal_at_frame(monkeypatch, signum, 5)
     assert main(["reconstruct", str(movie_file), "--out", str(out), *common]) == 128 + signum
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
     record = json.loads((out / "run.json").read_text())
-    assert not record["completed"] and record["frames_done"] == 5
+    # the phi path's chunk is localized at once: its frames computed already are kept
+    assert not record["completed"] and record["frames_done"] == 16
     assert record["interrupted"]["signal"] == signal.Signals(signum).name and "--resume" in capsys.readouterr().err
-    whole = read_localizations_csv(tmp_path / "whole" / "localizations.csv")
+    whole = read_localizations_csv(uninterrupted / "localizations.csv")
     part = read_localizations_csv(out / "localizations.csv")
-    assert len(part) == (whole.frame <= 5).sum() > 0 and part.frame.max() <= 5  # exactly the finished frames
+    assert len(part) == (whole.frame <= 16).sum() > 0 and part.frame.max() <= 16  # exactly the finished frames
     assert (out / CHECKPOINT_NAME).is_file() and "drift" not in record  # post-processing waits for the whole movie
 
     monkeypatch.undo()
@@ -63,12 +74,12 @@ def test_a_signal_keeps_the_finished_frames_and_resume_ends_as_an_uninterrupted_
                  "--resume"]) == 2  # other options: refused in one sentence
     assert "other settings" in capsys.readouterr().err
     assert main(["reconstruct", str(movie_file), "--out", str(out), *common, "--resume"]) == 0
-    assert ((out / "localizations.csv").read_text() == (tmp_path / "whole" / "localizations.csv").read_text())
+    assert ((out / "localizations.csv").read_text() == (uninterrupted / "localizations.csv").read_text())
     for name in ("render.tif", "render_kde.tif"):
-        with TiffStack(out / name) as a, TiffStack(tmp_path / "whole" / name) as b:
+        with TiffStack(out / name) as a, TiffStack(uninterrupted / name) as b:
             np.testing.assert_allclose(a.read(0, 1), b.read(0, 1), rtol=1e-5, atol=1e-6)
     record = json.loads((out / "run.json").read_text())
-    assert record["completed"] and record["frames_done"] == 12 and "interrupted" not in record
+    assert record["completed"] and record["frames_done"] == 34 and "interrupted" not in record
     assert not (out / CHECKPOINT_NAME).exists() and (out / "frc.csv").exists()
 
 

@@ -175,8 +175,9 @@ def run(args) -> int:
 
 
 def _run(args, stack, settings, previous, stop: StopOnSignals, out: Path, run_info: dict) -> Reconstruction | None:
-    """The engine (or the cluster) until the movie ends or a signal asks to stop; the finished
-    frames are checkpointed every ``--checkpoint-minutes``."""
+    """The engine (or the cluster) until the movie ends or a signal asks to stop (after the
+    frames already computed: on the phi path, the rest of the chunk); the finished frames
+    are checkpointed every ``--checkpoint-minutes``."""
     started = time.monotonic()
     if args.scheduler:
         from ..reconstruction.distributed import reconstruct_on_cluster
@@ -205,7 +206,7 @@ def _run(args, stack, settings, previous, stop: StopOnSignals, out: Path, run_in
                 if time.monotonic() - last_checkpoint >= 60 * args.checkpoint_minutes:
                     save_checkpoint(out, runner.result, run_info)
                     last_checkpoint = time.monotonic()
-            if stop.requested():
+            if stop.requested() and not event.next_frame_ready:  # frames already computed are kept
                 break
     finally:
         events.close()

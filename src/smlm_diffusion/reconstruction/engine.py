@@ -268,7 +268,8 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
                 done += tiles_per_frame
                 yield ProgressEvent(done, total, FrameResult(frame, mean.astype(np.float32),
                                                              None if variance is None else variance.astype(np.float32),
-                                                             locs), f"frame {frame}")
+                                                             locs), f"frame {frame}",
+                                    next_frame_ready=tables is not None and offset + 1 < len(estimates))
         result.completed = True
     finally:
         if ahead is not None:  # a stop or an error: the chunk being prepared is dropped, without

@@ -115,6 +115,8 @@ class ProgressEvent:
     total: int
     frame_result: FrameResult | None = None
     message: str = ""
+    next_frame_ready: bool = False    # the next frame is computed already (phi path, within a chunk): a stop
+                                      # request may take it at no cost
 
 
 @dataclass
