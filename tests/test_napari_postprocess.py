@@ -103,6 +103,9 @@ def test_frc_orders_precisions_and_drift_correction_sharpens_it(drifting):
                                                              {}, table.scale, table.translate, PIXEL_NM))
     assert corrected.result.resolution_nm < 0.7 * drifted.result.resolution_nm
     assert corrected.summary == f"FRC resolution: {corrected.result.resolution_nm:.1f} nm"
+    assert "NeNA precision" in corrected.details and "z std" in corrected.details  # NeNA beside the FRC
+    auto = logic.run_task("frc", table, render_nm=0.0)  # the dock's default: a pixel chosen for the data
+    assert np.isfinite(auto.result.resolution_nm) and auto.result.render_nm >= 5.0
     # linked blinks kept in one half are never more optimistic than a split by localization
     plain = logic.frc_of_table(table, keep_linked=False).resolution_nm
     assert drifted.result.resolution_nm >= 0.98 * plain

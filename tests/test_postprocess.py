@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from smlm_diffusion.analysis.drift import apply_drift, estimate_drift
-from smlm_diffusion.analysis.frc import frc_resolution
+from smlm_diffusion.analysis.frc import frc_resolution, measured_frc
 from smlm_diffusion.analysis.linking import link_groups, linked_table
+from smlm_diffusion.analysis.nena import nena
 from smlm_diffusion.cli import main
 from smlm_diffusion.errors import SmlmInputError
 from smlm_diffusion.io import read_localizations_csv, write_localizations_csv
@@ -135,6 +136,44 @@ def test_frc_orders_three_precisions_and_linked_halves_are_not_optimistic():
     assert 2.0 * 10.0 < resolutions[1] < 5.0 * 10.0   # FRC of a well-sampled structure: ~3x the precision
 
 
+def test_frc_takes_a_finer_pixel_where_the_data_need_it_or_gives_a_bound():
+    """Clusters of sites 10 nm apart localized at 1.5 nm over a 14 um field: at the pixel
+    that fits the field the curve never falls below 1/7; on the densest square at a finer
+    pixel it does, at a few times the precision. Too fine for any pixel: a bound."""
+    rng = np.random.default_rng(1)
+    centres = rng.uniform(500, 13300, (400, 2))
+    grid = np.stack(np.meshgrid(np.arange(4) * 10.0, np.arange(3) * 10.0), -1).reshape(-1, 2)
+    sites = (centres[:, None] + grid).reshape(-1, 2)
+    site = rng.integers(0, len(sites), 60000)
+    blink = np.repeat(np.arange(len(site)), rng.integers(1, 4, len(site)))
+    xy = sites[site[blink]] + rng.normal(0, 1.5, (len(blink), 2))
+    locs = Localizations(frame=np.ones(len(blink), int), x_nm=xy[:, 0], y_nm=xy[:, 1])
+    assert not np.isfinite(frc_resolution(locs, render_nm=6.5, groups=blink).resolution_nm)
+    frc = measured_frc(locs, groups=blink)
+    assert 3.0 < frc.resolution_nm < 15.0 and frc.render_nm < 2.0 and frc.region_nm is not None
+    assert frc.record()["resolution_nm"] == round(frc.resolution_nm, 1) and frc.record()["finer_than_nm"] is None
+    exact = Localizations(frame=np.ones(len(blink), int), x_nm=sites[site[blink], 0], y_nm=sites[site[blink], 1])
+    bound = measured_frc(exact, groups=blink)  # no scatter at all: finer than any pixel
+    assert not np.isfinite(bound.resolution_nm) and bound.finer_than_nm == pytest.approx(1.0)
+    assert "finer than 1 nm" in bound.sentence() and "--pixel-size-nm" in bound.sentence()
+
+
+@pytest.mark.parametrize("sigma", [3.0, 12.0])
+def test_nena_recovers_the_precision_and_checks_the_uncertainties(sigma):
+    """Blinks of 3 frames on average over sites on lines: NeNA within 10 % of the
+    simulated precision; the consecutive-frame check gives z std 1 with the right
+    uncertainties and 2 with uncertainties half as large."""
+    rng = np.random.default_rng(4)
+    locs, _, _ = _blinking(rng, _structure(rng, 3000), 1000, sigma)
+    result = nena(locs)
+    assert result.precision_nm == pytest.approx(sigma, rel=0.10) and result.pairs > 1000
+    assert 0.9 < result.z_std < 1.1 and 0.93 < result.z_coverage_95 < 0.97
+    halved = Localizations(frame=locs.frame, x_nm=locs.x_nm, y_nm=locs.y_nm, uncertainty_xy_nm=locs.uncertainty_xy_nm / 2)
+    assert 1.6 < nena(halved).z_std < 2.4
+    with pytest.raises(SmlmInputError, match="NeNA needs"):
+        nena(locs.select(slice(0, 30)))
+
+
 def test_frc_command_prints_json_and_writes_the_curve(tmp_path, capsys):
     rng = np.random.default_rng(3)
     locs, _, _ = _blinking(rng, _structure(rng, 3000), 1000, 10.0)
@@ -142,6 +181,7 @@ def test_frc_command_prints_json_and_writes_the_curve(tmp_path, capsys):
     assert main(["frc", str(path), "--out", str(tmp_path / "frc")]) == 0
     record = json.loads(capsys.readouterr().out)
     assert 15 < record["resolution_nm"] < 60 and record["groups"] < record["localizations"]
+    assert record["nena"]["precision_nm"] == pytest.approx(10.0, rel=0.15)
     assert (tmp_path / "frc" / "frc.png").stat().st_size > 0
     curve = np.loadtxt(tmp_path / "frc" / "frc.csv", delimiter=",", skiprows=1)
     assert curve.shape[1] == 2 and curve[2, 1] > 0.5
@@ -167,6 +207,7 @@ def test_reconstruct_corrects_drift_links_and_reports_the_frc(tmp_path):
     assert main(["reconstruct", str(movie), "--out", str(out), "--no-posterior", "--device", "cpu", "--link"]) == 0
     record = json.loads((out / "run.json").read_text())
     assert record["drift"]["method"].startswith("RCC") and record["frc"]["resolution_nm"] > 0
+    assert 0 < record["nena"]["precision_nm"] < 30 and record["nena"]["consecutive_frames_check"]["pairs"] > 0
     assert record["linking"]["groups"] < record["localizations"]
     # no drift simulated: the estimate is tested, not applied, and the run says why
     assert record["drift"]["applied"] is False and "positions left as they are" in record["drift"]["reason"]

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..analysis.drift import DriftDecision, DriftResult, check_table, decide_drift, estimate_drift
-from ..analysis.frc import THRESHOLD, FrcResult, frc_resolution
+from ..analysis.frc import THRESHOLD, FrcResult, frc_resolution, measured_frc
+from ..analysis.nena import nena
 from ..analysis.linking import link_groups, linked_table
 from ..errors import SmlmInputError
 from ..localizations import Localizations
@@ -130,24 +131,38 @@ def draw_drift(figure, drift: DriftResult) -> None:
 # -- FRC --------------------------------------------------------------------------------
 def frc_of_table(table: LayerTable, render_nm: float = 5.0, keep_linked: bool = True,
                  repeats: int = 5) -> FrcResult:
-    """FRC of the layer's table; with ``keep_linked`` (and a frame axis) the localizations
-    of one blink stay in one half, so repeated localizations do not fake resolution."""
+    """FRC of the layer's table at ``render_nm`` (0: a pixel chosen for the data,
+    ``measured_frc``); with ``keep_linked`` (and a frame axis) the localizations of one
+    blink stay in one half, so repeated localizations do not fake resolution."""
     locs = table.locs
     check_table(locs)
+    groups = link_groups(locs) if keep_linked and table.has_frames else None
+    if render_nm <= 0:  # chosen for the data
+        return measured_frc(locs, groups=groups, repeats=repeats)
     if len(locs) >= 2:
         extent = max(np.ptp(locs.x_nm), np.ptp(locs.y_nm))
         side = int(np.ceil(extent / render_nm)) + 1
         if side > FRC_MAX_PIXELS:
             raise SmlmInputError(f"an FRC image of {side} x {side} pixels of {render_nm:g} nm is too large; raise "
                                  f"the FRC pixel to at least {np.ceil(extent / (FRC_MAX_PIXELS - 1)):g} nm")
-    groups = link_groups(locs) if keep_linked and table.has_frames else None
     return frc_resolution(locs, render_nm=render_nm, repeats=repeats, groups=groups, max_pixels=FRC_MAX_PIXELS)
 
 
 def frc_summary(frc: FrcResult) -> str:
     if not np.isfinite(frc.resolution_nm):
-        return "FRC resolution: the curve never falls below 1/7"
+        return f"FRC resolution: finer than {frc.finer_than_nm:.3g} nm"
     return f"FRC resolution: {frc.resolution_nm:.1f} nm"
+
+
+def nena_summary(locs) -> str:
+    """NeNA precision and the consecutive-frame check, or why there is none (one line)."""
+    try:
+        result = nena(locs)
+    except SmlmInputError as exc:
+        return f"NeNA: {exc}"
+    check = (f"; consecutive frames: z std {result.z_std:.2f}, 95 % coverage {result.z_coverage_95:.2f}"
+             if np.isfinite(result.z_std) else "")
+    return f"NeNA precision {result.precision_nm:.1f} nm ({result.pairs} pairs){check}"
 
 
 def draw_frc(figure, frc: FrcResult) -> None:
@@ -224,9 +239,10 @@ def run_task(task: str, table: LayerTable, render_nm: float = 5.0, keep_linked: 
         if task == "frc":
             frc = frc_of_table(table, render_nm, keep_linked)
             how = "linked blinks kept in one half" if keep_linked and table.has_frames else "split by localization"
+            precision = nena_summary(table.locs) if table.has_frames else "NeNA needs frames"
             return Outcome(task, frc_summary(frc), [], frc,
-                           details=f"FRC of {table.name!r}: {len(table.locs)} localizations, {how}, "
-                                   f"{frc.repeats} random splits")
+                           details=f"{frc.sentence()}. {precision}. FRC of {table.name!r}: {len(table.locs)} "
+                                   f"localizations, {how}, {frc.repeats} random splits")
         if task == "link":
             layer = linked_layer(table, size)
             return Outcome(task, link_summary(len(table.locs), len(layer[0])), [layer])

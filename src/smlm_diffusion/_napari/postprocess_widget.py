@@ -30,8 +30,10 @@ class PostprocessWidget(Container):
         self.values = {
             "pixel_size_nm": FloatSpinBox(label="pixel size (nm)", min=0.01, max=1e5, value=DEFAULT_PIXEL_SIZE_NM,
                                           tooltip="camera pixel size; filled from the layer's metadata"),
-            "frc_pixel_nm": FloatSpinBox(label="FRC pixel (nm)", min=0.5, max=1000.0, step=0.5, value=5.0,
-                                         tooltip="pixel of the two half images the FRC compares"),
+            "frc_pixel_nm": FloatSpinBox(label="FRC pixel (nm, 0: auto)", min=0.0, max=1000.0, step=0.5, value=0.0,
+                                         tooltip="pixel of the two half images the FRC compares; 0: chosen for the "
+                                                 "data (finer on the densest part of the field when the curve needs "
+                                                 "it)"),
             "keep_linked": CheckBox(text="FRC: keep linked blinks in one half", value=True,
                                     tooltip="repeated localizations of one blink otherwise make the FRC optimistic"),
         }

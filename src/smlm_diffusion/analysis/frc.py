@@ -15,6 +15,13 @@ halves and make the resolution look finer than it is: groups of linked localizat
 which removes that spurious correlation at its source; the split can also be by blocks
 of frames ("frames"). Nieuwenhuizen's analytic correction of the spurious term (fitting
 the number of localizations per molecule Q) is not applied.
+
+The render pixel limits what can be measured: the curve ends at the Nyquist frequency
+1 / (2 pixel). ``measured_frc`` starts at a pixel that fits the whole field into one image
+and, where the curve has not fallen below 1/7 by then (or crosses within 4 pixels), takes
+a 4x finer pixel on the densest square of the field that fits the image, down to
+``MIN_PIXEL_NM``; where even that does not resolve it, the result is a bound ("finer than
+2 pixels") with the sentence that says how to measure it.
 """
 
 from __future__ import annotations
@@ -30,6 +37,10 @@ from ..localizations import Localizations
 from .drift import check_table
 
 THRESHOLD = 1.0 / 7.0
+#: largest FRC image side (pixels) that ``measured_frc`` uses
+FRC_MAX_SIDE = 2048
+#: finest render pixel ``measured_frc`` tries (nm)
+MIN_PIXEL_NM = 0.5
 
 
 @dataclass
@@ -40,10 +51,30 @@ class FrcResult:
     repeats: int
     split: str
     render_nm: float
+    region_nm: tuple[float, float, float, float] | None = None  # (x0, x1, y0, y1) measured, None: the whole table
+    localizations: int = 0
+
+    @property
+    def finer_than_nm(self) -> float:
+        """Without a crossing: the Nyquist limit of the pixel, a bound on the resolution."""
+        return 2.0 * self.render_nm if not np.isfinite(self.resolution_nm) else float("nan")
+
+    def sentence(self) -> str:
+        """One line for the user."""
+        where = "" if self.region_nm is None else (f" on the densest {self.region_nm[1] - self.region_nm[0]:.0f} nm "
+                                                   "square of the field")
+        if np.isfinite(self.resolution_nm):
+            return f"FRC resolution {self.resolution_nm:.1f} nm ({self.render_nm:.3g} nm pixel{where})"
+        return (f"FRC resolution finer than {self.finer_than_nm:.3g} nm: the curve stays above 1/7 up to the "
+                f"{self.render_nm:.3g} nm pixel's Nyquist limit{where}; measure it on a smaller region with a finer "
+                f"pixel (smlm-diffusion frc LOCS.csv --pixel-size-nm {self.render_nm / 4:.2g} on a crop)")
 
     def record(self) -> dict:
         return {"resolution_nm": None if not np.isfinite(self.resolution_nm) else round(float(self.resolution_nm), 1),
-                "threshold": "1/7", "split": self.split, "repeats": self.repeats, "render_nm": self.render_nm}
+                "finer_than_nm": None if np.isfinite(self.resolution_nm) else round(self.finer_than_nm, 2),
+                "threshold": "1/7", "split": self.split, "repeats": self.repeats, "render_nm": self.render_nm,
+                "region_nm": None if self.region_nm is None else [round(float(v), 1) for v in self.region_nm],
+                "localizations": self.localizations, "sentence": self.sentence()}
 
 
 def split_halves(locs: Localizations, split: str, rng: np.random.Generator, groups: np.ndarray | None = None,
@@ -93,7 +124,43 @@ def frc_resolution(locs: Localizations, render_nm: float = 5.0, split: str = "ra
     frc = np.nanmean(curves, axis=0)[:n_rings]
     frc = ndimage.uniform_filter1d(np.nan_to_num(frc), smoothing_rings, mode="nearest")
     q = np.arange(n_rings) / (side * render_nm)
-    return FrcResult(q, frc, _crossing(q, frc), repeats if split == "random" else 1, split, render_nm)
+    return FrcResult(q, frc, _crossing(q, frc), repeats if split == "random" else 1, split, render_nm,
+                     localizations=len(locs))
+
+
+def measured_frc(locs: Localizations, groups: np.ndarray | None = None, split: str = "random", repeats: int = 5,
+                 seed: int = 0, max_side: int = FRC_MAX_SIDE, start_pixel_nm: float = 5.0) -> FrcResult:
+    """The FRC at a pixel fine enough for the data, or a bound (module doc)."""
+    check_table(locs)
+    extent = max(np.ptp(locs.x_nm), np.ptp(locs.y_nm)) if len(locs) else 0.0
+    pixel = max(start_pixel_nm, extent / (max_side - 2))  # ceil(extent / pixel) + 1 <= max_side
+    result = frc_resolution(locs, render_nm=pixel, split=split, repeats=repeats, groups=groups, seed=seed,
+                            max_pixels=max_side)
+    while (not np.isfinite(result.resolution_nm) or result.resolution_nm < 4 * pixel) and pixel > MIN_PIXEL_NM:
+        pixel = max(MIN_PIXEL_NM, pixel / 4)
+        inside, region = _densest_square(locs, (max_side - 2) * pixel)
+        if inside.sum() < 100:
+            break
+        result = frc_resolution(locs.select(inside), render_nm=pixel, split=split, repeats=repeats,
+                                groups=None if groups is None else groups[inside], seed=seed, max_pixels=max_side)
+        result.region_nm = None if inside.all() else region
+    return result
+
+
+def _densest_square(locs: Localizations, side_nm: float) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+    """The rows inside the square of ``side_nm`` that holds the most localizations (on a
+    grid of quarter squares) and the square (x0, x1, y0, y1)."""
+    step = side_nm / 4
+    x0, y0 = locs.x_nm.min(), locs.y_nm.min()
+    cols = ((locs.x_nm - x0) // step).astype(int)
+    rows = ((locs.y_nm - y0) // step).astype(int)
+    counts = np.zeros((rows.max() + 4, cols.max() + 4))
+    np.add.at(counts, (rows, cols), 1.0)
+    windows = ndimage.uniform_filter(counts, 4, mode="constant", origin=(-2, -2))  # [r, c]: squares r..r+3, c..c+3
+    r, c = np.unravel_index(np.argmax(windows), windows.shape)
+    region = (x0 + c * step, x0 + c * step + side_nm, y0 + r * step, y0 + r * step + side_nm)
+    inside = ((locs.x_nm >= region[0]) & (locs.x_nm < region[1]) & (locs.y_nm >= region[2]) & (locs.y_nm < region[3]))
+    return inside, region
 
 
 def _crossing(q: np.ndarray, frc: np.ndarray) -> float:

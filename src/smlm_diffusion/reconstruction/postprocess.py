@@ -10,7 +10,10 @@ error, added to ``uncertainty_xy`` in quadrature), the precision render is drawn
 rebuilt from the run's partial renders, each block of frames shifted back by its mean
 drift (sub-pixel, bilinear); the render variance likewise.
 A drift that cannot be estimated (too few localizations, too few frames) is skipped with
-one sentence in the run's warnings. The FRC uses the linked groups when linking is on.
+one sentence in the run's warnings. The FRC uses the linked groups when linking is on
+and a pixel fine enough for the data (``analysis.frc.measured_frc``: a resolution, or a
+bound with its sentence); NeNA (``analysis/nena.py``) gives the table's precision from
+consecutive frames and checks ``uncertainty_xy`` on the same pairs.
 """
 
 from __future__ import annotations
@@ -19,15 +22,12 @@ import numpy as np
 from scipy import ndimage
 
 from ..analysis.drift import DriftResult, apply_drift, decide_drift, estimate_drift
-from ..analysis.frc import FrcResult, frc_resolution
+from ..analysis.frc import FrcResult, measured_frc
 from ..analysis.linking import link_groups, linked_table
+from ..analysis.nena import nena
 from ..errors import SmlmInputError
 from ..localizations import Localizations
 from .settings import Reconstruction
-
-#: largest FRC image side (pixels); the render pixel grows for larger fields
-FRC_MAX_SIDE = 2048
-
 
 def postprocess(result: Reconstruction) -> tuple[DriftResult | None, Localizations | None, FrcResult | None]:
     """Drift, linking and FRC on ``result`` as its settings ask (in place: the table,
@@ -61,11 +61,14 @@ def postprocess(result: Reconstruction) -> tuple[DriftResult | None, Localizatio
                                             "mean_frames_per_group": round(len(locs) / max(len(linked), 1), 2),
                                             "max_dark_frames": 1, "max_distance_sigmas": 3.0}
     try:
-        extent = max(np.ptp(locs.x_nm), np.ptp(locs.y_nm)) if len(locs) else 0.0
-        frc = frc_resolution(locs, render_nm=max(5.0, extent / (FRC_MAX_SIDE - 1)), groups=groups)
+        frc = measured_frc(locs, groups=groups, seed=settings.seed)
         result.postprocessing["frc"] = frc.record()
     except SmlmInputError as exc:
         result.postprocessing["frc"] = {"skipped": str(exc)}
+    try:
+        result.postprocessing["nena"] = nena(locs).record()
+    except SmlmInputError as exc:
+        result.postprocessing["nena"] = {"skipped": str(exc)}
     return drift, linked, frc
 
 
