@@ -111,7 +111,7 @@ def test_wrong_gain_is_reported_and_camera_auto_uses_the_estimate(gradient_movie
 
 def test_camera_auto_on_a_too_short_movie_is_one_sentence(movie, tmp_path, capsys):
     err = _error(capsys, ["reconstruct", str(movie), "--out", str(tmp_path / "r"), "--camera", "auto"])
-    assert "at least 8 frames" in err
+    assert "at least 4 frames" in err
 
 
 def test_the_detection_knob_is_honoured(gradient_movie, tmp_path):

@@ -13,12 +13,14 @@ slope uses the stated offset instead (``var / (mean - offset)``).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
 
 import numpy as np
 from scipy import ndimage
 
-MIN_FRAMES = 8
+#: fewest frames for the estimate (each pixel's noise from the differences of consecutive frames)
+MIN_FRAMES = 4
 
 
 @dataclass
@@ -57,6 +59,16 @@ def pixel_statistics(frames_adu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean.ravel()[usable], variance.ravel()[usable]
 
 
+@functools.lru_cache(maxsize=64)
+def median_variance_factor(n_frames: int) -> float:
+    """The median of ``pixel_statistics``' variance over pixels of pure unit-variance noise
+    with ``n_frames`` frames: with few frames each pixel's variance has few degrees of
+    freedom and its median lies below the mean (0.84 at 5 frames); the bins' medians are
+    divided by it. Measured once per frame count on seeded Gaussian noise."""
+    noise = np.random.default_rng(12345).normal(1000.0, 1.0, (n_frames, 128, 128))
+    return float(np.median(pixel_statistics(noise)[1]))
+
+
 def estimate_camera(frames_adu: np.ndarray, stated_offset_adu: float | None = None, emccd: bool = False,
                     n_bins: int = 40) -> CameraEstimate:
     """Gain (ADU per photon) and offset (ADU) from a (f, rows, cols) stack in ADU.
@@ -72,8 +84,10 @@ def estimate_camera(frames_adu: np.ndarray, stated_offset_adu: float | None = No
     order = np.argsort(mean)[: max(int(0.8 * len(mean)), n_bins * 5)]
     bins = np.array_split(order, n_bins)
     bin_mean = np.array([np.median(mean[b]) for b in bins])
-    bin_var = np.array([np.median(variance[b]) for b in bins])
+    bin_var = np.array([np.median(variance[b]) for b in bins]) / median_variance_factor(len(frames))
     low, high = float(bin_mean[0]), float(bin_mean[-1])
+    if not (np.all(np.isfinite(bin_var)) and np.ptp(bin_mean) > 0):
+        raise ValueError("too few background pixels without spots to estimate the camera gain")
     slope, intercept = np.polyfit(bin_mean, bin_var, 1)
     residual = bin_var - (slope * bin_mean + intercept)
     slope_error = np.sqrt(np.sum(residual ** 2) / max(n_bins - 2, 1) / np.sum((bin_mean - bin_mean.mean()) ** 2))
@@ -87,7 +101,7 @@ def estimate_camera(frames_adu: np.ndarray, stated_offset_adu: float | None = No
     if level <= 0:
         raise ValueError(f"the stated camera offset ({stated_offset_adu:g} ADU) is not below the background "
                          f"({np.median(mean[order]):.1f} ADU); check the offset")
-    gain = float(np.median(variance[order]) / level / excess)
+    gain = float(np.median(variance[order]) / median_variance_factor(len(frames)) / level / excess)
     return CameraEstimate(gain, float(stated_offset_adu), "one level, stated offset", len(frames), (low, high))
 
 

@@ -121,6 +121,7 @@ def settings_from_args(args, stack) -> ReconstructionSettings:
     settings = ReconstructionSettings(
         pixel_size_nm=_pick(args.pixel_size, meta.pixel_size_nm, DEFAULT_PIXEL_SIZE_NM),
         offset_adu=_pick(args.offset, meta.offset_adu, DEFAULT_OFFSET_ADU),
+        offset_source="given" if args.offset is not None else "metadata" if meta.offset_adu is not None else "default",
         gain_adu_per_photon=_pick(args.gain, meta.gain_adu_per_photon, DEFAULT_GAIN),
         camera=args.camera, emccd=args.emccd, min_photons=args.min_photons, false_alarm=args.false_alarm,
         keep_flagged=args.keep_flagged, render_pixel_nm=args.render_pixel, kde_support=args.kde_support,
@@ -241,6 +242,15 @@ def _write_interrupted(out: Path, result: Reconstruction, run_info: dict, args, 
     return stop.exit_code()
 
 
+def _offset_source(settings, estimate: dict | None) -> str:
+    """Where run.json's offset came from, in words."""
+    if settings.camera == "auto" and estimate and estimate["method"] == "photon-transfer line":
+        return "estimated from the movie (photon-transfer line)"
+    return {"given": "given (--offset)", "metadata": "the TIFF's metadata",
+            "default": "the default: not known, this movie cannot tell it"}.get(settings.offset_source,
+                                                                              settings.offset_source)
+
+
 def _pick(*values) -> float:
     return float(next(v for v in values if v is not None))
 
@@ -309,7 +319,8 @@ def write_outputs(out: Path, result: Reconstruction, stack_path: str, stack_shap
         "detection": detection_record(result),
         "pictures": {"render_pixel_nm": result.render_pixel_nm, "kde_support": s.kde_support},
         "camera": {"used": {"offset_adu": s.offset_adu, "gain_adu_per_photon": s.gain_adu_per_photon,
-                            "source": "estimated from the movie" if s.camera == "auto" else "given"},
+                            "source": "estimated from the movie" if s.camera == "auto" else "given",
+                            "offset_source": _offset_source(s, result.camera_estimate)},
                    "estimate": result.camera_estimate},
         "psf": {"sigma_px": result.psf_sigma_px, "source": result.psf_sigma_source},
         "psi": {"model": result.psi_model, "choice": result.psi_choice} if result.psi_model else None,

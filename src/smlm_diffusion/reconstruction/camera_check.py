@@ -28,6 +28,15 @@ def plausibility_warnings(settings) -> list[str]:
     return warnings
 
 
+def offset_unknown_sentence(estimate: CameraEstimate) -> str:
+    """What a movie with one background level cannot tell, in one sentence."""
+    return (f"This movie's background has one level ({estimate.background_range_adu[0]:.0f}-"
+            f"{estimate.background_range_adu[1]:.0f} ADU), so the camera offset cannot be told from it: the gain "
+            f"estimate ({estimate.gain_adu_per_photon:.3g} ADU/photon) assumes the default offset of "
+            f"{estimate.offset_adu:g} ADU; give the camera's offset (--offset, its dark level) to make the gain "
+            "right.")
+
+
 def check_camera(n_frames: int, settings, read) -> tuple[object, CameraEstimate | None, list[str]]:
     """(settings to use, the estimate or None, warnings). ``read(start, stop)`` returns
     frames in ADU. Raises SmlmInputError when ``camera="auto"`` cannot estimate."""
@@ -44,6 +53,8 @@ def check_camera(n_frames: int, settings, read) -> tuple[object, CameraEstimate 
         if settings.camera == "auto":
             raise SmlmInputError(f"--camera auto could not estimate the camera: {exc}") from None
         return settings, None, [*warnings, f"The camera gain could not be checked: {exc}."]
+    if estimate.method.startswith("one level") and settings.offset_source == "default":
+        warnings.append(offset_unknown_sentence(estimate))
     if settings.camera == "auto":
         settings = dataclasses.replace(settings, gain_adu_per_photon=estimate.gain_adu_per_photon,
                                        offset_adu=estimate.offset_adu)

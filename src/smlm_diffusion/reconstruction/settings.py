@@ -27,6 +27,7 @@ class ReconstructionSettings:
     offset_adu: float = 100.0
     gain_adu_per_photon: float = 1.0
     camera: str = "given"                     # "given": use offset and gain; "auto": estimate them from the movie
+    offset_source: str = "given"              # where offset_adu came from: "given", "metadata" or "default" (a guess)
     emccd: bool = False                       # EMCCD excess noise (F^2 = 2) for the gain estimate
     frames: tuple[int, int] | None = None     # 0-based [start, stop) of the stack; None = all
     region: tuple[int, int, int, int] | None = None  # camera px (row0, row1, col0, col1); None = whole frame
@@ -66,6 +67,8 @@ class ReconstructionSettings:
             raise ValueError(f"the camera gain must be positive (ADU per photon), not {self.gain_adu_per_photon:g}")
         if self.camera not in ("given", "auto"):
             raise ValueError(f"camera must be 'given' or 'auto', not {self.camera!r}")
+        if self.offset_source not in ("given", "metadata", "default"):
+            raise ValueError(f"offset_source must be 'given', 'metadata' or 'default', not {self.offset_source!r}")
         if not self.kde_threshold > 0:
             raise ValueError("the KDE detection threshold must be positive")
         if self.psf_sigma_px is not None and not 0.3 <= self.psf_sigma_px <= 5.0:
