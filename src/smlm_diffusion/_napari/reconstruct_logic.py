@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -26,7 +27,7 @@ FALSE_ALARM_CHOICES = ("1e-06", "1e-05", "0.0001", "0.001", "0.01", "0.1", "1")
 
 def build_settings(values: dict, n_frames: int, current_frame: int = 0,
                    visible_region: tuple[int, int, int, int] | None = None) -> ReconstructionSettings:
-    """``values``: pixel_size_nm, offset_adu, gain, camera (a CAMERA_CHOICES label), emccd,
+    """``values``: pixel_size_nm, offset_adu, gain, camera (a CAMERA_CHOICES label), emccd, camera_maps,
     false_alarm, min_photons, render_pixel_nm (0: a tenth of a camera pixel), psf_sigma_px (0 or missing: measured on the movie), scope, first_frame,
     last_frame (1-based, inclusive), posterior, chains, accelerated, seed, device.
     ``current_frame`` is 0-based."""
@@ -48,12 +49,23 @@ def build_settings(values: dict, n_frames: int, current_frame: int = 0,
         pixel_size_nm=float(values["pixel_size_nm"]), offset_adu=float(values["offset_adu"]),
         gain_adu_per_photon=float(values["gain"]), frames=frames, region=region,
         camera="auto" if values.get("camera") == CAMERA_CHOICES[1] else "given", emccd=bool(values.get("emccd", False)),
+        camera_maps=maps_path(values.get("camera_maps")),
         min_photons=float(values.get("min_photons", DEFAULT_MIN_PHOTONS)),
         false_alarm=float(values.get("false_alarm", DEFAULT_FALSE_ALARM)),
         render_pixel_nm=float(values.get("render_pixel_nm", 0.0)),
         psf_sigma_px=float(values["psf_sigma_px"]) if values.get("psf_sigma_px") else None,
         posterior=bool(values.get("posterior", True)), sampler=sampler, seed=int(values.get("seed", 0)),
         device=str(values.get("device", "cpu")))
+
+
+def maps_path(value) -> str:
+    """The widget's sCMOS maps field as a settings path ("" when empty)."""
+    text = str(value or "").strip()
+    if text in ("", "."):
+        return ""
+    if not Path(text).is_file():
+        raise ValueError(f"the camera maps file {text} does not exist")
+    return str(Path(text).resolve())
 
 
 def visible_region_from_corners(corner_pixels, frame_shape: tuple[int, int]) -> tuple[int, int, int, int]:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, ProgressBar, PushButton, SpinBox
+from magicgui.widgets import (CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, ProgressBar, PushButton,
+                              SpinBox)
 
 from . import persist
 from ..reconstruction.settings import DEFAULT_FALSE_ALARM, DEFAULT_MIN_PHOTONS
@@ -46,6 +47,9 @@ class ReconstructWidget(Container):
             "gain": FloatSpinBox(label="gain (ADU/photon)", min=0.001, max=1e4, step=0.01, value=1.0),
             "camera": ComboBox(label="camera values", choices=list(CAMERA_CHOICES), value=CAMERA_CHOICES[0]),
             "emccd": CheckBox(text="EMCCD (excess noise)", value=False),
+            "camera_maps": FileEdit(label="sCMOS maps", mode="r", filter="*.tif *.tiff", value="",
+                                    tooltip="per-pixel offset, read variance and gain (smlm-diffusion "
+                                            "calibrate-camera); empty: the offset and gain above"),
             # a p-value threshold lives on a log scale: a spin box would round 1e-5 to 0
             "false_alarm": ComboBox(label="false alarm", choices=list(FALSE_ALARM_CHOICES),
                                     value=f"{DEFAULT_FALSE_ALARM:g}",

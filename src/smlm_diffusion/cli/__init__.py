@@ -6,10 +6,10 @@ import argparse
 import sys
 
 from ..errors import SmlmInputError
-from . import demo, evaluate, frc, reconstruct, simulate, train
+from . import calibrate_camera, demo, evaluate, frc, reconstruct, simulate, train
 
 COMMANDS = {"simulate": simulate, "reconstruct": reconstruct, "evaluate": evaluate, "frc": frc, "train": train,
-            "demo": demo}
+            "demo": demo, "calibrate-camera": calibrate_camera}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -41,6 +41,10 @@ def add_parser(sub) -> None:
                    help="given: use --gain/--offset (or the TIFF metadata); auto: estimate them from the movie's "
                         "background (photon transfer). The estimate is always written to run.json, and a stated "
                         "gain more than 2x off it is reported (default given)")
+    p.add_argument("--camera-maps", metavar="MAPS.tif",
+                   help="sCMOS per-pixel offset, read variance and gain (calibrate-camera's output, the movie's "
+                        "size): used in the likelihood, the detection test and the background instead of --gain, "
+                        "--offset and --read-noise")
     p.add_argument("--emccd", action="store_true", help="EMCCD camera: excess noise factor 2 in the gain estimate")
     p.add_argument("--false-alarm", type=float, default=DEFAULT_FALSE_ALARM, metavar="P",
                    help="detection: keep a candidate when its likelihood-ratio test against 'background only' on "
@@ -123,7 +127,8 @@ def settings_from_args(args, stack) -> ReconstructionSettings:
         offset_adu=_pick(args.offset, meta.offset_adu, DEFAULT_OFFSET_ADU),
         offset_source="given" if args.offset is not None else "metadata" if meta.offset_adu is not None else "default",
         gain_adu_per_photon=_pick(args.gain, meta.gain_adu_per_photon, DEFAULT_GAIN),
-        camera=args.camera, emccd=args.emccd, min_photons=args.min_photons, false_alarm=args.false_alarm,
+        camera=args.camera, camera_maps=str(Path(args.camera_maps).resolve()) if args.camera_maps else "",
+        emccd=args.emccd, min_photons=args.min_photons, false_alarm=args.false_alarm,
         keep_flagged=args.keep_flagged, render_pixel_nm=args.render_pixel, kde_support=args.kde_support,
         psf_sigma_px=args.psf_sigma, read_noise_e=args.read_noise, refine=not args.no_refine,
         frames=parse_frames(args.frames, stack.n_frames), posterior=not args.no_posterior, seed=args.seed,
@@ -242,6 +247,16 @@ def _write_interrupted(out: Path, result: Reconstruction, run_info: dict, args, 
     return stop.exit_code()
 
 
+def _maps_record(path: str) -> dict | None:
+    """run.json's account of the sCMOS maps a run used (None without)."""
+    if not path:
+        return None
+    from ..analysis.camera_maps import read_camera_maps
+
+    return {"file": path, "used_for": "offset, gain and read variance of every pixel (they replace offset_adu, "
+                                      "gain_adu_per_photon and read_noise_e)", **read_camera_maps(path).summary()}
+
+
 def _offset_source(settings, estimate: dict | None) -> str:
     """Where run.json's offset came from, in words."""
     if settings.camera == "auto" and estimate and estimate["method"] == "photon-transfer line":
@@ -321,6 +336,7 @@ def write_outputs(out: Path, result: Reconstruction, stack_path: str, stack_shap
         "camera": {"used": {"offset_adu": s.offset_adu, "gain_adu_per_photon": s.gain_adu_per_photon,
                             "source": "estimated from the movie" if s.camera == "auto" else "given",
                             "offset_source": _offset_source(s, result.camera_estimate)},
+                   "maps": _maps_record(s.camera_maps),
                    "estimate": result.camera_estimate},
         "psf": {"sigma_px": result.psf_sigma_px, "source": result.psf_sigma_source},
         "psi": {"model": result.psi_model, "choice": result.psi_choice} if result.psi_model else None,

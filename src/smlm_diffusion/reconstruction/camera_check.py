@@ -41,6 +41,8 @@ def check_camera(n_frames: int, settings, read) -> tuple[object, CameraEstimate 
     """(settings to use, the estimate or None, warnings). ``read(start, stop)`` returns
     frames in ADU. Raises SmlmInputError when ``camera="auto"`` cannot estimate."""
     warnings = plausibility_warnings(settings)
+    if settings.camera_maps:  # every pixel's offset and gain are given
+        return settings, None, warnings
     if n_frames < MIN_FRAMES:
         if settings.camera == "auto":
             raise SmlmInputError(f"--camera auto needs a movie of at least {MIN_FRAMES} frames to estimate the "

@@ -111,6 +111,10 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
     else:
         settings, camera, warnings = check_camera(frame_source_shape(stack)[0], run.settings,
                                                   lambda a, b: _read(stack, a, b))
+    maps = _camera_maps(settings, frame_source_shape(stack)[1:], run.region)
+    if maps is not None:  # the fits' one read variance; each pixel's excess joins its data and background
+        extra_variance, lowest_variance = maps.extra_variance()
+        settings = replace(settings, read_noise_e=float(np.sqrt(lowest_variance)))
     camera_s = time.perf_counter() - started
     # "auto": the bundled psi until the first chunk's localizations show a sparse movie (choose_psi)
     auto_psi = settings.posterior and settings.psi_model == "auto"
@@ -154,7 +158,10 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
         """Read a chunk, its photons, background and phi estimates."""
         t = time.perf_counter()
         adu = _read(stack, chunk_start, chunk_stop)[:, r0:r1, c0:c1]
-        photons = (adu - settings.offset_adu) / settings.gain_adu_per_photon
+        if maps is None:
+            photons = (adu - settings.offset_adu) / settings.gain_adu_per_photon
+        else:
+            photons = maps.photons(adu)
         timing["read"] += time.perf_counter() - t
         t = time.perf_counter()
         if norm["kind"] == INPUT_NORMALISATION_V1["kind"]:  # older model files: the frame median
@@ -167,6 +174,8 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
         normalised = normalise_frames(photons, norm, background)  # phi reads its own channels
         estimates = phi_kde(phi.module, normalised[:, :phi_channels], device, dtype=dtype)
         timing["phi"] += time.perf_counter() - t
+        if maps is not None:  # Huang et al. 2013 through the fits' one read variance (analysis/camera_maps.py)
+            photons, background = photons + extra_variance, background + extra_variance
         return photons, background, normalised, estimates
 
     chunks = [(a, min(stop, a + chunk_frames)) for a in range(start, stop, chunk_frames)
@@ -280,6 +289,23 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
         timing["render"] = time.perf_counter() - t
         result.timings_s.update(timing)
         result.timings_s["total"] = time.perf_counter() - started
+
+
+def _camera_maps(settings, frame_shape: tuple[int, int], region: tuple[int, int, int, int]):
+    """The run's sCMOS maps (``settings.camera_maps``), checked against the frames and cut
+    to the region; None without."""
+    if not settings.camera_maps:
+        return None
+    from ..analysis.camera_maps import read_camera_maps
+
+    try:
+        maps = read_camera_maps(settings.camera_maps)
+    except ValueError as exc:
+        raise SmlmInputError(str(exc)) from None
+    if maps.shape != tuple(frame_shape):
+        raise SmlmInputError(f"the camera maps are {maps.shape[0]}x{maps.shape[1]} pixels and the movie's frames "
+                             f"{frame_shape[0]}x{frame_shape[1]}; give maps of the movie's region of the sensor")
+    return maps.crop(region)
 
 
 def _localize_chunk(kdes: np.ndarray, photons: np.ndarray, background: np.ndarray, chunk_start: int,

@@ -28,6 +28,8 @@ class ReconstructionSettings:
     gain_adu_per_photon: float = 1.0
     camera: str = "given"                     # "given": use offset and gain; "auto": estimate them from the movie
     offset_source: str = "given"              # where offset_adu came from: "given", "metadata" or "default" (a guess)
+    camera_maps: str = ""                     # sCMOS per-pixel maps file (offset, read variance, gain;
+                                              # analysis/camera_maps.py); replaces offset, gain and read noise
     emccd: bool = False                       # EMCCD excess noise (F^2 = 2) for the gain estimate
     frames: tuple[int, int] | None = None     # 0-based [start, stop) of the stack; None = all
     region: tuple[int, int, int, int] | None = None  # camera px (row0, row1, col0, col1); None = whole frame
@@ -67,6 +69,8 @@ class ReconstructionSettings:
             raise ValueError(f"the camera gain must be positive (ADU per photon), not {self.gain_adu_per_photon:g}")
         if self.camera not in ("given", "auto"):
             raise ValueError(f"camera must be 'given' or 'auto', not {self.camera!r}")
+        if self.camera_maps and self.camera == "auto":
+            raise ValueError("camera maps give every pixel's offset and gain; use them or --camera auto, not both")
         if self.offset_source not in ("given", "metadata", "default"):
             raise ValueError(f"offset_source must be 'given', 'metadata' or 'default', not {self.offset_source!r}")
         if not self.kde_threshold > 0:
