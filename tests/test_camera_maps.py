@@ -97,3 +97,18 @@ def test_the_widget_field_gives_the_maps_path(tmp_path):
     assert build_settings({**values, "camera_maps": path}, 5).camera_maps == str(path.resolve())
     with pytest.raises(ValueError, match="does not exist"):
         build_settings({**values, "camera_maps": tmp_path / "missing.tif"}, 5)
+
+
+def test_full_sensor_maps_are_cut_at_the_movie_region(sensor, tmp_path):
+    """Maps of a 96x96 sensor, a 64x64 movie taken at sensor pixel (10, 20) (its metadata's
+    ROI): the run equals one with maps of the movie's region."""
+    full = [np.pad(plane, ((10, 22), (20, 12)), mode="edge") for plane in sensor]
+    full[0][:10] += 50.0  # outside the movie's region: must not matter
+    for name, planes in (("full.tif", full), ("cut.tif", sensor)):
+        write_stack(tmp_path / name, np.stack(planes).astype(np.float32), 108.0, dtype=np.float32)
+    adu, _ = _background_movie(sensor, 0.5, frames=2)
+    common = dict(posterior=False, device="cpu", drift="off", psf_sigma_px=0.92)
+    cut = reconstruct(adu, ReconstructionSettings(camera_maps=str(tmp_path / "cut.tif"), **common)).localizations
+    full_run = reconstruct(adu, ReconstructionSettings(camera_maps=str(tmp_path / "full.tif"), sensor_origin_px=(10, 20),
+                                                       **common)).localizations
+    assert len(cut) > 5 and np.array_equal(cut.x_nm, full_run.x_nm)

@@ -186,3 +186,50 @@ def test_picasso_export_puts_pixel_centres_on_integers_and_carries_the_fit(tmp_p
     assert np.array_equal(table["frame"], [0, 1])
     assert np.allclose(table["lpx"], [0.05, 0.1]) and np.allclose(table["lpy"], table["lpx"])
     assert np.allclose(table["sx"], 0.92) and np.allclose(table["bg"], [12.0, 30.0])
+
+
+def test_picasso_raw_and_dax_movies_read_as_stacks(tmp_path):
+    """Picasso .raw + .yaml and STORM .dax + .inf: the frames, lazily, with the header's
+    pixel size and camera values where it has them; a missing header is one sentence."""
+    from smlm_diffusion.io import open_stack
+
+    frames = np.arange(4 * 6 * 5, dtype=np.uint16).reshape(4, 6, 5)
+    frames.astype("<u2").tofile(tmp_path / "m.raw")
+    (tmp_path / "m.yaml").write_text("Byte Order: <\nData Type: uint16\nFrames: 4\nHeight: 6\nWidth: 5\n"
+                                     "Pixelsize: 130\n---\nCamera:\n  Baseline: 400\n  Sensitivity: 0.46\n")
+    with open_stack(tmp_path / "m.raw") as stack:
+        assert stack.shape == (4, 6, 5) and np.array_equal(stack.read(1, 3), frames[1:3])
+        assert stack.metadata.pixel_size_nm == 130.0 and stack.metadata.offset_adu == 400.0
+        assert stack.metadata.gain_adu_per_photon == pytest.approx(1 / 0.46)
+    from smlm_diffusion._napari.reader import get_reader
+
+    (data, kwargs, kind), = get_reader(str(tmp_path / "m.raw"))(str(tmp_path / "m.raw"))  # napari's drop
+    assert kind == "image" and np.array_equal(np.asarray(data), frames) and kwargs["metadata"]["pixel_size_nm"] == 130
+    frames.astype(">u2").tofile(tmp_path / "d.dax")
+    (tmp_path / "d.inf").write_text("binning = 1 x 1\ndata type = 16 bit integers (binary, big endian)\n"
+                                    "frame dimensions = 5 x 6\nnumber of frames = 4\n")
+    with open_stack(tmp_path / "d.dax") as stack:
+        assert stack.shape == (4, 6, 5) and np.array_equal(stack[2], frames[2])
+    (tmp_path / "lone.dax").write_bytes(b"\0" * 10)
+    with pytest.raises(SmlmInputError, match="lone.inf is missing"):
+        open_stack(tmp_path / "lone.dax")
+    frames[:2].astype("<u2").tofile(tmp_path / "m.raw")  # the header says 4 frames
+    with pytest.raises(SmlmInputError, match="truncated"):
+        open_stack(tmp_path / "m.raw")
+
+
+def test_micromanager_pixel_size_and_sensor_region(tmp_path):
+    import json as _json
+
+    import tifffile as _tifffile
+
+    from smlm_diffusion.cli.reconstruct import sensor_origin
+
+    path = tmp_path / "mm.tif"
+    _tifffile.imwrite(path, np.zeros((3, 16, 20), np.uint16), photometric="minisblack",
+                      extratags=[(51123, "s", 0, _json.dumps({"PixelSizeUm": 0.108, "ROI": "100-200-20-16",
+                                                              "Binning": "1"}), True)])
+    with TiffStack(path) as stack:
+        meta = stack.metadata
+    assert meta.pixel_size_nm == pytest.approx(108.0) and meta.extra["sensor_roi_px"] == [100, 200, 20, 16]
+    assert sensor_origin(meta) == (200, 100)  # (row, col) on the sensor

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..io import TiffStack
+from ..io import RAW_SUFFIXES, RawStack, TiffStack, open_stack
 from .layers import robust_contrast
 
-SUFFIXES = (".tif", ".tiff")
+SUFFIXES = (".tif", ".tiff", *RAW_SUFFIXES)
 IN_MEMORY_LIMIT_BYTES = 512 * 1024 ** 2
 
 
@@ -23,14 +23,14 @@ def get_reader(path):
     if not str(path).lower().endswith(SUFFIXES):
         return None
     try:
-        with TiffStack(path):
+        with open_stack(path):
             pass
     except Exception:  # noqa: BLE001 - any problem means "not ours": napari tries other readers
         return None
     return read_smlm_stack
 
 
-def _lazy_frames(stack: TiffStack):
+def _lazy_frames(stack: TiffStack | RawStack):
     if stack.is_memory_mapped:
         return stack[:]
     n, rows, cols = stack.shape
@@ -46,11 +46,12 @@ def _lazy_frames(stack: TiffStack):
 
 def read_smlm_stack(path):
     path = path[0] if isinstance(path, list) else path
-    stack = TiffStack(path)
+    stack = open_stack(path)
     data = _lazy_frames(stack)
     meta = stack.metadata
     metadata = {"source_path": str(path), "pixel_size_nm": meta.pixel_size_nm, "offset_adu": meta.offset_adu,
-                "gain_adu_per_photon": meta.gain_adu_per_photon}
+                "gain_adu_per_photon": meta.gain_adu_per_photon,
+                **{k: meta.extra[k] for k in ("sensor_roi_px", "binning") if k in meta.extra}}
     first = np.asarray(stack.read(0, 1))[0]
     name = str(path).replace("\\", "/").rsplit("/", 1)[-1]
     return [(data, {"name": name, "metadata": metadata, "contrast_limits": robust_contrast(first)}, "image")]

@@ -14,7 +14,7 @@ import numpy as np
 from .. import __version__
 from ..errors import SmlmInputError
 from ..inference.devices import PRECISION_CHOICES
-from ..io import TiffStack, atomic_path, write_localizations_csv, write_stack
+from ..io import atomic_path, open_stack, write_localizations_csv, write_stack
 from ..io.checkpoint import CHECKPOINT_NAME, load_checkpoint, remove_checkpoint, save_checkpoint
 from ..io.curves import plot_drift, write_frc
 from ..reconstruction import ReconstructionSettings
@@ -32,7 +32,9 @@ def add_parser(sub) -> None:
     p = sub.add_parser("reconstruct", help="reconstruct a raw SMLM stack (KDE, variance, localizations)",
                        description="Tile-by-tile posterior reconstruction with the bundled models. Camera "
                                    "values default to the TIFF's metadata, then to 108 nm, gain 1, offset 100.")
-    p.add_argument("input", metavar="IN.tif", help="raw stack (frames x rows x cols, ADU)")
+    p.add_argument("input", metavar="IN.tif", help="raw stack (frames x rows x cols, ADU): a TIFF (also OME / "
+                                                   "Micro-Manager), a Picasso .raw with its .yaml or a .dax with "
+                                                   "its .inf")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--pixel-size", type=float, help="camera pixel size in nm")
     p.add_argument("--gain", type=float, help="camera gain, ADU per photon")
@@ -128,6 +130,7 @@ def settings_from_args(args, stack) -> ReconstructionSettings:
         offset_source="given" if args.offset is not None else "metadata" if meta.offset_adu is not None else "default",
         gain_adu_per_photon=_pick(args.gain, meta.gain_adu_per_photon, DEFAULT_GAIN),
         camera=args.camera, camera_maps=str(Path(args.camera_maps).resolve()) if args.camera_maps else "",
+        sensor_origin_px=sensor_origin(meta),
         emccd=args.emccd, min_photons=args.min_photons, false_alarm=args.false_alarm,
         keep_flagged=args.keep_flagged, render_pixel_nm=args.render_pixel, kde_support=args.kde_support,
         psf_sigma_px=args.psf_sigma, read_noise_e=args.read_noise, refine=not args.no_refine,
@@ -142,11 +145,20 @@ def settings_from_args(args, stack) -> ReconstructionSettings:
     return settings
 
 
+def sensor_origin(meta) -> tuple[int, int] | None:
+    """(row, col) of the movie's first pixel on the sensor, from Micro-Manager's ROI (x, y,
+    width, height; unbinned only), or None."""
+    roi = meta.extra.get("sensor_roi_px")
+    if roi is None or meta.extra.get("binning", 1) not in (1, None):
+        return None
+    return int(roi[1]), int(roi[0])
+
+
 def run(args) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise SmlmInputError(f"--out {out} exists and is not a folder; choose a folder for the outputs")
-    with TiffStack(args.input) as stack:
+    with open_stack(args.input) as stack:
         settings = settings_from_args(args, stack)
         run_info = json.loads(json.dumps({"input": str(Path(args.input).resolve()), "input_shape": list(stack.shape),
                                           "requested": settings.to_dict()}))  # as the checkpoint reads it back
@@ -196,7 +208,7 @@ def _run(args, stack, settings, previous, stop: StopOnSignals, out: Path, run_in
         for key in ("phi_model", "psi_model"):
             if Path(getattr(settings, key)).is_file():
                 setattr(settings, key, str(Path(getattr(settings, key)).resolve()))
-        return reconstruct_on_cluster(str(Path(args.input).resolve()), TiffStack, settings, args.scheduler,
+        return reconstruct_on_cluster(str(Path(args.input).resolve()), open_stack, settings, args.scheduler,
                                       args.task_frames, progress=cluster_progress, should_stop=stop.requested,
                                       previous=previous)
     runner = ResumedRun(stack, previous) if previous is not None else ReconstructionRun(stack, settings)

@@ -180,9 +180,54 @@ def read_metadata(tif: tifffile.TiffFile) -> StackMetadata:
             meta.offset_adu = _float_or_none(ours.get("offset_adu"))
             meta.gain_adu_per_photon = _float_or_none(ours.get("gain_adu_per_photon"))
             meta.pixel_size_nm = meta.pixel_size_nm or _float_or_none(ours.get("pixel_size_nm"))
+    mm = _micromanager(tif)
+    if mm:
+        meta.extra.update(mm)
+        meta.pixel_size_nm = meta.pixel_size_nm or mm.get("pixel_size_nm")
     if meta.pixel_size_nm is None:
         meta.pixel_size_nm = _resolution_pixel_size_nm(tif, ij.get("unit"))
     return meta
+
+
+def _micromanager(tif: tifffile.TiffFile) -> dict:
+    """Micro-Manager's pixel size (nm), binning and region of the sensor (``sensor_roi_px``:
+    x, y, width, height in sensor pixels) from its summary or the first image's metadata."""
+    sources = []
+    if getattr(tif, "is_micromanager", False):
+        try:
+            summary = (tif.micromanager_metadata or {}).get("Summary")
+            if isinstance(summary, dict):
+                sources.append(summary)
+        except Exception:  # noqa: BLE001 - a damaged header is no reason to refuse the movie
+            pass
+    tag = tif.pages.first.tags.get(51123)  # MicroManagerMetadata: one JSON per image
+    if tag is not None:
+        try:
+            image = json.loads(tag.value) if isinstance(tag.value, (str, bytes)) else tag.value
+            if isinstance(image, dict):
+                sources.append(image)
+        except ValueError:
+            pass
+    found = {}
+    for source in sources:
+        size = _float_or_none(source.get("PixelSizeUm", source.get("PixelSize_um")))
+        if size:
+            found["pixel_size_nm"] = size * 1e3
+        binning = source.get("Binning")
+        if binning is not None:
+            try:
+                found["binning"] = int(str(binning).split("x")[0])
+            except ValueError:
+                pass
+        roi = source.get("ROI")
+        if isinstance(roi, str):
+            roi = re.split(r"[-,\s]+", roi.strip())
+        try:
+            if roi is not None and len(roi) == 4:
+                found["sensor_roi_px"] = [int(float(v)) for v in roi]
+        except (TypeError, ValueError):
+            pass
+    return found
 
 
 def _float_or_none(value):

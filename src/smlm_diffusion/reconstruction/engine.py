@@ -302,9 +302,16 @@ def _camera_maps(settings, frame_shape: tuple[int, int], region: tuple[int, int,
         maps = read_camera_maps(settings.camera_maps)
     except ValueError as exc:
         raise SmlmInputError(str(exc)) from None
-    if maps.shape != tuple(frame_shape):
-        raise SmlmInputError(f"the camera maps are {maps.shape[0]}x{maps.shape[1]} pixels and the movie's frames "
-                             f"{frame_shape[0]}x{frame_shape[1]}; give maps of the movie's region of the sensor")
+    rows, cols = frame_shape
+    if maps.shape != (rows, cols):
+        top, left = settings.sensor_origin_px or (None, None)
+        if top is None or top + rows > maps.shape[0] or left + cols > maps.shape[1]:
+            where = ("" if top is None else f" at sensor pixel ({top}, {left}), the region the movie's metadata "
+                     "gives,")
+            raise SmlmInputError(f"the camera maps are {maps.shape[0]}x{maps.shape[1]} pixels and the movie's frames "
+                                 f"{rows}x{cols}{where} do not fit in them; give maps of the movie's region of the "
+                                 "sensor")
+        maps = maps.crop((top, top + rows, left, left + cols))  # full-sensor maps cut to the movie's ROI
     return maps.crop(region)
 
 

@@ -19,7 +19,7 @@ def settings_from_dict(values: dict) -> ReconstructionSettings:
 
     values = dict(values)
     sampler = {k: tuple(v) if isinstance(v, list) else v for k, v in values.pop("sampler", {}).items()}
-    for key in ("frames", "region"):
+    for key in ("frames", "region", "sensor_origin_px"):
         if values.get(key) is not None:
             values[key] = tuple(values[key])
     known = {f.name for f in dataclasses.fields(ReconstructionSettings)}

@@ -30,6 +30,8 @@ class ReconstructionSettings:
     offset_source: str = "given"              # where offset_adu came from: "given", "metadata" or "default" (a guess)
     camera_maps: str = ""                     # sCMOS per-pixel maps file (offset, read variance, gain;
                                               # analysis/camera_maps.py); replaces offset, gain and read noise
+    sensor_origin_px: tuple[int, int] | None = None  # (row, col) of the movie's first pixel on the sensor (its
+                                              # ROI, from the file's metadata): full-sensor maps are cut there
     emccd: bool = False                       # EMCCD excess noise (F^2 = 2) for the gain estimate
     frames: tuple[int, int] | None = None     # 0-based [start, stop) of the stack; None = all
     region: tuple[int, int, int, int] | None = None  # camera px (row0, row1, col0, col1); None = whole frame
