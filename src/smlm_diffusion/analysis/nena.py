@@ -85,7 +85,7 @@ def nena(locs: Localizations, max_distance_nm: float | None = None) -> NenaResul
         raise SmlmInputError(f"NeNA needs at least {MIN_PAIRS} localizations with a neighbour within "
                              f"{max_distance_nm:.0f} nm in the next frame; this table has {len(d)}")
     sigma, sigma_se, fraction = _fit(d, max_distance_nm, typical)
-    z_std, coverage, z_pairs = _check(locs, i, j, d)
+    z_std, coverage, z_pairs = _check(locs, max_distance_nm)
     return NenaResult(sigma, sigma_se, fraction, len(d), max_distance_nm, z_std, coverage, z_pairs)
 
 
@@ -115,21 +115,31 @@ def _fit(d: np.ndarray, r: float, start_nm: float) -> tuple[float, float, float]
     return sigma, float(se), float(special.expit(logit))
 
 
-def _check(locs: Localizations, i: np.ndarray, j: np.ndarray, d: np.ndarray) -> tuple[float, float, int]:
-    """std and 95 % coverage of the pairs' normalised differences (module doc)."""
+def same_molecule_pairs(locs: Localizations, max_distance_nm: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(i, j, z): next-frame pairs taken as one molecule (mutual nearest neighbours closer
+    than CHECK_SIGMAS combined uncertainties) and their normalised differences, shape
+    (pairs, 2) for x and y (module doc)."""
+    i, j, d = next_frame_pairs(locs, max_distance_nm)
     u = locs.uncertainty_xy_nm
     combined = np.hypot(u[i], u[j])
-    mutual = np.zeros(len(locs), np.int64) - 1
-    mutual[i] = j
-    back = np.zeros(len(locs), np.int64) - 1  # j's nearest in the previous frame is i?
+    back = np.full(len(locs), -1, np.int64)  # j's nearest in the previous frame is i?
     order = np.argsort(d)[::-1]  # the closest pair last: it wins
     back[j[order]] = i[order]
     keep = np.isfinite(combined) & (combined > 0) & (d < CHECK_SIGMAS * combined) & (back[j] == i)
-    if keep.sum() < 10:
-        return float("nan"), float("nan"), int(keep.sum())
-    z = np.r_[(locs.x_nm[i] - locs.x_nm[j])[keep] / combined[keep], (locs.y_nm[i] - locs.y_nm[j])[keep] / combined[keep]]
-    # the cut at CHECK_SIGMAS on the pair's distance trims the tails a little: the variance of
-    # a 2D unit Gaussian within radius c is 1 - c^2 exp(-c^2/2) / (2 (1 - exp(-c^2/2)))
-    c = CHECK_SIGMAS
-    trimmed = 1.0 - c ** 2 * np.exp(-c ** 2 / 2) / (2 * -np.expm1(-c ** 2 / 2))
-    return float(np.std(z) / np.sqrt(trimmed)), float(np.mean(np.abs(z) <= 1.96)), int(keep.sum())
+    i, j, combined = i[keep], j[keep], combined[keep]
+    z = np.c_[(locs.x_nm[i] - locs.x_nm[j]) / combined, (locs.y_nm[i] - locs.y_nm[j]) / combined]
+    return i, j, z
+
+
+def trimmed_std_factor(c: float = CHECK_SIGMAS) -> float:
+    """The std of a 2D unit Gaussian's components within radius ``c``: the pairs' cut at
+    ``c`` combined uncertainties trims the tails by this much."""
+    return float(np.sqrt(1.0 - c ** 2 * np.exp(-c ** 2 / 2) / (2 * -np.expm1(-c ** 2 / 2))))
+
+
+def _check(locs: Localizations, max_distance_nm: float) -> tuple[float, float, int]:
+    """std and 95 % coverage of the pairs' normalised differences (module doc)."""
+    _, _, z = same_molecule_pairs(locs, max_distance_nm)
+    if len(z) < 10:
+        return float("nan"), float("nan"), len(z)
+    return float(np.std(z) / trimmed_std_factor()), float(np.mean(np.abs(z) <= 1.96)), len(z)

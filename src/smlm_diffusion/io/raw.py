@@ -101,7 +101,7 @@ def _read_yaml(path: Path):
     except (KeyError, TypeError, ValueError) as exc:
         raise SmlmInputError(f"{path.name} lacks the movie's Width, Height, Frames or Data Type ({exc})") from None
     meta = StackMetadata(extra={"header": path.name})
-    for key in ("Pixelsize", "pixel_size_nm"):
+    for key in ("Pixelsize", "Camera.Pixelsize", "pixel_size_nm"):
         if _positive(info.get(key)):
             meta.pixel_size_nm = float(info[key])
     camera = info.get("Camera") if isinstance(info.get("Camera"), dict) else {}
