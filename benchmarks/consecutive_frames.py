@@ -3,7 +3,7 @@ consecutive frames (``analysis/nena.py``). For pairs of one molecule, (x1 - x2) 
 sqrt(u1^2 + u2^2) has std 1 and 95 % coverage 0.95 when the uncertainties are right.
 
     python benchmarks/consecutive_frames.py MOVIE [--pixel-size NM] [--offset ADU --gain G |
-        --camera-maps MAPS.tif] [--posterior] [--frames A:B]
+        --camera-maps MAPS.tif] [--posterior] [--frames A:B] [--crop N]
     python benchmarks/consecutive_frames.py --simulated [--posterior]
 
 MOVIE (TIFF, .raw + .yaml, .dax + .inf) is reconstructed with the given camera; the table
@@ -114,6 +114,7 @@ def main() -> None:
     parser.add_argument("--camera-maps", default="")
     parser.add_argument("--posterior", action="store_true")
     parser.add_argument("--frames", help="A:B, 1-based inclusive")
+    parser.add_argument("--crop", type=int, default=0, help="only the top-left N x N camera pixels (0: all)")
     args = parser.parse_args()
     if args.simulated:
         simulated(args.posterior)
@@ -124,7 +125,8 @@ def main() -> None:
         frames = (int(a) - 1, int(b))
     settings = ReconstructionSettings(pixel_size_nm=args.pixel_size, offset_adu=args.offset,
                                       gain_adu_per_photon=args.gain, camera_maps=args.camera_maps,
-                                      posterior=args.posterior, device="cpu", drift="off", frames=frames)
+                                      posterior=args.posterior, device="cpu", drift="off", frames=frames,
+                                      region=(0, args.crop, 0, args.crop) if args.crop else None)
     with open_stack(args.movie) as stack:
         t = time.perf_counter()
         locs = reconstruct(stack, settings).localizations

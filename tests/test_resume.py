@@ -119,3 +119,19 @@ def test_posterior_run_stopped_mid_chunk_resumes_through_a_checkpoint(tiny_model
         np.testing.assert_array_equal(a._all_columns()[name], column, err_msg=name)
     np.testing.assert_allclose(result.render_kde, whole.render_kde, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(result.render_variance, whole.render_variance, rtol=1e-9, atol=1e-12)
+
+
+def test_an_interruption_during_post_processing_resumes_to_it(movie_file, uninterrupted, tmp_path, monkeypatch):
+    from smlm_diffusion.cli import reconstruct as command
+
+    def interrupted(result):
+        raise KeyboardInterrupt
+
+    out = tmp_path / "run"
+    monkeypatch.setattr(command, "postprocess", interrupted)
+    assert main(["reconstruct", str(movie_file), "--out", str(out), *COMMON]) == 130
+    assert len(load_checkpoint(out)[0].frames) == 34  # every frame kept
+    monkeypatch.undo()
+    assert main(["reconstruct", str(movie_file), "--out", str(out), *COMMON, "--resume"]) == 0
+    assert (out / "localizations.csv").read_text() == (uninterrupted / "localizations.csv").read_text()
+    assert (out / "frc.csv").exists() and not (out / CHECKPOINT_NAME).exists()

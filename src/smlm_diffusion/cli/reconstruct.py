@@ -182,7 +182,13 @@ def run(args) -> int:
             return stop.exit_code()
         if not result.completed:
             return _write_interrupted(out, result, run_info, args, stop)
-        drift, linked, frc = postprocess(result)
+        save_checkpoint(out, result, run_info)  # an interruption from here on resumes to the post-processing
+        try:
+            drift, linked, frc = postprocess(result)
+        except KeyboardInterrupt:
+            print("\ninterrupted during drift, linking and FRC; every frame is in the checkpoint: the same command "
+                  "with --resume does them", file=sys.stderr)
+            return 130
         for message in result.warnings:
             print(f"warning: {message}", file=sys.stderr)
         write_outputs(out, result, stack_path=str(args.input), stack_shape=tuple(stack.shape))
