@@ -20,12 +20,12 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SmlmInputError
-from .tiff import StackMetadata
+from .tiff import FrameIndexing, StackMetadata
 
 RAW_SUFFIXES = (".raw", ".dax")
 
 
-class RawStack:
+class RawStack(FrameIndexing):
     """A memory-mapped raw movie (module doc); ``read``, indexing and ``metadata`` as
     ``TiffStack``'s."""
 
@@ -49,36 +49,14 @@ class RawStack:
         self.shape = (frames, rows, cols)
         self._memmap = np.memmap(self.path, dtype=dtype, mode="r", shape=self.shape)
 
-    @property
-    def n_frames(self) -> int:
-        return self.shape[0]
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
     def read(self, start: int, stop: int) -> np.ndarray:
         if not 0 <= start < stop <= self.shape[0]:
             raise SmlmInputError(f"Frame range {start + 1}:{stop} is outside {self.name}, which has "
                                  f"{self.shape[0]} frame(s); choose frames between 1 and {self.shape[0]}.")
         return np.array(self._memmap[start:stop]).astype(self.dtype.newbyteorder("="), copy=False)
 
-    def __getitem__(self, key):
-        if isinstance(key, (int, np.integer)):
-            k = int(key) + (self.shape[0] if key < 0 else 0)
-            return self.read(k, k + 1)[0]
-        if isinstance(key, slice):
-            start, stop, step = key.indices(self.shape[0])
-            return self.read(start, stop)[::step] if step != 1 else self.read(start, stop)
-        raise TypeError("index a raw stack with an int or a slice")
-
     def close(self) -> None:
         self._memmap = None
-
-    def __enter__(self) -> RawStack:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def _header_missing(path: Path, kind: str) -> SmlmInputError:

@@ -37,7 +37,44 @@ class StackMetadata:
     extra: dict = field(default_factory=dict)
 
 
-class TiffStack:
+class FrameIndexing:
+    """Array-like access to a stack's frames through its ``read(start, stop)`` and
+    ``shape`` (frames, rows, cols): ``len``, ``stack[i]``, ``stack[a:b]``, a context manager."""
+
+    shape: tuple[int, int, int]
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    @property
+    def n_frames(self) -> int:
+        return self.shape[0]
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key):
+        if isinstance(key, (int, np.integer)):
+            k = int(key) + (self.shape[0] if key < 0 else 0)
+            return self.read(k, k + 1)[0]
+        if isinstance(key, slice):
+            start, stop, step = key.indices(self.shape[0])
+            if step != 1:
+                return np.stack([self[i] for i in range(start, stop, step)])
+            return self.read(start, stop)
+        raise TypeError("index a stack with an int or a slice")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class TiffStack(FrameIndexing):
     """A lazily read TIFF stack. Index it like an array of frames: ``stack[i]``,
     ``stack[a:b]``; use as a context manager or call :meth:`close`."""
 
@@ -106,13 +143,6 @@ class TiffStack:
     def is_memory_mapped(self) -> bool:
         return self._memmap is not None
 
-    @property
-    def n_frames(self) -> int:
-        return self.shape[0]
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
     def read(self, start: int, stop: int) -> np.ndarray:
         """Frames ``start .. stop-1`` (0-based) as a new array (checks for NaN/inf)."""
         n = self.shape[0]
@@ -133,17 +163,6 @@ class TiffStack:
                                  "replace them (e.g. with the camera offset) before reconstructing.")
         return data
 
-    def __getitem__(self, key):
-        if isinstance(key, (int, np.integer)):
-            k = int(key) + (self.shape[0] if key < 0 else 0)
-            return self.read(k, k + 1)[0]
-        if isinstance(key, slice):
-            start, stop, step = key.indices(self.shape[0])
-            if step != 1:
-                return np.stack([self[i] for i in range(start, stop, step)])
-            return self.read(start, stop)
-        raise TypeError("index a TiffStack with an int or a slice")
-
     def iter_chunks(self, start: int = 0, stop: int | None = None, chunk_frames: int = 64):
         """Yield (first_index, frames) chunks of at most ``chunk_frames`` frames."""
         stop = self.shape[0] if stop is None else stop
@@ -156,11 +175,6 @@ class TiffStack:
         if tif is not None:
             tif.close()
 
-    def __enter__(self) -> TiffStack:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def read_metadata(tif: tifffile.TiffFile) -> StackMetadata:
