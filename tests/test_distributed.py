@@ -73,9 +73,12 @@ def test_an_interrupted_run_resumes_on_the_cluster(tmp_path, cluster):
         part = reconstruct(stack, ReconstructionSettings(**settings), progress=events.append,
                            should_stop=lambda: len(events) >= 13)
     assert part.frames == list(range(1, 14))
+    snapshots = []  # the finished tasks, put together after each one (checkpoint_s=0)
     result = reconstruct_on_cluster(str(movie), TiffStack, ReconstructionSettings(**settings), cluster, 8,
-                                    previous=part)
+                                    previous=part, checkpoint=snapshots.append, checkpoint_s=0.0)
     assert result.completed and result.frames == whole.frames
+    assert snapshots and not snapshots[-1].completed and set(part.frames) <= set(snapshots[0].frames)
+    assert len(snapshots[-1].localizations) == sum(len(t) for t in snapshots[-1].frame_tables)
     a, b = result.localizations, whole.localizations
     assert len(a) == len(b) > 100
     for name, column in b._all_columns().items():

@@ -228,8 +228,12 @@ def test_micromanager_pixel_size_and_sensor_region(tmp_path):
     path = tmp_path / "mm.tif"
     _tifffile.imwrite(path, np.zeros((3, 16, 20), np.uint16), photometric="minisblack",
                       extratags=[(51123, "s", 0, _json.dumps({"PixelSizeUm": 0.108, "ROI": "100-200-20-16",
-                                                              "Binning": "1"}), True)])
+                                                              "Binning": "1",
+                                                              "HamamatsuHam_DCAM-CONVERSION FACTOR COEFF": "0.48",
+                                                              "HamamatsuHam_DCAM-CONVERSION FACTOR OFFSET": "100"}),
+                                  True)])
     with TiffStack(path) as stack:
         meta = stack.metadata
     assert meta.pixel_size_nm == pytest.approx(108.0) and meta.extra["sensor_roi_px"] == [100, 200, 20, 16]
     assert sensor_origin(meta) == (200, 100)  # (row, col) on the sensor
+    assert meta.gain_adu_per_photon == pytest.approx(1 / 0.48) and meta.offset_adu == 100.0  # the camera's conversion

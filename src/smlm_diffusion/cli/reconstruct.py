@@ -216,7 +216,8 @@ def _run(args, stack, settings, previous, stop: StopOnSignals, out: Path, run_in
                 setattr(settings, key, str(Path(getattr(settings, key)).resolve()))
         return reconstruct_on_cluster(str(Path(args.input).resolve()), open_stack, settings, args.scheduler,
                                       args.task_frames, progress=cluster_progress, should_stop=stop.requested,
-                                      previous=previous)
+                                      previous=previous, checkpoint=lambda part: save_checkpoint(out, part, run_info),
+                                      checkpoint_s=60 * args.checkpoint_minutes)
     runner = ResumedRun(stack, previous) if previous is not None else ReconstructionRun(stack, settings)
     frames_done, last_checkpoint = 0, time.monotonic()
     events = runner.events()

@@ -198,14 +198,18 @@ def read_metadata(tif: tifffile.TiffFile) -> StackMetadata:
     if mm:
         meta.extra.update(mm)
         meta.pixel_size_nm = meta.pixel_size_nm or mm.get("pixel_size_nm")
+        meta.gain_adu_per_photon = meta.gain_adu_per_photon or mm.get("gain_adu_per_photon")
+        meta.offset_adu = meta.offset_adu or mm.get("offset_adu")
     if meta.pixel_size_nm is None:
         meta.pixel_size_nm = _resolution_pixel_size_nm(tif, ij.get("unit"))
     return meta
 
 
 def _micromanager(tif: tifffile.TiffFile) -> dict:
-    """Micro-Manager's pixel size (nm), binning and region of the sensor (``sensor_roi_px``:
-    x, y, width, height in sensor pixels) from its summary or the first image's metadata."""
+    """Micro-Manager's pixel size (nm), binning, region of the sensor (``sensor_roi_px``: x,
+    y, width, height in sensor pixels) and, where the camera adapter records it, its
+    conversion factor (electrons per ADU: the gain is its inverse) and offset, from the
+    summary or the first image's metadata."""
     sources = []
     if getattr(tif, "is_micromanager", False):
         try:
@@ -233,6 +237,12 @@ def _micromanager(tif: tifffile.TiffFile) -> dict:
                 found["binning"] = int(str(binning).split("x")[0])
             except ValueError:
                 pass
+        for key, value in source.items():  # e.g. "HamamatsuHam_DCAM-CONVERSION FACTOR COEFF" (electrons per ADU)
+            name = str(key).lower()
+            if name.endswith("conversion factor coeff") and _float_or_none(value):
+                found["gain_adu_per_photon"] = 1.0 / float(value)
+            elif name.endswith("conversion factor offset") and _float_or_none(value):
+                found["offset_adu"] = float(value)
         roi = source.get("ROI")
         if isinstance(roi, str):
             roi = re.split(r"[-,\s]+", roi.strip())

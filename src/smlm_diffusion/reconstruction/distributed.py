@@ -50,13 +50,17 @@ def reconstruct_on_cluster(stack_path: str, open_stack, settings: Reconstruction
                            task_frames: int = TASK_FRAMES, connect_timeout_s: float = 20.0,
                            progress: Callable[[ProgressEvent], None] | None = None,
                            should_stop: Callable[[], bool] | None = None,
-                           previous: Reconstruction | None = None) -> Reconstruction:
+                           previous: Reconstruction | None = None,
+                           checkpoint: Callable[[Reconstruction], None] | None = None,
+                           checkpoint_s: float = 300.0) -> Reconstruction:
     """Reconstruct the movie at ``stack_path`` on the Dask cluster at ``scheduler``
     (``tcp://host:8786``; see the module doc). ``open_stack(path)`` opens the movie as a
     context manager (the io layer's ``TiffStack``; it travels to the workers by reference). ``progress`` gets one event per finished
     task (``done``/``total`` in frames); ``should_stop`` cancels the tasks not yet finished
     and returns the finished ones. ``previous``: an interrupted run of this movie to go on
-    with (``resume.py``): only tasks with frames it lacks run, with its resolved values."""
+    with (``resume.py``): only tasks with frames it lacks run, with its resolved values.
+    ``checkpoint(result)`` gets the finished tasks put together at most every
+    ``checkpoint_s`` seconds (the CLI writes them to disk)."""
     try:
         from distributed import Client, as_completed
     except ImportError:
@@ -101,9 +105,13 @@ def reconstruct_on_cluster(stack_path: str, open_stack, settings: Reconstruction
         done = merged.add(probe)
         if progress is not None:
             progress(ProgressEvent(done, stop - start, None, f"{done} of {stop - start} frames"))
+        last_checkpoint = time.perf_counter()
         for future in as_completed(futures):
             done += merged.add(future.result())
             future.release()  # the worker may drop it now
+            if checkpoint is not None and time.perf_counter() - last_checkpoint >= checkpoint_s:
+                checkpoint(merged.snapshot())
+                last_checkpoint = time.perf_counter()
             if progress is not None:
                 progress(ProgressEvent(done, stop - start, None, f"{done} of {stop - start} frames"))
             if should_stop is not None and should_stop():

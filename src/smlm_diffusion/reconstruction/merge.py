@@ -66,6 +66,17 @@ class MergedRuns:
         result.warnings.extend(w for w in part.warnings if w not in result.warnings)
         return len(part.frames)
 
+    def snapshot(self) -> Reconstruction:
+        """The parts so far as one result (for a checkpoint), without touching this merge."""
+        result = self.result
+        frames = sorted(self.tables)
+        partial = dataclasses.replace(result, frames=frames, frame_tables=[self.tables[f][0] for f in frames],
+                                      candidate_p_values=[self.tables[f][1] for f in frames],
+                                      render_blocks=dict(result.render_blocks),
+                                      variance_blocks=dict(result.variance_blocks), completed=False)
+        partial._joined = None
+        return partial
+
     def finish(self) -> Reconstruction:
         result = self.result
         result.frames = sorted(self.tables)
