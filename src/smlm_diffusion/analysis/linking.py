@@ -1,14 +1,22 @@
 """Linking of blinks: one molecule that stays on for several frames gives several
 localizations; they join one group when they come in consecutive frames (allowing
-``max_dark_frames`` frames without it) and lie within ``max_distance_sigmas`` combined
-uncertainties of the group's current position (ThunderSTORM's merging and Picasso's
-linking work the same way). A group's position is the inverse-variance-weighted mean of
-its localizations, its uncertainty ``1 / sqrt(sum 1 / u_i^2)``, its photons the sum.
+``max_dark_frames`` frames without it) and each lies within ``max_distance_sigmas``
+combined uncertainties of the one before it (ThunderSTORM's merging and Picasso's linking
+work the same way). A group's position is the inverse-variance-weighted mean of its
+localizations, its uncertainty ``1 / sqrt(sum 1 / u_i^2)``, its photons the sum.
+
+Whole-table array code, no loop over localizations: each localization's nearest
+neighbour 1, 2, ... frames later comes from one KD-tree query over (x, y, frame) (the frame
+scaled so far apart that no neighbour spans two frames); links are one-to-one, the
+closest first, a dark frame tried only for localizations without a link to the next
+frame; the chains are the connected components of the links.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
 from ..localizations import Localizations
@@ -17,57 +25,47 @@ from .drift import check_table
 
 def link_groups(locs: Localizations, max_dark_frames: int = 1, max_distance_sigmas: float = 3.0,
                 min_radius_nm: float = 20.0) -> np.ndarray:
-    """Group index (0 ..) of every localization. Matching is one-to-one per frame, closest
-    pairs first, within ``max(max_distance_sigmas * sqrt(u_loc^2 + u_group^2), min_radius_nm)``."""
+    """Group index (0 .., numbered by first frame) of every localization (module doc). A
+    link joins localizations within ``max(max_distance_sigmas * sqrt(u1^2 + u2^2),
+    min_radius_nm)``."""
     check_table(locs)
     n = len(locs)
-    groups = np.full(n, -1, int)
     if n == 0:
-        return groups
+        return np.zeros(0, int)
     u = np.where(np.isfinite(locs.uncertainty_xy_nm) & (locs.uncertainty_xy_nm > 0), locs.uncertainty_xy_nm,
                  min_radius_nm)
-    order = np.argsort(locs.frame, kind="stable")
-    frames = locs.frame[order]
-    starts = np.r_[0, np.flatnonzero(np.diff(frames)) + 1, n]
-    # the state of every group: weighted sums of x, y and the weights, and its last frame
-    sum_wx, sum_wy, sum_w, last = [], [], [], []
-    for a, b in zip(starts[:-1], starts[1:]):
-        index = order[a:b]
-        frame = frames[a]
-        active = np.flatnonzero(np.asarray(last) >= frame - 1 - max_dark_frames) if last else np.zeros(0, int)
-        matched = np.zeros(len(index), bool)
-        if len(active):
-            w = np.asarray(sum_w)[active]
-            centres = np.c_[np.asarray(sum_wx)[active] / w, np.asarray(sum_wy)[active] / w]
-            group_u = 1.0 / np.sqrt(w)
-            reach = max(max_distance_sigmas * np.sqrt(u[index].max() ** 2 + group_u.max() ** 2), min_radius_nm)
-            found = cKDTree(centres).query_ball_point(np.c_[locs.x_nm[index], locs.y_nm[index]], reach)
-            candidates = [(np.hypot(centres[g, 0] - locs.x_nm[i], centres[g, 1] - locs.y_nm[i]), k, g)
-                          for k, (i, near) in enumerate(zip(index, found)) for g in near]
-            taken = set()
-            for distance, k, g in sorted(candidates):
-                i = index[k]
-                limit = max(max_distance_sigmas * np.hypot(u[i], group_u[g]), min_radius_nm)
-                if matched[k] or g in taken or distance > limit:
-                    continue
-                matched[k] = True
-                taken.add(g)
-                group = int(active[g])
-                groups[i] = group
-                weight = 1.0 / u[i] ** 2
-                sum_wx[group] += weight * locs.x_nm[i]
-                sum_wy[group] += weight * locs.y_nm[i]
-                sum_w[group] += weight
-                last[group] = frame
-        for k in np.flatnonzero(~matched):
-            i = index[k]
-            groups[i] = len(last)
-            weight = 1.0 / u[i] ** 2
-            sum_wx.append(weight * locs.x_nm[i])
-            sum_wy.append(weight * locs.y_nm[i])
-            sum_w.append(weight)
-            last.append(frame)
-    return groups
+    reach = max(max_distance_sigmas * np.sqrt(2.0) * float(u.max()), min_radius_nm)
+    gap = 4.0 * reach
+    points = np.c_[locs.x_nm, locs.y_nm, locs.frame * gap]
+    tree = cKDTree(points)
+    successor = np.full(n, -1)
+    has_predecessor = np.zeros(n, bool)
+    for step in range(1, max_dark_frames + 2):
+        source = np.flatnonzero(successor < 0)
+        if len(source) == 0:
+            break
+        distance, target = tree.query(points[source] + [0.0, 0.0, step * gap], distance_upper_bound=reach)
+        found = np.isfinite(distance)
+        source, target, distance = source[found], target[found], distance[found]
+        limit = np.maximum(max_distance_sigmas * np.hypot(u[source], u[target]), min_radius_nm)
+        good = (distance <= limit) & ~has_predecessor[target]
+        source, target, distance = source[good], target[good], distance[good]
+        order = np.argsort(distance, kind="stable")  # one-to-one, the closest first
+        _, first = np.unique(target[order], return_index=True)
+        chosen = order[first]
+        successor[source[chosen]] = target[chosen]
+        has_predecessor[target[chosen]] = True
+    linked = np.flatnonzero(successor >= 0)
+    graph = coo_matrix((np.ones(len(linked)), (linked, successor[linked])), shape=(n, n))
+    _, labels = connected_components(graph, directed=False)
+    # number the groups by their first localization in frame order, as they start
+    rank = np.empty(n, int)
+    rank[np.argsort(locs.frame, kind="stable")] = np.arange(n)
+    first = np.full(labels.max() + 1, n)
+    np.minimum.at(first, labels, rank)
+    renumber = np.empty(len(first), int)
+    renumber[np.argsort(first)] = np.arange(len(first))
+    return renumber[labels]
 
 
 def linked_table(locs: Localizations, groups: np.ndarray) -> Localizations:
