@@ -20,6 +20,8 @@ demo: setup
 	$(BIN)/smlm-diffusion demo --out demo_output
 
 test: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	env -u QT_QPA_PLATFORM $(BIN)/python -m pytest
 
 clean:

@@ -26,17 +26,18 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("movie", help="(frames, rows, cols) .npy, in ADU")
     parser.add_argument("out", help="output CSV")
     parser.add_argument("--baseline", type=float, default=100.0)
-    parser.add_argument("--sensitivity", type=float, default=1.0,
-                        help="electrons per A/D count")
+    parser.add_argument("--sensitivity", type=float, default=1.0, help="electrons per A/D count")
     parser.add_argument("--gain", type=float, default=1.0)
-    parser.add_argument("--qe", type=float, default=1.0,
-                        help="recorded only; Picasso ignores it")
+    parser.add_argument("--qe", type=float, default=1.0, help="recorded only; Picasso ignores it")
     parser.add_argument("--box", type=int, default=7)
-    parser.add_argument("--min-ng", default="500",
-                        help="minimum net gradient; several, comma-separated, write one CSV "
-                             "each (OUT then holds {ng})")
-    parser.add_argument("--warmup", action="store_true",
-                        help="compile Picasso's numba code on 2 frames first (untimed)")
+    parser.add_argument(
+        "--min-ng",
+        default="500",
+        help="minimum net gradient; several, comma-separated, write one CSV each (OUT then holds {ng})",
+    )
+    parser.add_argument(
+        "--warmup", action="store_true", help="compile Picasso's numba code on 2 frames first (untimed)"
+    )
     parser.add_argument("--method", choices=sorted(FIT_METHODS), default="lq")
     return parser.parse_args()
 
@@ -49,8 +50,16 @@ def localize_once(movie, camera_info: dict, min_ng: float, box: int, method: str
     start = time.perf_counter()
     if len(ids):
         # eps / max_it None: the method's own schedule, as the CLI's default
-        locs, _ = localize.fit(movie, camera_info=camera_info, identifications=ids, box=box,
-                               fitting_method=FIT_METHODS[method], eps=None, max_it=None, multiprocess=False)
+        locs, _ = localize.fit(
+            movie,
+            camera_info=camera_info,
+            identifications=ids,
+            box=box,
+            fitting_method=FIT_METHODS[method],
+            eps=None,
+            max_it=None,
+            multiprocess=False,
+        )
     else:
         locs = pd.DataFrame(columns=COLUMNS)
     return locs, seconds_identify, time.perf_counter() - start
@@ -79,9 +88,16 @@ def main() -> None:
         tmp = f"{out}.tmp{os.getpid()}"
         locs[COLUMNS].to_csv(tmp, index=False)
         os.replace(tmp, out)
-        report.append({"min_ng": min_ng, "out": out, "n_locs": len(locs),
-                       "seconds_identify": round(seconds_identify, 4), "seconds_fit": round(seconds_fit, 4),
-                       "picasso_version": picasso.__version__})
+        report.append(
+            {
+                "min_ng": min_ng,
+                "out": out,
+                "n_locs": len(locs),
+                "seconds_identify": round(seconds_identify, 4),
+                "seconds_fit": round(seconds_fit, 4),
+                "picasso_version": picasso.__version__,
+            }
+        )
     print(json.dumps(report if len(report) > 1 else report[0]))
 
 

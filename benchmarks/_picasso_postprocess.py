@@ -27,12 +27,27 @@ def main() -> None:
     args = parser.parse_args()
     data = np.load(args.table)
     n = len(data["frame"])
-    locs = pd.DataFrame({"frame": data["frame"].astype(np.uint32), "x": data["x"].astype(np.float32),
-                         "y": data["y"].astype(np.float32), "photons": data["photons"].astype(np.float32),
-                         "sx": np.ones(n, np.float32), "sy": np.ones(n, np.float32), "bg": np.zeros(n, np.float32),
-                         "lpx": data["lpx"].astype(np.float32), "lpy": data["lpy"].astype(np.float32)})
-    info = [{"Frames": int(data["frames"]), "Width": int(data["width"]), "Height": int(data["height"]),
-             "Pixelsize": float(data["pixel_size_nm"])}]
+    locs = pd.DataFrame(
+        {
+            "frame": data["frame"].astype(np.uint32),
+            "x": data["x"].astype(np.float32),
+            "y": data["y"].astype(np.float32),
+            "photons": data["photons"].astype(np.float32),
+            "sx": np.ones(n, np.float32),
+            "sy": np.ones(n, np.float32),
+            "bg": np.zeros(n, np.float32),
+            "lpx": data["lpx"].astype(np.float32),
+            "lpy": data["lpy"].astype(np.float32),
+        }
+    )
+    info = [
+        {
+            "Frames": int(data["frames"]),
+            "Width": int(data["width"]),
+            "Height": int(data["height"]),
+            "Pixelsize": float(data["pixel_size_nm"]),
+        }
+    ]
     report = {}
     if args.undrift_frames:
         started = time.perf_counter()
@@ -44,8 +59,9 @@ def main() -> None:
         result = postprocess.frc(locs, info, viewport)
         report["frc_resolution_nm"] = float(result["resolution"])
     if args.link_r_max:
-        linked = postprocess.link(locs, info, r_max=args.link_r_max, max_dark_time=args.link_dark,
-                                  remove_ambiguous_lengths=False)
+        linked = postprocess.link(
+            locs, info, r_max=args.link_r_max, max_dark_time=args.link_dark, remove_ambiguous_lengths=False
+        )
         report["linked_groups"] = int(len(linked))
     print(json.dumps(report))
 

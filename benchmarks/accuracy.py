@@ -22,18 +22,41 @@ from smlm_diffusion.reconstruction import ReconstructionSettings, reconstruct
 from smlm_diffusion.simulation import SimulationConfig, simulate_stack
 
 SETTINGS = {
-    "paper": dict(height_px=20, width_px=20, psf_sigma_px=0.92, photons=200.0, background_photons=2.0,
-                  structure="disc", density_per_um2=1.07, read_noise_e=0.0),
-    "low": dict(height_px=64, width_px=64, psf_sigma_px=0.92, photons=1000.0, background_photons=10.0,
-                structure="uniform", density_per_um2=0.2),
-    "high": dict(height_px=64, width_px=64, psf_sigma_px=0.92, photons=1000.0, background_photons=10.0,
-                 structure="uniform", density_per_um2=2.0),
+    "paper": dict(
+        height_px=20,
+        width_px=20,
+        psf_sigma_px=0.92,
+        photons=200.0,
+        background_photons=2.0,
+        structure="disc",
+        density_per_um2=1.07,
+        read_noise_e=0.0,
+    ),
+    "low": dict(
+        height_px=64,
+        width_px=64,
+        psf_sigma_px=0.92,
+        photons=1000.0,
+        background_photons=10.0,
+        structure="uniform",
+        density_per_um2=0.2,
+    ),
+    "high": dict(
+        height_px=64,
+        width_px=64,
+        psf_sigma_px=0.92,
+        photons=1000.0,
+        background_photons=10.0,
+        structure="uniform",
+        density_per_um2=2.0,
+    ),
 }
 
 
 def dataset(name: str, n_frames: int, seed: int = 2024, with_kde: bool = False):
-    cfg = SimulationConfig(n_frames=n_frames, pixel_size_nm=108.0, offset_adu=100.0, gain_adu_per_photon=1.0,
-                           seed=seed, **SETTINGS[name])
+    cfg = SimulationConfig(
+        n_frames=n_frames, pixel_size_nm=108.0, offset_adu=100.0, gain_adu_per_photon=1.0, seed=seed, **SETTINGS[name]
+    )
     return simulate_stack(cfg, with_kde=with_kde)
 
 
@@ -60,13 +83,16 @@ def row(name, sim, rec, extra=""):
     iso = isolated(sim.truth, sim.config.pixel_size_nm)
     matched = m.true_index[iso[m.true_index]]
     pred = m.predicted_index[iso[m.true_index]]
-    d2 = (rec.localizations.x_nm[pred] - sim.truth.x_nm[matched]) ** 2 + \
-         (rec.localizations.y_nm[pred] - sim.truth.y_nm[matched]) ** 2
+    d2 = (rec.localizations.x_nm[pred] - sim.truth.x_nm[matched]) ** 2 + (
+        rec.localizations.y_nm[pred] - sim.truth.y_nm[matched]
+    ) ** 2
     iso_rmse = float(np.sqrt(d2.mean())) if len(d2) else float("nan")
     bound = crlb_lateral_nm(sim.config)
-    print(f"| {name:<24} | {len(sim.truth):5d} | {m.precision:6.3f} | {m.recall:6.3f} | {m.jaccard:6.3f} | "
-          f"{m.rmse_lateral_nm:6.1f} | {m.efficiency:6.1f} | {iso_rmse:6.1f} | {bound:5.1f} | "
-          f"{iso_rmse / bound:5.2f} | {rec.timings_s['total']:6.1f} |{extra}")
+    print(
+        f"| {name:<24} | {len(sim.truth):5d} | {m.precision:6.3f} | {m.recall:6.3f} | {m.jaccard:6.3f} | "
+        f"{m.rmse_lateral_nm:6.1f} | {m.efficiency:6.1f} | {iso_rmse:6.1f} | {bound:5.1f} | "
+        f"{iso_rmse / bound:5.2f} | {rec.timings_s['total']:6.1f} |{extra}"
+    )
     return m
 
 
@@ -108,11 +134,15 @@ def coverage_by_place(sim, rec, factor: float = 2.0, near_4x_px: float = 10.0) -
         def distance(table) -> np.ndarray:
             if not len(table):
                 return np.full(len(rows), np.inf)
-            return np.hypot(rows[:, None] + 0.5 - table.y_nm[None] / px4,
-                            cols[:, None] + 0.5 - table.x_nm[None] / px4).min(axis=1)
+            return np.hypot(
+                rows[:, None] + 0.5 - table.y_nm[None] / px4, cols[:, None] + 0.5 - table.x_nm[None] / px4
+            ).min(axis=1)
 
-        place = np.where(distance(true.select(missed)) < near_4x_px, "near a missed emitter",
-                         np.where(distance(found) < near_4x_px, "near a fit", "elsewhere"))
+        place = np.where(
+            distance(true.select(missed)) < near_4x_px,
+            "near a missed emitter",
+            np.where(distance(found) < near_4x_px, "near a fit", "elsewhere"),
+        )
         for name in np.unique(place):
             n, k = counts.setdefault(str(name), [0, 0])
             counts[str(name)] = [n + int((place == name).sum()), k + int(ok[place == name].sum())]
@@ -130,22 +160,45 @@ def main() -> None:
     parser.add_argument("--threshold", type=float, default=None, help="LoG threshold (default: the settings')")
     parser.add_argument("--quick", action="store_true", help="fewer frames")
     parser.add_argument("--skip-psi", action="store_true")
-    parser.add_argument("--mix", type=_mix, default=None,
-                        help="sampler variance mix, one number or m1/m2/... per step (default: the settings')")
-    parser.add_argument("--shift-width", type=float, default=None,
-                        help="scaled psi: the sampler's shift width (default: the plan's own)")
-    parser.add_argument("--precision", default="auto", choices=PRECISION_CHOICES,
-                        help="the networks' arithmetic (default auto: bfloat16 where the CPU has it natively)")
-    parser.add_argument("--coverage-by-place", action="store_true",
-                        help="also the psi rows' coverage near missed emitters, near fits and elsewhere")
+    parser.add_argument(
+        "--mix",
+        type=_mix,
+        default=None,
+        help="sampler variance mix, one number or m1/m2/... per step (default: the settings')",
+    )
+    parser.add_argument(
+        "--shift-width",
+        type=float,
+        default=None,
+        help="scaled psi: the sampler's shift width (default: the plan's own)",
+    )
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        choices=PRECISION_CHOICES,
+        help="the networks' arithmetic (default auto: bfloat16 where the CPU has it natively)",
+    )
+    parser.add_argument(
+        "--coverage-by-place",
+        action="store_true",
+        help="also the psi rows' coverage near missed emitters, near fits and elsewhere",
+    )
     args = parser.parse_args()
     import torch
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; tolerance 250 nm; "
-          "RMSE lateral = sqrt(mean(dx^2 + dy^2)); CRLB lateral = sqrt(2) x per-axis bound; networks in "
-          + ("bfloat16" if inference_dtype("cpu", args.precision) is not None else "float32"))
-    base = ReconstructionSettings(offset_adu=100.0, gain_adu_per_photon=1.0, phi_model=args.phi,
-                                  psi_model=args.psi, device="cpu", precision=args.precision)
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; tolerance 250 nm; "
+        "RMSE lateral = sqrt(mean(dx^2 + dy^2)); CRLB lateral = sqrt(2) x per-axis bound; networks in "
+        + ("bfloat16" if inference_dtype("cpu", args.precision) is not None else "float32")
+    )
+    base = ReconstructionSettings(
+        offset_adu=100.0,
+        gain_adu_per_photon=1.0,
+        phi_model=args.phi,
+        psi_model=args.psi,
+        device="cpu",
+        precision=args.precision,
+    )
     if args.threshold is not None:
         base.kde_threshold = args.threshold
     if args.mix is not None:
@@ -154,7 +207,9 @@ def main() -> None:
         base.sampler.shift_width = args.shift_width
     n = {"paper": 60 if args.quick else 200, "low": 20 if args.quick else 100, "high": 10 if args.quick else 30}
     print("\nphi (no posterior)\n")
-    print("| setting                  | truth |  prec. | recall | Jaccard | RMSE nm | eff. | iso RMSE | CRLB | ratio | time s |")
+    print(
+        "| setting                  | truth |  prec. | recall | Jaccard | RMSE nm | eff. | iso RMSE | CRLB | ratio | time s |"  # noqa: E501 (a table row)
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     sims = {}
     for name in ("paper", "low", "high"):
@@ -165,14 +220,17 @@ def main() -> None:
     if args.skip_psi:
         return
     print("\npsi posterior mean (16 samples, accelerated) vs the same frames through phi\n")
-    print("| setting                  | truth |  prec. | recall | Jaccard | RMSE nm | eff. | iso RMSE | CRLB | ratio | time s | coverage signal / all [psi]")
+    print(
+        "| setting                  | truth |  prec. | recall | Jaccard | RMSE nm | eff. | iso RMSE | CRLB | ratio | time s | coverage signal / all [psi]"  # noqa: E501 (a table row)
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     m_frames = {"paper": 20 if args.quick else 60, "low": 3 if args.quick else 8, "high": 2 if args.quick else 4}
     for name in ("paper", "low", "high"):
         full = sims[name]
         k = m_frames[name]
-        sub = type(full)(config=full.config, adu=full.adu[:k], truth=full.truth.select(full.truth.frame <= k),
-                         kde=full.kde[:k])
+        sub = type(full)(
+            config=full.config, adu=full.adu[:k], truth=full.truth.select(full.truth.frame <= k), kde=full.kde[:k]
+        )
         settings = ReconstructionSettings(**{**base.to_dict(), "sampler": base.sampler, "posterior": False})
         row(f"{name} phi ({k} frames)", sub, reconstruct(sub.adu, settings))
         settings = ReconstructionSettings(**{**base.to_dict(), "sampler": base.sampler, "keep_frame_kdes": True})
@@ -180,8 +238,13 @@ def main() -> None:
         cov_signal, cov_all = coverage(sub, rec)
         row(f"{name} psi ({k} frames)", sub, rec, f" {cov_signal:.3f} / {cov_all:.3f} [{rec.psi_model}]")
         if args.coverage_by_place:
-            print("|   | " + "; ".join(f"{place}: {n} px, coverage {c:.3f}"
-                                      for place, (n, c) in sorted(coverage_by_place(sub, rec).items())))
+            print(
+                "|   | "
+                + "; ".join(
+                    f"{place}: {n} px, coverage {c:.3f}"
+                    for place, (n, c) in sorted(coverage_by_place(sub, rec).items())
+                )
+            )
     print("\n20x20 tile, 16 chains, accelerated: seconds per tile (CPU)")
     tile = dataset("paper", 1, seed=7)
     settings = ReconstructionSettings(**{**base.to_dict(), "sampler": base.sampler})

@@ -51,7 +51,7 @@ def two_blobs(rng):
     for _ in range(2):
         r0, c0 = rng.uniform(20, SIDE - 20, 2)
         sigma, amplitude = rng.uniform(15, 20), rng.uniform(60, 90)
-        out += amplitude * np.exp(-((rows - r0) ** 2 + (cols - c0) ** 2) / (2 * sigma ** 2))
+        out += amplitude * np.exp(-((rows - r0) ** 2 + (cols - c0) ** 2) / (2 * sigma**2))
     return out
 
 
@@ -62,13 +62,14 @@ def disc_cell(inside=120.0, outside=5.0):
         radius = rng.uniform(35, 50)
         edge = 0.5 * (1 - np.tanh((np.hypot(rows - r0, cols - c0) - radius) / 3.0))
         return outside + (inside - outside) * edge
+
     return make
 
 
 def beam(rng):
     rows, cols = _grid()
     r0, c0 = rng.uniform(40, SIDE - 40, 2)
-    return 5.0 + 145.0 * np.exp(-((rows - r0) ** 2 + (cols - c0) ** 2) / (2 * 45.0 ** 2))
+    return 5.0 + 145.0 * np.exp(-((rows - r0) ** 2 + (cols - c0) ** 2) / (2 * 45.0**2))
 
 
 def fringes(rng):
@@ -78,16 +79,27 @@ def fringes(rng):
 
 
 BACKGROUNDS = {
-    "flat 20": flat(20), "flat 100": flat(100), "gradient 10->150": gradient, "two blobs on 20": two_blobs,
-    "disc cell 120/5": disc_cell(), "held out: beam 5->150": beam, "held out: fringes 20-80": fringes,
+    "flat 20": flat(20),
+    "flat 100": flat(100),
+    "gradient 10->150": gradient,
+    "two blobs on 20": two_blobs,
+    "disc cell 120/5": disc_cell(),
+    "held out: beam 5->150": beam,
+    "held out: fringes 20-80": fringes,
     "held out: cell 300/10": disc_cell(300.0, 10.0),
 }
 #: rows with other emitters than 1000 photons (the detection knob's cost on dim emitters)
 DIM_ROWS = {"dim: 300 photons on flat 10": (flat(10), 300.0), "dim: 300 photons on gradient 10->150": (gradient, 300.0)}
 
 
-def frames(make_background, n_frames: int, density_per_um2: float, seed: int, photons: float = PHOTONS,
-           camera: CameraModel = CAMERA):
+def frames(
+    make_background,
+    n_frames: int,
+    density_per_um2: float,
+    seed: int,
+    photons: float = PHOTONS,
+    camera: CameraModel = CAMERA,
+):
     """(ADU stack, truth) with one background map per frame (a new cell or blob each frame)."""
     rng = np.random.default_rng(seed)
     area_um2 = (SIDE * PIXEL_NM / 1000) ** 2
@@ -95,11 +107,18 @@ def frames(make_background, n_frames: int, density_per_um2: float, seed: int, ph
     for f in range(n_frames):
         k = rng.poisson(density_per_um2 * area_um2)
         xy = rng.uniform(0, SIDE, (k, 2))
-        omega = expected_photons(xy[None, :, 0], xy[None, :, 1], np.full((1, k), photons), (SIDE, SIDE), PSF_SIGMA,
-                                 make_background(rng))[0]
+        omega = expected_photons(
+            xy[None, :, 0], xy[None, :, 1], np.full((1, k), photons), (SIDE, SIDE), PSF_SIGMA, make_background(rng)
+        )[0]
         stack.append(np.clip(np.rint(camera.expose(omega, rng)), 0, 65535))
-        tables.append(Localizations(frame=np.full(k, f + 1), x_nm=xy[:, 0] * PIXEL_NM, y_nm=xy[:, 1] * PIXEL_NM,
-                                    intensity_photons=np.full(k, photons)))
+        tables.append(
+            Localizations(
+                frame=np.full(k, f + 1),
+                x_nm=xy[:, 0] * PIXEL_NM,
+                y_nm=xy[:, 1] * PIXEL_NM,
+                intensity_photons=np.full(k, photons),
+            )
+        )
     return np.stack(stack), Localizations.concatenate(tables)
 
 
@@ -108,9 +127,16 @@ PRECISION = {"value": "auto"}
 
 
 def run(stack, phi: str, min_photons: float, gain: float = CAMERA.gain_adu_per_photon):
-    settings = ReconstructionSettings(pixel_size_nm=PIXEL_NM, offset_adu=CAMERA.offset_adu,
-                                      gain_adu_per_photon=gain, posterior=False, precision=PRECISION["value"],
-                                      phi_model=phi, device="cpu", min_photons=min_photons)
+    settings = ReconstructionSettings(
+        pixel_size_nm=PIXEL_NM,
+        offset_adu=CAMERA.offset_adu,
+        gain_adu_per_photon=gain,
+        posterior=False,
+        precision=PRECISION["value"],
+        phi_model=phi,
+        device="cpu",
+        min_photons=min_photons,
+    )
     return reconstruct(stack, settings)
 
 
@@ -127,8 +153,10 @@ def gain_table(args) -> None:
         rec = run(stack, args.phi, args.min_photons, gain)
         m = evaluate(rec.localizations, truth, 250.0)
         estimate = rec.camera_estimate["gain_adu_per_photon"] if rec.camera_estimate else float("nan")
-        print(f"| {gain:g} | {len(rec.localizations)} | {100 * m.jaccard:.1f} | {estimate:.2f} | "
-              f"{'yes' if rec.warnings else 'no'} |")
+        print(
+            f"| {gain:g} | {len(rec.localizations)} | {100 * m.jaccard:.1f} | {estimate:.2f} | "
+            f"{'yes' if rec.warnings else 'no'} |"
+        )
 
 
 def main() -> None:
@@ -138,15 +166,23 @@ def main() -> None:
     parser.add_argument("--min-photons", type=float, default=DEFAULT_MIN_PHOTONS)
     parser.add_argument("--sweep", action="store_true", help="also sweep the detection knob")
     parser.add_argument("--seed", type=int, default=90210)
-    parser.add_argument("--precision", default="auto", choices=PRECISION_CHOICES,
-                        help="phi's arithmetic (default auto: bfloat16 where the CPU has it natively)")
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        choices=PRECISION_CHOICES,
+        help="phi's arithmetic (default auto: bfloat16 where the CPU has it natively)",
+    )
     args = parser.parse_args()
     PRECISION["value"] = args.precision
     import torch
 
-    print(f"phi={args.phi}, min_photons={args.min_photons:g}, {args.frames} frames of {SIDE}x{SIDE} per row, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads; tolerance 250 nm\n")
-    print("| background | false locs / frame (no emitters) | Jaccard 0.5/um^2 | recall | precision | RMSE nm | frames/s |")
+    print(
+        f"phi={args.phi}, min_photons={args.min_photons:g}, {args.frames} frames of {SIDE}x{SIDE} per row, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; tolerance 250 nm\n"
+    )
+    print(
+        "| background | false locs / frame (no emitters) | Jaccard 0.5/um^2 | recall | precision | RMSE nm | frames/s |"
+    )
     print("|---|--:|--:|--:|--:|--:|--:|")
     sweep_rows = []
     rows = [(name, make, PHOTONS) for name, make in BACKGROUNDS.items()]
@@ -161,8 +197,10 @@ def main() -> None:
         cut = lambda locs: locs.select(locs.intensity_photons >= args.min_photons)  # noqa: E731
         false_per_frame = len(cut(rec_empty.localizations)) / args.frames
         m = evaluate(cut(rec_full.localizations), truth, 250.0)
-        print(f"| {name} | {false_per_frame:.2f} | {100 * m.jaccard:.1f} | {m.recall:.3f} | {m.precision:.3f} | "
-              f"{m.rmse_lateral_nm:.1f} | {rate:.1f} |")
+        print(
+            f"| {name} | {false_per_frame:.2f} | {100 * m.jaccard:.1f} | {m.recall:.3f} | {m.precision:.3f} | "
+            f"{m.rmse_lateral_nm:.1f} | {rate:.1f} |"
+        )
         sweep_rows.append((name, rec_empty.localizations, rec_full.localizations, truth))
     gain_table(args)
     if not args.sweep:

@@ -62,8 +62,10 @@ def rule_rows(name, rec, sim, px):
 
 def summary(name, z, m):
     a = np.abs(z)
-    print(f"| {name} | {m.true_positives} | {np.std(z):.2f} | {np.mean(a <= 1):.3f} | {np.mean(a <= 1.96):.3f} | "
-          f"{m.jaccard:.3f} |")
+    print(
+        f"| {name} | {m.true_positives} | {np.std(z):.2f} | {np.mean(a <= 1):.3f} | {np.mean(a <= 1.96):.3f} | "
+        f"{m.jaccard:.3f} |"
+    )
 
 
 def isolated_frames(n_frames, photons, background, sigma, seed, read_noise=1.4):
@@ -76,19 +78,25 @@ def isolated_frames(n_frames, photons, background, sigma, seed, read_noise=1.4):
     xy = grid[None] + rng.uniform(-1, 1, (n_frames, 9, 2))
     omega = expected_photons(xy[..., 0], xy[..., 1], np.full((n_frames, 9), photons), (64, 64), sigma, background)
     adu = CameraModel(1.0, 100.0, read_noise).expose(omega, rng)
-    truth = Localizations(frame=np.repeat(np.arange(1, n_frames + 1), 9), x_nm=xy[..., 0].ravel() * 108.0,
-                          y_nm=xy[..., 1].ravel() * 108.0)
+    truth = Localizations(
+        frame=np.repeat(np.arange(1, n_frames + 1), 9), x_nm=xy[..., 0].ravel() * 108.0, y_nm=xy[..., 1].ravel() * 108.0
+    )
     return type("Sim", (), {"adu": adu, "truth": truth})()
 
 
 def conditions_table(args) -> None:
     px, read_noise = 108.0, 1.4
-    rows = [(f"isolated {n:g} photons, bg {b:g}", "iso", n, b, 0.92, None)
-            for n in (200.0, 1000.0, 5000.0) for b in (10.0, 50.0)]
+    rows = [
+        (f"isolated {n:g} photons, bg {b:g}", "iso", n, b, 0.92, None)
+        for n in (200.0, 1000.0, 5000.0)
+        for b in (10.0, 50.0)
+    ]
     rows += [(f"uniform {d:g}/um^2, 1000 photons, bg 10", d, 1000.0, 10.0, 0.92, None) for d in (0.5, 2.0)]
-    rows += [("isolated 1000 photons, bg 10, sigma 1.3 px", "iso", 1000.0, 10.0, 1.3, None),
-             ("uniform 2/um^2, sigma 1.3 px", 2.0, 1000.0, 10.0, 1.3, None),
-             ("MISMATCH: sigma given 15 % too large (isolated, 1000)", "iso", 1000.0, 10.0, 0.92, 0.92 * 1.15)]
+    rows += [
+        ("isolated 1000 photons, bg 10, sigma 1.3 px", "iso", 1000.0, 10.0, 1.3, None),
+        ("uniform 2/um^2, sigma 1.3 px", 2.0, 1000.0, 10.0, 1.3, None),
+        ("MISMATCH: sigma given 15 % too large (isolated, 1000)", "iso", 1000.0, 10.0, 0.92, 0.92 * 1.15),
+    ]
     print("phi path + likelihood refinement; z = (estimate - truth) / uncertainty_xy per axis\n")
     print("| condition | matched | RMSE / CRLB | std(z) x | std(z) y | 68 % | 95 % | Jaccard |")
     print("|---|--:|--:|--:|--:|--:|--:|--:|")
@@ -96,13 +104,28 @@ def conditions_table(args) -> None:
         if kind == "iso":
             sim = isolated_frames(args.frames, photons, background, sigma, 100 + k, read_noise)
         else:
-            cfg = SimulationConfig(n_frames=max(args.frames // 2, 4), height_px=64, width_px=64,
-                                   density_per_um2=kind, photons=photons, background_photons=background,
-                                   psf_sigma_px=sigma, read_noise_e=read_noise, offset_adu=100.0,
-                                   structure="uniform", seed=100 + k)
+            cfg = SimulationConfig(
+                n_frames=max(args.frames // 2, 4),
+                height_px=64,
+                width_px=64,
+                density_per_um2=kind,
+                photons=photons,
+                background_photons=background,
+                psf_sigma_px=sigma,
+                read_noise_e=read_noise,
+                offset_adu=100.0,
+                structure="uniform",
+                seed=100 + k,
+            )
             sim = simulate_stack(cfg)
-        settings = ReconstructionSettings(offset_adu=100.0, device=args.device, phi_model=args.phi, posterior=False,
-                                          read_noise_e=read_noise, psf_sigma_px=given)
+        settings = ReconstructionSettings(
+            offset_adu=100.0,
+            device=args.device,
+            phi_model=args.phi,
+            posterior=False,
+            read_noise_e=read_noise,
+            psf_sigma_px=given,
+        )
         rec = reconstruct(sim.adu, settings)
         m = evaluate(rec.localizations, sim.truth, 250.0)
         p, t = m.predicted_index, m.true_index
@@ -112,12 +135,14 @@ def conditions_table(args) -> None:
         z = np.concatenate([ex / u, ey / u])
         ratio = ""
         if kind == "iso":
-            bound = crlb(10.5, 10.5, photons, background + read_noise ** 2, sigma, (21, 21))
+            bound = crlb(10.5, 10.5, photons, background + read_noise**2, sigma, (21, 21))
             per_axis = np.sqrt((bound["x"] ** 2 + bound["y"] ** 2) / 2) * px
             ratio = f"{np.sqrt(np.mean(np.r_[ex, ey] ** 2)) / per_axis:.2f}"
         a = np.abs(z)
-        print(f"| {name} | {m.true_positives} | {ratio} | {np.std(ex / u):.2f} | {np.std(ey / u):.2f} | "
-              f"{np.mean(a <= 1):.3f} | {np.mean(a <= 1.96):.3f} | {m.jaccard:.3f} |")
+        print(
+            f"| {name} | {m.true_positives} | {ratio} | {np.std(ex / u):.2f} | {np.std(ey / u):.2f} | "
+            f"{np.mean(a <= 1):.3f} | {np.mean(a <= 1.96):.3f} | {m.jaccard:.3f} |"
+        )
 
 
 def main() -> None:
@@ -139,9 +164,19 @@ def main() -> None:
     px = 108.0
     base = dict(offset_adu=100.0, device=args.device, phi_model=args.phi, psi_model=args.psi)
 
-    iso_cfg = SimulationConfig(n_frames=args.isolated, height_px=20, width_px=20, structure="disc",
-                               disc_radius_px=4.0, density_per_um2=1e-9, photons=PHOTONS,
-                               background_photons=BACKGROUND, psf_sigma_px=SIGMA, offset_adu=100.0, seed=21)
+    iso_cfg = SimulationConfig(
+        n_frames=args.isolated,
+        height_px=20,
+        width_px=20,
+        structure="disc",
+        disc_radius_px=4.0,
+        density_per_um2=1e-9,
+        photons=PHOTONS,
+        background_photons=BACKGROUND,
+        psf_sigma_px=SIGMA,
+        offset_adu=100.0,
+        seed=21,
+    )
     # exactly one emitter per frame: draw a frame with k=1 from the disc prior
     rng = np.random.default_rng(21)
     from smlm_diffusion.localizations import Localizations
@@ -158,8 +193,16 @@ def main() -> None:
     rec_iso = reconstruct(iso.adu, ReconstructionSettings(**base))
     z, m, p, t = z_scores(rec_iso, iso, px)
     rule_rows("isolated (20x20, 1000 photons, bg 10)", rec_iso, iso, px)
-    dense_cfg = SimulationConfig(n_frames=args.dense_frames, height_px=64, width_px=64, density_per_um2=1.5,
-                                 photons=PHOTONS, background_photons=BACKGROUND, offset_adu=100.0, seed=22)
+    dense_cfg = SimulationConfig(
+        n_frames=args.dense_frames,
+        height_px=64,
+        width_px=64,
+        density_per_um2=1.5,
+        photons=PHOTONS,
+        background_photons=BACKGROUND,
+        offset_adu=100.0,
+        seed=22,
+    )
     dense = simulate_stack(dense_cfg)
     rule_rows("dense (64x64, 1.5/um^2)", reconstruct(dense.adu, ReconstructionSettings(**base)), dense, px)
 
@@ -170,24 +213,33 @@ def main() -> None:
     for k in range(min(args.mcmc, len(p))):
         frame = int(truth.frame[t[k]]) - 1
         counts = adu[frame] - 100.0
-        start = {"x": truth.x_nm[t[k]] / px, "y": truth.y_nm[t[k]] / px, "photons": PHOTONS,
-                 "background": BACKGROUND}
-        result = metropolis_hastings(counts, start, SIGMA, free=("x", "y", "photons", "background"),
-                                     n_iterations=4000, burn_in=1000, n_chains=4, seed=k)
+        start = {"x": truth.x_nm[t[k]] / px, "y": truth.y_nm[t[k]] / px, "photons": PHOTONS, "background": BACKGROUND}
+        result = metropolis_hastings(
+            counts,
+            start,
+            SIGMA,
+            free=("x", "y", "photons", "background"),
+            n_iterations=4000,
+            burn_in=1000,
+            n_chains=4,
+            seed=k,
+        )
         std = result.std()
         mcmc_std.append(np.sqrt((std["x"] ** 2 + std["y"] ** 2) / 2) * px)
     mcmc_std = np.array(mcmc_std)
-    ours_sub = ours[:len(mcmc_std)]
+    ours_sub = ours[: len(mcmc_std)]
     print("| quantity | value |")
     print("|---|---|")
     print(f"| ours: mean uncertainty_xy | {np.mean(ours):.1f} |")
-    print(f"| ours: RMS error per axis (truth known) | {np.sqrt(np.mean((z * np.concatenate([ours, ours])) ** 2)):.1f} |")
+    print(
+        f"| ours: RMS error per axis (truth known) | {np.sqrt(np.mean((z * np.concatenate([ours, ours])) ** 2)):.1f} |"
+    )
     print(f"| MCMC posterior std (mean of {len(mcmc_std)}) | {np.mean(mcmc_std):.1f} |")
     print(f"| ours / MCMC on the same emitters | {np.mean(ours_sub) / np.mean(mcmc_std):.2f} |")
     print(f"| CRLB per axis (4 free parameters) | {np.sqrt((bound['x'] ** 2 + bound['y'] ** 2) / 2) * px:.1f} |")
 
     print("\naccelerated vs full sampling (same 32x32 crops of the dense frames, 16 chains)")
-    frames = dense.adu[:args.compare_frames, :32, :32]  # 32x32 crops: full sampling is 10x dearer
+    frames = dense.adu[: args.compare_frames, :32, :32]  # 32x32 crops: full sampling is 10x dearer
     fast = reconstruct(frames, ReconstructionSettings(**base, keep_frame_kdes=True))
     full_settings = ReconstructionSettings(**base, keep_frame_kdes=True)
     full_settings.sampler.mode = "full"
@@ -199,8 +251,10 @@ def main() -> None:
     for name, r, v in (("accelerated", fast, v_fast), ("full", full, v_full)):
         n = len(r.frames)
         print(f"| {name} | {r.network_evaluations / n:.0f} | {v:.3e} | {r.timings_s['total'] / n:.1f} |")
-    print(f"\nvariance ratio accelerated / full: {v_fast / v_full:.3f}; "
-          f"evaluation ratio full / accelerated: {full.network_evaluations / fast.network_evaluations:.1f}")
+    print(
+        f"\nvariance ratio accelerated / full: {v_fast / v_full:.3f}; "
+        f"evaluation ratio full / accelerated: {full.network_evaluations / fast.network_evaluations:.1f}"
+    )
 
 
 if __name__ == "__main__":

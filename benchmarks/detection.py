@@ -45,25 +45,45 @@ from smlm_diffusion.reconstruction import ReconstructionSettings, reconstruct  #
 from smlm_diffusion.reconstruction.settings import DEFAULT_FALSE_ALARM  # noqa: E402
 from smlm_diffusion.simulation import CameraModel  # noqa: E402
 
-EMPTY_ROWS = {"flat 2": bg.flat(2), "flat 50": bg.flat(50), "flat 250": bg.flat(250), "flat 500": bg.flat(500),
-              "gradient 10->150": bg.gradient, "two blobs on 20": bg.two_blobs, "disc cell 120/5": bg.disc_cell(),
-              "beam 5->150": bg.beam, "fringes 20-80": bg.fringes, "cell 300/10": bg.disc_cell(300.0, 10.0)}
+EMPTY_ROWS = {
+    "flat 2": bg.flat(2),
+    "flat 50": bg.flat(50),
+    "flat 250": bg.flat(250),
+    "flat 500": bg.flat(500),
+    "gradient 10->150": bg.gradient,
+    "two blobs on 20": bg.two_blobs,
+    "disc cell 120/5": bg.disc_cell(),
+    "beam 5->150": bg.beam,
+    "fringes 20-80": bg.fringes,
+    "cell 300/10": bg.disc_cell(300.0, 10.0),
+}
 #: (name, background, photons, density /um^2, PSF sigma px)
-EMITTER_ROWS = [("target: 200 ph on 2/px, 0.5/um^2", bg.flat(2), 200.0, 0.5, 0.92),
-                ("target: 1000 ph on 250/px, 0.3/um^2", bg.flat(250), 1000.0, 0.3, 0.92),
-                ("100 ph on 0/px", bg.flat(0.0), 100.0, 0.5, 0.92),
-                ("200 ph on 50/px", bg.flat(50), 200.0, 0.5, 0.92),
-                ("500 ph on 500/px", bg.flat(500), 500.0, 0.5, 0.92),
-                ("5000 ph on cell 300/10", bg.disc_cell(300.0, 10.0), 5000.0, 0.5, 0.92),
-                ("50000 ph on gradient", bg.gradient, 50000.0, 0.3, 0.92),
-                ("1000 ph on fringes, sigma 0.7", bg.fringes, 1000.0, 0.5, 0.7),
-                ("1000 ph on blobs, sigma 1.3", bg.two_blobs, 1000.0, 0.5, 1.3),
-                ("2000 ph on 100/px, sigma 1.6", bg.flat(100), 2000.0, 0.5, 1.6)]
+EMITTER_ROWS = [
+    ("target: 200 ph on 2/px, 0.5/um^2", bg.flat(2), 200.0, 0.5, 0.92),
+    ("target: 1000 ph on 250/px, 0.3/um^2", bg.flat(250), 1000.0, 0.3, 0.92),
+    ("100 ph on 0/px", bg.flat(0.0), 100.0, 0.5, 0.92),
+    ("200 ph on 50/px", bg.flat(50), 200.0, 0.5, 0.92),
+    ("500 ph on 500/px", bg.flat(500), 500.0, 0.5, 0.92),
+    ("5000 ph on cell 300/10", bg.disc_cell(300.0, 10.0), 5000.0, 0.5, 0.92),
+    ("50000 ph on gradient", bg.gradient, 50000.0, 0.3, 0.92),
+    ("1000 ph on fringes, sigma 0.7", bg.fringes, 1000.0, 0.5, 0.7),
+    ("1000 ph on blobs, sigma 1.3", bg.two_blobs, 1000.0, 0.5, 1.3),
+    ("2000 ph on 100/px, sigma 1.6", bg.flat(100), 2000.0, 0.5, 1.6),
+]
 
 
 def settings(sigma: float, false_alarm: float, **changes) -> ReconstructionSettings:
-    base = dict(pixel_size_nm=bg.PIXEL_NM, offset_adu=100.0, gain_adu_per_photon=1.0, posterior=False,
-                device="cpu", psf_sigma_px=sigma, read_noise_e=1.5, drift="off", false_alarm=false_alarm)
+    base = dict(
+        pixel_size_nm=bg.PIXEL_NM,
+        offset_adu=100.0,
+        gain_adu_per_photon=1.0,
+        posterior=False,
+        device="cpu",
+        psf_sigma_px=sigma,
+        read_noise_e=1.5,
+        drift="off",
+        false_alarm=false_alarm,
+    )
     return ReconstructionSettings(**{**base, **changes})
 
 
@@ -78,8 +98,7 @@ def real_mask(locs, truth, tolerance_nm=250.0) -> np.ndarray:
     for frame in np.unique(locs.frame):
         a, b = np.flatnonzero(locs.frame == frame), np.flatnonzero(truth.frame == frame)
         if len(b):
-            i, _, _ = match_points(np.c_[locs.x_nm[a], locs.y_nm[a]], np.c_[truth.x_nm[b], truth.y_nm[b]],
-                                   tolerance_nm)
+            i, _, _ = match_points(np.c_[locs.x_nm[a], locs.y_nm[a]], np.c_[truth.x_nm[b], truth.y_nm[b]], tolerance_nm)
             real[a[i]] = True
     return real
 
@@ -94,8 +113,7 @@ def empty_table(args) -> None:
         rec = reconstruct(stack, settings(0.92, args.false_alarm))
         rate = args.frames / (time.perf_counter() - started)
         kde = rec.render_kde if getattr(rec, "render_kde", None) is not None else rec.render
-        print(f"| {name} | {len(rec.localizations) / args.frames:.2f} | {kde.sum() / args.frames:.2f} | "
-              f"{rate:.1f} |")
+        print(f"| {name} | {len(rec.localizations) / args.frames:.2f} | {kde.sum() / args.frames:.2f} | {rate:.1f} |")
 
 
 def mass_near_emitters(rec, truth, radius_px: float = 2.0) -> float:
@@ -115,17 +133,28 @@ def mass_near_emitters(rec, truth, radius_px: float = 2.0) -> float:
 
 def emitter_table(args) -> list:
     print("\n### Emitters on backgrounds and PSF widths outside the training set's typical ones\n")
-    print("| frames | recall | precision | Jaccard | RMSE nm | false locs / frame | KDE mass near emitters % | "
-          "same, kde_support everywhere % |")
+    print(
+        "| frames | recall | precision | Jaccard | RMSE nm | false locs / frame | KDE mass near emitters % | "
+        "same, kde_support everywhere % |"
+    )
     print("|---|--:|--:|--:|--:|--:|--:|--:|")
     pooled = []
     rows = [(name, make, photons, density, sigma, bg.SIDE) for name, make, photons, density, sigma in EMITTER_ROWS]
-    rows.append(("sparse 256x256: 49 emitters on cell 300/10", bg.disc_cell(300.0, 10.0), 1000.0,
-                 49 / (256 * bg.PIXEL_NM / 1000) ** 2, 0.92, 256))
+    rows.append(
+        (
+            "sparse 256x256: 49 emitters on cell 300/10",
+            bg.disc_cell(300.0, 10.0),
+            1000.0,
+            49 / (256 * bg.PIXEL_NM / 1000) ** 2,
+            0.92,
+            256,
+        )
+    )
     for i, (name, make, photons, density, sigma, side) in enumerate(rows):
         bg.SIDE = side
-        stack, truth = draw(make, args.frames if side <= 128 else max(2, args.frames // 4), density,
-                            args.seed + 100 + i, photons, sigma)
+        stack, truth = draw(
+            make, args.frames if side <= 128 else max(2, args.frames // 4), density, args.seed + 100 + i, photons, sigma
+        )
         rec = reconstruct(stack, settings(sigma, args.false_alarm, keep_frame_kdes=True))
         raw = reconstruct(stack, settings(sigma, args.false_alarm, keep_frame_kdes=True, kde_support="everywhere"))
         every = reconstruct(stack, settings(sigma, 1.0)).localizations  # every candidate, for the reliability
@@ -134,8 +163,10 @@ def emitter_table(args) -> list:
         locs = rec.localizations
         m = evaluate(locs, truth, 250.0)
         false = (~real_mask(locs, truth)).sum() / len(rec.frames)
-        print(f"| {name} | {m.recall:.3f} | {m.precision:.3f} | {100 * m.jaccard:.1f} | {m.rmse_lateral_nm:.1f} | "
-              f"{false:.2f} | {100 * mass_near_emitters(rec, truth):.1f} | {100 * mass_near_emitters(raw, truth):.1f} |")
+        print(
+            f"| {name} | {m.recall:.3f} | {m.precision:.3f} | {100 * m.jaccard:.1f} | {m.rmse_lateral_nm:.1f} | "
+            f"{false:.2f} | {100 * mass_near_emitters(rec, truth):.1f} | {100 * mass_near_emitters(raw, truth):.1f} |"
+        )
     return pooled
 
 
@@ -143,8 +174,10 @@ def render_table(args) -> None:
     """A bright isolated site localized in every frame: the precision render's spread
     against the scatter of its localizations (``--render-pixel 1``)."""
     print("\n### The precision render of one site localized in every frame (render pixel 1 nm)\n")
-    print("| photons | frames | localizations | scatter nm | median uncertainty nm | render spread nm | "
-          "ratio | KDE render spread nm |")
+    print(
+        "| photons | frames | localizations | scatter nm | median uncertainty nm | render spread nm | "
+        "ratio | KDE render spread nm |"
+    )
     print("|--:|--:|--:|--:|--:|--:|--:|--:|")
     side = bg.SIDE
     for photons in (2000.0, 10000.0):
@@ -162,17 +195,19 @@ def render_table(args) -> None:
         locs = rec.localizations
         scatter = np.sqrt((locs.x_nm.var() + locs.y_nm.var()) / 2)
         image = rec.render
-        rows, cols = np.mgrid[0:image.shape[0], 0:image.shape[1]] + 0.5
+        rows, cols = np.mgrid[0 : image.shape[0], 0 : image.shape[1]] + 0.5
         total = image.sum()
         mx, my = (image * cols).sum() / total, (image * rows).sum() / total
         spread = np.sqrt((image * ((cols - mx) ** 2 + (rows - my) ** 2)).sum() / total / 2) * rec.render_pixel_nm
         kde = rec.render_kde
-        kr, kc = np.mgrid[0:kde.shape[0], 0:kde.shape[1]] + 0.5
+        kr, kc = np.mgrid[0 : kde.shape[0], 0 : kde.shape[1]] + 0.5
         kt = kde.sum()
         kx, ky = (kde * kc).sum() / kt, (kde * kr).sum() / kt
         kde_spread = np.sqrt((kde * ((kc - kx) ** 2 + (kr - ky) ** 2)).sum() / kt / 2) * bg.PIXEL_NM / 4
-        print(f"| {photons:g} | 100 | {len(locs)} | {scatter:.2f} | {np.median(locs.uncertainty_xy_nm):.2f} | "
-              f"{spread:.2f} | {spread / scatter:.2f} | {kde_spread:.1f} |")
+        print(
+            f"| {photons:g} | 100 | {len(locs)} | {scatter:.2f} | {np.median(locs.uncertainty_xy_nm):.2f} | "
+            f"{spread:.2f} | {spread / scatter:.2f} | {kde_spread:.1f} |"
+        )
 
 
 def knob_table(args) -> None:
@@ -182,10 +217,13 @@ def knob_table(args) -> None:
     print("\n### The knob: false locs / frame on background-only frames ; recall of dim emitters\n")
     print("| frames | " + " | ".join(f"false_alarm {k:g}" for k in knobs) + " |")
     print("|---|" + "--:|" * len(knobs))
-    cases = [("flat 250, empty", bg.flat(250), 0.0, 1000.0), ("cell 300/10, empty", bg.disc_cell(300.0, 10.0), 0.0,
-                                                                 1000.0),
-             ("fringes, empty", bg.fringes, 0.0, 1000.0), ("200 ph on 50/px", bg.flat(50), 0.5, 200.0),
-             ("500 ph on 500/px", bg.flat(500), 0.5, 500.0)]
+    cases = [
+        ("flat 250, empty", bg.flat(250), 0.0, 1000.0),
+        ("cell 300/10, empty", bg.disc_cell(300.0, 10.0), 0.0, 1000.0),
+        ("fringes, empty", bg.fringes, 0.0, 1000.0),
+        ("200 ph on 50/px", bg.flat(50), 0.5, 200.0),
+        ("500 ph on 500/px", bg.flat(500), 0.5, 500.0),
+    ]
     for i, (name, make, density, photons) in enumerate(cases):
         stack, truth = draw(make, args.frames, density, args.seed + 900 + i, photons)
         locs = reconstruct(stack, settings(0.92, 1.0)).localizations
@@ -216,7 +254,9 @@ def reliability_table(pooled) -> None:
 
 def degenerate_table(args) -> None:
     print("\n### Degenerate fits: the gain stated wrongly (true 3 ADU/photon, 1000 ph on gradient, 1/um^2)\n")
-    print("| stated gain | rows | fit_ok = 1 with uncertainty_xy > 1 camera px | flagged rows left out | max uncertainty nm |")
+    print(
+        "| stated gain | rows | fit_ok = 1 with uncertainty_xy > 1 camera px | flagged rows left out | max uncertainty nm |"  # noqa: E501 (a table row)
+    )
     print("|--:|--:|--:|--:|--:|")
     camera = CameraModel(gain_adu_per_photon=3.0, offset_adu=100.0, read_noise_e=1.5)
     stack, _ = draw(bg.gradient, args.frames, 1.0, args.seed + 300, camera=camera)
@@ -225,26 +265,36 @@ def degenerate_table(args) -> None:
         locs = rec.localizations
         bad = (locs.extra["fit_ok"] == 1) & ~(locs.uncertainty_xy_nm <= bg.PIXEL_NM)
         left_out = ~np.isin(locs.extra["fit_flag"], (0, 2))
-        print(f"| {gain:g} | {(~left_out).sum()} | {bad.sum()} | {left_out.sum()} | "
-              f"{np.nanmax(locs.uncertainty_xy_nm[~left_out], initial=0):.0f} |")
+        print(
+            f"| {gain:g} | {(~left_out).sum()} | {bad.sum()} | {left_out.sum()} | "
+            f"{np.nanmax(locs.uncertainty_xy_nm[~left_out], initial=0):.0f} |"
+        )
 
 
 def null_table(args) -> None:
     print("\n### The statistic at background-only candidates against its null model c chi^2_k\n")
-    print("| background | PSF sigma px | candidates | mean | variance | model mean | model variance | q99 | "
-          "model q99 | share p <= 1e-3 | share p <= 1e-4 |")
+    print(
+        "| background | PSF sigma px | candidates | mean | variance | model mean | model variance | q99 | "
+        "model q99 | share p <= 1e-3 | share p <= 1e-4 |"
+    )
     print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
     rows = [(f"flat {level}", bg.flat(level), sigma) for sigma in (0.7, 0.92, 1.15, 1.4, 1.6) for level in (2, 50, 500)]
-    rows += [("disc cell 120/5", bg.disc_cell(), 0.92), ("cell 300/10", bg.disc_cell(300.0, 10.0), 0.92),
-             ("fringes 20-80", bg.fringes, 0.92), ("gradient 10->150", bg.gradient, 1.3)]
+    rows += [
+        ("disc cell 120/5", bg.disc_cell(), 0.92),
+        ("cell 300/10", bg.disc_cell(300.0, 10.0), 0.92),
+        ("fringes 20-80", bg.fringes, 0.92),
+        ("gradient 10->150", bg.gradient, 1.3),
+    ]
     for i, (name, make, sigma) in enumerate(rows):
         stack, _ = draw(make, 2 * args.frames, 0.0, args.seed + 500 + i, sigma=sigma)
         locs = reconstruct(stack, settings(sigma, 1.0, keep_flagged=True)).localizations
         t, p = locs.extra["detection_statistic"], locs.extra["p_value"]
         c, k = null_scale_and_dof(sigma)
         q99 = np.quantile(t, 0.99) if len(t) else np.nan
-        print(f"| {name} | {sigma:g} | {len(t)} | {t.mean():.2f} | {t.var():.2f} | {c * k:.2f} | {2 * c * c * k:.2f} | "
-              f"{q99:.1f} | {c * stats.chi2.ppf(0.99, k):.1f} | {np.mean(p <= 1e-3):.4f} | {np.mean(p <= 1e-4):.4f} |")
+        print(
+            f"| {name} | {sigma:g} | {len(t)} | {t.mean():.2f} | {t.var():.2f} | {c * k:.2f} | {2 * c * c * k:.2f} | "
+            f"{q99:.1f} | {c * stats.chi2.ppf(0.99, k):.1f} | {np.mean(p <= 1e-3):.4f} | {np.mean(p <= 1e-4):.4f} |"
+        )
 
 
 def posterior_table(args) -> None:
@@ -256,29 +306,45 @@ def posterior_table(args) -> None:
     print("\n### The posterior path: candidate probabilities against the share of real emitters\n")
     test, fraction, real = [], [], []
     for density, photons, background, seed in ((2.0, 1000.0, 10.0, 4), (2.0, 300.0, 50.0, 5), (0.5, 200.0, 50.0, 6)):
-        sim = simulate_stack(SimulationConfig(n_frames=args.posterior_frames, height_px=64, width_px=64,
-                                              density_per_um2=density, photons=photons,
-                                              background_photons=background, structure="uniform", blinking=False,
-                                              offset_adu=100.0, seed=seed, read_noise_e=1.5), quantize=True)
-        rec = reconstruct(sim.adu, ReconstructionSettings(device="cpu", psf_sigma_px=1.0, drift="off",
-                                                          false_alarm=1.0, read_noise_e=1.5))
+        sim = simulate_stack(
+            SimulationConfig(
+                n_frames=args.posterior_frames,
+                height_px=64,
+                width_px=64,
+                density_per_um2=density,
+                photons=photons,
+                background_photons=background,
+                structure="uniform",
+                blinking=False,
+                offset_adu=100.0,
+                seed=seed,
+                read_noise_e=1.5,
+            ),
+            quantize=True,
+        )
+        rec = reconstruct(
+            sim.adu,
+            ReconstructionSettings(device="cpu", psf_sigma_px=1.0, drift="off", false_alarm=1.0, read_noise_e=1.5),
+        )
         locs = rec.localizations
         test.append(locs.extra["probability"])
         fraction.append(locs.extra["sample_fraction"])
         real.append(real_mask(locs, sim.truth))
     test, fraction, real = (np.concatenate(v) for v in (test, fraction, real))
     edges = [0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 0.99, 1.0001]
-    print("| probability | " + " | ".join(f"{lo:g}-{min(hi, 1):g}" for lo, hi in zip(edges[:-1], edges[1:]))
-          + " |")
+    print("| probability | " + " | ".join(f"{lo:g}-{min(hi, 1):g}" for lo, hi in zip(edges[:-1], edges[1:])) + " |")
     print("|---|" + "--:|" * (len(edges) - 1))
-    for name, values in (("the test's (rows : mean : share real)", test), ("the test's x sample_fraction",
-                                                                           test * fraction),
-                         ("sample_fraction alone", fraction)):
+    for name, values in (
+        ("the test's (rows : mean : share real)", test),
+        ("the test's x sample_fraction", test * fraction),
+        ("sample_fraction alone", fraction),
+    ):
         cells = []
         for lo, hi in zip(edges[:-1], edges[1:]):
             inside = (values >= lo) & (values < hi)
-            cells.append(f"{inside.sum()} : {values[inside].mean():.2f} : {real[inside].mean():.2f}"
-                         if inside.any() else "0")
+            cells.append(
+                f"{inside.sum()} : {values[inside].mean():.2f} : {real[inside].mean():.2f}" if inside.any() else "0"
+            )
         print(f"| {name} | " + " | ".join(cells) + " |")
 
 
@@ -289,13 +355,19 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=4242)
     parser.add_argument("--null", action="store_true", help="also the statistic's null distribution")
     parser.add_argument("--only", type=int, nargs="+", metavar="TABLE", help="print only these tables (1-8)")
-    parser.add_argument("--posterior-frames", type=int, default=0,
-                        help="also the probability column on the posterior path, on this many 64x64 frames per row")
+    parser.add_argument(
+        "--posterior-frames",
+        type=int,
+        default=0,
+        help="also the probability column on the posterior path, on this many 64x64 frames per row",
+    )
     args = parser.parse_args()
     import torch
 
-    print(f"false_alarm={args.false_alarm:g}, {args.frames} frames of 128x128 per row, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; tolerance 250 nm")
+    print(
+        f"false_alarm={args.false_alarm:g}, {args.frames} frames of 128x128 per row, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads; tolerance 250 nm"
+    )
     wanted = set(args.only or range(1, 7)) | ({7} if args.null else set()) | ({8} if args.posterior_frames else set())
     if 1 in wanted:
         empty_table(args)

@@ -36,9 +36,12 @@ def filaments(rng, n_sites=6000, n_frames=1500, sigma_nm=10.0, drift=None):
     keep = frame <= n_frames
     frame, site = frame[keep], site[keep]
     dx, dy = drift(frame) if drift is not None else (np.zeros(len(frame)), np.zeros(len(frame)))
-    locs = Localizations(frame=frame, x_nm=sites[site, 0] + dx + rng.normal(0, sigma_nm, len(site)),
-                         y_nm=sites[site, 1] + dy + rng.normal(0, sigma_nm, len(site)),
-                         uncertainty_xy_nm=np.full(len(site), sigma_nm))
+    locs = Localizations(
+        frame=frame,
+        x_nm=sites[site, 0] + dx + rng.normal(0, sigma_nm, len(site)),
+        y_nm=sites[site, 1] + dy + rng.normal(0, sigma_nm, len(site)),
+        uncertainty_xy_nm=np.full(len(site), sigma_nm),
+    )
     return locs, dx, dy, n_frames
 
 
@@ -59,24 +62,35 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     rng = np.random.default_rng(args.seed)
-    tables = {"filaments, 250 nm drift": filaments(rng, drift=wandering),
-              "filaments, still": filaments(rng),
-              "filaments, 15 nm drift, 5 nm precision": filaments(
-                  rng, sigma_nm=5.0, drift=lambda f: (np.asarray(f, float) * 15 / 1500, np.zeros(len(f))))}
-    k = int(2 * 13.8 ** 2)
+    tables = {
+        "filaments, 250 nm drift": filaments(rng, drift=wandering),
+        "filaments, still": filaments(rng),
+        "filaments, 15 nm drift, 5 nm precision": filaments(
+            rng, sigma_nm=5.0, drift=lambda f: (np.asarray(f, float) * 15 / 1500, np.zeros(len(f)))
+        ),
+    }
+    k = int(2 * 13.8**2)
     frame = np.repeat(np.arange(1, 41), k)
     xy = rng.uniform(0, 13800, (40 * k, 2))
     tables["independent emitters, 2/um^2, 40 frames"] = (
         Localizations(frame=frame, x_nm=xy[:, 0], y_nm=xy[:, 1], uncertainty_xy_nm=np.full(len(frame), 20.0)),
-        np.zeros(len(frame)), np.zeros(len(frame)), 40)
+        np.zeros(len(frame)),
+        np.zeros(len(frame)),
+        40,
+    )
     grid = np.stack(np.meshgrid(np.arange(20) * 600 + 300, np.arange(20) * 600 + 300), -1).reshape(-1, 2)
     frame = np.repeat(np.arange(1, 501), len(grid))
     xy = np.tile(grid, (500, 1)) + rng.normal(0, 8, (500 * len(grid), 2))
     tables["grid of isolated emitters, still, 500 frames"] = (
         Localizations(frame=frame, x_nm=xy[:, 0], y_nm=xy[:, 1], uncertainty_xy_nm=np.full(len(frame), 8.0)),
-        np.zeros(len(frame)), np.zeros(len(frame)), 500)
-    print("| table | localizations | size nm | null sizes nm | pair residual nm | std nm | applied | "
-          "residual drift nm, default | with --drift off | seconds |")
+        np.zeros(len(frame)),
+        np.zeros(len(frame)),
+        500,
+    )
+    print(
+        "| table | localizations | size nm | null sizes nm | pair residual nm | std nm | applied | "
+        "residual drift nm, default | with --drift off | seconds |"
+    )
     print("|---|--:|--:|---|--:|--:|---|--:|--:|--:|")
     for name, (locs, dx, dy, n_frames) in tables.items():
         started = time.perf_counter()
@@ -85,9 +99,11 @@ def main() -> None:
         seconds = time.perf_counter() - started
         out = apply_drift(locs, drift) if decision.apply else locs
         nulls = ", ".join(f"{v:.1f}" for v in decision.null_sizes_nm)
-        print(f"| {name} | {len(locs)} | {decision.size_nm:.1f} | {nulls} | {decision.residual_nm:.1f} | "
-              f"{decision.std_nm:.1f} | {'yes' if decision.apply else 'no'} | {residual_rms(out, dx, dy):.1f} | "
-              f"{residual_rms(locs, dx, dy):.1f} | {seconds:.1f} |")
+        print(
+            f"| {name} | {len(locs)} | {decision.size_nm:.1f} | {nulls} | {decision.residual_nm:.1f} | "
+            f"{decision.std_nm:.1f} | {'yes' if decision.apply else 'no'} | {residual_rms(out, dx, dy):.1f} | "
+            f"{residual_rms(locs, dx, dy):.1f} | {seconds:.1f} |"
+        )
 
 
 if __name__ == "__main__":

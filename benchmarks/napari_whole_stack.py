@@ -35,9 +35,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=300)
     parser.add_argument("--side", type=int, default=64)
-    parser.add_argument("--hidden", action="store_true",
-                        help="viewer window not shown (no canvas drawing: under Xvfb the drawing is Mesa's "
-                             "software renderer on the same CPU cores)")
+    parser.add_argument(
+        "--hidden",
+        action="store_true",
+        help="viewer window not shown (no canvas drawing: under Xvfb the drawing is Mesa's "
+        "software renderer on the same CPU cores)",
+    )
     parser.add_argument("--posterior", action="store_true", help="with posterior sampling (16 chains)")
     parser.add_argument("--repeats", type=int, default=3, help="engine and widget runs, alternated")
     args = parser.parse_args()
@@ -46,13 +49,22 @@ def main() -> None:
     from qtpy.QtCore import QEventLoop, QTimer
     from qtpy.QtWidgets import QApplication
 
-    cfg = SimulationConfig(n_frames=args.frames, height_px=args.side, width_px=args.side, density_per_um2=1.0,
-                           photons=1000.0, background_photons=10.0, offset_adu=100.0, gain_adu_per_photon=1.0,
-                           seed=11)
+    cfg = SimulationConfig(
+        n_frames=args.frames,
+        height_px=args.side,
+        width_px=args.side,
+        density_per_um2=1.0,
+        photons=1000.0,
+        background_photons=10.0,
+        offset_adu=100.0,
+        gain_adu_per_photon=1.0,
+        seed=11,
+    )
     adu = simulate_stack(cfg, quantize=True).adu
     folder = Path(tempfile.mkdtemp())
-    path = write_stack(folder / "movie.tif", adu, cfg.pixel_size_nm,
-                       extra_info={"offset_adu": 100.0, "gain_adu_per_photon": 1.0})
+    path = write_stack(
+        folder / "movie.tif", adu, cfg.pixel_size_nm, extra_info={"offset_adu": 100.0, "gain_adu_per_photon": 1.0}
+    )
     settings = ReconstructionSettings(offset_adu=100.0, gain_adu_per_photon=1.0, posterior=args.posterior)
     reconstruct(adu[:1], ReconstructionSettings(offset_adu=100.0, gain_adu_per_photon=1.0, posterior=False))
     # (models loaded once, as in the widget's process)
@@ -64,8 +76,10 @@ def main() -> None:
     app = QApplication.instance()
     refreshes: list[float] = []
     apply = widget._apply
-    widget._apply = lambda refresh, **kw: (refreshes.append(time.perf_counter()) if refresh is not None else None,
-                                           apply(refresh, **kw))
+    widget._apply = lambda refresh, **kw: (
+        refreshes.append(time.perf_counter()) if refresh is not None else None,
+        apply(refresh, **kw),
+    )
 
     def engine_run() -> tuple[float, int]:
         started = time.perf_counter()
@@ -104,10 +118,14 @@ def main() -> None:
     n = args.frames
     path_name = "phi and posterior (16 chains)" if args.posterior else "phi only"
     shown = "window hidden" if args.hidden else "window shown"
-    print(f"{n} frames of {args.side}x{args.side}, {path_name}, {torch.get_num_threads()} threads, {shown}; "
-          f"engine and widget runs alternate ({args.repeats} each; this machine's speed drifts within minutes)\n")
-    print("| repeat | engine (the CLI's `reconstruct`) s | napari widget s | widget frames/s | ratio to the engine "
-          "| longest event-loop gap | p99 gap | first result shown | localizations engine / widget |")
+    print(
+        f"{n} frames of {args.side}x{args.side}, {path_name}, {torch.get_num_threads()} threads, {shown}; "
+        f"engine and widget runs alternate ({args.repeats} each; this machine's speed drifts within minutes)\n"
+    )
+    print(
+        "| repeat | engine (the CLI's `reconstruct`) s | napari widget s | widget frames/s | ratio to the engine "
+        "| longest event-loop gap | p99 gap | first result shown | localizations engine / widget |"
+    )
     print("|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
     ratios, longest = [], []
     for repeat in range(1, args.repeats + 1):
@@ -115,12 +133,17 @@ def main() -> None:
         gui_s, gaps, first, gui_locs = widget_run()
         ratios.append(engine_s / gui_s)
         longest.append(gaps.max())
-        print(f"| {repeat} | {engine_s:.1f} | {gui_s:.1f} | {n / gui_s:.3g} | {engine_s / gui_s:.2f} | "
-              f"{gaps.max():.3f} s | {np.percentile(gaps, 99):.3f} s | {first:.1f} s | {engine_locs} / {gui_locs} |",
-              flush=True)
-    print(f"\nratio to the engine: median {np.median(ratios):.2f}, lowest {min(ratios):.2f}; "
-          f"longest event-loop gap {max(longest):.3f} s")
+        print(
+            f"| {repeat} | {engine_s:.1f} | {gui_s:.1f} | {n / gui_s:.3g} | {engine_s / gui_s:.2f} | "
+            f"{gaps.max():.3f} s | {np.percentile(gaps, 99):.3f} s | {first:.1f} s | {engine_locs} / {gui_locs} |",
+            flush=True,
+        )
+    print(
+        f"\nratio to the engine: median {np.median(ratios):.2f}, lowest {min(ratios):.2f}; "
+        f"longest event-loop gap {max(longest):.3f} s"
+    )
     viewer.close()
+
 
 if __name__ == "__main__":
     main()

@@ -27,8 +27,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from calibration import isolated_frames
+
 from smlm_diffusion.analysis import crlb, evaluate
 from smlm_diffusion.localizations import Localizations
 from smlm_diffusion.reconstruction import ReconstructionSettings, reconstruct
@@ -39,18 +39,39 @@ PX, SIGMA, READ_NOISE = 108.0, 0.92, 1.4
 HELPER = Path(__file__).with_name("_picasso_localize.py")
 
 
-def picasso(python: str, adu: np.ndarray, method: str, thresholds: list[float], box: int = 7
-            ) -> list[tuple[float, Localizations, float]]:
+def picasso(
+    python: str, adu: np.ndarray, method: str, thresholds: list[float], box: int = 7
+) -> list[tuple[float, Localizations, float]]:
     """Per net-gradient threshold: (threshold, Picasso's localizations in SPEC 3 nm, i.e.
     x_nm = (x + 0.5) * pixel, and its seconds without numba compilation)."""
     results = []
     with tempfile.TemporaryDirectory() as folder:
         movie = Path(folder) / "movie.npy"
         np.save(movie, adu)
-        run = subprocess.run([python, str(HELPER), str(movie), str(Path(folder) / "locs_{ng}.csv"), "--baseline",
-                              "100", "--sensitivity", "1", "--gain", "1", "--box", str(box), "--min-ng",
-                              ",".join(f"{t:g}" for t in thresholds), "--method", method, "--warmup"],
-                             capture_output=True, text=True, check=True)
+        run = subprocess.run(
+            [
+                python,
+                str(HELPER),
+                str(movie),
+                str(Path(folder) / "locs_{ng}.csv"),
+                "--baseline",
+                "100",
+                "--sensitivity",
+                "1",
+                "--gain",
+                "1",
+                "--box",
+                str(box),
+                "--min-ng",
+                ",".join(f"{t:g}" for t in thresholds),
+                "--method",
+                method,
+                "--warmup",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         reports = json.loads(run.stdout.strip().splitlines()[-1])
         for info in reports if isinstance(reports, list) else [reports]:
             table = np.genfromtxt(info["out"], delimiter=",", names=True, ndmin=1)
@@ -58,9 +79,19 @@ def picasso(python: str, adu: np.ndarray, method: str, thresholds: list[float], 
             if table.size == 0:
                 results.append((info["min_ng"], Localizations.empty(), seconds))
                 continue
-            results.append((info["min_ng"], Localizations(
-                frame=table["frame"].astype(int) + 1, x_nm=(table["x"] + 0.5) * PX, y_nm=(table["y"] + 0.5) * PX,
-                intensity_photons=table["photons"], uncertainty_xy_nm=table["lpx"] * PX), seconds))
+            results.append(
+                (
+                    info["min_ng"],
+                    Localizations(
+                        frame=table["frame"].astype(int) + 1,
+                        x_nm=(table["x"] + 0.5) * PX,
+                        y_nm=(table["y"] + 0.5) * PX,
+                        intensity_photons=table["photons"],
+                        uncertainty_xy_nm=table["lpx"] * PX,
+                    ),
+                    seconds,
+                )
+            )
     return results
 
 
@@ -70,8 +101,9 @@ def _uint16(adu: np.ndarray) -> np.ndarray:
 
 
 def ours(adu: np.ndarray, min_photons: float = DEFAULT_MIN_PHOTONS) -> tuple[Localizations, float]:
-    settings = ReconstructionSettings(offset_adu=100.0, posterior=False, device="cpu", read_noise_e=READ_NOISE,
-                                      min_photons=min_photons)
+    settings = ReconstructionSettings(
+        offset_adu=100.0, posterior=False, device="cpu", read_noise_e=READ_NOISE, min_photons=min_photons
+    )
     reconstruct(adu[:2], settings)  # warm-up (imports, model load)
     started = time.perf_counter()
     rec = reconstruct(adu, settings)
@@ -84,9 +116,12 @@ def row(name: str, locs: Localizations, truth: Localizations, seconds: float, n_
     if bound_nm is not None and m.true_positives:
         p, t = m.predicted_index, m.true_index
         err = np.r_[locs.x_nm[p] - truth.x_nm[t], locs.y_nm[p] - truth.y_nm[t]]
-        ratio = f"{np.sqrt(np.mean(err ** 2)) / bound_nm:.2f}"
-    print(f"| {name} | {m.true_positives} / {len(truth)} | {m.jaccard:.3f} | {m.rmse_lateral_nm:.1f} | {ratio} | "
-          f"{seconds / n_frames * 1000:.1f} |", flush=True)
+        ratio = f"{np.sqrt(np.mean(err**2)) / bound_nm:.2f}"
+    print(
+        f"| {name} | {m.true_positives} / {len(truth)} | {m.jaccard:.3f} | {m.rmse_lateral_nm:.1f} | {ratio} | "
+        f"{seconds / n_frames * 1000:.1f} |",
+        flush=True,
+    )
     return m
 
 
@@ -100,19 +135,37 @@ def main() -> None:
         sys.exit(f"no Picasso environment at {args.picasso_python}; see this script's docstring")
     import torch
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; 250 nm tolerance; "
-          f"sigma {SIGMA} px, {PX:g} nm pixels, read noise {READ_NOISE} e-")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; 250 nm tolerance; "
+        f"sigma {SIGMA} px, {PX:g} nm pixels, read noise {READ_NOISE} e-"
+    )
     thresholds = [float(v) for v in args.thresholds.split(",")]
     sets = []
     for photons, background in ((200.0, 10.0), (1000.0, 10.0), (5000.0, 50.0)):
         sim = isolated_frames(args.frames, photons, background, SIGMA, 500 + int(photons), READ_NOISE)
-        bound = crlb(10.5, 10.5, photons, background + READ_NOISE ** 2, SIGMA, (21, 21))
-        sets.append((f"isolated {photons:g} ph, bg {background:g}", _uint16(sim.adu), sim.truth,
-                     float(np.sqrt((bound["x"] ** 2 + bound["y"] ** 2) / 2) * PX)))
-    dense = simulate_stack(SimulationConfig(n_frames=max(args.frames // 4, 5), height_px=64, width_px=64,
-                                            density_per_um2=2.0, photons=1000.0, background_photons=10.0,
-                                            psf_sigma_px=SIGMA, read_noise_e=READ_NOISE, offset_adu=100.0,
-                                            seed=511))
+        bound = crlb(10.5, 10.5, photons, background + READ_NOISE**2, SIGMA, (21, 21))
+        sets.append(
+            (
+                f"isolated {photons:g} ph, bg {background:g}",
+                _uint16(sim.adu),
+                sim.truth,
+                float(np.sqrt((bound["x"] ** 2 + bound["y"] ** 2) / 2) * PX),
+            )
+        )
+    dense = simulate_stack(
+        SimulationConfig(
+            n_frames=max(args.frames // 4, 5),
+            height_px=64,
+            width_px=64,
+            density_per_um2=2.0,
+            photons=1000.0,
+            background_photons=10.0,
+            psf_sigma_px=SIGMA,
+            read_noise_e=READ_NOISE,
+            offset_adu=100.0,
+            seed=511,
+        )
+    )
     sets.append(("uniform 2/um^2, 1000 ph, bg 10", _uint16(dense.adu), dense.truth, None))
 
     print("\n| data | method | matched / truth | Jaccard | RMSE nm | RMSE / CRLB per axis | ms / frame |")
@@ -134,8 +187,14 @@ def main() -> None:
                 # our Picasso export's x, y against Picasso's own, for the same spots
                 ours_x = locs.x_nm[p] / PX - 0.5
                 ours_y = locs.y_nm[p] / PX - 0.5
-                convention.append((name, np.mean(ours_x - (theirs.x_nm[t] / PX - 0.5)) * PX,
-                                   np.mean(ours_y - (theirs.y_nm[t] / PX - 0.5)) * PX, len(p)))
+                convention.append(
+                    (
+                        name,
+                        np.mean(ours_x - (theirs.x_nm[t] / PX - 0.5)) * PX,
+                        np.mean(ours_y - (theirs.y_nm[t] / PX - 0.5)) * PX,
+                        len(p),
+                    )
+                )
     print("\nconvention check: our Picasso export minus Picasso's own coordinates, same spots\n")
     print("| data | spots | mean dx nm | mean dy nm |")
     print("|---|--:|--:|--:|")

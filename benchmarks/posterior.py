@@ -26,8 +26,8 @@ import argparse
 import time
 
 import numpy as np
-
 from accuracy import _mix, coverage, signal_pixels
+
 from smlm_diffusion.analysis import evaluate, metropolis_hastings
 from smlm_diffusion.inference.devices import PRECISION_CHOICES
 from smlm_diffusion.inference.sampling_settings import SamplerSettings, network_evaluations_per_tile
@@ -40,8 +40,9 @@ PX = 108.0
 
 def _settings(args, sampler: SamplerSettings | None = None, **kw) -> ReconstructionSettings:
     kw.setdefault("keep_frame_kdes", True)
-    s = ReconstructionSettings(offset_adu=100.0, device="cpu", phi_model=args.phi, psi_model=args.psi,
-                               precision=args.precision, **kw)
+    s = ReconstructionSettings(
+        offset_adu=100.0, device="cpu", phi_model=args.phi, psi_model=args.psi, precision=args.precision, **kw
+    )
     if sampler is not None:
         s.sampler = sampler
     return s
@@ -66,19 +67,56 @@ def _sampler(t0: int | str | None, evals: int | None, mix: float | None = None, 
 
 
 VALIDATION = {
-    "val 64x64 1/um^2 1000 ph": dict(height_px=64, width_px=64, density_per_um2=1.0, photons=1000.0,
-                                      background_photons=10.0, psf_sigma_px=0.92, seed=777),
-    "val 32x32 3/um^2 500 ph bg 40": dict(height_px=32, width_px=32, density_per_um2=3.0, photons=500.0,
-                                          background_photons=40.0, psf_sigma_px=1.2, background_structure="gradient",
-                                          seed=778),
-    "val 20x20 disc 200 ph": dict(height_px=20, width_px=20, structure="disc", density_per_um2=1.07, photons=200.0,
-                                  background_photons=2.0, psf_sigma_px=0.92, read_noise_e=0.0, seed=779),
+    "val 64x64 1/um^2 1000 ph": dict(
+        height_px=64,
+        width_px=64,
+        density_per_um2=1.0,
+        photons=1000.0,
+        background_photons=10.0,
+        psf_sigma_px=0.92,
+        seed=777,
+    ),
+    "val 32x32 3/um^2 500 ph bg 40": dict(
+        height_px=32,
+        width_px=32,
+        density_per_um2=3.0,
+        photons=500.0,
+        background_photons=40.0,
+        psf_sigma_px=1.2,
+        background_structure="gradient",
+        seed=778,
+    ),
+    "val 20x20 disc 200 ph": dict(
+        height_px=20,
+        width_px=20,
+        structure="disc",
+        density_per_um2=1.07,
+        photons=200.0,
+        background_photons=2.0,
+        psf_sigma_px=0.92,
+        read_noise_e=0.0,
+        seed=779,
+    ),
     # sparse: the auto psi takes psi-sparse here (local density at most 0.35 per um^2)
-    "val 64x64 0.2/um^2 1000 ph": dict(height_px=64, width_px=64, density_per_um2=0.2, photons=1000.0,
-                                        background_photons=10.0, psf_sigma_px=0.92, seed=780),
-    "val 32x32 0.2/um^2 300 ph bg 20": dict(height_px=32, width_px=32, density_per_um2=0.2, photons=300.0,
-                                            background_photons=20.0, psf_sigma_px=1.2,
-                                            background_structure="gradient", seed=781),
+    "val 64x64 0.2/um^2 1000 ph": dict(
+        height_px=64,
+        width_px=64,
+        density_per_um2=0.2,
+        photons=1000.0,
+        background_photons=10.0,
+        psf_sigma_px=0.92,
+        seed=780,
+    ),
+    "val 32x32 0.2/um^2 300 ph bg 20": dict(
+        height_px=32,
+        width_px=32,
+        density_per_um2=0.2,
+        photons=300.0,
+        background_photons=20.0,
+        psf_sigma_px=1.2,
+        background_structure="gradient",
+        seed=781,
+    ),
 }
 
 
@@ -99,10 +137,14 @@ def _mix_label(mix) -> str:
 
 def choose(args) -> None:
     grid = [(None, 100, None)] + [_grid_item(item) for item in args.grid.split(",")]
-    print(f"(full sampling on the first {args.full_frames or args.frames} frames; variance / full compares the same frames, "
-          "coverage and Jaccard of the other rows use all frames)\n")
-    print("| validation set | sampler | evals per chain | coverage 2-std (signal) | variance / full | "
-          "on signal px | on empty px | Jaccard post / phi | s/frame |")
+    print(
+        f"(full sampling on the first {args.full_frames or args.frames} frames; variance / full compares the same frames, "  # noqa: E501 (a table row)
+        "coverage and Jaccard of the other rows use all frames)\n"
+    )
+    print(
+        "| validation set | sampler | evals per chain | coverage 2-std (signal) | variance / full | "
+        "on signal px | on empty px | Jaccard post / phi | s/frame |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for name, kw in VALIDATION.items():
         if args.sets and not any(part in name for part in args.sets.split(",")):
@@ -125,20 +167,39 @@ def choose(args) -> None:
             var = np.array([_variance_split(rec.variance_kdes[f], signal[f]) for f in full_frames]).mean(axis=0)
             if t0 is None:
                 full_var = var
-            sub_sim = type(sim)(config=sim.config, adu=sim.adu[sub], truth=sim.truth.select(
-                np.isin(sim.truth.frame, rec.frames)), kde=sim.kde[sub])
+            sub_sim = type(sim)(
+                config=sim.config,
+                adu=sim.adu[sub],
+                truth=sim.truth.select(np.isin(sim.truth.frame, rec.frames)),
+                kde=sim.kde[sub],
+            )
             cov, _ = coverage(sub_sim, rec)
             j_post = evaluate(rec.localizations, sub_sim.truth, 250.0).jaccard
-            j_phi_sub = evaluate(phi.localizations.select(np.isin(phi.localizations.frame, rec.frames)),
-                                 sub_sim.truth, 250.0).jaccard if t0 is None else j_phi
+            j_phi_sub = (
+                evaluate(
+                    phi.localizations.select(np.isin(phi.localizations.frame, rec.frames)), sub_sim.truth, 250.0
+                ).jaccard
+                if t0 is None
+                else j_phi
+            )
             sampler = rec.settings.sampler  # as the engine resolved it for this psi
-            label = "full" if t0 is None else (
-                f"times {'/'.join(map(str, sampler.times))}" if sampler.times else f"t0 {sampler.t0}, stride "
-                f"{sampler.stride}") + f", mix {_mix_label(sampler.variance_mix)}"
+            label = (
+                "full"
+                if t0 is None
+                else (
+                    f"times {'/'.join(map(str, sampler.times))}"
+                    if sampler.times
+                    else f"t0 {sampler.t0}, stride {sampler.stride}"
+                )
+                + f", mix {_mix_label(sampler.variance_mix)}"
+            )
             n_evals = network_evaluations_per_tile(sampler, 100)
             ratio = var / full_var
-            print(f"| {name} [{rec.psi_model}] | {label} | {n_evals:.0f} | {cov:.3f} | {ratio[0]:.3f} | {ratio[1]:.2f} | {ratio[2]:.2f} | "
-                  f"{j_post:.3f} / {j_phi_sub:.3f} | {rec.timings_s['total'] / len(rec.frames):.1f} |", flush=True)
+            print(
+                f"| {name} [{rec.psi_model}] | {label} | {n_evals:.0f} | {cov:.3f} | {ratio[0]:.3f} | {ratio[1]:.2f} | {ratio[2]:.2f} | "  # noqa: E501 (a table row)
+                f"{j_post:.3f} / {j_phi_sub:.3f} | {rec.timings_s['total'] / len(rec.frames):.1f} |",
+                flush=True,
+            )
 
 
 def _variance_split(variance: np.ndarray, signal: np.ndarray) -> tuple[float, float, float]:
@@ -150,11 +211,12 @@ def tiles(args) -> None:
     """Tile core and halo at the chosen sampler: the stitched posterior should not depend on
     them once the halo covers psi's reach; compared with one whole-frame tile."""
     name = "val 64x64 1/um^2 1000 ph"
-    cfg = SimulationConfig(n_frames=min(args.frames, 4), offset_adu=100.0, gain_adu_per_photon=1.0,
-                           **VALIDATION[name])
+    cfg = SimulationConfig(n_frames=min(args.frames, 4), offset_adu=100.0, gain_adu_per_photon=1.0, **VALIDATION[name])
     sim = simulate_stack(cfg, with_kde=True)
     print(f"\n{name}: tile core / halo, sampler {args.t0} ({args.evals} evaluations for a numeric t0)\n")
-    print("| core px | halo px | coverage 2-std (signal) | variance / one tile | mean |posterior mean - one tile| | s/frame |")
+    print(
+        "| core px | halo px | coverage 2-std (signal) | variance / one tile | mean |posterior mean - one tile| | s/frame |"  # noqa: E501 (a table row)
+    )
     print("|---|---|---|---|---|---|")
     reference = None
     for core, halo in ((64, 0), (64, 8), (32, 8), (32, 4), (24, 4), (20, 4)):
@@ -165,8 +227,11 @@ def tiles(args) -> None:
             reference = (var, means)
         cov, _ = coverage(sim, rec)
         diff = float(np.abs(means - reference[1]).mean() / max(reference[1].mean(), 1e-12))
-        print(f"| {core} | {halo} | {cov:.3f} | {var / reference[0]:.2f} | {diff:.3f} | "
-              f"{rec.timings_s['total'] / len(rec.frames):.1f} |", flush=True)
+        print(
+            f"| {core} | {halo} | {cov:.3f} | {var / reference[0]:.2f} | {diff:.3f} | "
+            f"{rec.timings_s['total'] / len(rec.frames):.1f} |",
+            flush=True,
+        )
 
 
 def isolated_emitters(args, sampler: SamplerSettings, n: int, seed_offset: int = 0) -> dict[float, tuple]:
@@ -184,10 +249,16 @@ def isolated_emitters(args, sampler: SamplerSettings, n: int, seed_offset: int =
         rec = reconstruct(adu, _settings(args, sampler, psf_sigma_px=sigma, read_noise_e=0.0))
         ratios, pos = [], []
         for k in range(n):
-            result = metropolis_hastings(adu[k] - 100.0, {"x": xy[k, 0], "y": xy[k, 1], "photons": photons,
-                                                          "background": background}, sigma,
-                                         free=("x", "y", "photons", "background"), n_iterations=3000,
-                                         burn_in=1000, n_chains=4, seed=k + seed_offset)
+            result = metropolis_hastings(
+                adu[k] - 100.0,
+                {"x": xy[k, 0], "y": xy[k, 1], "photons": photons, "background": background},
+                sigma,
+                free=("x", "y", "photons", "background"),
+                n_iterations=3000,
+                burn_in=1000,
+                n_chains=4,
+                seed=k + seed_offset,
+            )
             theta = result.samples[::20]
             x = theta[:, result.parameters.index("x")][:, None]
             y = theta[:, result.parameters.index("y")][:, None]
@@ -207,10 +278,14 @@ def isolated_emitters(args, sampler: SamplerSettings, n: int, seed_offset: int =
 def mcmc_check(args) -> None:
     print("| photons | emitters | psi KDE std / MCMC KDE std (median) | (mean) | psi / MCMC position std | psi |")
     print("|---|---|---|---|---|---|")
-    for photons, (ratios, pos, model) in isolated_emitters(args, _sampler(args.t0, args.evals, args.mix),
-                                                           args.mcmc).items():
-        print(f"| {photons:.0f} | {args.mcmc} | {np.median(ratios):.2f} | {np.mean(ratios):.2f} | "
-              f"{np.median(pos) if len(pos) else float('nan'):.2f} | {model} |", flush=True)
+    for photons, (ratios, pos, model) in isolated_emitters(
+        args, _sampler(args.t0, args.evals, args.mix), args.mcmc
+    ).items():
+        print(
+            f"| {photons:.0f} | {args.mcmc} | {np.median(ratios):.2f} | {np.mean(ratios):.2f} | "
+            f"{np.median(pos) if len(pos) else float('nan'):.2f} | {model} |",
+            flush=True,
+        )
 
 
 def calibrate(args) -> None:
@@ -247,8 +322,11 @@ def densities(args) -> None:
         tables = [rec.localizations.select(rec.localizations.frame == f) for f in rec.frames]
         density = local_density(tables, adu.shape[1:], PX)
         psi = "psi-sparse" if density <= SPARSE_PSI_MAX_LOCAL_DENSITY_PER_UM2 else "psi"
-        print(f"| {name} ({len(adu)}) | {len(truth) / area:.2f} | {len(rec.localizations) / area:.2f} | "
-              f"{density:.2f} | {psi} |", flush=True)
+        print(
+            f"| {name} ({len(adu)}) | {len(truth) / area:.2f} | {len(rec.localizations) / area:.2f} | "
+            f"{density:.2f} | {psi} |",
+            flush=True,
+        )
 
     print("| data (frames) | true emitters /um^2 | localizations /um^2 | local density /um^2 | psi |")
     print("|---|--:|--:|--:|---|")
@@ -256,8 +334,13 @@ def densities(args) -> None:
         rng = np.random.default_rng(31 + int(photons))
         xy = 10 + rng.uniform(-2, 2, size=(16, 2))
         omega = expected_photons(xy[:, :1], xy[:, 1:], np.full((16, 1), photons), (20, 20), 0.92, 10.0)
-        row(f"MCMC check, {photons:.0f} photons", CameraModel(1.0, 100.0, 0.0).expose(omega, rng), xy,
-            psf_sigma_px=0.92, read_noise_e=0.0)
+        row(
+            f"MCMC check, {photons:.0f} photons",
+            CameraModel(1.0, 100.0, 0.0).expose(omega, rng),
+            xy,
+            psf_sigma_px=0.92,
+            read_noise_e=0.0,
+        )
     for name, n in (("low", 16), ("paper", 16), ("high", 4)):
         sim = dataset(name, n)
         row(f"accuracy {name}", sim.adu, sim.truth)
@@ -271,8 +354,16 @@ def speed(args) -> None:
     print("| frame | emitters/um^2 | frames | seconds/frame | network evaluations |")
     print("|---|---|---|---|---|")
     for side, frames in ((64, 3), (256, 1)):
-        cfg = SimulationConfig(n_frames=frames + 1, height_px=side, width_px=side, density_per_um2=1.0,
-                               photons=1000.0, background_photons=10.0, offset_adu=100.0, seed=5)
+        cfg = SimulationConfig(
+            n_frames=frames + 1,
+            height_px=side,
+            width_px=side,
+            density_per_um2=1.0,
+            photons=1000.0,
+            background_photons=10.0,
+            offset_adu=100.0,
+            seed=5,
+        )
         sim = simulate_stack(cfg)
         settings = _settings(args, _sampler(args.t0, args.evals, args.mix), keep_frame_kdes=False)
         reconstruct(sim.adu[:1], settings)  # warm-up
@@ -287,35 +378,64 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--phi", default="phi")
     parser.add_argument("--psi", default="auto", help="psi model: auto (as reconstruct), a bundled name or a file")
-    parser.add_argument("--precision", default="auto", choices=PRECISION_CHOICES,
-                        help="the networks' arithmetic (default auto: bfloat16 where the CPU has it natively)")
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        choices=PRECISION_CHOICES,
+        help="the networks' arithmetic (default auto: bfloat16 where the CPU has it natively)",
+    )
     parser.add_argument("--choose", action="store_true", help="sampler grid on validation data")
     parser.add_argument("--frames", type=int, default=6, help="validation frames per set (--choose)")
-    parser.add_argument("--sets", default="", help="--choose: only the validation sets whose names contain one of "
-                                                   "these comma-separated parts (default: all)")
-    parser.add_argument("--full-frames", type=int, default=0,
-                        help="of those, sampled in full (--choose; default 0: all). Fewer frames are a different "
-                             "stack, whose fits (PSF sigma from its frames) can differ from the accelerated runs'")
-    parser.add_argument("--mix", type=_mix, default=None,
-                        help="sampler variance mix for --mcmc / --speed / --tiles (one number or m1/m2/... per step)")
-    parser.add_argument("--grid", default="auto,auto:0,100:10,100:5,60:10,60:5",
-                        help="accelerated samplers to compare (--choose): t0:evaluations[:mix], auto[:mix] (the "
-                             "settings' plan for this psi), t1/t2/...[:mix] (explicit times)")
+    parser.add_argument(
+        "--sets",
+        default="",
+        help="--choose: only the validation sets whose names contain one of these comma-separated parts (default: all)",
+    )
+    parser.add_argument(
+        "--full-frames",
+        type=int,
+        default=0,
+        help="of those, sampled in full (--choose; default 0: all). Fewer frames are a different "
+        "stack, whose fits (PSF sigma from its frames) can differ from the accelerated runs'",
+    )
+    parser.add_argument(
+        "--mix",
+        type=_mix,
+        default=None,
+        help="sampler variance mix for --mcmc / --speed / --tiles (one number or m1/m2/... per step)",
+    )
+    parser.add_argument(
+        "--grid",
+        default="auto,auto:0,100:10,100:5,60:10,60:5",
+        help="accelerated samplers to compare (--choose): t0:evaluations[:mix], auto[:mix] (the "
+        "settings' plan for this psi), t1/t2/...[:mix] (explicit times)",
+    )
     parser.add_argument("--mcmc", type=int, default=0, help="isolated emitters per photon level for the MCMC check")
-    parser.add_argument("--calibrate", type=int, default=0,
-                        help="validation emitters per photon level for the scale calibration of a scaled psi file")
+    parser.add_argument(
+        "--calibrate",
+        type=int,
+        default=0,
+        help="validation emitters per photon level for the scale calibration of a scaled psi file",
+    )
     parser.add_argument("--write", metavar="FILE", help="with --calibrate: write the psi file with it here")
     parser.add_argument("--densities", action="store_true", help="what --psi auto sees on the benchmark sets")
     parser.add_argument("--speed", action="store_true")
     parser.add_argument("--tiles", action="store_true", help="tile core and halo at the chosen sampler")
     parser.add_argument("--core", type=int, help="tile core (camera px) for --choose/--mcmc/--speed")
     parser.add_argument("--halo", type=int, help="tile halo (camera px) for --choose/--mcmc/--speed")
-    parser.add_argument("--t0", default="auto",
-                        help="sampler for --mcmc / --speed / --tiles: 'auto' (default: the settings' plan for this "
-                             "psi), a first step t0 (with --evals), or times 't1/t2/...'")
+    parser.add_argument(
+        "--t0",
+        default="auto",
+        help="sampler for --mcmc / --speed / --tiles: 'auto' (default: the settings' plan for this "
+        "psi), a first step t0 (with --evals), or times 't1/t2/...'",
+    )
     parser.add_argument("--evals", type=int, default=None, help="network evaluations with a numeric --t0")
-    parser.add_argument("--shift-width", type=float, default=None,
-                        help="a scaled psi's shift width for the accelerated samplers (default: the plan's own)")
+    parser.add_argument(
+        "--shift-width",
+        type=float,
+        default=None,
+        help="a scaled psi's shift width for the accelerated samplers (default: the plan's own)",
+    )
     args = parser.parse_args()
     TILES.update({k: v for k, v in (("core_px", args.core), ("halo_px", args.halo)) if v is not None})
     if args.shift_width is not None:
@@ -327,8 +447,14 @@ def main() -> None:
     import torch
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; psi {args.psi}, phi {args.phi}")
-    for wanted, task in ((args.choose, choose), (args.tiles, tiles), (args.mcmc, mcmc_check),
-                         (args.calibrate, calibrate), (args.densities, densities), (args.speed, speed)):
+    for wanted, task in (
+        (args.choose, choose),
+        (args.tiles, tiles),
+        (args.mcmc, mcmc_check),
+        (args.calibrate, calibrate),
+        (args.densities, densities),
+        (args.speed, speed),
+    ):
         if wanted:
             task(args)
 

@@ -36,18 +36,34 @@ HELPER = Path(__file__).with_name("_picasso_postprocess.py")
 
 
 def movie_config(n_frames: int) -> SimulationConfig:
-    return SimulationConfig(n_frames=n_frames, height_px=128, width_px=128, density_per_um2=0.6, photons=2000.0,
-                            background_photons=10.0, read_noise_e=1.5, offset_adu=100.0, structure="filaments",
-                            blinking=True, on_lifetime_frames=3.0, drift_x_nm=250.0, drift_y_nm=150.0,
-                            drift_wobble_nm=30.0, seed=1400)
+    return SimulationConfig(
+        n_frames=n_frames,
+        height_px=128,
+        width_px=128,
+        density_per_um2=0.6,
+        photons=2000.0,
+        background_photons=10.0,
+        read_noise_e=1.5,
+        offset_adu=100.0,
+        structure="filaments",
+        blinking=True,
+        on_lifetime_frames=3.0,
+        drift_x_nm=250.0,
+        drift_y_nm=150.0,
+        drift_wobble_nm=30.0,
+        seed=1400,
+    )
 
 
 def jittered(truth: Localizations, sigma_nm: float, seed: int) -> Localizations:
     rng = np.random.default_rng(seed)
-    return Localizations(frame=truth.frame, x_nm=truth.x_nm + rng.normal(0, sigma_nm, len(truth)),
-                         y_nm=truth.y_nm + rng.normal(0, sigma_nm, len(truth)),
-                         intensity_photons=np.full(len(truth), 2000.0),
-                         uncertainty_xy_nm=np.full(len(truth), sigma_nm))
+    return Localizations(
+        frame=truth.frame,
+        x_nm=truth.x_nm + rng.normal(0, sigma_nm, len(truth)),
+        y_nm=truth.y_nm + rng.normal(0, sigma_nm, len(truth)),
+        intensity_photons=np.full(len(truth), 2000.0),
+        uncertainty_xy_nm=np.full(len(truth), sigma_nm),
+    )
 
 
 def true_events(truth: Localizations) -> int:
@@ -72,12 +88,26 @@ def picasso(python: str, locs: Localizations, cfg: SimulationConfig, *args) -> d
         return None
     with tempfile.TemporaryDirectory() as folder:
         table = Path(folder) / "locs.npz"
-        np.savez(table, frame=locs.frame - 1, x=locs.x_nm / PX - 0.5, y=locs.y_nm / PX - 0.5,
-                 photons=locs.intensity_photons, lpx=locs.uncertainty_xy_nm / PX, lpy=locs.uncertainty_xy_nm / PX,
-                 frames=cfg.n_frames, width=cfg.width_px, height=cfg.height_px, pixel_size_nm=PX)
+        np.savez(
+            table,
+            frame=locs.frame - 1,
+            x=locs.x_nm / PX - 0.5,
+            y=locs.y_nm / PX - 0.5,
+            photons=locs.intensity_photons,
+            lpx=locs.uncertainty_xy_nm / PX,
+            lpy=locs.uncertainty_xy_nm / PX,
+            frames=cfg.n_frames,
+            width=cfg.width_px,
+            height=cfg.height_px,
+            pixel_size_nm=PX,
+        )
         drift_out = Path(folder) / "drift.npy"
-        run = subprocess.run([python, str(HELPER), str(table), "--drift-out", str(drift_out), *map(str, args)],
-                             capture_output=True, text=True, check=True)
+        run = subprocess.run(
+            [python, str(HELPER), str(table), "--drift-out", str(drift_out), *map(str, args)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         report = json.loads(run.stdout.strip().splitlines()[-1])
         if drift_out.exists():
             report["drift_px"] = np.load(drift_out)
@@ -99,13 +129,19 @@ def main() -> None:
         from smlm_diffusion.reconstruction import ReconstructionSettings, reconstruct
 
         started = time.perf_counter()
-        rec = reconstruct(sim.adu, ReconstructionSettings(offset_adu=100.0, posterior=False, device="cpu",
-                                                          read_noise_e=1.5, drift="off"))
+        rec = reconstruct(
+            sim.adu,
+            ReconstructionSettings(offset_adu=100.0, posterior=False, device="cpu", read_noise_e=1.5, drift="off"),
+        )
         tables["ours (phi path), end to end"] = rec.localizations
-        print(f"phi path on {cfg.n_frames} frames: {time.perf_counter() - started:.0f} s, {len(rec.localizations)} "
-              "localizations")
-    print(f"{cfg.n_frames} frames 128x128, drift 250 / 150 nm linear + 30 nm sinusoid; {len(truth)} true "
-          f"localizations in {true_events(truth)} on-events\n")
+        print(
+            f"phi path on {cfg.n_frames} frames: {time.perf_counter() - started:.0f} s, {len(rec.localizations)} "
+            "localizations"
+        )
+    print(
+        f"{cfg.n_frames} frames 128x128, drift 250 / 150 nm linear + 30 nm sinusoid; {len(truth)} true "
+        f"localizations in {true_events(truth)} on-events\n"
+    )
     print("| table | segments | residual drift RMS x / y nm: none | ours | Picasso RCC | ours s | Picasso s |")
     print("|---|--:|--:|--:|--:|--:|--:|")
     corrected = {}
@@ -125,11 +161,16 @@ def main() -> None:
             # Picasso's drift is per frame from frame 0 (px); compare as ours
             p = residual_rms(drift_px[:, 0] * PX, drift_px[:, 1] * PX, cfg, frames)
             p_text, p_seconds = f"{p[0]:.1f} / {p[1]:.1f}", f"{theirs['undrift_seconds']:.1f}"
-        print(f"| {name} | {segments} | {none[0]:.1f} / {none[1]:.1f} | {ours[0]:.1f} / {ours[1]:.1f} | {p_text} | "
-              f"{seconds:.1f} | {p_seconds} |", flush=True)
+        print(
+            f"| {name} | {segments} | {none[0]:.1f} / {none[1]:.1f} | {ours[0]:.1f} / {ours[1]:.1f} | {p_text} | "
+            f"{seconds:.1f} | {p_seconds} |",
+            flush=True,
+        )
 
-    print("\n| table | FRC nm: uncorrected | corrected, random halves | Picasso FRC (same table) | ratio | "
-          "corrected, linked groups kept together |")
+    print(
+        "\n| table | FRC nm: uncorrected | corrected, random halves | Picasso FRC (same table) | ratio | "
+        "corrected, linked groups kept together |"
+    )
     print("|---|--:|--:|--:|--:|--:|")
     for name, locs in tables.items():
         fixed = corrected[name]
@@ -140,8 +181,10 @@ def main() -> None:
         p = theirs["frc_resolution_nm"] if theirs else float("nan")
         print(f"| {name} | {before:.1f} | {after:.1f} | {p:.1f} | {after / p:.2f} | {grouped:.1f} |", flush=True)
 
-    print("\n| table | true on-events | our groups (1 dark frame) | our groups (0 dark) | Picasso link (0 dark, "
-          "r 3 sigma) |")
+    print(
+        "\n| table | true on-events | our groups (1 dark frame) | our groups (0 dark) | Picasso link (0 dark, "
+        "r 3 sigma) |"
+    )
     print("|---|--:|--:|--:|--:|")
     events = true_events(truth)
     for name, locs in tables.items():
@@ -150,8 +193,7 @@ def main() -> None:
         ours0 = int(link_groups(fixed, max_dark_frames=0).max()) + 1
         sigma_px = float(np.median(fixed.uncertainty_xy_nm)) / PX
         theirs = picasso(args.picasso_python, fixed, cfg, "--link-r-max", 3 * sigma_px, "--link-dark", 0)
-        print(f"| {name} | {events} | {ours1} | {ours0} | {theirs['linked_groups'] if theirs else 'n/a'} |",
-              flush=True)
+        print(f"| {name} | {events} | {ours1} | {ours0} | {theirs['linked_groups'] if theirs else 'n/a'} |", flush=True)
 
 
 if __name__ == "__main__":

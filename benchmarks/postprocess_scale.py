@@ -36,9 +36,13 @@ def table(n_sites: int, rng) -> Localizations:
     site = np.repeat(np.arange(n_sites), length)
     keep = frame <= N_FRAMES
     frame, site = frame[keep], site[keep]
-    return Localizations(frame=frame, x_nm=sites[site, 0] + rng.normal(0, 8.0, len(site)),
-                         y_nm=sites[site, 1] + rng.normal(0, 8.0, len(site)),
-                         intensity_photons=np.full(len(site), 1000.0), uncertainty_xy_nm=np.full(len(site), 8.0))
+    return Localizations(
+        frame=frame,
+        x_nm=sites[site, 0] + rng.normal(0, 8.0, len(site)),
+        y_nm=sites[site, 1] + rng.normal(0, 8.0, len(site)),
+        intensity_photons=np.full(len(site), 1000.0),
+        uncertainty_xy_nm=np.full(len(site), 8.0),
+    )
 
 
 def main() -> None:
@@ -50,15 +54,22 @@ def main() -> None:
     for n_sites in args.sites:
         locs = table(n_sites, np.random.default_rng(0))
         seconds = []
-        for step in (lambda: decide_drift(locs, estimate_drift(locs, N_FRAMES), N_FRAMES),
-                     lambda: link_groups(locs), lambda: measured_frc(locs), lambda: nena(locs)):
+        for step in (
+            lambda: decide_drift(locs, estimate_drift(locs, N_FRAMES), N_FRAMES),
+            lambda: link_groups(locs),
+            lambda: measured_frc(locs),
+            lambda: nena(locs),
+        ):
             t = time.perf_counter()
             step()
             seconds.append(time.perf_counter() - t)
         total = sum(seconds)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(f"| {len(locs)} | " + " | ".join(f"{s:.2f}" for s in seconds) +
-              f" | {total:.1f} | {total / len(locs) * 1e5:.2f} | {peak:.0f} |")
+        print(
+            f"| {len(locs)} | "
+            + " | ".join(f"{s:.2f}" for s in seconds)
+            + f" | {total:.1f} | {total / len(locs) * 1e5:.2f} | {peak:.0f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -59,10 +59,12 @@ def main() -> None:
     norm["channels"] = phi_channels if refined else max(phi_channels, psi_channels)
     fit_settings = ReconstructionSettings(offset_adu=0.0, read_noise_e=0.0, psf_sigma_px=SIGMA_PX)
     kde_scale = float(phi.normalisation["kde_scale"])
-    print(f"psi {args.psi} ({prediction}-prediction, {'refined-fit condition' if refined else 'phi condition'}, "
-          f"{psi_channels if refined else norm['channels']} frame channels), phi {args.phi}; "
-          f"{args.emitters} emitters x {DRAWS} noise draws per photon level"
-          f"{'; psi reads zeros instead of the frame' if args.no_frame else ''}\n")
+    print(
+        f"psi {args.psi} ({prediction}-prediction, {'refined-fit condition' if refined else 'phi condition'}, "
+        f"{psi_channels if refined else norm['channels']} frame channels), phi {args.phi}; "
+        f"{args.emitters} emitters x {DRAWS} noise draws per photon level"
+        f"{'; psi reads zeros instead of the frame' if args.no_frame else ''}\n"
+    )
     tables: list[str] = []
     print("| photons | CRLB (4x px) | t | noise std | RMS error | spread over noise | bias |")
     print("|--:|--:|--:|--:|--:|--:|--:|")
@@ -72,24 +74,31 @@ def main() -> None:
         xy = 10 + rng.uniform(-2, 2, size=(n, 2))
         omega = expected_photons(xy[:, :1], xy[:, 1:], np.full((n, 1), photons), (20, 20), SIGMA_PX, BACKGROUND)
         frames = CameraModel(1.0, 0.0, 0.0).expose(omega, rng).astype(np.float64)
-        background = estimate_background(frames, norm["background_sigma_px"],
-                                         read_variance_photons2=norm["read_variance_photons2"])
+        background = estimate_background(
+            frames, norm["background_sigma_px"], read_variance_photons2=norm["read_variance_photons2"]
+        )
         normalised = normalise_frames(frames, norm, background)
         estimates = phi_kde(phi.module, normalised[:, :phi_channels], device)
         bound = 4 * crlb(10.0, 10.0, photons, BACKGROUND, SIGMA_PX)["x"]
         shifts: dict[int, list] = {t: [] for t in NOISE_LEVELS}
         placed: dict[str, list] = {"phi's KDE": [], "psi's condition": [], "psi from the frame alone": []}
         for k in range(n):
-            truth = render_kde(xy[k:k + 1, :1], xy[k:k + 1, 1:], np.ones((1, 1)), (20, 20))[0] * kde_scale
+            truth = render_kde(xy[k : k + 1, :1], xy[k : k + 1, 1:], np.ones((1, 1)), (20, 20))[0] * kde_scale
             footprint = truth > 0.05 * truth.max()
             gy, gx = np.gradient(truth)
             basis = np.stack([gx[footprint], gy[footprint], truth[footprint]], axis=1)
             start, frame_input, unit = estimates[k], normalised[k], 1.0
             if refined:  # the condition and precision channel from the maximum-likelihood fit, as in the engine
                 candidates = kde_candidates(estimates[k] / kde_scale, frames[k], background[k], 1, fit_settings)
-                start, frame_input, scale = refined_psi_input(candidates, frames[k], background[k], normalised[k],
-                                                              SIGMA_PX, fit_settings,
-                                                              fit_residual=psi_channels == 4)
+                start, frame_input, scale = refined_psi_input(
+                    candidates,
+                    frames[k],
+                    background[k],
+                    normalised[k],
+                    SIGMA_PX,
+                    fit_settings,
+                    fit_residual=psi_channels == 4,
+                )
                 unit = scale if getattr(net, "target", "residual") == "scaled" else 1.0
             r0 = torch.from_numpy(((truth - start) / unit)[None, None].astype(np.float32)).repeat(DRAWS, 1, 1, 1)
             condition = torch.from_numpy(start[None, None].astype(np.float32)).repeat(DRAWS, 1, 1, 1)
@@ -115,11 +124,17 @@ def main() -> None:
             spread = np.sqrt(np.mean(e.var(axis=1)))
             bias = np.sqrt(np.mean(e.mean(axis=1) ** 2))
             noise_std = float((1 - schedule.gamma[t]).sqrt())
-            print(f"| {photons:.0f} | {bound:.3f} | {t} | {noise_std:.3f} | {np.sqrt(np.mean(e ** 2)):.3f} | "
-                  f"{spread:.3f} | {bias:.3f} |", flush=True)
+            print(
+                f"| {photons:.0f} | {bound:.3f} | {t} | {noise_std:.3f} | {np.sqrt(np.mean(e**2)):.3f} | "
+                f"{spread:.3f} | {bias:.3f} |",
+                flush=True,
+            )
         if args.from_frame:
-            tables.append(f"| {photons:.0f} | {bound:.3f} | " + " | ".join(
-                f"{np.sqrt(np.mean(np.square(v))):.3f}" for v in placed.values()) + " |")
+            tables.append(
+                f"| {photons:.0f} | {bound:.3f} | "
+                + " | ".join(f"{np.sqrt(np.mean(np.square(v))):.3f}" for v in placed.values())
+                + " |"
+            )
     if tables:
         print("\nRMS centroid error (4x px) of what each input says:\n")
         print("| photons | CRLB (4x px) | phi's KDE | psi's condition | psi from the frame alone |")
@@ -129,7 +144,7 @@ def main() -> None:
 
 def _centroid(image: np.ndarray, truth: np.ndarray, radius: float = 12.0) -> np.ndarray:
     """Centroid of the positive part of ``image`` within ``radius`` 4x px of the truth's, minus the truth's."""
-    rows, cols = np.mgrid[:image.shape[0], :image.shape[1]]
+    rows, cols = np.mgrid[: image.shape[0], : image.shape[1]]
     centre = np.array([(truth * cols).sum(), (truth * rows).sum()]) / truth.sum()
     weight = np.where(np.hypot(cols - centre[0], rows - centre[1]) < radius, np.clip(image, 0.0, None), 0.0)
     return np.array([(weight * cols).sum(), (weight * rows).sum()]) / max(weight.sum(), 1e-12) - centre

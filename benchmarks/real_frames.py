@@ -42,30 +42,47 @@ def main() -> None:
     parser.add_argument("--offset", type=float, default=100.0)
     parser.add_argument("--gain", type=float, default=2.11, help="ADU per photon")
     parser.add_argument("--phi", default="phi")
-    parser.add_argument("--precision", default="auto", choices=PRECISION_CHOICES,
-                        help="phi's arithmetic (default auto: bfloat16 where the CPU has it natively)")
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        choices=PRECISION_CHOICES,
+        help="phi's arithmetic (default auto: bfloat16 where the CPU has it natively)",
+    )
     parser.add_argument("--reference", help="comma-separated reference counts per frame")
     args = parser.parse_args()
     movie = read_movie(args.movie)
-    print(f"{args.movie.name}: {movie.shape[0]} frames of {movie.shape[1]}x{movie.shape[2]}, "
-          f"median {np.median(movie):.1f} ADU, p99.9 {np.percentile(movie, 99.9):.1f} ADU")
+    print(
+        f"{args.movie.name}: {movie.shape[0]} frames of {movie.shape[1]}x{movie.shape[2]}, "
+        f"median {np.median(movie):.1f} ADU, p99.9 {np.percentile(movie, 99.9):.1f} ADU"
+    )
     try:
         estimate = estimate_camera(movie, stated_offset_adu=args.offset)
-        print(f"photon-transfer estimate: gain {estimate.gain_adu_per_photon:.2f} ADU/photon, offset "
-              f"{estimate.offset_adu:.1f} ADU ({estimate.method}, {estimate.frames_used} frames, background "
-              f"{estimate.background_range_adu[0]:.1f}-{estimate.background_range_adu[1]:.1f} ADU)")
+        print(
+            f"photon-transfer estimate: gain {estimate.gain_adu_per_photon:.2f} ADU/photon, offset "
+            f"{estimate.offset_adu:.1f} ADU ({estimate.method}, {estimate.frames_used} frames, background "
+            f"{estimate.background_range_adu[0]:.1f}-{estimate.background_range_adu[1]:.1f} ADU)"
+        )
     except ValueError as exc:
         print(f"photon-transfer estimate: not possible ({exc})")
-    settings = ReconstructionSettings(pixel_size_nm=args.pixel_size, offset_adu=args.offset,
-                                      gain_adu_per_photon=args.gain, posterior=False, phi_model=args.phi,
-                                      device="cpu", min_photons=0.0, precision=args.precision)
+    settings = ReconstructionSettings(
+        pixel_size_nm=args.pixel_size,
+        offset_adu=args.offset,
+        gain_adu_per_photon=args.gain,
+        posterior=False,
+        phi_model=args.phi,
+        device="cpu",
+        min_photons=0.0,
+        precision=args.precision,
+    )
     started = time.perf_counter()
     rec = reconstruct(movie, settings)
     seconds = time.perf_counter() - started
     locs = rec.localizations
-    print(f"phi path: {seconds:.1f} s ({len(rec.frames) / seconds:.2f} frames/s), PSF sigma "
-          f"{rec.psf_sigma_px:.2f} px ({rec.psf_sigma_source}), fit_ok {np.mean(locs.extra['fit_ok']):.2f}, "
-          f"median uncertainty_xy {np.nanmedian(locs.uncertainty_xy_nm):.1f} nm")
+    print(
+        f"phi path: {seconds:.1f} s ({len(rec.frames) / seconds:.2f} frames/s), PSF sigma "
+        f"{rec.psf_sigma_px:.2f} px ({rec.psf_sigma_source}), fit_ok {np.mean(locs.extra['fit_ok']):.2f}, "
+        f"median uncertainty_xy {np.nanmedian(locs.uncertainty_xy_nm):.1f} nm"
+    )
     for message in rec.warnings:
         print(f"warning: {message}")
     n = len(rec.frames)

@@ -73,8 +73,10 @@ def main() -> None:
             seconds = time.perf_counter() - t
             shown = f"{new.resolution_nm:.1f}" if np.isfinite(new.resolution_nm) else f"< {new.finer_than_nm:.2g}"
             region = "whole field" if new.region_nm is None else f"{new.region_nm[1] - new.region_nm[0]:.0f} nm square"
-            print(f"| {name} | {sigma:g} | {len(locs)} | {'none' if not np.isfinite(old) else f'{old:.1f}'} | "
-                  f"{shown} | {new.render_nm:.2g} | {region} | {seconds:.1f} |")
+            print(
+                f"| {name} | {sigma:g} | {len(locs)} | {'none' if not np.isfinite(old) else f'{old:.1f}'} | "
+                f"{shown} | {new.render_nm:.2g} | {region} | {seconds:.1f} |"
+            )
     print("\n| sigma nm | NeNA nm | NeNA / sigma | pairs | z std | coverage 95 |")
     print("|--:|--:|--:|--:|--:|--:|")
     for sigma in (2.0, 5.0, 12.0, 25.0):
@@ -82,8 +84,10 @@ def main() -> None:
         angle = np.random.default_rng(5).integers(0, 8, 3000) * np.pi / 8
         sites = np.c_[5000 + 8000 * t * np.cos(angle), 5000 + 8000 * t * np.sin(angle)]
         result = nena(blinking(rng, sites, sigma))
-        print(f"| {sigma:g} | {result.precision_nm:.2f} | {result.precision_nm / sigma:.3f} | {result.pairs} | "
-              f"{result.z_std:.3f} | {result.z_coverage_95:.3f} |")
+        print(
+            f"| {sigma:g} | {result.precision_nm:.2f} | {result.precision_nm / sigma:.3f} | {result.pairs} | "
+            f"{result.z_std:.3f} | {result.z_coverage_95:.3f} |"
+        )
 
 
 if __name__ == "__main__":

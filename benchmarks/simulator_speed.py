@@ -1,6 +1,6 @@
 """Simulator speed: frames per second for typical movies (prints a table).
 
-    python benchmarks/simulator_speed.py
+python benchmarks/simulator_speed.py
 """
 
 import time
@@ -10,8 +10,10 @@ from smlm_diffusion.simulation import SimulationConfig, simulate_stack
 CASES = [
     ("64x64 uniform, 0.5/um^2", dict(height_px=64, width_px=64, density_per_um2=0.5)),
     ("64x64 uniform, 2/um^2", dict(height_px=64, width_px=64, density_per_um2=2.0)),
-    ("64x64 filaments blinking, 1/um^2", dict(height_px=64, width_px=64, density_per_um2=1.0,
-                                              structure="filaments", blinking=True)),
+    (
+        "64x64 filaments blinking, 1/um^2",
+        dict(height_px=64, width_px=64, density_per_um2=1.0, structure="filaments", blinking=True),
+    ),
     ("20x20 disc (paper), 3/um^2", dict(height_px=20, width_px=20, density_per_um2=3.0, structure="disc")),
     ("256x256 uniform, 1/um^2", dict(height_px=256, width_px=256, density_per_um2=1.0)),
 ]

@@ -38,14 +38,19 @@ RING_ROWS = {  # held-out ring frames: 64x64 px of 108 nm, 4 emitters/um^2 on th
 }
 
 
-def ring_points(seed: int, field_um: float = RING_FIELD_UM, rings_per_um2: float = 0.8,
-                radius_nm: tuple[float, float] = (80.0, 200.0), site_spacing_nm: float = 8.0,
-                jitter_nm: float = 6.0) -> np.ndarray:
+def ring_points(
+    seed: int,
+    field_um: float = RING_FIELD_UM,
+    rings_per_um2: float = 0.8,
+    radius_nm: tuple[float, float] = (80.0, 200.0),
+    site_spacing_nm: float = 8.0,
+    jitter_nm: float = 6.0,
+) -> np.ndarray:
     """(n, 2) x, y (nm) of sites on non-overlapping rings in a square field."""
     rng = np.random.default_rng(seed)
     field = field_um * 1000.0
     centres, radii = [], []
-    wanted = int(rings_per_um2 * field_um ** 2)
+    wanted = int(rings_per_um2 * field_um**2)
     for _ in range(wanted * 20):
         if len(centres) >= wanted:
             break
@@ -80,9 +85,20 @@ def ring_frames(heldout: Path, row: dict, n_frames: int, seed: int = 2026):
     from smlm_diffusion.simulation import SimulationConfig, simulate_stack
 
     prior = read_structure(heldout)
-    cfg = SimulationConfig(n_frames=n_frames, height_px=64, width_px=64, pixel_size_nm=108.0, density_per_um2=4.0,
-                           offset_adu=100.0, gain_adu_per_photon=1.0, read_noise_e=1.0, seed=seed,
-                           structure_source=prior.source, augment_structure=True, **row)
+    cfg = SimulationConfig(
+        n_frames=n_frames,
+        height_px=64,
+        width_px=64,
+        pixel_size_nm=108.0,
+        density_per_um2=4.0,
+        offset_adu=100.0,
+        gain_adu_per_photon=1.0,
+        read_noise_e=1.0,
+        seed=seed,
+        structure_source=prior.source,
+        augment_structure=True,
+        **row,
+    )
     return simulate_stack(cfg, prior=prior)
 
 
@@ -90,8 +106,9 @@ def measure(phi: str, sim) -> tuple[float, float, float]:
     from smlm_diffusion.analysis import evaluate
     from smlm_diffusion.reconstruction import ReconstructionSettings, reconstruct
 
-    settings = ReconstructionSettings(offset_adu=100.0, gain_adu_per_photon=1.0, phi_model=phi, posterior=False,
-                                      device="cpu", drift="off")
+    settings = ReconstructionSettings(
+        offset_adu=100.0, gain_adu_per_photon=1.0, phi_model=phi, posterior=False, device="cpu", drift="off"
+    )
     started = time.perf_counter()
     rec = reconstruct(sim.adu, settings)
     m = evaluate(rec.localizations, sim.truth, 250.0)
@@ -109,10 +126,17 @@ def train_generator(tables: Path, out: Path, steps: int, device: str) -> None:
         if step % 250 == 0 or step == total:
             print(f"step {step}/{total} loss {loss:.4f} ({time.monotonic() - started[0]:.0f} s)", flush=True)
 
-    record = train_structure_generator([points], out, steps=steps, device=device, checkpoint_path=f"{out}.ckpt",
-                                       sources=["rings_train.csv"], progress=progress,
-                                       command=f"python benchmarks/structures.py --tables DIR --train-generator "
-                                               f"{out.name} --steps {steps} --device {device}")
+    record = train_structure_generator(
+        [points],
+        out,
+        steps=steps,
+        device=device,
+        checkpoint_path=f"{out}.ckpt",
+        sources=["rings_train.csv"],
+        progress=progress,
+        command=f"python benchmarks/structures.py --tables DIR --train-generator "
+        f"{out.name} --steps {steps} --device {device}",
+    )
     print(f"wrote {out}: {record['steps']} steps, {record['wall_time_s']} s on {record['hardware']}")
 
 
@@ -120,8 +144,11 @@ def generate(tables: Path, model_path: Path, count: int, out: Path, device: str)
     from smlm_diffusion.io.structure import read_structure
     from smlm_diffusion.io.tiff import write_stack
     from smlm_diffusion.models.store import load_model
-    from smlm_diffusion.models.structure_generator import (StructurePatches, generate_structures,
-                                                           max_normalised_cross_correlation)
+    from smlm_diffusion.models.structure_generator import (
+        StructurePatches,
+        generate_structures,
+        max_normalised_cross_correlation,
+    )
 
     model = load_model(model_path, device)
     started = time.monotonic()
@@ -136,9 +163,11 @@ def generate(tables: Path, model_path: Path, count: int, out: Path, device: str)
     heldout = StructurePatches([read_structure(tables / "rings_heldout.csv").points_nm]).batch(rng, count)[:, 0]
     ours = max_normalised_cross_correlation(images, (train + 1) / 2)
     real = max_normalised_cross_correlation((heldout + 1) / 2, (train + 1) / 2)
-    print("memorisation check (max normalised cross-correlation with 512 training patches): "
-          f"generated median {np.median(ours):.3f}, max {ours.max():.3f}; "
-          f"held-out real patches median {np.median(real):.3f}, max {real.max():.3f}")
+    print(
+        "memorisation check (max normalised cross-correlation with 512 training patches): "
+        f"generated median {np.median(ours):.3f}, max {ours.max():.3f}; "
+        f"held-out real patches median {np.median(real):.3f}, max {real.max():.3f}"
+    )
     print(f"mean pixel value: generated {images.mean():.4f}, real {((heldout + 1) / 2).mean():.4f}")
 
 
@@ -168,7 +197,6 @@ def main() -> None:
     if not args.tables or not args.phi:
         parser.error("give --write-tables DIR, or --tables DIR with one or more --phi")
     import torch
-
     from accuracy import dataset
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; Jaccard (RMSE nm), tolerance 250 nm")

@@ -52,15 +52,23 @@ def neighbour_counts(args) -> dict[float, np.ndarray]:
         sim = simulate_stack(cfg)
         truth = sim.truth.xy_px(cfg.pixel_size_nm)
         if fitter is None:
-            x, y, _, fitted = surrogate_refinement(truth[:, 0], truth[:, 1], sim.truth.intensity_photons,
-                                                   np.full(len(truth), cfg.background_photons), cfg.psf_sigma_px, rng)
+            x, y, _, fitted = surrogate_refinement(
+                truth[:, 0],
+                truth[:, 1],
+                sim.truth.intensity_photons,
+                np.full(len(truth), cfg.background_photons),
+                cfg.psf_sigma_px,
+                rng,
+            )
         else:
             photons = cfg.camera.to_photons(sim.adu)
-            background = estimate_background(photons, norm["background_sigma_px"],
-                                             read_variance_photons2=norm["read_variance_photons2"])
+            background = estimate_background(
+                photons, norm["background_sigma_px"], read_variance_photons2=norm["read_variance_photons2"]
+            )
             frame = normalise_frames(photons, {**norm, "channels": 2}, background)
-            (x, y, _, fitted), = fitter(photons, background, frame, np.array([cfg.psf_sigma_px]),
-                                        np.array([cfg.read_noise_e]))
+            ((x, y, _, fitted),) = fitter(
+                photons, background, frame, np.array([cfg.psf_sigma_px]), np.array([cfg.read_noise_e])
+            )
         for k in range(len(x)):
             others = np.hypot(x - x[k], y - y[k])
             others[k] = np.inf
@@ -73,8 +81,9 @@ def neighbour_counts(args) -> dict[float, np.ndarray]:
     return {r: np.array(c) for r, c in counts.items()}
 
 
-def hedge_ratio(photons: float, share: float, background: float = 10.0, sigma_px: float = 0.92,
-                draws: int = 4000, seed: int = 0) -> float:
+def hedge_ratio(
+    photons: float, share: float, background: float = 10.0, sigma_px: float = 0.92, draws: int = 4000, seed: int = 0
+) -> float:
     """Footprint-mean per-pixel KDE std with a second emitter (uniform within 1 px) in a
     ``share`` of the draws, over the std of the position's spread alone (Mortensen precision)."""
     rng = np.random.default_rng(seed)
@@ -93,10 +102,22 @@ def hedge_ratio(photons: float, share: float, background: float = 10.0, sigma_px
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--photons", type=float, nargs=2, default=(150.0, 300.0), metavar=("LOW", "HIGH"),
-                        help="fitted photons of the fits counted (default 150 300)")
-    parser.add_argument("--density", type=float, nargs=2, default=(0.05, 4.0), metavar=("LOW", "HIGH"),
-                        help="the prior's density range, emitters/um^2 (default: the bundled models' 0.05 4)")
+    parser.add_argument(
+        "--photons",
+        type=float,
+        nargs=2,
+        default=(150.0, 300.0),
+        metavar=("LOW", "HIGH"),
+        help="fitted photons of the fits counted (default 150 300)",
+    )
+    parser.add_argument(
+        "--density",
+        type=float,
+        nargs=2,
+        default=(0.05, 4.0),
+        metavar=("LOW", "HIGH"),
+        help="the prior's density range, emitters/um^2 (default: the bundled models' 0.05 4)",
+    )
     parser.add_argument("--frames", type=int, default=30000, help="random training settings drawn (default 30000)")
     parser.add_argument("--fits", choices=("pipeline", "surrogate"), default="pipeline")
     parser.add_argument("--phi", default="phi")
@@ -104,19 +125,24 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=5)
     args = parser.parse_args()
     counts = neighbour_counts(args)
-    print(f"fits: {args.fits}; fitted photons {args.photons[0]:g}-{args.photons[1]:g}; density "
-          f"{args.density[0]:g}-{args.density[1]:g} /um^2; {len(counts[RADII_PX[0]])} isolated-looking fits")
+    print(
+        f"fits: {args.fits}; fitted photons {args.photons[0]:g}-{args.photons[1]:g}; density "
+        f"{args.density[0]:g}-{args.density[1]:g} /um^2; {len(counts[RADII_PX[0]])} isolated-looking fits"
+    )
     print("| true emitters within | 0 | 1 | >= 2 | mean |")
     print("|---|--:|--:|--:|--:|")
     for r, c in counts.items():
         if len(c):
-            print(f"| {r:g} px | {np.mean(c == 0):.3f} | {np.mean(c == 1):.3f} | {np.mean(c >= 2):.3f} | "
-                  f"{c.mean():.3f} |")
+            print(
+                f"| {r:g} px | {np.mean(c == 0):.3f} | {np.mean(c == 1):.3f} | {np.mean(c >= 2):.3f} | {c.mean():.3f} |"
+            )
     c = counts[RADII_PX[0]]
     share = float(np.mean(c >= 2)) if len(c) else 0.0
-    print(f"a hedge on that share ({share:.3f}) alone: KDE std / position-only std = "
-          f"{hedge_ratio(args.mcmc_photons, share):.2f} at {args.mcmc_photons:g} photons, background 10 "
-          f"(0.01: {hedge_ratio(args.mcmc_photons, 0.01):.2f})")
+    print(
+        f"a hedge on that share ({share:.3f}) alone: KDE std / position-only std = "
+        f"{hedge_ratio(args.mcmc_photons, share):.2f} at {args.mcmc_photons:g} photons, background 10 "
+        f"(0.01: {hedge_ratio(args.mcmc_photons, 0.01):.2f})"
+    )
 
 
 if __name__ == "__main__":

@@ -64,8 +64,9 @@ def main() -> int:
     truth = viewer.layers["ground truth"]
     current = viewer.dims.current_step[0]  # the frame the Reconstruct run used
     shown = truth.data[truth.data[:, 0] == current]
-    viewer.add_points(shown, name="ground truth, this frame", size=0.6, face_color="transparent",
-                      border_color="cyan", visible=False)
+    viewer.add_points(
+        shown, name="ground truth, this frame", size=0.6, face_color="transparent", border_color="cyan", visible=False
+    )
     widget.reset_choices()
     widget._predicted.value = "localizations [SMLM filaments (simulated)]"
     widget._truth.value = "ground truth, this frame"

@@ -18,15 +18,26 @@ def tiny_models(tmp_path_factory):
 
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("models")
-    norm = {"input": dict(INPUT_NORMALISATION), "kde_scale": kde_scale(), "kde_sigma_upsampled_px": 3.0,
-            "upsampling": 4}
+    norm = {
+        "input": dict(INPUT_NORMALISATION),
+        "kde_scale": kde_scale(),
+        "kde_sigma_upsampled_px": 3.0,
+        "upsampling": 4,
+    }
     phi = save_file(model_payload("phi", ShufflePhi(channels=8).eval(), norm, {}), folder / "phi.pt")
-    psi = save_file(model_payload("psi", ConditionalUNet(channels=8, heads=2), norm, {}, NoiseSchedule()),
-                    folder / "psi.pt")
-    psi_v2 = save_file(model_payload("psi", CameraPsi(channels=8, heads=2, blocks=1), norm, {},
-                                     NoiseSchedule(kind="cosine")), folder / "psi_v2.pt")
-    psi_v3 = save_file(model_payload("psi", CameraPsi(channels=8, heads=2, blocks=1, prediction="v"), norm, {},
-                                     NoiseSchedule(kind="cosine")), folder / "psi_v3.pt")
+    psi = save_file(
+        model_payload("psi", ConditionalUNet(channels=8, heads=2), norm, {}, NoiseSchedule()), folder / "psi.pt"
+    )
+    psi_v2 = save_file(
+        model_payload("psi", CameraPsi(channels=8, heads=2, blocks=1), norm, {}, NoiseSchedule(kind="cosine")),
+        folder / "psi_v2.pt",
+    )
+    psi_v3 = save_file(
+        model_payload(
+            "psi", CameraPsi(channels=8, heads=2, blocks=1, prediction="v"), norm, {}, NoiseSchedule(kind="cosine")
+        ),
+        folder / "psi_v3.pt",
+    )
     return {"phi": str(phi), "psi": str(psi), "psi_v2": str(psi_v2), "psi_v3": str(psi_v3)}
 
 

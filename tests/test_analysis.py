@@ -35,7 +35,8 @@ def test_crlb_scales_as_one_over_sqrt_photons_without_background_and_grows_with_
     noisy = crlb(10.5, 10.5, 1000, 10.0, 1.0, read_noise_e=3.0)["x"]
     assert noisy > crlb(10.5, 10.5, 1000, 10.0, 1.0)["x"]
     assert crlb(10.5, 10.5, 1000, 10.0, 1.0, emccd=True)["x"] == pytest.approx(
-        np.sqrt(2) * crlb(10.5, 10.5, 1000, 10.0, 1.0)["x"], rel=1e-9)
+        np.sqrt(2) * crlb(10.5, 10.5, 1000, 10.0, 1.0)["x"], rel=1e-9
+    )
 
 
 def test_mcmc_posterior_std_of_a_bright_emitter_matches_the_crlb():
@@ -46,8 +47,9 @@ def test_mcmc_posterior_std_of_a_bright_emitter_matches_the_crlb():
     stds, means = [], []
     for k in range(3):
         image = rng.poisson(omega).astype(float)
-        result = metropolis_hastings(image, truth, 0.92, free=("x", "y", "photons", "background"),
-                                     n_iterations=4000, burn_in=500, seed=k)
+        result = metropolis_hastings(
+            image, truth, 0.92, free=("x", "y", "photons", "background"), n_iterations=4000, burn_in=500, seed=k
+        )
         assert 0.1 < result.acceptance_rate < 0.7
         stds.append([result.std()["x"], result.std()["y"]])
         means.append(result.mean()["x"])
@@ -60,8 +62,14 @@ def test_mcmc_with_read_noise_and_fixed_nuisances_matches_its_crlb():
     camera = CameraModel(gain_adu_per_photon=2.0, offset_adu=100.0, read_noise_e=2.0)
     omega = expected_photons(np.array([[6.5]]), np.array([[6.2]]), np.array([[3000.0]]), (13, 13), 1.0, 20.0)[0]
     image = camera.to_photons(camera.expose(omega, rng))
-    result = metropolis_hastings(image, dict(x=6.5, y=6.2, photons=3000.0, background=20.0), 1.0,
-                                 read_noise_e=2.0, n_iterations=4000, burn_in=500)
+    result = metropolis_hastings(
+        image,
+        dict(x=6.5, y=6.2, photons=3000.0, background=20.0),
+        1.0,
+        read_noise_e=2.0,
+        n_iterations=4000,
+        burn_in=500,
+    )
     bound = crlb(6.5, 6.2, 3000.0, 20.0, 1.0, (13, 13), read_noise_e=2.0, free=("x", "y"))
     assert result.std()["x"] == pytest.approx(bound["x"], rel=0.15)
 
@@ -90,9 +98,9 @@ def test_metrics_on_a_hand_built_case():
     assert (r.true_positives, r.false_positives, r.false_negatives) == (3, 2, 2)
     assert r.recall == pytest.approx(3 / 5) and r.precision == pytest.approx(3 / 5)
     assert r.jaccard == pytest.approx(3 / 7)
-    assert r.rmse_lateral_nm == pytest.approx(np.sqrt((30 ** 2 + 40 ** 2) / 3))
-    assert r.rmse_x_nm == pytest.approx(np.sqrt(30 ** 2 / 3))
-    assert r.efficiency == pytest.approx(100 - np.sqrt((100 - 100 * 3 / 7) ** 2 + r.rmse_lateral_nm ** 2))
+    assert r.rmse_lateral_nm == pytest.approx(np.sqrt((30**2 + 40**2) / 3))
+    assert r.rmse_x_nm == pytest.approx(np.sqrt(30**2 / 3))
+    assert r.efficiency == pytest.approx(100 - np.sqrt((100 - 100 * 3 / 7) ** 2 + r.rmse_lateral_nm**2))
 
 
 def test_same_position_in_another_frame_is_not_a_match():
@@ -155,8 +163,9 @@ def test_half_grid_log_finds_the_full_grid_detections_with_their_mass():
 def test_log_on_kde_separates_two_emitters_300nm_apart_and_ignores_weak_blobs():
     px = 108.0
     d_px = 300.0 / px
-    kde = render_kde(np.array([[8.0, 8.0 + d_px, 3.0]]), np.array([[10.0, 10.0, 3.0]]),
-                     np.array([[1.0, 1.0, 0.1]]), (20, 20))[0]
+    kde = render_kde(
+        np.array([[8.0, 8.0 + d_px, 3.0]]), np.array([[10.0, 10.0, 3.0]]), np.array([[1.0, 1.0, 0.1]]), (20, 20)
+    )[0]
     locs = localize_kde(kde, px, threshold=0.3)
     assert len(locs) == 2
     np.testing.assert_allclose(np.sort(locs.x_nm), [8.0 * px, (8.0 + d_px) * px], atol=15.0)

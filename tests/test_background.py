@@ -28,8 +28,10 @@ def test_background_maps_have_the_requested_mean_and_are_positive(kind):
 
 
 def test_cell_patch_is_bright_inside_and_near_dark_outside():
-    ratios = [np.percentile(b, 95) / np.percentile(b, 5)
-              for b in (background_map("cell", (128, 128), 50.0, np.random.default_rng(s)) for s in range(10))]
+    ratios = [
+        np.percentile(b, 95) / np.percentile(b, 5)
+        for b in (background_map("cell", (128, 128), 50.0, np.random.default_rng(s)) for s in range(10))
+    ]
     assert np.median(ratios) > 4.0
 
 
@@ -44,18 +46,34 @@ def test_gradient_runs_monotonically_across_the_frame():
 def test_hot_pixels_are_few_and_stationary():
     hot = hot_pixel_map((32, 32), 3, np.random.default_rng(0))
     assert (hot > 0).sum() == 3 and hot.max() >= 50
-    cfg = SimulationConfig(n_frames=20, height_px=32, width_px=32, density_per_um2=0.0, background_photons=5.0,
-                           hot_pixels=3, offset_adu=0.0, seed=4)
+    cfg = SimulationConfig(
+        n_frames=20,
+        height_px=32,
+        width_px=32,
+        density_per_um2=0.0,
+        background_photons=5.0,
+        hot_pixels=3,
+        offset_adu=0.0,
+        seed=4,
+    )
     mean = simulate_stack(cfg).adu.mean(axis=0)
     assert (mean > 40).sum() == 3  # the same three pixels in every frame
 
 
 def test_simulated_frames_follow_the_structured_background_map():
-    cfg = SimulationConfig(n_frames=200, height_px=48, width_px=48, density_per_um2=0.0, background_photons=30.0,
-                           background_structure="blobs", offset_adu=0.0, seed=5)
+    cfg = SimulationConfig(
+        n_frames=200,
+        height_px=48,
+        width_px=48,
+        density_per_um2=0.0,
+        background_photons=30.0,
+        background_structure="blobs",
+        offset_adu=0.0,
+        seed=5,
+    )
     sim = simulate_stack(cfg, keep_omega=True)
     omega = sim.omega_photons[0]
-    assert np.allclose(sim.omega_photons, omega)          # fixed over the movie
+    assert np.allclose(sim.omega_photons, omega)  # fixed over the movie
     assert omega.mean() == pytest.approx(30.0, rel=1e-6)
     assert np.abs(sim.adu.mean(axis=0) - omega).max() < 5 * np.sqrt(omega.max() / 200)
     with pytest.raises(ValueError, match="background structure"):
@@ -64,8 +82,17 @@ def test_simulated_frames_follow_the_structured_background_map():
 
 @pytest.mark.parametrize("kind", ["gradient", "cell", "blobs"])
 def test_background_estimate_follows_structure_and_ignores_spots(kind):
-    cfg = SimulationConfig(n_frames=4, height_px=96, width_px=96, density_per_um2=1.0, photons=2000.0,
-                           background_photons=60.0, background_structure=kind, offset_adu=0.0, seed=8)
+    cfg = SimulationConfig(
+        n_frames=4,
+        height_px=96,
+        width_px=96,
+        density_per_um2=1.0,
+        photons=2000.0,
+        background_photons=60.0,
+        background_structure=kind,
+        offset_adu=0.0,
+        seed=8,
+    )
     sim = simulate_stack(cfg, keep_omega=True)
     empty = SimulationConfig(**{**cfg.to_dict(), "density_per_um2": 0.0})
     truth = simulate_stack(empty, keep_omega=True).omega_photons[0]
@@ -76,10 +103,21 @@ def test_background_estimate_follows_structure_and_ignores_spots(kind):
 
 
 def _movie(gain, emccd=False, structure="gradient", background=40.0, frames=100, read_noise=1.0):
-    cfg = SimulationConfig(n_frames=frames, height_px=64, width_px=64, density_per_um2=0.5, photons=2000.0,
-                           background_photons=background, background_structure=structure,
-                           gain_adu_per_photon=gain, offset_adu=100.0, read_noise_e=read_noise, emccd=emccd,
-                           structure="uniform", seed=3)
+    cfg = SimulationConfig(
+        n_frames=frames,
+        height_px=64,
+        width_px=64,
+        density_per_um2=0.5,
+        photons=2000.0,
+        background_photons=background,
+        background_structure=structure,
+        gain_adu_per_photon=gain,
+        offset_adu=100.0,
+        read_noise_e=read_noise,
+        emccd=emccd,
+        structure="uniform",
+        seed=3,
+    )
     return simulate_stack(cfg, quantize=True).adu
 
 
@@ -115,8 +153,9 @@ def test_camera_gain_from_a_few_frames(frames):
     """Few frames: each pixel's variance has few degrees of freedom; the medians are
     corrected for it (before: 26 % low at 5 frames, 19 % at 8)."""
     for structure in ("flat", "gradient"):
-        estimate = estimate_camera(_movie(2.5, structure=structure, background=30.0, frames=frames),
-                                   stated_offset_adu=100.0)
+        estimate = estimate_camera(
+            _movie(2.5, structure=structure, background=30.0, frames=frames), stated_offset_adu=100.0
+        )
         assert estimate.gain_adu_per_photon == pytest.approx(2.5, rel=0.25 if frames < 8 else 0.10)
 
 

@@ -12,8 +12,16 @@ from smlm_diffusion.simulation import CameraModel, SimulationConfig, expected_ph
 
 
 def test_bundled_phi_reaches_a_modest_jaccard():
-    cfg = SimulationConfig(n_frames=10, height_px=48, width_px=48, density_per_um2=0.5, photons=1000.0,
-                           background_photons=10.0, offset_adu=100.0, seed=99)
+    cfg = SimulationConfig(
+        n_frames=10,
+        height_px=48,
+        width_px=48,
+        density_per_um2=0.5,
+        photons=1000.0,
+        background_photons=10.0,
+        offset_adu=100.0,
+        seed=99,
+    )
     sim = simulate_stack(cfg)
     rec = reconstruct(sim.adu, ReconstructionSettings(posterior=False, device="cpu"))
     m = evaluate(rec.localizations, sim.truth, 250.0)
@@ -38,25 +46,50 @@ def test_an_emitter_comes_back_where_it_was(posterior):
 
 
 def test_bundled_psi_posterior_mean_matches_phi():
-    cfg = SimulationConfig(n_frames=2, height_px=32, width_px=32, density_per_um2=1.0, photons=1000.0,
-                           background_photons=10.0, offset_adu=100.0, seed=5)
+    cfg = SimulationConfig(
+        n_frames=2,
+        height_px=32,
+        width_px=32,
+        density_per_um2=1.0,
+        photons=1000.0,
+        background_photons=10.0,
+        offset_adu=100.0,
+        seed=5,
+    )
     sim = simulate_stack(cfg)
-    phi = evaluate(reconstruct(sim.adu, ReconstructionSettings(posterior=False, device="cpu")).localizations,
-                   sim.truth, 250.0)
+    phi = evaluate(
+        reconstruct(sim.adu, ReconstructionSettings(posterior=False, device="cpu")).localizations, sim.truth, 250.0
+    )
     settings = ReconstructionSettings(device="cpu")
     settings.sampler.n_samples = 8
     post = evaluate(reconstruct(sim.adu, settings).localizations, sim.truth, 250.0)
     assert post.jaccard >= phi.jaccard - 0.1 and post.jaccard > 0.7
 
 
-BACKGROUND_ONLY = [("flat", 20.0, 0), ("flat", 150.0, 0), ("gradient", 80.0, 0), ("field", 60.0, 0),
-                   ("blobs", 60.0, 2), ("cell", 80.0, 0), ("mixed", 100.0, 3)]
+BACKGROUND_ONLY = [
+    ("flat", 20.0, 0),
+    ("flat", 150.0, 0),
+    ("gradient", 80.0, 0),
+    ("field", 60.0, 0),
+    ("blobs", 60.0, 2),
+    ("cell", 80.0, 0),
+    ("mixed", 100.0, 3),
+]
 
 
 def _background_only(structure, level, hot, **changes):
-    cfg = SimulationConfig(n_frames=8, height_px=64, width_px=64, density_per_um2=0.0, background_photons=level,
-                           background_structure=structure, hot_pixels=hot, read_noise_e=1.5, offset_adu=100.0,
-                           seed=4242)
+    cfg = SimulationConfig(
+        n_frames=8,
+        height_px=64,
+        width_px=64,
+        density_per_um2=0.0,
+        background_photons=level,
+        background_structure=structure,
+        hot_pixels=hot,
+        read_noise_e=1.5,
+        offset_adu=100.0,
+        seed=4242,
+    )
     sim = simulate_stack(cfg, quantize=True)
     return reconstruct(sim.adu, ReconstructionSettings(posterior=False, device="cpu", psf_sigma_px=0.92, **changes))
 
@@ -85,9 +118,20 @@ def test_background_only_frames_give_almost_no_localizations(structure, level, h
 
 @pytest.mark.parametrize("structure", ["gradient", "cell", "blobs"])
 def test_emitters_on_structured_backgrounds_are_found(structure):
-    cfg = SimulationConfig(n_frames=6, height_px=64, width_px=64, density_per_um2=0.5, photons=1000.0,
-                           background_photons=60.0, background_structure=structure, read_noise_e=1.5,
-                           offset_adu=100.0, structure="uniform", blinking=False, seed=777)
+    cfg = SimulationConfig(
+        n_frames=6,
+        height_px=64,
+        width_px=64,
+        density_per_um2=0.5,
+        photons=1000.0,
+        background_photons=60.0,
+        background_structure=structure,
+        read_noise_e=1.5,
+        offset_adu=100.0,
+        structure="uniform",
+        blinking=False,
+        seed=777,
+    )
     sim = simulate_stack(cfg, quantize=True)
     rec = reconstruct(sim.adu, ReconstructionSettings(posterior=False, device="cpu"))
     m = evaluate(rec.localizations, sim.truth, 250.0)
@@ -100,9 +144,9 @@ def test_bundled_psi_is_v9_paired_with_the_bundled_phi_and_covers_the_truth():
     their precision bounded at |z| <= 8 (v-prediction, cosine schedule), trained on the
     engine's own fits beside the bundled phi; its 2-std band covers the truth KDE on signal
     pixels."""
+    from smlm_diffusion.models.normalisation import kde_scale
     from smlm_diffusion.models.psi import CameraPsi
     from smlm_diffusion.models.store import MANIFEST, load_model
-    from smlm_diffusion.models.normalisation import kde_scale
 
     psi = load_model("psi")
     assert isinstance(psi.module, CameraPsi) and psi.module.target == "scaled" and psi.schedule.kind == "cosine"
@@ -110,8 +154,16 @@ def test_bundled_psi_is_v9_paired_with_the_bundled_phi_and_covers_the_truth():
     assert psi.module.config["frame_channels"] == 4 and psi.module.z_clip == 8.0
     assert psi.training["condition_fits"] == "pipeline"
     assert psi.training["phi_sha256"] == json.loads(MANIFEST.read_text())["phi.pt"]["sha256"]
-    cfg = SimulationConfig(n_frames=2, height_px=32, width_px=32, density_per_um2=1.0, photons=1000.0,
-                           background_photons=10.0, offset_adu=100.0, seed=31)
+    cfg = SimulationConfig(
+        n_frames=2,
+        height_px=32,
+        width_px=32,
+        density_per_um2=1.0,
+        photons=1000.0,
+        background_photons=10.0,
+        offset_adu=100.0,
+        seed=31,
+    )
     sim = simulate_stack(cfg, with_kde=True)
     rec = reconstruct(sim.adu, ReconstructionSettings(device="cpu", keep_frame_kdes=True, psf_sigma_px=0.92))
     inside = signal = 0
@@ -131,9 +183,19 @@ def test_no_two_localizations_of_a_frame_sit_on_one_emitter():
     pairs 0 nm apart with CRLBs of tens of micrometres)."""
     from scipy.spatial import cKDTree
 
-    sim = simulate_stack(SimulationConfig(n_frames=16, height_px=256, width_px=256, density_per_um2=1.0,
-                                          photons=1000.0, background_photons=10.0, offset_adu=100.0, seed=11),
-                         quantize=True)
+    sim = simulate_stack(
+        SimulationConfig(
+            n_frames=16,
+            height_px=256,
+            width_px=256,
+            density_per_um2=1.0,
+            photons=1000.0,
+            background_photons=10.0,
+            offset_adu=100.0,
+            seed=11,
+        ),
+        quantize=True,
+    )
     result = reconstruct(sim.adu, ReconstructionSettings(offset_adu=100.0, posterior=False, drift="off"))
     locs = result.localizations
     reach_nm = 0.5 * result.psf_sigma_px * result.settings.pixel_size_nm
@@ -150,8 +212,16 @@ def test_auto_psi_follows_the_movies_detection_density(density, expected):
     from smlm_diffusion.models.store import load_model
 
     assert load_model("psi-sparse").training["domain"]["density_per_um2"] == [0.05, 0.5]
-    cfg = SimulationConfig(n_frames=2, height_px=32, width_px=32, density_per_um2=density, photons=1000.0,
-                           background_photons=10.0, offset_adu=100.0, seed=7)
+    cfg = SimulationConfig(
+        n_frames=2,
+        height_px=32,
+        width_px=32,
+        density_per_um2=density,
+        photons=1000.0,
+        background_photons=10.0,
+        offset_adu=100.0,
+        seed=7,
+    )
     sim = simulate_stack(cfg)
     settings = ReconstructionSettings(device="cpu", psf_sigma_px=1.0)
     settings.sampler.n_samples = 2
@@ -163,18 +233,30 @@ def test_auto_psi_follows_the_movies_detection_density(density, expected):
     assert named.psi_model == "psi" and named.psi_choice == ""
 
 
-@pytest.mark.parametrize("photons,background,density,min_recall,min_precision", [
-    (200.0, 2.0, 0.5, 0.80, 0.95),     # the primary paper's setting: dim emitters on a dark background
-    (1000.0, 250.0, 0.3, 0.90, 0.98),  # DNA-PAINT-like: bright spots on a bright background
-])
-def test_the_detection_test_keeps_dim_emitters_and_drops_noise(photons, background, density, min_recall,
-                                                                min_precision):
+@pytest.mark.parametrize(
+    "photons,background,density,min_recall,min_precision",
+    [
+        (200.0, 2.0, 0.5, 0.80, 0.95),  # the primary paper's setting: dim emitters on a dark background
+        (1000.0, 250.0, 0.3, 0.90, 0.98),  # DNA-PAINT-like: bright spots on a bright background
+    ],
+)
+def test_the_detection_test_keeps_dim_emitters_and_drops_noise(photons, background, density, min_recall, min_precision):
     """The default detection (a likelihood-ratio test at a false-alarm rate of 1e-3) meets the
     recall and precision targets where a fixed photon floor could not (200 photons: half of
     the fits fall below a 200-photon floor; 250 photons/px: noise reaches 240 photons)."""
-    cfg = SimulationConfig(n_frames=8, height_px=64, width_px=64, density_per_um2=density, photons=photons,
-                           background_photons=background, read_noise_e=1.5, offset_adu=100.0, structure="uniform",
-                           blinking=False, seed=31)
+    cfg = SimulationConfig(
+        n_frames=8,
+        height_px=64,
+        width_px=64,
+        density_per_um2=density,
+        photons=photons,
+        background_photons=background,
+        read_noise_e=1.5,
+        offset_adu=100.0,
+        structure="uniform",
+        blinking=False,
+        seed=31,
+    )
     sim = simulate_stack(cfg, quantize=True)
     rec = reconstruct(sim.adu, ReconstructionSettings(posterior=False, device="cpu", drift="off"))
     m = evaluate(rec.localizations, sim.truth, 250.0)

@@ -41,8 +41,9 @@ def test_calibration_recovers_simulated_maps(sensor):
 def test_calibrate_camera_command_writes_maps_reconstruct_reads(sensor, tmp_path, capsys):
     dark = expose_scmos(np.zeros((40, *SHAPE)), *sensor, np.random.default_rng(4))
     write_stack(tmp_path / "dark.tif", np.clip(np.rint(dark), 0, 65535).astype(np.uint16), 108.0)
-    assert main(["calibrate-camera", str(tmp_path / "dark.tif"), "--out", str(tmp_path / "maps.tif"),
-                 "--gain", "2"]) == 0
+    assert (
+        main(["calibrate-camera", str(tmp_path / "dark.tif"), "--out", str(tmp_path / "maps.tif"), "--gain", "2"]) == 0
+    )
     record = json.loads(capsys.readouterr().out)
     assert record["planes"] == ["offset_adu", "read_variance_adu2", "gain_adu_per_electron"]
     assert record["noisy_pixels"] > 0 and record["dark_frames"] == 40
@@ -53,16 +54,39 @@ def test_calibrate_camera_command_writes_maps_reconstruct_reads(sensor, tmp_path
     adu, _ = _background_movie(sensor, 0.5, frames=3)
     write_stack(tmp_path / "movie.tif", np.clip(np.rint(adu), 0, 65535).astype(np.uint16), 108.0)
     out = tmp_path / "rec"
-    assert main(["reconstruct", str(tmp_path / "movie.tif"), "--out", str(out), "--camera-maps",
-                 str(tmp_path / "maps.tif"), "--no-posterior", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "reconstruct",
+                str(tmp_path / "movie.tif"),
+                "--out",
+                str(out),
+                "--camera-maps",
+                str(tmp_path / "maps.tif"),
+                "--no-posterior",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     record = json.loads((out / "run.json").read_text())
     assert record["camera"]["maps"]["noisy_pixels"] == maps.summary()["noisy_pixels"] and record["localizations"] > 5
 
 
 def _background_movie(sensor, density, seed=7, frames=6):
-    cfg = SimulationConfig(n_frames=frames, height_px=SHAPE[0], width_px=SHAPE[1], density_per_um2=density,
-                           photons=500.0, background_photons=10.0, background_structure="gradient",
-                           gain_adu_per_photon=1.0, offset_adu=0.0, seed=seed)
+    cfg = SimulationConfig(
+        n_frames=frames,
+        height_px=SHAPE[0],
+        width_px=SHAPE[1],
+        density_per_um2=density,
+        photons=500.0,
+        background_photons=10.0,
+        background_structure="gradient",
+        gain_adu_per_photon=1.0,
+        offset_adu=0.0,
+        seed=seed,
+    )
     sim = simulate_stack(cfg, keep_omega=True)
     return expose_scmos(sim.omega_photons, *sensor, np.random.default_rng(seed + 1)), sim.truth
 
@@ -75,8 +99,9 @@ def test_maps_keep_noisy_pixels_out_of_the_table(sensor, tmp_path):
     write_stack(path, np.stack(CameraMaps(*sensor).planes()).astype(np.float32), 108.0, dtype=np.float32)
     adu, _ = _background_movie(sensor, 0.0, frames=12)
     common = dict(posterior=False, device="cpu", drift="off", psf_sigma_px=0.92)
-    medians = ReconstructionSettings(offset_adu=float(np.median(sensor[0])), gain_adu_per_photon=2.0,
-                                     read_noise_e=1.5, **common)
+    medians = ReconstructionSettings(
+        offset_adu=float(np.median(sensor[0])), gain_adu_per_photon=2.0, read_noise_e=1.5, **common
+    )
     with_maps = ReconstructionSettings(camera_maps=str(path), **common)
     assert len(reconstruct(adu, medians).localizations) >= 3
     assert len(reconstruct(adu, with_maps).localizations) <= 1  # <= 0.1 per frame
@@ -109,6 +134,7 @@ def test_full_sensor_maps_are_cut_at_the_movie_region(sensor, tmp_path):
     adu, _ = _background_movie(sensor, 0.5, frames=2)
     common = dict(posterior=False, device="cpu", drift="off", psf_sigma_px=0.92)
     cut = reconstruct(adu, ReconstructionSettings(camera_maps=str(tmp_path / "cut.tif"), **common)).localizations
-    full_run = reconstruct(adu, ReconstructionSettings(camera_maps=str(tmp_path / "full.tif"), sensor_origin_px=(10, 20),
-                                                       **common)).localizations
+    full_run = reconstruct(
+        adu, ReconstructionSettings(camera_maps=str(tmp_path / "full.tif"), sensor_origin_px=(10, 20), **common)
+    ).localizations
     assert len(cut) > 5 and np.array_equal(cut.x_nm, full_run.x_nm)

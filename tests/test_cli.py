@@ -19,9 +19,29 @@ def _run(capsys, *argv):
 
 def test_simulate_writes_uint16_stack_and_ground_truth(tmp_path, capsys):
     out = tmp_path / "movie.tif"
-    code, stdout, _ = _run(capsys, "simulate", str(out), "--frames", "30", "--height", "24", "--width", "32",
-                           "--density", "1.0", "--pixel-size", "100", "--gain", "2", "--offset", "50",
-                           "--structure", "clusters", "--seed", "4")
+    code, stdout, _ = _run(
+        capsys,
+        "simulate",
+        str(out),
+        "--frames",
+        "30",
+        "--height",
+        "24",
+        "--width",
+        "32",
+        "--density",
+        "1.0",
+        "--pixel-size",
+        "100",
+        "--gain",
+        "2",
+        "--offset",
+        "50",
+        "--structure",
+        "clusters",
+        "--seed",
+        "4",
+    )
     assert code == 0 and "movie.csv" in stdout
     with TiffStack(out) as stack:
         assert stack.shape == (30, 24, 32) and stack.dtype == np.uint16
@@ -48,21 +68,25 @@ def test_evaluate_tolerance_changes_the_matching(tmp_path, capsys):
     (tmp_path / "t.csv").write_text("id,frame,x [nm],y [nm]\n1,1,0,0\n")
     (tmp_path / "p.csv").write_text("id,frame,x [nm],y [nm]\n1,1,100,0\n")
     wide = json.loads(_run(capsys, "evaluate", str(tmp_path / "p.csv"), str(tmp_path / "t.csv"))[1])
-    narrow = json.loads(_run(capsys, "evaluate", str(tmp_path / "p.csv"), str(tmp_path / "t.csv"),
-                             "--tolerance", "50")[1])
+    narrow = json.loads(
+        _run(capsys, "evaluate", str(tmp_path / "p.csv"), str(tmp_path / "t.csv"), "--tolerance", "50")[1]
+    )
     assert wide["true_positives"] == 1 and wide["rmse_lateral_nm"] == pytest.approx(100.0)
     assert narrow["true_positives"] == 0 and narrow["false_positives"] == 1
 
 
-@pytest.mark.parametrize("argv,fragment", [
-    (["simulate", "{tmp}/a.tif", "--density", "-1"], "density"),
-    (["simulate", "{tmp}/a.png"], ".tif"),
-    (["simulate", "{tmp}/a.tif", "--frames", "0"], "frames"),
-    (["simulate", "{tmp}/a.tif", "--gain", "0"], "gain"),
-    (["evaluate", "{tmp}/missing.csv", "{tmp}/t.csv"], "not found"),
-    (["evaluate", "{tmp}/image.tif", "{tmp}/t.csv"], "not a readable CSV|lacks the column"),
-    (["evaluate", "{tmp}/t.csv", "{tmp}/t.csv", "--tolerance", "-5"], "tolerance"),
-])
+@pytest.mark.parametrize(
+    "argv,fragment",
+    [
+        (["simulate", "{tmp}/a.tif", "--density", "-1"], "density"),
+        (["simulate", "{tmp}/a.png"], ".tif"),
+        (["simulate", "{tmp}/a.tif", "--frames", "0"], "frames"),
+        (["simulate", "{tmp}/a.tif", "--gain", "0"], "gain"),
+        (["evaluate", "{tmp}/missing.csv", "{tmp}/t.csv"], "not found"),
+        (["evaluate", "{tmp}/image.tif", "{tmp}/t.csv"], "not a readable CSV|lacks the column"),
+        (["evaluate", "{tmp}/t.csv", "{tmp}/t.csv", "--tolerance", "-5"], "tolerance"),
+    ],
+)
 def test_bad_input_exits_non_zero_with_one_sentence(tmp_path, capsys, argv, fragment):
     (tmp_path / "t.csv").write_text("id,frame,x [nm],y [nm]\n1,1,0,0\n")
     (tmp_path / "image.tif").write_bytes(b"II*\x00" + bytes(range(256)) * 4)
@@ -76,18 +100,29 @@ def test_bad_input_exits_non_zero_with_one_sentence(tmp_path, capsys, argv, frag
 
 
 def test_console_script_runs_as_a_module_with_a_clear_error():
-    result = subprocess.run([sys.executable, "-m", "smlm_diffusion", "evaluate", "nope.csv", "nope.csv"],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "smlm_diffusion", "evaluate", "nope.csv", "nope.csv"], capture_output=True, text=True
+    )
     assert result.returncode == 2
     assert result.stderr.strip() == "smlm-diffusion evaluate: error: File not found: nope.csv; check the path."
 
 
 def test_demo_simulates_localizes_evaluates_and_draws(tmp_path, capsys):
-    code, stdout, _ = _run(capsys, "demo", "--out", str(tmp_path / "d"), "--frames", "20", "--samples", "4",
-                           "--device", "cpu")
+    code, stdout, _ = _run(
+        capsys, "demo", "--out", str(tmp_path / "d"), "--frames", "20", "--samples", "4", "--device", "cpu"
+    )
     assert code == 0
-    for name in ("raw.tif", "ground_truth.csv", "localizations.csv", "render.tif", "run.json", "metrics.json",
-                 "demo.png", "posterior/localizations.csv", "posterior/render_variance.tif"):
+    for name in (
+        "raw.tif",
+        "ground_truth.csv",
+        "localizations.csv",
+        "render.tif",
+        "run.json",
+        "metrics.json",
+        "demo.png",
+        "posterior/localizations.csv",
+        "posterior/render_variance.tif",
+    ):
         assert (tmp_path / "d" / name).stat().st_size > 0
     metrics = json.loads((tmp_path / "d" / "metrics.json").read_text())
     assert metrics["precision"] > 0.9 and metrics["recall"] > 0.7

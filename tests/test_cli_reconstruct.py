@@ -13,17 +13,37 @@ from smlm_diffusion.simulation import SimulationConfig, simulate_stack
 
 @pytest.fixture
 def movie(tmp_path):
-    cfg = SimulationConfig(n_frames=3, height_px=21, width_px=26, density_per_um2=1.0, seed=5,
-                           offset_adu=100.0, gain_adu_per_photon=1.5)
+    cfg = SimulationConfig(
+        n_frames=3, height_px=21, width_px=26, density_per_um2=1.0, seed=5, offset_adu=100.0, gain_adu_per_photon=1.5
+    )
     sim = simulate_stack(cfg, quantize=True)
-    return write_stack(tmp_path / "movie.tif", sim.adu, 100.0, extra_info={"offset_adu": 100.0,
-                                                                           "gain_adu_per_photon": 1.5})
+    return write_stack(
+        tmp_path / "movie.tif", sim.adu, 100.0, extra_info={"offset_adu": 100.0, "gain_adu_per_photon": 1.5}
+    )
 
 
 def test_reconstruct_writes_all_outputs(movie, tmp_path, tiny_models, capsys):
     out = tmp_path / "rec"
-    code = main(["reconstruct", str(movie), "--out", str(out), "--phi", tiny_models["phi"], "--psi",
-                 tiny_models["psi"], "--samples", "2", "--frames", "2:3", "--device", "cpu", "--seed", "1"])
+    code = main(
+        [
+            "reconstruct",
+            str(movie),
+            "--out",
+            str(out),
+            "--phi",
+            tiny_models["phi"],
+            "--psi",
+            tiny_models["psi"],
+            "--samples",
+            "2",
+            "--frames",
+            "2:3",
+            "--device",
+            "cpu",
+            "--seed",
+            "1",
+        ]
+    )
     assert code == 0
     record = json.loads((out / "run.json").read_text())
     assert record["frames_done"] == 2 and record["completed"] and record["device"] == "cpu"
@@ -44,8 +64,22 @@ def test_reconstruct_writes_all_outputs(movie, tmp_path, tiny_models, capsys):
 
 def test_reconstruct_without_posterior(movie, tmp_path, tiny_models):
     out = tmp_path / "rec"
-    assert main(["reconstruct", str(movie), "--out", str(out), "--phi", tiny_models["phi"], "--no-posterior",
-                 "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "reconstruct",
+                str(movie),
+                "--out",
+                str(out),
+                "--phi",
+                tiny_models["phi"],
+                "--no-posterior",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     assert (out / "render.tif").exists() and not (out / "render_variance.tif").exists()
 
 
@@ -76,18 +110,51 @@ def test_reconstruct_bad_input_gets_one_sentence(movie, tmp_path, capsys):
 @pytest.fixture
 def gradient_movie(tmp_path):
     """40 frames on a gradient background, written with a wrong gain in the metadata (1 instead of 3)."""
-    cfg = SimulationConfig(n_frames=40, height_px=48, width_px=48, density_per_um2=0.5, photons=2000.0,
-                           background_photons=40.0, background_structure="gradient", gain_adu_per_photon=3.0,
-                           offset_adu=100.0, read_noise_e=1.0, structure="uniform", blinking=False, seed=9)
+    cfg = SimulationConfig(
+        n_frames=40,
+        height_px=48,
+        width_px=48,
+        density_per_um2=0.5,
+        photons=2000.0,
+        background_photons=40.0,
+        background_structure="gradient",
+        gain_adu_per_photon=3.0,
+        offset_adu=100.0,
+        read_noise_e=1.0,
+        structure="uniform",
+        blinking=False,
+        seed=9,
+    )
     sim = simulate_stack(cfg, quantize=True)
-    return write_stack(tmp_path / "gradient.tif", sim.adu, 108.0, extra_info={"offset_adu": 100.0,
-                                                                              "gain_adu_per_photon": 1.0})
+    return write_stack(
+        tmp_path / "gradient.tif", sim.adu, 108.0, extra_info={"offset_adu": 100.0, "gain_adu_per_photon": 1.0}
+    )
 
 
 def test_wrong_gain_is_reported_and_camera_auto_uses_the_estimate(gradient_movie, tmp_path, tiny_models, capsys):
     out = tmp_path / "given"
-    assert main(["reconstruct", str(gradient_movie), "--out", str(out), "--phi", tiny_models["phi"],
-                 "--no-posterior", "--device", "cpu", "--frames", "1:2", "--psf-sigma", "0.92", "--drift", "off"]) == 0
+    assert (
+        main(
+            [
+                "reconstruct",
+                str(gradient_movie),
+                "--out",
+                str(out),
+                "--phi",
+                tiny_models["phi"],
+                "--no-posterior",
+                "--device",
+                "cpu",
+                "--frames",
+                "1:2",
+                "--psf-sigma",
+                "0.92",
+                "--drift",
+                "off",
+            ]
+        )
+        == 0
+    )
     err = capsys.readouterr().err
     warnings = [line for line in err.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and "below the gain estimated from the movie" in warnings[0]
@@ -100,9 +167,30 @@ def test_wrong_gain_is_reported_and_camera_auto_uses_the_estimate(gradient_movie
     assert record["psf"] == {"sigma_px": 0.92, "source": "given"}
 
     auto = tmp_path / "auto"
-    assert main(["reconstruct", str(gradient_movie), "--out", str(auto), "--phi", tiny_models["phi"],
-                 "--no-posterior", "--device", "cpu", "--frames", "1:2", "--camera", "auto", "--psf-sigma", "0.92",
-                 "--drift", "off"]) == 0
+    assert (
+        main(
+            [
+                "reconstruct",
+                str(gradient_movie),
+                "--out",
+                str(auto),
+                "--phi",
+                tiny_models["phi"],
+                "--no-posterior",
+                "--device",
+                "cpu",
+                "--frames",
+                "1:2",
+                "--camera",
+                "auto",
+                "--psf-sigma",
+                "0.92",
+                "--drift",
+                "off",
+            ]
+        )
+        == 0
+    )
     assert "warning" not in capsys.readouterr().err
     used = json.loads((auto / "run.json").read_text())["camera"]["used"]
     assert used["source"] == "estimated from the movie"
@@ -118,8 +206,26 @@ def test_the_detection_knob_is_honoured(gradient_movie, tmp_path):
     counts = []
     for knob in ("0", "500", "3000"):
         out = tmp_path / f"knob{knob}"
-        assert main(["reconstruct", str(gradient_movie), "--out", str(out), "--no-posterior", "--device", "cpu",
-                     "--frames", "1:4", "--camera", "auto", "--min-photons", knob]) == 0
+        assert (
+            main(
+                [
+                    "reconstruct",
+                    str(gradient_movie),
+                    "--out",
+                    str(out),
+                    "--no-posterior",
+                    "--device",
+                    "cpu",
+                    "--frames",
+                    "1:4",
+                    "--camera",
+                    "auto",
+                    "--min-photons",
+                    knob,
+                ]
+            )
+            == 0
+        )
         locs = read_localizations_csv(out / "localizations.csv")
         assert (locs.intensity_photons >= float(knob)).all()
         counts.append(len(locs))

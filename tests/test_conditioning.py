@@ -11,10 +11,10 @@ import torch
 from smlm_diffusion.models import store
 from smlm_diffusion.models.conditioning import (
     FOOTPRINT_PX,
-    approximate_precision_px,
-    precision_value,
     SCALE_FAR,
     SHIFT_RESIDUAL_PER_4X_PX,
+    approximate_precision_px,
+    precision_value,
     refined_condition,
     residual_scale,
     surrogate_refinement,
@@ -25,8 +25,9 @@ from smlm_diffusion.models.training import Trainer, TrainSettings
 
 def tiny(**kw):
     kw.setdefault("psi_frame_channels", 3)
-    return TrainSettings(kind="psi", steps=4, batch_size=2, channels=8, frame_px=12, warmup_steps=1,
-                         psi_condition="refined", **kw)
+    return TrainSettings(
+        kind="psi", steps=4, batch_size=2, channels=8, frame_px=12, warmup_steps=1, psi_condition="refined", **kw
+    )
 
 
 def test_refined_condition_is_the_eq3_kde_and_a_log_precision_footprint():
@@ -43,7 +44,7 @@ def test_refined_condition_is_the_eq3_kde_and_a_log_precision_footprint():
     assert (condition * rows)[left].sum() / condition[left].sum() == pytest.approx(4 * 6.5, abs=0.02)
     assert precision_value(np.array([0.05, 2.0])) == pytest.approx([0.0, 1.0])
     assert precision[6, 5] == pytest.approx(0.0, abs=1e-3)  # 4 x 0.0125 = 0.05 4x px, on its own pixel
-    assert precision[12, 14] == pytest.approx(np.exp(-0.5 * 0.125 / FOOTPRINT_PX ** 2), rel=1e-3)  # 2 4x px
+    assert precision[12, 14] == pytest.approx(np.exp(-0.5 * 0.125 / FOOTPRINT_PX**2), rel=1e-3)  # 2 4x px
     assert precision[0, 19] == pytest.approx(0.0, abs=1e-6)
     empty_condition, empty_precision = refined_condition([], [], [], (8, 8))
     assert not empty_condition.any() and not empty_precision.any()
@@ -58,15 +59,17 @@ def test_surrogate_fit_scatters_by_the_precision_misses_faint_and_merges_close_p
     assert expected == pytest.approx(np.sqrt(13 / 12 / 1000 * (16 / 9 + 8 * np.pi * 13 / 12 * 10 / 1000)))
     shifts = []
     for _ in range(2000):
-        x, y, std, _ = surrogate_refinement(np.array([10.0]), np.array([10.0]), np.array([1000.0]), np.array([10.0]),
-                                            1.0, rng)
+        x, y, std, _ = surrogate_refinement(
+            np.array([10.0]), np.array([10.0]), np.array([1000.0]), np.array([10.0]), 1.0, rng
+        )
         assert std == pytest.approx([expected])
         shifts.append((x[0] - 10.0, y[0] - 10.0))
     assert np.std(shifts) == pytest.approx(expected, rel=0.05)
     x, _, _, _ = surrogate_refinement(np.array([10.0]), np.array([10.0]), np.array([20.0]), np.array([200.0]), 1.0, rng)
     assert len(x) == 0
-    x, y, std, photons = surrogate_refinement(np.array([10.0, 10.6]), np.array([10.0, 10.0]),
-                                              np.array([3000.0, 1000.0]), np.array([10.0, 10.0]), 1.0, rng)
+    x, y, std, photons = surrogate_refinement(
+        np.array([10.0, 10.6]), np.array([10.0, 10.0]), np.array([3000.0, 1000.0]), np.array([10.0, 10.0]), 1.0, rng
+    )
     assert len(x) == 1 and std[0] > 0.3 / 2 * 0.99  # widened by half the pair's distance
     assert photons[0] == 4000.0
     assert abs(x[0] - 10.15) < 5 * std[0]
@@ -81,16 +84,27 @@ def test_training_on_the_refined_condition_feeds_psi_the_surrogate_fit(tiny_mode
     assert inputs.shape == (2, 3, 12, 12) and conditions.shape == targets.shape == scales.shape == (2, 1, 48, 48)
     seen = []
     forward = trainer.model.forward
-    trainer.model.forward = lambda y, cond, t, frame: (seen.append((cond.clone(), frame.clone())),
-                                                       forward(y, cond, t, frame))[1]
+    trainer.model.forward = lambda y, cond, t, frame: (
+        seen.append((cond.clone(), frame.clone())),
+        forward(y, cond, t, frame),
+    )[1]
     assert np.isfinite(trainer.step())
     condition, frame = seen.pop()
     assert torch.equal(condition, torch.from_numpy(conditions)) and torch.equal(frame, torch.from_numpy(inputs))
     out = trainer.export(tmp_path / "psi_refined.pt")
     loaded = store.load_model(out)
     assert loaded.module.condition == "refined" and loaded.normalisation["input"]["channels"] == 2
-    phi_conditioned = Trainer(TrainSettings(kind="psi", steps=2, batch_size=2, channels=8, frame_px=12,
-                                            psi_frame_channels=3, phi_model=tiny_models["phi"]))
+    phi_conditioned = Trainer(
+        TrainSettings(
+            kind="psi",
+            steps=2,
+            batch_size=2,
+            channels=8,
+            frame_px=12,
+            psi_frame_channels=3,
+            phi_model=tiny_models["phi"],
+        )
+    )
     start = phi_conditioned.export(tmp_path / "psi3.pt")
     assert store.load_model(start).module.condition == "phi"
     fine_tune = Trainer(tiny(phi_model=tiny_models["phi"], init_model=str(start)))
@@ -105,13 +119,14 @@ def test_engine_conditions_a_refined_psi_on_its_fits(tiny_models, tmp_path, monk
     """The engine fits phi's candidates first and gives such a psi their KDE as condition,
     their precision as the third frame channel (the frame's own two before it) and, for a
     scaled psi, their scale map; it samples on the scaled psi's plan."""
-    from smlm_diffusion.inference.sampling_settings import SCALED_PSI_TIMES
     import smlm_diffusion.reconstruction.engine as engine
+    from smlm_diffusion.inference.sampling_settings import SCALED_PSI_TIMES
     from smlm_diffusion.reconstruction import ReconstructionSettings, reconstruct
     from smlm_diffusion.simulation import CameraModel, expected_photons
 
     out = Trainer(tiny(phi_model=tiny_models["phi"], psi_target="scaled", psi_prediction="v")).export(
-        tmp_path / "psi_refined.pt")
+        tmp_path / "psi_refined.pt"
+    )
     calls = []
     original = engine.refined_psi_input
 
@@ -123,11 +138,13 @@ def test_engine_conditions_a_refined_psi_on_its_fits(tiny_models, tmp_path, monk
     rng = np.random.default_rng(3)
     omega = expected_photons(np.array([[8.3]]), np.array([[7.6]]), np.array([[3000.0]]), (16, 16), 1.0, 10.0)
     frame = CameraModel(1.0, 100.0, 0.0).expose(omega, rng)
-    settings = ReconstructionSettings(offset_adu=100.0, phi_model=tiny_models["phi"], psi_model=str(out),
-                                      psf_sigma_px=1.0)
+    settings = ReconstructionSettings(
+        offset_adu=100.0, phi_model=tiny_models["phi"], psi_model=str(out), psf_sigma_px=1.0
+    )
     # the untrained tiny phi sees nothing: give the engine a phi estimate with the spot in it
     monkeypatch.setattr(engine, "kde_candidates", lambda *a: _one_candidate(settings))
     from smlm_diffusion.reconstruction import refine
+
     monkeypatch.setattr(refine, "kde_candidates", lambda *a: _one_candidate(settings))
     result = reconstruct(frame, settings)
     assert len(calls) == 1 and result.render_variance is not None
@@ -141,8 +158,15 @@ def test_engine_conditions_a_refined_psi_on_its_fits(tiny_models, tmp_path, monk
     assert scale.shape == (64, 64) and scale[30, 33] == scale.min() < 0.05 and scale[0, 0] == SCALE_FAR
 
     # a psi reading a fourth frame channel (fine-tuned from this one) gets the fits' residual
-    wider = Trainer(tiny(phi_model=tiny_models["phi"], psi_target="scaled", psi_prediction="v",
-                         psi_frame_channels=4, init_model=str(out)))
+    wider = Trainer(
+        tiny(
+            phi_model=tiny_models["phi"],
+            psi_target="scaled",
+            psi_prediction="v",
+            psi_frame_channels=4,
+            init_model=str(out),
+        )
+    )
     assert wider.batch(0)[0].shape == (2, 4, 12, 12)
     out4 = wider.export(tmp_path / "psi_residual.pt")
     calls.clear()
@@ -173,8 +197,9 @@ def _one_candidate(settings):
     from smlm_diffusion.localizations import Localizations
 
     px = settings.pixel_size_nm
-    return Localizations(frame=np.array([1]), x_nm=np.array([8.0 * px]), y_nm=np.array([8.0 * px]),
-                         intensity_photons=np.array([3000.0]))
+    return Localizations(
+        frame=np.array([1]), x_nm=np.array([8.0 * px]), y_nm=np.array([8.0 * px]), intensity_photons=np.array([3000.0])
+    )
 
 
 def test_training_on_the_pipelines_fits_uses_the_fitter_on_the_batchs_frames(tiny_models):
@@ -200,8 +225,9 @@ def test_training_on_the_pipelines_fits_uses_the_fitter_on_the_batchs_frames(tin
     assert np.allclose(conditions[1, 0], expected) and np.allclose(inputs[1, 2], precision)
     assert np.allclose(scales[1, 0], residual_scale([6.0], [5.0], [0.05], (12, 12)))
     with pytest.raises(ValueError, match="photons"):  # the residual channel needs the fits' photons
-        Trainer(tiny(phi_model=tiny_models["phi"], condition_fits="pipeline", psi_frame_channels=4),
-                fitter=fitter).batch(0)
+        Trainer(
+            tiny(phi_model=tiny_models["phi"], condition_fits="pipeline", psi_frame_channels=4), fitter=fitter
+        ).batch(0)
 
     rng = np.random.default_rng(1)
     omega = expected_photons(np.array([[10.3]]), np.array([[9.6]]), np.array([[5000.0]]), (20, 20), 1.0, 10.0)
@@ -209,8 +235,9 @@ def test_training_on_the_pipelines_fits_uses_the_fitter_on_the_batchs_frames(tin
     from smlm_diffusion.models.normalisation import estimate_background, normalise_frames
 
     background = estimate_background(photons)
-    (x, y, std, fitted), = PipelineFits()(photons, background, normalise_frames(photons, None, background),
-                                          np.array([1.0]), np.array([0.0]))
+    ((x, y, std, fitted),) = PipelineFits()(
+        photons, background, normalise_frames(photons, None, background), np.array([1.0]), np.array([0.0])
+    )
     assert len(x) == 1 and 0.005 < std[0] < 0.05 and fitted[0] == pytest.approx(5000.0, rel=0.1)
     assert abs(x[0] - 10.3) < 5 * std[0] and abs(y[0] - 9.6) < 5 * std[0]
 
@@ -271,10 +298,18 @@ def test_a_scaled_psi_learns_the_residual_in_units_of_the_scale_and_samples_it_b
     unit = np.full((48, 48), 0.02, np.float32)
     with pytest.raises(ValueError, match="residual_scale"):
         sample_posterior(psi, trainer.schedule, condition, sampler, torch.device("cpu"), frame_input=frame_input)
-    wide = sample_posterior(psi, trainer.schedule, condition, sampler, torch.device("cpu"), frame_input=frame_input,
-                            residual_scale=unit)
-    narrow = sample_posterior(psi, trainer.schedule, condition, sampler, torch.device("cpu"),
-                              frame_input=frame_input, residual_scale=unit / 10)
+    wide = sample_posterior(
+        psi, trainer.schedule, condition, sampler, torch.device("cpu"), frame_input=frame_input, residual_scale=unit
+    )
+    narrow = sample_posterior(
+        psi,
+        trainer.schedule,
+        condition,
+        sampler,
+        torch.device("cpu"),
+        frame_input=frame_input,
+        residual_scale=unit / 10,
+    )
     inside = condition > 0.5
     assert wide[:, inside].std(axis=0).mean() > 0.0
     # the same chains in z (the clip to KDE >= 0 differs only at the condition's faint edge)
@@ -309,8 +344,9 @@ def test_a_bounded_scaled_psi_clips_its_residual_alike_in_training_and_sampling(
     with pytest.raises(ValueError, match="scaled"):
         CameraPsi(frame_channels=3, condition="refined", target="residual", z_clip=4.0)
     with pytest.raises(ValueError, match="z-clip"):
-        TrainSettings(kind="psi", psi_condition="refined", psi_frame_channels=3, psi_target="residual",
-                      psi_z_clip=4.0).validate()
+        TrainSettings(
+            kind="psi", psi_condition="refined", psi_frame_channels=3, psi_target="residual", psi_z_clip=4.0
+        ).validate()
 
     psi = loaded.module.eval()
     with torch.no_grad():  # a head that asks for a huge clean residual: y0 = -v at t = T
@@ -319,11 +355,11 @@ def test_a_bounded_scaled_psi_clips_its_residual_alike_in_training_and_sampling(
     frame_input = np.concatenate([inputs[0, :2].numpy(), precision[None]])
     sampler = SamplerSettings(n_samples=4, times=(100, 50), core_px=12, halo_px=0, skip_empty_below=None)
     unit = np.full((48, 48), 0.1, np.float32)
-    samples = sample_posterior(psi, trainer.schedule, condition, sampler, torch.device("cpu"),
-                               frame_input=frame_input, residual_scale=unit)
+    samples = sample_posterior(
+        psi, trainer.schedule, condition, sampler, torch.device("cpu"), frame_input=frame_input, residual_scale=unit
+    )
     assert np.max(samples - condition) <= 0.5 * 0.1 + 1e-5
     assert np.max(samples - condition) > 0.5 * 0.1 - 1e-3  # pushed to the bound, not beyond
-
 
 
 def test_a_scaled_psi_meets_the_kdes_bounds_only_at_the_chains_last_step(monkeypatch):
@@ -335,25 +371,31 @@ def test_a_scaled_psi_meets_the_kdes_bounds_only_at_the_chains_last_step(monkeyp
     from smlm_diffusion.models.psi import CameraPsi
     from smlm_diffusion.models.schedule import NoiseSchedule
 
-    psi = CameraPsi(channels=8, frame_channels=3, condition="refined", target="scaled", prediction="v",
-                    z_clip=4.0).eval()
+    psi = CameraPsi(
+        channels=8, frame_channels=3, condition="refined", target="scaled", prediction="v", z_clip=4.0
+    ).eval()
     with torch.no_grad():  # a head that asks for a large negative clean residual: y0 = -v
         psi.head[-2].bias.fill_(1e3)
     schedule = NoiseSchedule(kind="cosine")
     bounds = []
     step = schedule.reverse_step
-    monkeypatch.setattr(schedule, "reverse_step", lambda *a, clip_y0=None, **k: (
-        bounds.append(clip_y0), step(*a, clip_y0=clip_y0, **k))[1])
+    monkeypatch.setattr(
+        schedule,
+        "reverse_step",
+        lambda *a, clip_y0=None, **k: (bounds.append(clip_y0), step(*a, clip_y0=clip_y0, **k))[1],
+    )
     condition, precision = refined_condition([6.0], [6.0], [0.05], (12, 12))
     frame_input = np.concatenate([np.zeros((2, 12, 12), np.float32), precision[None]])
     unit = np.full((48, 48), 0.1, np.float32)
     sampler = SamplerSettings(n_samples=2, times=(100, 50, 10), core_px=12, halo_px=0, skip_empty_below=None)
-    samples = sample_posterior(psi, schedule, condition, sampler, torch.device("cpu"), frame_input=frame_input,
-                               residual_scale=unit)
+    samples = sample_posterior(
+        psi, schedule, condition, sampler, torch.device("cpu"), frame_input=frame_input, residual_scale=unit
+    )
     assert bounds[:2] == [(-4.0, 4.0), (-4.0, 4.0)]  # the model's bound alone
     lower, upper = bounds[2]
     assert torch.allclose(lower, (-torch.from_numpy(condition) / 0.1).clamp(min=-4.0).expand_as(lower))
     assert samples.min() > -1e-6 and np.allclose(samples, np.maximum(condition - 0.4, 0.0), atol=1e-5)
+
 
 def test_the_fits_residual_channel_is_noise_where_they_explain_the_frame_and_shows_a_missed_emitter():
     """fit_residual_channel: (photons - background - fitted PSFs) / sqrt(model), clipped at
@@ -364,13 +406,15 @@ def test_the_fits_residual_channel_is_noise_where_they_explain_the_frame_and_sho
     from smlm_diffusion.simulation import expected_photons
 
     background = np.full((16, 16), 10.0)
-    omega = expected_photons(np.array([[5.3, 11.2]]), np.array([[6.1, 9.7]]), np.array([[2000.0, 40.0]]),
-                             (16, 16), 1.0, background)[0]
+    omega = expected_photons(
+        np.array([[5.3, 11.2]]), np.array([[6.1, 9.7]]), np.array([[2000.0, 40.0]]), (16, 16), 1.0, background
+    )[0]
     both = fit_residual_channel(omega, background, [5.3, 11.2], [6.1, 9.7], [2000.0, 40.0], 1.0)
     assert both.shape == (16, 16) and np.abs(both).max() < 1e-5
-    one = fit_residual_channel(omega, background, [5.3, 11.2, np.nan], [6.1, 9.7, 3.0], [2000.0, np.nan, 50.0],
-                               1.0)
+    one = fit_residual_channel(omega, background, [5.3, 11.2, np.nan], [6.1, 9.7, 3.0], [2000.0, np.nan, 50.0], 1.0)
     assert np.unravel_index(np.argmax(one), one.shape) == (9, 11)  # the unfitted 40-photon emitter
     model = background[9, 11]
     expected = (omega[9, 11] - model) / np.sqrt(model) / RESIDUAL_CLIP
-    assert 0 < expected < 1 and one[9, 11] == pytest.approx(expected, rel=1e-5) and np.abs(one[:, :6]).max() < 1e-5  # around the fitted one
+    assert (
+        0 < expected < 1 and one[9, 11] == pytest.approx(expected, rel=1e-5) and np.abs(one[:, :6]).max() < 1e-5
+    )  # around the fitted one

@@ -4,16 +4,28 @@ analysis/render.py)."""
 
 import numpy as np
 import pytest
-from scipy import stats
 
-from smlm_diffusion.analysis.detection import (background_only_nll, detection_probability, likelihood_ratio,
-                                               null_scale_and_dof, p_value, surround_dispersion)
+from smlm_diffusion.analysis.detection import (
+    background_only_nll,
+    detection_probability,
+    likelihood_ratio,
+    null_scale_and_dof,
+    p_value,
+    surround_dispersion,
+)
 from smlm_diffusion.analysis.render import render_precision
 from smlm_diffusion.localizations import Localizations
 from smlm_diffusion.reconstruction import ReconstructionSettings
 from smlm_diffusion.reconstruction.pictures import precision_render, support_weights
-from smlm_diffusion.reconstruction.refine import (FIT_CROWD, FIT_FAILED, FIT_IMPRECISE, FIT_OK,
-                                                  FIT_RUNAWAY_PHOTONS, fit_flags, refine_frame)
+from smlm_diffusion.reconstruction.refine import (
+    FIT_CROWD,
+    FIT_FAILED,
+    FIT_IMPRECISE,
+    FIT_OK,
+    FIT_RUNAWAY_PHOTONS,
+    fit_flags,
+    refine_frame,
+)
 from smlm_diffusion.simulation import expected_photons
 
 SIGMA = 1.0
@@ -55,8 +67,7 @@ def test_the_surroundings_dispersion_finds_structure_the_background_map_misses()
     x = np.array([10.2, 24.1, 37.8])
     y = np.array([24.0, 24.3, 23.7])
     noise = rng.poisson(level).astype(float)
-    assert np.all(np.abs(surround_dispersion(noise, level, x, y, np.zeros(3), SIGMA, 1.0, np.zeros(3, int)) - 1)
-                  < 0.5)
+    assert np.all(np.abs(surround_dispersion(noise, level, x, y, np.zeros(3), SIGMA, 1.0, np.zeros(3, int)) - 1) < 0.5)
     edge = level.copy()
     edge[:, :, 24:] += 40.0  # a cell edge the map does not have
     data = rng.poisson(edge).astype(float)
@@ -102,8 +113,9 @@ def test_fit_flags_name_failed_crowded_imprecise_and_runaway_fits():
 
 
 def _frame_with(xy, photons, shape=(24, 24), background=10.0, seed=5):
-    omega = expected_photons(xy[None, :, 0], xy[None, :, 1], np.full((1, len(xy)), photons), shape, SIGMA,
-                             background)[0]
+    omega = expected_photons(xy[None, :, 0], xy[None, :, 1], np.full((1, len(xy)), photons), shape, SIGMA, background)[
+        0
+    ]
     return np.random.default_rng(seed).poisson(omega).astype(float)
 
 
@@ -119,8 +131,13 @@ def test_the_decision_keeps_emitters_drops_noise_and_says_why_in_columns():
     kept = refine_frame(candidates, frame, background, SIGMA, settings)
     assert len(kept) == 1 and kept.x_nm[0] == pytest.approx(630.0, abs=30.0)
     assert kept.extra["p_value"][0] < 1e-6 and kept.extra["fit_flag"][0] == FIT_OK
-    every = refine_frame(candidates, frame, background, SIGMA, ReconstructionSettings(
-        pixel_size_nm=px, read_noise_e=0.0, false_alarm=1.0, keep_flagged=True))
+    every = refine_frame(
+        candidates,
+        frame,
+        background,
+        SIGMA,
+        ReconstructionSettings(pixel_size_nm=px, read_noise_e=0.0, false_alarm=1.0, keep_flagged=True),
+    )
     assert len(every) == 2 and every.extra["p_value"][1] > 1e-3
     assert every.extra["probability"][0] > every.extra["probability"][1]
 
@@ -135,15 +152,18 @@ def test_the_precision_render_draws_each_localization_as_wide_as_its_precision()
     assert image.sum() == pytest.approx(1.0, abs=0.01)
     mx, my = (image * cols).sum() * 10, (image * rows).sum() * 10
     assert mx == pytest.approx(500.3, abs=0.5) and my == pytest.approx(402.7, abs=0.5)
-    assert np.sqrt((image * (cols * 10 - mx) ** 2).sum()) == pytest.approx(np.sqrt(8.0 ** 2 + 100 / 12), rel=0.05)
+    assert np.sqrt((image * (cols * 10 - mx) ** 2).sum()) == pytest.approx(np.sqrt(8.0**2 + 100 / 12), rel=0.05)
 
     rng = np.random.default_rng(6)
     x, y = 300 + rng.normal(0, 3, 100), 200 + rng.normal(0, 3, 100)
     image = render_precision(x, y, np.full(100, 3.0), (400, 600), 1.0)
     rows, cols = np.mgrid[0:400, 0:600] + 0.5
     total = image.sum()
-    spread = np.sqrt((image * ((cols - (image * cols).sum() / total) ** 2
-                               + (rows - (image * rows).sum() / total) ** 2)).sum() / total / 2)
+    spread = np.sqrt(
+        (image * ((cols - (image * cols).sum() / total) ** 2 + (rows - (image * rows).sum() / total) ** 2)).sum()
+        / total
+        / 2
+    )
     scatter = np.sqrt((x.var() + y.var()) / 2)
     assert spread == pytest.approx(scatter, rel=0.2)
     plain = render_precision(x, y, np.full(100, 3.0), (400, 600), 1.0, adaptive=False)

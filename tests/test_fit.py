@@ -16,8 +16,9 @@ def _isolated_frames(photons, background, n_frames=25, seed=0, sigma=SIGMA, read
     base = np.stack(np.meshgrid(np.arange(3) * 20 + 12.0, np.arange(3) * 20 + 12.0), -1).reshape(-1, 2)
     for _ in range(n_frames):
         xy = base + rng.uniform(-1, 1, base.shape)
-        omega = expected_photons(xy[None, :, 0], xy[None, :, 1], np.full((1, 9), float(photons)), (64, 64), sigma,
-                                 background)[0]
+        omega = expected_photons(
+            xy[None, :, 0], xy[None, :, 1], np.full((1, 9), float(photons)), (64, 64), sigma, background
+        )[0]
         frame = rng.poisson(omega) + rng.normal(0, read_noise, omega.shape)
         yield frame, xy, xy + rng.normal(0, 0.3, xy.shape)
 
@@ -26,15 +27,15 @@ def _isolated_frames(photons, background, n_frames=25, seed=0, sigma=SIGMA, read
 def test_isolated_emitters_reach_the_crlb_and_their_z_scores_are_unit(photons, background):
     errors, bounds = [], []
     for frame, truth, start in _isolated_frames(photons, background, seed=photons):
-        fit = fit_emitters(frame, background, start[:, 0], start[:, 1], SIGMA, read_variance_photons2=1.4 ** 2)
+        fit = fit_emitters(frame, background, start[:, 0], start[:, 1], SIGMA, read_variance_photons2=1.4**2)
         assert fit.ok.all()
         errors.append(np.c_[fit.x_px - truth[:, 0], fit.y_px - truth[:, 1]])
         bounds.append(np.c_[fit.crlb_x_px, fit.crlb_y_px])
     errors, bounds = np.concatenate(errors), np.concatenate(bounds)
-    analytic = crlb(8.5, 8.5, photons, background + 1.4 ** 2, SIGMA, (17, 17))["x"]
-    rmse = np.sqrt((errors ** 2).mean(axis=0))
-    assert np.all(np.abs(rmse / analytic - 1) < 0.10)           # 225 emitters: RMSE within 10 % of the CRLB
-    assert bounds.mean() == pytest.approx(analytic, rel=0.05)   # the reported bound is the bound
+    analytic = crlb(8.5, 8.5, photons, background + 1.4**2, SIGMA, (17, 17))["x"]
+    rmse = np.sqrt((errors**2).mean(axis=0))
+    assert np.all(np.abs(rmse / analytic - 1) < 0.10)  # 225 emitters: RMSE within 10 % of the CRLB
+    assert bounds.mean() == pytest.approx(analytic, rel=0.05)  # the reported bound is the bound
     z = errors / bounds
     assert np.all((z.std(axis=0) > 0.85) & (z.std(axis=0) < 1.2))
 
@@ -49,8 +50,9 @@ def test_close_pairs_are_fitted_jointly_and_get_larger_uncertainties():
         fit = fit_emitters(rng.poisson(omega).astype(float), 10.0, start[:, 0], start[:, 1], SIGMA)
         together.append(fit.crlb_x_px)
         errors.append(fit.x_px - pair[:, 0])
-        single = expected_photons(pair[None, :1, 0], pair[None, :1, 1], np.full((1, 1), 1500.0), (40, 40), SIGMA,
-                                  10.0)[0]
+        single = expected_photons(pair[None, :1, 0], pair[None, :1, 1], np.full((1, 1), 1500.0), (40, 40), SIGMA, 10.0)[
+            0
+        ]
         alone.append(fit_emitters(rng.poisson(single).astype(float), 10.0, start[:1, 0], start[:1, 1], SIGMA).crlb_x_px)
     assert np.mean(together) > 1.3 * np.mean(alone)
     # the joint fit resolves the pair: errors stay within a few of their (larger) bounds
@@ -72,7 +74,7 @@ def test_psf_sigma_is_measured_from_bright_isolated_spots(sigma):
         frames.append(frame)
         backgrounds.append(np.full(frame.shape, 30.0))
         positions.append(np.c_[start, np.full(len(start), 3000.0)])
-    measured, spots = estimate_psf_sigma(frames, backgrounds, positions, 1.4 ** 2)
+    measured, spots = estimate_psf_sigma(frames, backgrounds, positions, 1.4**2)
     assert spots == 54 and measured == pytest.approx(sigma, rel=0.04)
 
 
@@ -85,8 +87,9 @@ def _pair_frames(separation_px, photons=1000.0, background=10.0, n_frames=20, se
         centre = 12.0 + rng.uniform(-0.5, 0.5, 2)
         offset = 0.5 * separation_px * np.array([np.cos(angle), np.sin(angle)])
         xy = np.array([centre - offset, centre + offset]) if separation_px else centre[None]
-        omega = expected_photons(xy[None, :, 0], xy[None, :, 1], np.full((1, len(xy)), photons), (24, 24), SIGMA,
-                                 background)[0]
+        omega = expected_photons(
+            xy[None, :, 0], xy[None, :, 1], np.full((1, len(xy)), photons), (24, 24), SIGMA, background
+        )[0]
         yield rng.poisson(omega) + rng.normal(0, 1.4, omega.shape), xy
 
 
@@ -99,8 +102,8 @@ def test_a_merged_pair_is_split_and_a_single_emitter_is_not():
     split_pairs, errors = 0, []
     for frame, truth in _pair_frames(2 * SIGMA):
         start = truth.mean(axis=0)
-        fit = fit_emitters(frame, 10.0, [start[0]], [start[1]], SIGMA, 1.4 ** 2)
-        result = split_merged(frame, 10.0, fit, SIGMA, 1.4 ** 2, min_photons=200.0)
+        fit = fit_emitters(frame, 10.0, [start[0]], [start[1]], SIGMA, 1.4**2)
+        result = split_merged(frame, 10.0, fit, SIGMA, 1.4**2, min_photons=200.0)
         if result.from_split.sum() == 2:
             split_pairs += 1
             found = np.c_[result.x_px, result.y_px]
@@ -108,8 +111,8 @@ def test_a_merged_pair_is_split_and_a_single_emitter_is_not():
     assert split_pairs >= 18 and np.median(errors) < 0.25
     false_splits, ambiguity = 0, []
     for frame, truth in _pair_frames(0.0, n_frames=60, seed=4):
-        fit = fit_emitters(frame, 10.0, truth[:, 0], truth[:, 1], SIGMA, 1.4 ** 2)
-        result = split_merged(frame, 10.0, fit, SIGMA, 1.4 ** 2, min_photons=200.0)
+        fit = fit_emitters(frame, 10.0, truth[:, 0], truth[:, 1], SIGMA, 1.4**2)
+        result = split_merged(frame, 10.0, fit, SIGMA, 1.4**2, min_photons=200.0)
         false_splits += int(result.from_split.any())
         ambiguity.append(result.ambiguity_px[0])
     # the per-test false-split rate of the threshold is ~2e-4; the ambiguity term stays
@@ -127,17 +130,28 @@ def test_refine_frame_splits_a_merged_pair_and_keeps_every_column():
     frame, truth = next(_pair_frames(2.2 * SIGMA, seed=8))
     start = truth.mean(axis=0)
     px = 108.0
-    candidates = Localizations(frame=np.array([1]), x_nm=np.array([start[0] * px]), y_nm=np.array([start[1] * px]),
-                               intensity_photons=np.array([2000.0]), extra={"kde_mass": np.array([1.9])})
+    candidates = Localizations(
+        frame=np.array([1]),
+        x_nm=np.array([start[0] * px]),
+        y_nm=np.array([start[1] * px]),
+        intensity_photons=np.array([2000.0]),
+        extra={"kde_mass": np.array([1.9])},
+    )
     settings = ReconstructionSettings(read_noise_e=1.4)
     locs = refine_frame(candidates, frame, np.full(frame.shape, 10.0), SIGMA, settings)
     assert len(locs) == 2
     found = locs.xy_px(px)
     assert np.linalg.norm(found[:, None] - truth[None], axis=2).min(axis=0).max() < 0.3
     assert np.allclose(locs.extra["kde_mass"], 0.95)
-    single = refine_frame(Localizations(frame=np.array([1]), x_nm=truth[:1, 0] * px, y_nm=truth[:1, 1] * px,
-                                        extra={"kde_mass": np.array([1.0])}),
-                          frame, np.full(frame.shape, 10.0), SIGMA, settings)
+    single = refine_frame(
+        Localizations(
+            frame=np.array([1]), x_nm=truth[:1, 0] * px, y_nm=truth[:1, 1] * px, extra={"kde_mass": np.array([1.0])}
+        ),
+        frame,
+        np.full(frame.shape, 10.0),
+        SIGMA,
+        settings,
+    )
     assert set(single.extra) == set(locs.extra)
 
 
@@ -154,15 +168,23 @@ def test_a_batch_of_frames_is_refined_as_each_frame_alone():
     frames, candidates = [], []
     for f, (frame, truth) in enumerate(_pair_frames(1.5 * SIGMA, n_frames=3, seed=11)):
         # emitters at the right and left edges: those of consecutive frames must not interact
-        extra = np.array([[20.0, 20.0], [2.2, 19.0], [20.5, 2.5], [23.4, 11.0], [0.6, 11.0]]) \
-            + rng.uniform(-0.3, 0.3, (5, 2))
-        omega = expected_photons(extra[None, :, 0], extra[None, :, 1], np.full((1, 5), 800.0), frame.shape, SIGMA,
-                                 0.0)[0]
+        extra = np.array([[20.0, 20.0], [2.2, 19.0], [20.5, 2.5], [23.4, 11.0], [0.6, 11.0]]) + rng.uniform(
+            -0.3, 0.3, (5, 2)
+        )
+        omega = expected_photons(extra[None, :, 0], extra[None, :, 1], np.full((1, 5), 800.0), frame.shape, SIGMA, 0.0)[
+            0
+        ]
         frame = frame + rng.poisson(omega)
         starts = np.r_[truth.mean(axis=0, keepdims=True) if f != 1 else truth, extra + rng.normal(0, 0.2, (5, 2))]
         frames.append(frame)
-        candidates.append(Localizations(frame=np.full(len(starts), f + 1), x_nm=starts[:, 0] * px,
-                                        y_nm=starts[:, 1] * px, extra={"kde_mass": np.full(len(starts), 1.9)}))
+        candidates.append(
+            Localizations(
+                frame=np.full(len(starts), f + 1),
+                x_nm=starts[:, 0] * px,
+                y_nm=starts[:, 1] * px,
+                extra={"kde_mass": np.full(len(starts), 1.9)},
+            )
+        )
     frames = np.stack(frames)
     settings = ReconstructionSettings(read_noise_e=1.4, pixel_size_nm=px, min_photons=100.0)
     background = np.full(frames.shape, 10.0)
@@ -185,8 +207,9 @@ def test_windows_fitted_in_cache_sized_blocks_equal_one_batch(monkeypatch):
     m, size = 150, 9
     x, y = rng.uniform(3.0, 6.0, (m, 2)), rng.uniform(3.0, 6.0, (m, 2))
     corner = np.zeros(m, int)
-    psf = scoring.psf_only(np.r_[x[:, 0], x[:, 1]], np.r_[y[:, 0], y[:, 1]], np.r_[corner, corner],
-                           np.r_[corner, corner], size, SIGMA)
+    psf = scoring.psf_only(
+        np.r_[x[:, 0], x[:, 1]], np.r_[y[:, 0], y[:, 1]], np.r_[corner, corner], np.r_[corner, corner], size, SIGMA
+    )
     data = rng.poisson(500.0 * (psf[:m] + psf[m:]) + 10.0).astype(float)
     inside = np.ones(data.shape, bool)
     inside[:20, 0, :] = False  # some windows cut by the frame edge
@@ -201,12 +224,15 @@ def test_windows_fitted_in_cache_sized_blocks_equal_one_batch(monkeypatch):
     monkeypatch.setattr(scoring, "FIT_BLOCK_ELEMENTS", 16 * 7 * size * size)  # blocks of 16 windows
     assert scoring._block(2, size) == 16
     blocked, blocked_stats = run()
-    for a, b in zip((whole.x, whole.y, whole.n, whole.nll, whole.mu) + whole_stats,
-                    (blocked.x, blocked.y, blocked.n, blocked.nll, blocked.mu) + blocked_stats):
+    for a, b in zip(
+        (whole.x, whole.y, whole.n, whole.nll, whole.mu) + whole_stats,
+        (blocked.x, blocked.y, blocked.n, blocked.nll, blocked.mu) + blocked_stats,
+    ):
         np.testing.assert_array_equal(a, b)
     # and the fits found the emitters (either order within a window)
-    error = np.minimum(np.hypot(whole.x - x, whole.y - y).max(axis=1),
-                       np.hypot(whole.x - x[:, ::-1], whole.y - y[:, ::-1]).max(axis=1))
+    error = np.minimum(
+        np.hypot(whole.x - x, whole.y - y).max(axis=1), np.hypot(whole.x - x[:, ::-1], whole.y - y[:, ::-1]).max(axis=1)
+    )
     assert np.median(error) < 0.5
 
 
@@ -225,8 +251,10 @@ def test_neighbours_held_fixed_match_the_sum_over_all_emitters():
     got = neighbour_psfs_in_windows(x, y, n, r0, c0, size, SIGMA, f)
     for i in range(m):
         others = np.flatnonzero((f == f[i]) & (np.arange(m) != i))
-        brute = (n[others, None, None] * psf_only(x[others], y[others], np.full(len(others), r0[i]),
-                                                  np.full(len(others), c0[i]), size, SIGMA)).sum(axis=0)
+        brute = (
+            n[others, None, None]
+            * psf_only(x[others], y[others], np.full(len(others), r0[i]), np.full(len(others), c0[i]), size, SIGMA)
+        ).sum(axis=0)
         assert np.abs(got[i] - brute).max() < 1e-3
 
 
@@ -241,8 +269,12 @@ def test_the_posterior_keeps_phis_candidates_and_adds_only_the_means_new_ones():
 
     def table(xy):
         xy = np.asarray(xy, float).reshape(-1, 2)
-        return Localizations(frame=np.ones(len(xy), int), x_nm=xy[:, 0] * px, y_nm=xy[:, 1] * px,
-                             intensity_photons=np.full(len(xy), 500.0))
+        return Localizations(
+            frame=np.ones(len(xy), int),
+            x_nm=xy[:, 0] * px,
+            y_nm=xy[:, 1] * px,
+            intensity_photons=np.full(len(xy), 500.0),
+        )
 
     phi = table([[5.0, 5.0], [12.0, 3.0]])
     mean = table([[5.4, 5.3], [20.0, 20.0]])  # phi's first, shifted 0.5 px; a new one

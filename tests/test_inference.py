@@ -19,7 +19,7 @@ from smlm_diffusion.simulation import SimulationConfig, simulate_stack
 def test_tiles_cover_every_pixel_once(shape, core, halo):
     cover = np.zeros(shape, int)
     for t in plan_tiles(*shape, core, halo):
-        cover[t.r0:t.r1, t.c0:t.c1] += 1
+        cover[t.r0 : t.r1, t.c0 : t.c1] += 1
         assert t.in_r0 <= t.r0 and t.in_r1 >= t.r1 and t.r1 - t.r0 <= core
         assert t.in_r0 >= 0 and t.in_c1 <= shape[1]
     assert (cover == 1).all()
@@ -47,8 +47,13 @@ def test_a_scaled_psi_samples_from_noise_on_its_own_plan_unless_told_otherwise()
     such a psi SCALED_PSI_TIMES (12 evaluations, the first five single steps), their own
     posterior variance (mix 0) and its shift width, the other psis t0/stride and mix 0; times
     and a mix that are given are kept (None: t0/stride). Times must fall strictly within [1, T]."""
-    from smlm_diffusion.inference.sampling_settings import (SCALED_PSI_SHIFT_WIDTH, SCALED_PSI_TIMES,
-                                                            SCALED_PSI_VARIANCE_MIX, plan_for, step_mixes)
+    from smlm_diffusion.inference.sampling_settings import (
+        SCALED_PSI_SHIFT_WIDTH,
+        SCALED_PSI_TIMES,
+        SCALED_PSI_VARIANCE_MIX,
+        plan_for,
+        step_mixes,
+    )
 
     plan = plan_for(SamplerSettings(), "scaled")
     assert [t for t, _ in step_pairs(plan, 100)] == list(SCALED_PSI_TIMES)
@@ -96,8 +101,12 @@ def test_posterior_samples_are_seeded_and_batch_independent(tiny_models, name, m
     estimate[40:50, 40:50] = 1.0
     frame = np.random.default_rng(0).normal(size=(2, 22, 18)).astype(np.float32)
     settings = SamplerSettings(n_samples=3, t0=4, stride=2, skip_empty_below=None, core_px=10, halo_px=3, mode=mode)
-    run = lambda seed: sample_posterior(psi.module, psi.schedule, estimate, settings,  # noqa: E731
-                                        torch.device("cpu"), seed=seed, frame=2, frame_input=frame)
+
+    def run(seed):
+        return sample_posterior(
+            psi.module, psi.schedule, estimate, settings, torch.device("cpu"), seed=seed, frame=2, frame_input=frame
+        )
+
     a = run(4)
     if mode == "accelerated":
         settings.max_batch_maps = 3  # one tile per call instead of several
@@ -113,13 +122,15 @@ def test_posterior_samples_are_seeded_and_batch_independent(tiny_models, name, m
 def test_a_psi_that_reads_the_frame_needs_it(tiny_models):
     psi = load_model(tiny_models["psi_v2"])
     with pytest.raises(ValueError, match="frame_input"):
-        sample_posterior(psi.module, psi.schedule, np.zeros((40, 40), np.float32), SamplerSettings(n_samples=2),
-                         torch.device("cpu"))
+        sample_posterior(
+            psi.module, psi.schedule, np.zeros((40, 40), np.float32), SamplerSettings(n_samples=2), torch.device("cpu")
+        )
 
 
 def _stack(n_frames=2, h=23, w=31, seed=0):
-    return simulate_stack(SimulationConfig(n_frames=n_frames, height_px=h, width_px=w, density_per_um2=1.0,
-                                           seed=seed, offset_adu=100.0))
+    return simulate_stack(
+        SimulationConfig(n_frames=n_frames, height_px=h, width_px=w, density_per_um2=1.0, seed=seed, offset_adu=100.0)
+    )
 
 
 def _settings(tiny_models, **kw):
@@ -152,8 +163,12 @@ def test_same_seed_same_result(tiny_models):
 def test_stop_keeps_finished_frames(tiny_models):
     sim = _stack(4)
     events = []
-    rec = reconstruct(sim.adu, _settings(tiny_models), progress=events.append,
-                      should_stop=lambda: sum(e.frame_result is not None for e in events) >= 2)
+    rec = reconstruct(
+        sim.adu,
+        _settings(tiny_models),
+        progress=events.append,
+        should_stop=lambda: sum(e.frame_result is not None for e in events) >= 2,
+    )
     assert not rec.completed and rec.frames == [1, 2]
     assert events[-1].done < events[-1].total
     run = ReconstructionRun(sim.adu, _settings(tiny_models, posterior=False, chunk_frames=1))
@@ -211,8 +226,11 @@ def test_phi_path_prepares_the_next_chunk_ahead_and_writes_the_same_localization
     """Chunks of 2 frames (the next chunk goes through phi in a thread while this one is
     localized) give the frames and localizations of one chunk of all 6 frames; a run
     stopped after its first frame keeps it and stops cleanly."""
-    sim = simulate_stack(SimulationConfig(n_frames=6, height_px=32, width_px=32, density_per_um2=1.5, photons=2000,
-                                          seed=4, offset_adu=100.0))
+    sim = simulate_stack(
+        SimulationConfig(
+            n_frames=6, height_px=32, width_px=32, density_per_um2=1.5, photons=2000, seed=4, offset_adu=100.0
+        )
+    )
     common = dict(posterior=False, psf_sigma_px=1.0, offset_adu=100.0, device="cpu", drift="off")
     ahead = reconstruct(sim.adu, ReconstructionSettings(chunk_frames=2, **common))
     whole = reconstruct(sim.adu, ReconstructionSettings(chunk_frames=6, **common))
@@ -231,8 +249,7 @@ def test_the_posterior_conditions_on_the_bundled_phi_its_psi_was_trained_on(tmp_
     """With the default phi, a run with the posterior uses the bundled phi whose SHA-256 the
     psi records (phi_v2) and says nothing; the phi path keeps the default phi; a phi named
     explicitly is used as given, with the pairing warning."""
-    from smlm_diffusion.models import CameraPsi, NoiseSchedule, ShufflePhi
-    from smlm_diffusion.models import store
+    from smlm_diffusion.models import CameraPsi, NoiseSchedule, ShufflePhi, store
     from smlm_diffusion.models.normalisation import INPUT_NORMALISATION, kde_scale
     from smlm_diffusion.reconstruction import engine
 
@@ -240,14 +257,22 @@ def test_the_posterior_conditions_on_the_bundled_phi_its_psi_was_trained_on(tmp_
     monkeypatch.setattr(store, "MANIFEST", tmp_path / "manifest.json")
     monkeypatch.setattr(store, "BUNDLED", {**store.BUNDLED, "phi_v2": "phi"})  # a release with two phis
     torch.manual_seed(1)
-    norm = {"input": dict(INPUT_NORMALISATION), "kde_scale": kde_scale(), "kde_sigma_upsampled_px": 3.0,
-            "upsampling": 4}
+    norm = {
+        "input": dict(INPUT_NORMALISATION),
+        "kde_scale": kde_scale(),
+        "kde_sigma_upsampled_px": 3.0,
+        "upsampling": 4,
+    }
     for name in ("phi", "phi_v2"):
         store.save_file(store.model_payload("phi", ShufflePhi(channels=8).eval(), norm, {}), tmp_path / f"{name}.pt")
         store.record_bundled(tmp_path / f"{name}.pt")
     training = {"phi_sha256": store.sha256_of(tmp_path / "phi_v2.pt")}
-    store.save_file(store.model_payload("psi", CameraPsi(channels=8, heads=2, blocks=1), norm, training,
-                                        NoiseSchedule(kind="cosine")), tmp_path / "psi.pt")
+    store.save_file(
+        store.model_payload(
+            "psi", CameraPsi(channels=8, heads=2, blocks=1), norm, training, NoiseSchedule(kind="cosine")
+        ),
+        tmp_path / "psi.pt",
+    )
     store.record_bundled(tmp_path / "psi.pt")
     loaded = []
     original = engine.cached_model
@@ -265,8 +290,10 @@ def test_the_posterior_conditions_on_the_bundled_phi_its_psi_was_trained_on(tmp_
     result = reconstruct(stack, settings)
     assert loaded[-1] == str(tmp_path / "phi.pt") and any("trained on another phi" in w for w in result.warnings)
     # a bundled name holds the kind it names
-    store.save_file(store.model_payload("psi", CameraPsi(channels=8, heads=2, blocks=1), norm, {},
-                                        NoiseSchedule(kind="cosine")), tmp_path / "phi_v2.pt")
+    store.save_file(
+        store.model_payload("psi", CameraPsi(channels=8, heads=2, blocks=1), norm, {}, NoiseSchedule(kind="cosine")),
+        tmp_path / "phi_v2.pt",
+    )
     store.record_bundled(tmp_path / "phi_v2.pt")
     with pytest.raises(SmlmInputError, match="holds a psi model, not a phi model"):
         store.load_model("phi_v2")
@@ -302,8 +329,20 @@ def test_bfloat16_phi_and_psi_stay_close_to_float32(tiny_models):
     estimate[40:50, 40:50] = 1.0
     frame = np.random.default_rng(0).normal(size=(2, 22, 18)).astype(np.float32)
     settings = SamplerSettings(n_samples=3, t0=4, stride=2, skip_empty_below=None, core_px=10, halo_px=3)
-    a, b = (sample_posterior(psi.module, psi.schedule, estimate, settings, torch.device("cpu"), seed=1, frame=2,
-                             frame_input=frame, dtype=dtype) for dtype in (None, torch.bfloat16))
+    a, b = (
+        sample_posterior(
+            psi.module,
+            psi.schedule,
+            estimate,
+            settings,
+            torch.device("cpu"),
+            seed=1,
+            frame=2,
+            frame_input=frame,
+            dtype=dtype,
+        )
+        for dtype in (None, torch.bfloat16)
+    )
     assert 0 < np.abs(a - b).max() <= 0.05 * (a.max() - a.min())
     fast32, fast16 = inference_module(psi.module), inference_module(psi.module, dtype=torch.bfloat16)
     assert fast32 is not fast16 and fast16 is inference_module(psi.module, dtype=torch.bfloat16)
@@ -314,12 +353,12 @@ def test_bfloat16_phi_and_psi_stay_close_to_float32(tiny_models):
 
 
 def test_the_run_records_its_precision(tiny_models):
-    settings = ReconstructionSettings(posterior=False, phi_model=tiny_models["phi"], psf_sigma_px=1.0, device="cpu",
-                                      drift="off", precision="bfloat16")
+    settings = ReconstructionSettings(
+        posterior=False, phi_model=tiny_models["phi"], psf_sigma_px=1.0, device="cpu", drift="off", precision="bfloat16"
+    )
     assert reconstruct(_stack(1).adu, settings).precision == "bfloat16"
     settings.precision = "float32"
     assert reconstruct(_stack(1).adu, settings).precision == "float32"
-
 
 
 def _helper_runs(monkeypatch):
@@ -327,13 +366,18 @@ def _helper_runs(monkeypatch):
     (``fit_worker``) taking even small parts, and the same run without it."""
     from smlm_diffusion.reconstruction import fit_worker
 
-    sim = simulate_stack(SimulationConfig(n_frames=4, height_px=32, width_px=32, density_per_um2=1.5, photons=2000,
-                                          seed=6, offset_adu=100.0))
+    sim = simulate_stack(
+        SimulationConfig(
+            n_frames=4, height_px=32, width_px=32, density_per_um2=1.5, photons=2000, seed=6, offset_adu=100.0
+        )
+    )
     settings = ReconstructionSettings(posterior=False, psf_sigma_px=1.0, offset_adu=100.0, device="cpu", drift="off")
     monkeypatch.setattr(fit_worker, "MIN_CANDIDATES", 1)
     answered = []
     helper = fit_worker.refine_frames_in_helper
-    monkeypatch.setattr(fit_worker, "refine_frames_in_helper", lambda *job: answered.append(helper(*job)) or answered[-1])
+    monkeypatch.setattr(
+        fit_worker, "refine_frames_in_helper", lambda *job: answered.append(helper(*job)) or answered[-1]
+    )
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
@@ -385,9 +429,13 @@ def test_local_density_counts_neighbours_and_merged_mass_over_the_disc_inside_th
 
     def table(xs, ys, mass=None, frame=1):
         n = len(xs)
-        return Localizations(frame=np.full(n, frame), x_nm=np.array(xs) * px, y_nm=np.array(ys) * px,
-                             intensity_photons=np.full(n, 500.0),
-                             extra={"kde_mass": np.ones(n) if mass is None else np.array(mass)})
+        return Localizations(
+            frame=np.full(n, frame),
+            x_nm=np.array(xs) * px,
+            y_nm=np.array(ys) * px,
+            intensity_photons=np.full(n, 500.0),
+            extra={"kde_mass": np.ones(n) if mass is None else np.array(mass)},
+        )
 
     shape = (200, 200)
     assert local_density([table([100.0], [100.0])], shape, px) == 0.0  # alone
@@ -412,8 +460,11 @@ def test_auto_psi_refuses_a_sparse_model_that_reads_other_inputs_in_one_sentence
     from smlm_diffusion.reconstruction.models_used import choose_psi
 
     def model(frame_channels):
-        return SimpleNamespace(module=SimpleNamespace(config={"target": "scaled", "condition": "refined",
-                                                              "frame_channels": frame_channels, "prediction": "v"}))
+        return SimpleNamespace(
+            module=SimpleNamespace(
+                config={"target": "scaled", "condition": "refined", "frame_channels": frame_channels, "prediction": "v"}
+            )
+        )
 
     result = Reconstruction(settings=ReconstructionSettings(), shape_px=(16, 16))
     result.psf_sigma_px = 1.0

@@ -34,9 +34,14 @@ def test_sub_pixel_position_survives_the_csv(tmp_path):
 
 
 def test_csv_round_trip_keeps_all_columns(tmp_path):
-    locs = Localizations(frame=[1, 1, 5], x_nm=[10.5, 2000.25, 33.0], y_nm=[1.0, 2.0, 3.5],
-                         intensity_photons=[100.0, 2500.5, 1.0], uncertainty_xy_nm=[12.0, np.nan, 3.25],
-                         extra={"probability": np.array([0.5, 1.0, 0.25]), "sigma_nm": np.array([1.0, 2.0, 3.0])})
+    locs = Localizations(
+        frame=[1, 1, 5],
+        x_nm=[10.5, 2000.25, 33.0],
+        y_nm=[1.0, 2.0, 3.5],
+        intensity_photons=[100.0, 2500.5, 1.0],
+        uncertainty_xy_nm=[12.0, np.nan, 3.25],
+        extra={"probability": np.array([0.5, 1.0, 0.25]), "sigma_nm": np.array([1.0, 2.0, 3.0])},
+    )
     write_localizations_csv(tmp_path / "r.csv", locs)
     header = (tmp_path / "r.csv").read_text().splitlines()[0]
     assert header.startswith("id,frame,x [nm],y [nm],intensity [photon],uncertainty_xy [nm]")
@@ -53,18 +58,23 @@ def test_csv_round_trip_keeps_all_columns(tmp_path):
 
 def test_reads_thunderstorm_quoted_header(tmp_path):
     path = tmp_path / "ts.csv"
-    path.write_text('"id","frame","x [nm]","y [nm]","sigma [nm]","intensity [photon]","uncertainty [nm]"\n'
-                    '1.0,1.0,100.5,200.5,130.0,900.0,9.5\n')
+    path.write_text(
+        '"id","frame","x [nm]","y [nm]","sigma [nm]","intensity [photon]","uncertainty [nm]"\n'
+        "1.0,1.0,100.5,200.5,130.0,900.0,9.5\n"
+    )
     back = read_localizations_csv(path)
     assert back.x_nm[0] == 100.5 and back.uncertainty_xy_nm[0] == 9.5 and back.intensity_photons[0] == 900
 
 
-@pytest.mark.parametrize("content,fragment", [
-    ("", "empty"),
-    ("frame,x [px],y [px]\n1,2,3\n", r"x \[nm\]"),
-    ("frame,x [nm],y [nm]\n1,abc,3\n", "not all numbers"),
-    ("frame,x [nm],y [nm]\n0,1,3\n", "count from 1"),
-])
+@pytest.mark.parametrize(
+    "content,fragment",
+    [
+        ("", "empty"),
+        ("frame,x [px],y [px]\n1,2,3\n", r"x \[nm\]"),
+        ("frame,x [nm],y [nm]\n1,abc,3\n", "not all numbers"),
+        ("frame,x [nm],y [nm]\n0,1,3\n", "count from 1"),
+    ],
+)
 def test_bad_csv_gets_one_clear_sentence(tmp_path, content, fragment):
     path = tmp_path / "bad.csv"
     path.write_text(content)
@@ -87,7 +97,7 @@ def test_written_stack_is_memory_mapped_with_metadata(tmp_path):
 
 def test_stack_written_from_chunks_equals_the_array(tmp_path):
     data = np.random.default_rng(0).integers(0, 60000, (10, 8, 8)).astype(np.uint16)
-    write_stack(tmp_path / "c.tif", (data[i:i + 3] for i in range(0, 10, 3)), 108.0, shape=data.shape)
+    write_stack(tmp_path / "c.tif", (data[i : i + 3] for i in range(0, 10, 3)), 108.0, shape=data.shape)
     np.testing.assert_array_equal(TiffStack(tmp_path / "c.tif")[:], data)
 
 
@@ -101,8 +111,12 @@ def test_compressed_stack_is_read_page_by_page(tmp_path):
 
 
 def test_ome_pixel_size_and_2d_image_as_one_frame(tmp_path):
-    tifffile.imwrite(tmp_path / "o.ome.tif", np.zeros((3, 10, 10), np.uint16), ome=True,
-                     metadata={"axes": "TYX", "PhysicalSizeX": 0.065, "PhysicalSizeXUnit": "µm"})
+    tifffile.imwrite(
+        tmp_path / "o.ome.tif",
+        np.zeros((3, 10, 10), np.uint16),
+        ome=True,
+        metadata={"axes": "TYX", "PhysicalSizeX": 0.065, "PhysicalSizeXUnit": "µm"},
+    )
     assert TiffStack(tmp_path / "o.ome.tif").metadata.pixel_size_nm == pytest.approx(65.0)
     tifffile.imwrite(tmp_path / "one.tif", np.ones((10, 12), np.float32))
     one = TiffStack(tmp_path / "one.tif")
@@ -130,10 +144,17 @@ def _bad_files(tmp_path):
     return tmp_path
 
 
-@pytest.mark.parametrize("name,fragment", [
-    ("missing.tif", "not found"), ("text.tif", "not a readable TIFF"), ("rgb.tif", "RGB"),
-    ("complex.tif", "pixel type"), ("fourd.tif", "expected one stack"), ("empty.tif", "no image data|not a readable"),
-])
+@pytest.mark.parametrize(
+    "name,fragment",
+    [
+        ("missing.tif", "not found"),
+        ("text.tif", "not a readable TIFF"),
+        ("rgb.tif", "RGB"),
+        ("complex.tif", "pixel type"),
+        ("fourd.tif", "expected one stack"),
+        ("empty.tif", "no image data|not a readable"),
+    ],
+)
 def test_bad_tiffs_get_one_clear_sentence(tmp_path, name, fragment):
     _bad_files(tmp_path)
     with pytest.raises(SmlmInputError, match=fragment) as info:
@@ -176,9 +197,14 @@ def test_picasso_export_puts_pixel_centres_on_integers_and_carries_the_fit(tmp_p
     from smlm_diffusion.io import write_picasso_hdf5
 
     px = 108.0
-    locs = Localizations(frame=np.array([1, 2]), x_nm=np.array([5.5, 7.25]) * px, y_nm=np.array([3.5, 9.0]) * px,
-                         intensity_photons=np.array([1000.0, 500.0]), uncertainty_xy_nm=np.array([5.4, 10.8]),
-                         extra={"sigma_nm": np.array([99.36, 99.36]), "background_photons": np.array([12.0, 30.0])})
+    locs = Localizations(
+        frame=np.array([1, 2]),
+        x_nm=np.array([5.5, 7.25]) * px,
+        y_nm=np.array([3.5, 9.0]) * px,
+        intensity_photons=np.array([1000.0, 500.0]),
+        uncertainty_xy_nm=np.array([5.4, 10.8]),
+        extra={"sigma_nm": np.array([99.36, 99.36]), "background_photons": np.array([12.0, 30.0])},
+    )
     path = write_picasso_hdf5(tmp_path / "locs.hdf5", locs, px, 32, 32, 2)
     with h5py.File(path) as handle:
         table = handle["locs"][...]
@@ -195,19 +221,23 @@ def test_picasso_raw_and_dax_movies_read_as_stacks(tmp_path):
 
     frames = np.arange(4 * 6 * 5, dtype=np.uint16).reshape(4, 6, 5)
     frames.astype("<u2").tofile(tmp_path / "m.raw")
-    (tmp_path / "m.yaml").write_text("Byte Order: <\nData Type: uint16\nFrames: 4\nHeight: 6\nWidth: 5\n"
-                                     "Pixelsize: 130\n---\nCamera:\n  Baseline: 400\n  Sensitivity: 0.46\n")
+    (tmp_path / "m.yaml").write_text(
+        "Byte Order: <\nData Type: uint16\nFrames: 4\nHeight: 6\nWidth: 5\n"
+        "Pixelsize: 130\n---\nCamera:\n  Baseline: 400\n  Sensitivity: 0.46\n"
+    )
     with open_stack(tmp_path / "m.raw") as stack:
         assert stack.shape == (4, 6, 5) and np.array_equal(stack.read(1, 3), frames[1:3])
         assert stack.metadata.pixel_size_nm == 130.0 and stack.metadata.offset_adu == 400.0
         assert stack.metadata.gain_adu_per_photon == pytest.approx(1 / 0.46)
     from smlm_diffusion._napari.reader import get_reader
 
-    (data, kwargs, kind), = get_reader(str(tmp_path / "m.raw"))(str(tmp_path / "m.raw"))  # napari's drop
+    ((data, kwargs, kind),) = get_reader(str(tmp_path / "m.raw"))(str(tmp_path / "m.raw"))  # napari's drop
     assert kind == "image" and np.array_equal(np.asarray(data), frames) and kwargs["metadata"]["pixel_size_nm"] == 130
     frames.astype(">u2").tofile(tmp_path / "d.dax")
-    (tmp_path / "d.inf").write_text("binning = 1 x 1\ndata type = 16 bit integers (binary, big endian)\n"
-                                    "frame dimensions = 5 x 6\nnumber of frames = 4\n")
+    (tmp_path / "d.inf").write_text(
+        "binning = 1 x 1\ndata type = 16 bit integers (binary, big endian)\n"
+        "frame dimensions = 5 x 6\nnumber of frames = 4\n"
+    )
     with open_stack(tmp_path / "d.dax") as stack:
         assert stack.shape == (4, 6, 5) and np.array_equal(stack[2], frames[2])
     (tmp_path / "lone.dax").write_bytes(b"\0" * 10)
@@ -226,12 +256,28 @@ def test_micromanager_pixel_size_and_sensor_region(tmp_path):
     from smlm_diffusion.cli.reconstruct import sensor_origin
 
     path = tmp_path / "mm.tif"
-    _tifffile.imwrite(path, np.zeros((3, 16, 20), np.uint16), photometric="minisblack",
-                      extratags=[(51123, "s", 0, _json.dumps({"PixelSizeUm": 0.108, "ROI": "100-200-20-16",
-                                                              "Binning": "1",
-                                                              "HamamatsuHam_DCAM-CONVERSION FACTOR COEFF": "0.48",
-                                                              "HamamatsuHam_DCAM-CONVERSION FACTOR OFFSET": "100"}),
-                                  True)])
+    _tifffile.imwrite(
+        path,
+        np.zeros((3, 16, 20), np.uint16),
+        photometric="minisblack",
+        extratags=[
+            (
+                51123,
+                "s",
+                0,
+                _json.dumps(
+                    {
+                        "PixelSizeUm": 0.108,
+                        "ROI": "100-200-20-16",
+                        "Binning": "1",
+                        "HamamatsuHam_DCAM-CONVERSION FACTOR COEFF": "0.48",
+                        "HamamatsuHam_DCAM-CONVERSION FACTOR OFFSET": "100",
+                    }
+                ),
+                True,
+            )
+        ],
+    )
     with TiffStack(path) as stack:
         meta = stack.metadata
     assert meta.pixel_size_nm == pytest.approx(108.0) and meta.extra["sensor_roi_px"] == [100, 200, 20, 16]

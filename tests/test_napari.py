@@ -1,7 +1,6 @@
 """The napari face in a real viewer (virtual X screen via pytest-xvfb)."""
 
 import numpy as np
-import pytest
 
 from smlm_diffusion.simulation import CameraModel
 
@@ -36,9 +35,11 @@ def test_importing_the_napari_face_does_not_import_torch():
     import subprocess
     import sys
 
-    code = ("import sys, smlm_diffusion._napari.sample_data, smlm_diffusion._napari.reader, "
-            "smlm_diffusion._napari.writer, smlm_diffusion._napari.reconstruct_widget, "
-            "smlm_diffusion._napari.simulate_widget, smlm_diffusion._napari.evaluate_widget, "
-            "smlm_diffusion.reconstruction, smlm_diffusion.cli; "
-            "assert 'torch' not in sys.modules, 'torch imported'")
+    code = (
+        "import sys, smlm_diffusion._napari.sample_data, smlm_diffusion._napari.reader, "
+        "smlm_diffusion._napari.writer, smlm_diffusion._napari.reconstruct_widget, "
+        "smlm_diffusion._napari.simulate_widget, smlm_diffusion._napari.evaluate_widget, "
+        "smlm_diffusion.reconstruction, smlm_diffusion.cli; "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

@@ -22,11 +22,21 @@ def bundled_or_tiny(monkeypatch, tiny_models, request):
 
 
 def _movie(tmp_path, n_frames=3, seed=3, density=0.6):
-    cfg = SimulationConfig(n_frames=n_frames, height_px=24, width_px=28, density_per_um2=density, photons=3000,
-                           background_photons=5, offset_adu=100.0, gain_adu_per_photon=2.0, seed=seed)
+    cfg = SimulationConfig(
+        n_frames=n_frames,
+        height_px=24,
+        width_px=28,
+        density_per_um2=density,
+        photons=3000,
+        background_photons=5,
+        offset_adu=100.0,
+        gain_adu_per_photon=2.0,
+        seed=seed,
+    )
     sim = simulate_stack(cfg, quantize=True)
-    path = write_stack(tmp_path / "movie.tif", sim.adu, 108.0,
-                       extra_info={"offset_adu": 100.0, "gain_adu_per_photon": 2.0})
+    path = write_stack(
+        tmp_path / "movie.tif", sim.adu, 108.0, extra_info={"offset_adu": 100.0, "gain_adu_per_photon": 2.0}
+    )
     return path, sim
 
 
@@ -72,13 +82,22 @@ def test_reconstruct_widget_runs_and_aligns(make_napari_viewer, qtbot, tmp_path,
     assert mean.data.shape == (96, 112)
     assert np.allclose(mean.scale, [0.25, 0.25]) and np.allclose(mean.translate, [-0.375, -0.375])
     points = viewer.layers["localizations [movie.tif]"]
-    assert {"uncertainty_xy_nm", "probability", "intensity", "crlb_xy_nm", "posterior_spread_xy_nm", "background",
-            "fit_deviance", "fit_ok"} <= set(points.features.columns)
+    assert {
+        "uncertainty_xy_nm",
+        "probability",
+        "intensity",
+        "crlb_xy_nm",
+        "posterior_spread_xy_nm",
+        "background",
+        "fit_deviance",
+        "fit_ok",
+    } <= set(points.features.columns)
     assert "finished" in widget._status.value
 
 
-def test_reconstruct_widget_cancel_keeps_finished_frames(make_napari_viewer, qtbot, tmp_path, bundled_or_tiny,
-                                                        monkeypatch):
+def test_reconstruct_widget_cancel_keeps_finished_frames(
+    make_napari_viewer, qtbot, tmp_path, bundled_or_tiny, monkeypatch
+):
     import time
 
     from smlm_diffusion.reconstruction import engine
@@ -134,8 +153,9 @@ def test_reconstruct_widget_bad_input_is_one_line(make_napari_viewer, monkeypatc
     assert widget._worker is None and reconstruct_widget is not None
 
 
-def test_whole_stack_layers_exist_from_the_start_and_go_if_no_frame_finishes(make_napari_viewer, qtbot, tmp_path,
-                                                                            monkeypatch, bundled_or_tiny):
+def test_whole_stack_layers_exist_from_the_start_and_go_if_no_frame_finishes(
+    make_napari_viewer, qtbot, tmp_path, monkeypatch, bundled_or_tiny
+):
     """A multi-frame run adds its (empty) layers while it starts, with the names and
     transforms of the finished run's layers; a run that fails before any frame removes them."""
     from smlm_diffusion._napari.reconstruct_logic import placeholder_layers
@@ -151,14 +171,17 @@ def test_whole_stack_layers_exist_from_the_start_and_go_if_no_frame_finishes(mak
     assert "localizations [movie.tif]" in viewer.layers  # added by Run itself, before the worker's first event
     _wait_idle(qtbot, widget)
     result = widget._run_handle.result
-    empty = {kwargs["name"]: (data, kwargs) for data, kwargs, _ in
-             placeholder_layers(widget._run_handle, raw.scale, raw.translate, True, "movie.tif")}
+    empty = {
+        kwargs["name"]: (data, kwargs)
+        for data, kwargs, _ in placeholder_layers(widget._run_handle, raw.scale, raw.translate, True, "movie.tif")
+    }
     # phi only: no per-frame KDE layer; the precision render is empty until the table is finished
     assert set(empty) == {"localizations [movie.tif]", "render KDE [movie.tif]", "render [movie.tif]"}
     assert not np.any(empty["render [movie.tif]"][0]) and empty["render [movie.tif]"][0].shape == result.render.shape
     assert np.allclose(viewer.layers["render KDE [movie.tif]"].data, result.render_kde)  # filled by the run
-    assert np.allclose(viewer.layers["render KDE [movie.tif]"].translate,
-                       empty["render KDE [movie.tif]"][1]["translate"])
+    assert np.allclose(
+        viewer.layers["render KDE [movie.tif]"].translate, empty["render KDE [movie.tif]"][1]["translate"]
+    )
     assert not np.any(empty["render KDE [movie.tif]"][0]) and len(empty["localizations [movie.tif]"][0]) == 0
     render = viewer.layers["render [movie.tif]"]
     assert np.allclose(render.data, result.render) and render.metadata["render_pixel_nm"] == result.render_pixel_nm
@@ -240,12 +263,14 @@ def test_structure_from_layer_keeps_coordinates_and_says_what_is_wrong():
     from smlm_diffusion.errors import SmlmInputError
 
     # points at world (row, col) (4, 6) of a 100 nm camera: x = 650 nm, y = 450 nm (pixel centres at k + 0.5)
-    prior = structure_from_layer("locs", "points", [[0, 4.0, 6.0], [1, 5.0, 5.0]], {"pixel_size_nm": 100.0},
-                                 (1, 1, 1), (0, 0, 0), 108.0)
+    prior = structure_from_layer(
+        "locs", "points", [[0, 4.0, 6.0], [1, 5.0, 5.0]], {"pixel_size_nm": 100.0}, (1, 1, 1), (0, 0, 0), 108.0
+    )
     np.testing.assert_allclose(prior.points_nm, [[650.0, 450.0], [550.0, 550.0]])
     # a 4x render (scale 0.25 camera px) of a 100 nm camera has 25 nm pixels
-    image = structure_from_layer("render", "image", np.ones((8, 8)), {"pixel_size_nm": 100.0}, (0.25, 0.25),
-                                 (0, 0), 108.0)
+    image = structure_from_layer(
+        "render", "image", np.ones((8, 8)), {"pixel_size_nm": 100.0}, (0.25, 0.25), (0, 0), 108.0
+    )
     assert image.image_pixel_nm == pytest.approx(25.0)
     # a layer without metadata counts pixels of the simulated camera
     assert structure_from_layer("x", "image", np.ones((4, 4)), {}, (1, 1), (0, 0), 108.0).image_pixel_nm == 108.0
@@ -322,8 +347,7 @@ def test_reconstruct_widget_layers_line_up_with_the_truth(make_napari_viewer, qt
     truth_world = points_world(sim.truth, 108.0, raw.scale, raw.translate, with_frame=True)
     in_frame_1 = truth_world[:, 0] == 0
     truth_world = truth_world[in_frame_1]
-    found, true, distance = match_points(points.data[points.data[:, 0] == 0, 1:], truth_world[:, 1:],
-                                         tolerance=2.0)
+    found, true, distance = match_points(points.data[points.data[:, 0] == 0, 1:], truth_world[:, 1:], tolerance=2.0)
     assert len(found) >= 0.8 * in_frame_1.sum() and len(found) >= 2
     assert np.all(distance / 2.0 < 0.25)  # raw px (world units are 2 per raw px here)
     mean = viewer.layers["posterior mean [movie.tif]"]  # shows the last finished frame (frame 2)
@@ -333,8 +357,8 @@ def test_reconstruct_widget_layers_line_up_with_the_truth(make_napari_viewer, qt
     for world in last[last[:, 0] == 1]:
         r, c = np.round((world[1:] - np.asarray(mean.translate)) / np.asarray(mean.scale)).astype(int)
         r, c = np.clip([r, c], 4, np.array(mean.data.shape) - 5)
-        near = mean.data[r - 1:r + 2, c - 1:c + 2].max()
-        around = mean.data[r - 4:r + 5, c - 4:c + 5].max()
+        near = mean.data[r - 1 : r + 2, c - 1 : c + 2].max()
+        around = mean.data[r - 4 : r + 5, c - 4 : c + 5].max()
         peak_here.append(near == around and near > 0.005)  # KDE peak within 1 KDE px = 0.25 raw px
     assert np.mean(peak_here) >= 0.8
 
@@ -342,8 +366,17 @@ def test_reconstruct_widget_layers_line_up_with_the_truth(make_napari_viewer, qt
 def test_reconstruct_settings_carry_the_camera_choice_and_the_detection_knob():
     from smlm_diffusion._napari.reconstruct_logic import CAMERA_CHOICES, build_settings
 
-    values = {"pixel_size_nm": 100.0, "offset_adu": 90.0, "gain": 2.0, "scope": "whole stack", "posterior": False,
-              "camera": CAMERA_CHOICES[1], "emccd": True, "min_photons": 250.0, "psf_sigma_px": 0.0}
+    values = {
+        "pixel_size_nm": 100.0,
+        "offset_adu": 90.0,
+        "gain": 2.0,
+        "scope": "whole stack",
+        "posterior": False,
+        "camera": CAMERA_CHOICES[1],
+        "emccd": True,
+        "min_photons": 250.0,
+        "psf_sigma_px": 0.0,
+    }
     settings = build_settings(values, n_frames=10)
     assert settings.camera == "auto" and settings.emccd and settings.min_photons == 250.0
     assert settings.psf_sigma_px is None  # 0 in the widget: measure it on the movie
@@ -354,17 +387,31 @@ def test_reconstruct_settings_carry_the_camera_choice_and_the_detection_knob():
     assert settings.false_alarm == 1e-5 and settings.render_pixel_nm == 2.0
 
 
-def test_reconstruct_widget_warns_once_about_a_wrong_gain(make_napari_viewer, qtbot, tmp_path, bundled_or_tiny,
-                                                          monkeypatch):
+def test_reconstruct_widget_warns_once_about_a_wrong_gain(
+    make_napari_viewer, qtbot, tmp_path, bundled_or_tiny, monkeypatch
+):
     import napari.utils.notifications as notifications
 
     shown = []
     monkeypatch.setattr(notifications, "show_warning", shown.append)
-    cfg = SimulationConfig(n_frames=30, height_px=40, width_px=40, density_per_um2=0.5, photons=2000,
-                           background_photons=40.0, background_structure="gradient", offset_adu=100.0,
-                           gain_adu_per_photon=3.0, seed=2)
-    path = write_stack(tmp_path / "wrong_gain.tif", simulate_stack(cfg, quantize=True).adu, 108.0,
-                       extra_info={"offset_adu": 100.0, "gain_adu_per_photon": 1.0})
+    cfg = SimulationConfig(
+        n_frames=30,
+        height_px=40,
+        width_px=40,
+        density_per_um2=0.5,
+        photons=2000,
+        background_photons=40.0,
+        background_structure="gradient",
+        offset_adu=100.0,
+        gain_adu_per_photon=3.0,
+        seed=2,
+    )
+    path = write_stack(
+        tmp_path / "wrong_gain.tif",
+        simulate_stack(cfg, quantize=True).adu,
+        108.0,
+        extra_info={"offset_adu": 100.0, "gain_adu_per_photon": 1.0},
+    )
     viewer = make_napari_viewer()
     viewer.open(str(path), plugin=PLUGIN)
     widget = _dock(viewer, "Reconstruct")
@@ -385,10 +432,23 @@ def test_reconstruct_widget_whole_stack_keeps_the_gui_live(make_napari_viewer, q
 
     from smlm_diffusion._napari.reconstruct_logic import frame_layers
 
-    cfg = SimulationConfig(n_frames=100, height_px=32, width_px=32, density_per_um2=0.8, photons=3000,
-                           background_photons=5, offset_adu=100.0, gain_adu_per_photon=2.0, seed=5)
-    path = write_stack(tmp_path / "long.tif", simulate_stack(cfg, quantize=True).adu, 108.0,
-                       extra_info={"offset_adu": 100.0, "gain_adu_per_photon": 2.0})
+    cfg = SimulationConfig(
+        n_frames=100,
+        height_px=32,
+        width_px=32,
+        density_per_um2=0.8,
+        photons=3000,
+        background_photons=5,
+        offset_adu=100.0,
+        gain_adu_per_photon=2.0,
+        seed=5,
+    )
+    path = write_stack(
+        tmp_path / "long.tif",
+        simulate_stack(cfg, quantize=True).adu,
+        108.0,
+        extra_info={"offset_adu": 100.0, "gain_adu_per_photon": 2.0},
+    )
     viewer = make_napari_viewer()
     raw = viewer.open(str(path), plugin=PLUGIN)[0]
     widget = _dock(viewer, "Reconstruct")
@@ -417,8 +477,10 @@ def test_reconstruct_widget_whole_stack_keeps_the_gui_live(make_napari_viewer, q
     assert result.completed and len(result.frames) == 100
     longest_gap = float(np.max(np.diff(ticks)))
     speeds = [s for s in statuses if "frames/s" in s]
-    print(f"longest event-loop gap {longest_gap:.3f} s; {sum(refreshes)} refreshes in "
-          f"{ticks[-1] - started:.1f} s; last status: {speeds[-1] if speeds else statuses[-1]}")
+    print(
+        f"longest event-loop gap {longest_gap:.3f} s; {sum(refreshes)} refreshes in "
+        f"{ticks[-1] - started:.1f} s; last status: {speeds[-1] if speeds else statuses[-1]}"
+    )
     assert longest_gap < 0.5
     assert sum(refreshes) <= 2 + (ticks[-1] - started) / 0.5 and sum(refreshes) < 50  # bounded, not per frame
     assert speeds and "left" in speeds[-1]
@@ -426,8 +488,10 @@ def test_reconstruct_widget_whole_stack_keeps_the_gui_live(make_napari_viewer, q
     points = viewer.layers["localizations [long.tif]"]
     locs = result.localizations
     assert len(locs) > 0 and len(points.data) == len(locs)
-    expected = {kwargs["name"]: (data, kwargs) for data, kwargs, _ in
-                frame_layers(widget._live.latest, result, raw.scale, raw.translate, True, "long.tif")}
+    expected = {
+        kwargs["name"]: (data, kwargs)
+        for data, kwargs, _ in frame_layers(widget._live.latest, result, raw.scale, raw.translate, True, "long.tif")
+    }
     assert np.allclose(points.data, expected["localizations [long.tif]"][0])
     assert np.allclose(points.features["uncertainty_xy_nm"], locs.uncertainty_xy_nm, equal_nan=True)
     assert np.allclose(viewer.layers["render KDE [long.tif]"].data, result.render_kde.astype(np.float32))
@@ -451,15 +515,21 @@ def test_live_layers_refresh_at_a_bounded_rate_and_catch_up():
     assert not pacer.due(1.9) and pacer.due(2.0)  # a 0.2 s refresh: 2 s apart, not 0.5 s
 
     now = [0.0]
-    result = Reconstruction(ReconstructionSettings(), shape_px=(8, 8), render_kde=np.zeros((32, 32)),
-                            frames_requested=6)
+    result = Reconstruction(
+        ReconstructionSettings(), shape_px=(8, 8), render_kde=np.zeros((32, 32)), frames_requested=6
+    )
     run = SimpleNamespace(result=result)
-    live = LiveLayers(run, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), True, "raw", clock=lambda: now[0],
-                      pacer=RefreshPacer(min_interval_s=0.5))
+    live = LiveLayers(
+        run, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), True, "raw", clock=lambda: now[0], pacer=RefreshPacer(min_interval_s=0.5)
+    )
     built = []
     for frame in range(1, 7):
-        locs = Localizations(frame=[frame] * frame, x_nm=np.full(frame, 300.0), y_nm=np.full(frame, 200.0),
-                             uncertainty_xy_nm=np.full(frame, 10.0))
+        locs = Localizations(
+            frame=[frame] * frame,
+            x_nm=np.full(frame, 300.0),
+            y_nm=np.full(frame, 200.0),
+            uncertainty_xy_nm=np.full(frame, 10.0),
+        )
         result.frame_tables.append(locs)
         result.frames.append(frame)
         result.render_kde += 1.0

@@ -33,10 +33,13 @@ def _blinking(rng, sites, n_frames, sigma_nm, mean_on_frames=3.0, drift=None):
     keep = frame <= n_frames
     frame, site = frame[keep], site[keep]
     dx, dy = drift(frame) if drift is not None else (0.0, 0.0)
-    locs = Localizations(frame=frame, x_nm=sites[site, 0] + dx + rng.normal(0, sigma_nm, len(site)),
-                         y_nm=sites[site, 1] + dy + rng.normal(0, sigma_nm, len(site)),
-                         intensity_photons=np.full(len(site), 1000.0),
-                         uncertainty_xy_nm=np.full(len(site), float(sigma_nm)))
+    locs = Localizations(
+        frame=frame,
+        x_nm=sites[site, 0] + dx + rng.normal(0, sigma_nm, len(site)),
+        y_nm=sites[site, 1] + dy + rng.normal(0, sigma_nm, len(site)),
+        intensity_photons=np.full(len(site), 1000.0),
+        uncertainty_xy_nm=np.full(len(site), float(sigma_nm)),
+    )
     return locs, site, n
 
 
@@ -52,8 +55,8 @@ def test_rcc_recovers_a_linear_plus_sinusoidal_drift_to_a_few_nm():
     true_x, true_y = _drift(drift.frames)
     for estimate, truth in ((drift.x_nm, true_x - true_x[0]), (drift.y_nm, true_y - true_y[0])):
         error = estimate - truth
-        assert np.sqrt(np.mean((error - error.mean()) ** 2)) < 5.0   # residual drift RMS per axis
-        assert abs(error.mean()) < 15.0                                # frame 1 is the reference
+        assert np.sqrt(np.mean((error - error.mean()) ** 2)) < 5.0  # residual drift RMS per axis
+        assert abs(error.mean()) < 15.0  # frame 1 is the reference
     corrected = apply_drift(locs, drift)
     dx, dy = drift.at(locs.frame)
     assert np.allclose(corrected.x_nm, locs.x_nm - dx) and np.allclose(corrected.extra["drift_y_nm"], dy)
@@ -133,7 +136,7 @@ def test_frc_orders_three_precisions_and_linked_halves_are_not_optimistic():
         assert grouped >= plain * 0.98
         resolutions.append(grouped)
     assert resolutions[0] < resolutions[1] < resolutions[2]
-    assert 2.0 * 10.0 < resolutions[1] < 5.0 * 10.0   # FRC of a well-sampled structure: ~3x the precision
+    assert 2.0 * 10.0 < resolutions[1] < 5.0 * 10.0  # FRC of a well-sampled structure: ~3x the precision
 
 
 def test_frc_takes_a_finer_pixel_where_the_data_need_it_or_gives_a_bound():
@@ -168,7 +171,9 @@ def test_nena_recovers_the_precision_and_checks_the_uncertainties(sigma):
     result = nena(locs)
     assert result.precision_nm == pytest.approx(sigma, rel=0.10) and result.pairs > 1000
     assert 0.9 < result.z_std < 1.1 and 0.93 < result.z_coverage_95 < 0.97
-    halved = Localizations(frame=locs.frame, x_nm=locs.x_nm, y_nm=locs.y_nm, uncertainty_xy_nm=locs.uncertainty_xy_nm / 2)
+    halved = Localizations(
+        frame=locs.frame, x_nm=locs.x_nm, y_nm=locs.y_nm, uncertainty_xy_nm=locs.uncertainty_xy_nm / 2
+    )
     assert 1.6 < nena(halved).z_std < 2.4
     with pytest.raises(SmlmInputError, match="NeNA needs"):
         nena(locs.select(slice(0, 30)))
@@ -188,8 +193,12 @@ def test_frc_command_prints_json_and_writes_the_curve(tmp_path, capsys):
 
 
 def test_drift_columns_round_trip_through_the_csv(tmp_path):
-    locs = Localizations(frame=np.array([1, 2]), x_nm=np.array([1.0, 2.0]), y_nm=np.array([3.0, 4.0]),
-                         extra={"drift_x_nm": np.array([0.5, 0.7]), "drift_y_nm": np.array([0.1, 0.2])})
+    locs = Localizations(
+        frame=np.array([1, 2]),
+        x_nm=np.array([1.0, 2.0]),
+        y_nm=np.array([3.0, 4.0]),
+        extra={"drift_x_nm": np.array([0.5, 0.7]), "drift_y_nm": np.array([0.1, 0.2])},
+    )
     path = write_localizations_csv(tmp_path / "d.csv", locs)
     assert "drift x [nm],drift y [nm]" in path.read_text().splitlines()[0]
     back = read_localizations_csv(path)
@@ -200,8 +209,18 @@ def test_reconstruct_corrects_drift_links_and_reports_the_frc(tmp_path):
     from smlm_diffusion.io import write_stack
     from smlm_diffusion.simulation import SimulationConfig, simulate_stack
 
-    cfg = SimulationConfig(n_frames=24, height_px=64, width_px=64, density_per_um2=1.2, photons=2000.0,
-                           background_photons=10.0, offset_adu=100.0, structure="filaments", blinking=True, seed=4)
+    cfg = SimulationConfig(
+        n_frames=24,
+        height_px=64,
+        width_px=64,
+        density_per_um2=1.2,
+        photons=2000.0,
+        background_photons=10.0,
+        offset_adu=100.0,
+        structure="filaments",
+        blinking=True,
+        seed=4,
+    )
     movie = write_stack(tmp_path / "m.tif", simulate_stack(cfg, quantize=True).adu, 108.0)
     out = tmp_path / "rec"
     assert main(["reconstruct", str(movie), "--out", str(out), "--no-posterior", "--device", "cpu", "--link"]) == 0

@@ -16,8 +16,15 @@ from smlm_diffusion.simulation import SimulationConfig, simulate_stack
 
 
 def _movie(n_frames, size, seed):
-    cfg = SimulationConfig(n_frames=n_frames, height_px=size, width_px=size, density_per_um2=1.0, seed=seed,
-                           offset_adu=100.0, gain_adu_per_photon=1.0)
+    cfg = SimulationConfig(
+        n_frames=n_frames,
+        height_px=size,
+        width_px=size,
+        density_per_um2=1.0,
+        seed=seed,
+        offset_adu=100.0,
+        gain_adu_per_photon=1.0,
+    )
     return simulate_stack(cfg, quantize=True).adu
 
 
@@ -53,8 +60,9 @@ def _signal_at_frame(monkeypatch, signum, frame_count):
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_a_signal_keeps_the_finished_frames_and_resume_ends_as_an_uninterrupted_run(movie_file, uninterrupted, tmp_path,
-                                                                                    monkeypatch, capsys, signum):
+def test_a_signal_keeps_the_finished_frames_and_resume_ends_as_an_uninterrupted_run(
+    movie_file, uninterrupted, tmp_path, monkeypatch, capsys, signum
+):
     common = COMMON
     out = tmp_path / "run"
     _signal_at_frame(monkeypatch, signum, 5)
@@ -70,11 +78,12 @@ def test_a_signal_keeps_the_finished_frames_and_resume_ends_as_an_uninterrupted_
     assert (out / CHECKPOINT_NAME).is_file() and "drift" not in record  # post-processing waits for the whole movie
 
     monkeypatch.undo()
-    assert main(["reconstruct", str(movie_file), "--out", str(out), *common, "--false-alarm", "0.01",
-                 "--resume"]) == 2  # other options: refused in one sentence
+    assert (
+        main(["reconstruct", str(movie_file), "--out", str(out), *common, "--false-alarm", "0.01", "--resume"]) == 2
+    )  # other options: refused in one sentence
     assert "other settings" in capsys.readouterr().err
     assert main(["reconstruct", str(movie_file), "--out", str(out), *common, "--resume"]) == 0
-    assert ((out / "localizations.csv").read_text() == (uninterrupted / "localizations.csv").read_text())
+    assert (out / "localizations.csv").read_text() == (uninterrupted / "localizations.csv").read_text()
     for name in ("render.tif", "render_kde.tif"):
         with TiffStack(out / name) as a, TiffStack(uninterrupted / name) as b:
             np.testing.assert_allclose(a.read(0, 1), b.read(0, 1), rtol=1e-5, atol=1e-6)
@@ -92,8 +101,16 @@ def test_posterior_run_stopped_mid_chunk_resumes_through_a_checkpoint(tiny_model
     """Whole chunks that are done are skipped, a chunk with finished frames is computed
     whole and only its other frames are kept: every row equals an uninterrupted run's."""
     adu = _movie(6, 20, 7)
-    settings = dict(pixel_size_nm=100.0, offset_adu=100.0, phi_model=tiny_models["phi"], psi_model=tiny_models["psi"],
-                    device="cpu", chunk_frames=2, drift="off", seed=2)
+    settings = dict(
+        pixel_size_nm=100.0,
+        offset_adu=100.0,
+        phi_model=tiny_models["phi"],
+        psi_model=tiny_models["psi"],
+        device="cpu",
+        chunk_frames=2,
+        drift="off",
+        seed=2,
+    )
 
     def fresh():
         s = ReconstructionSettings(**settings)
@@ -102,8 +119,12 @@ def test_posterior_run_stopped_mid_chunk_resumes_through_a_checkpoint(tiny_model
 
     whole = reconstruct(adu, fresh())
     finished = []
-    part = reconstruct(adu, fresh(), progress=lambda e: finished.append(e.frame_result is not None),
-                       should_stop=lambda: sum(finished) >= 3)
+    part = reconstruct(
+        adu,
+        fresh(),
+        progress=lambda e: finished.append(e.frame_result is not None),
+        should_stop=lambda: sum(finished) >= 3,
+    )
     assert part.frames == [1, 2, 3] and not part.completed
     save_checkpoint(tmp_path, part, {"input_shape": list(adu.shape)})
     previous, info = load_checkpoint(tmp_path)

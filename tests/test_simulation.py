@@ -29,7 +29,7 @@ def test_psf_of_centred_emitter_integrates_to_i0_with_exact_moments(sigma):
     assert mean == pytest.approx(20.5, abs=1e-9)
     # pixel integration adds a uniform(1 px) variance: sigma^2 + 1/12, up to the sampling error
     var = (profile * (centres - mean) ** 2).sum()
-    assert var == pytest.approx(sigma ** 2 + 1 / 12, rel=2e-3)
+    assert var == pytest.approx(sigma**2 + 1 / 12, rel=2e-3)
 
 
 def test_psf_off_centre_keeps_its_centroid_and_background_adds_per_pixel():
@@ -46,11 +46,14 @@ def test_pixel_integrals_rows_sum_to_one_inside_grid():
     np.testing.assert_allclose(d.sum(axis=-1), 1.0, atol=1e-6)
 
 
-@pytest.mark.parametrize("camera", [
-    CameraModel(gain_adu_per_photon=2.5, offset_adu=100.0, read_noise_e=1.6),
-    CameraModel(gain_adu_per_photon=0.5, offset_adu=400.0, read_noise_e=0.0),
-    CameraModel(gain_adu_per_photon=3.0, offset_adu=100.0, read_noise_e=1.0, emccd=True),
-])
+@pytest.mark.parametrize(
+    "camera",
+    [
+        CameraModel(gain_adu_per_photon=2.5, offset_adu=100.0, read_noise_e=1.6),
+        CameraModel(gain_adu_per_photon=0.5, offset_adu=400.0, read_noise_e=0.0),
+        CameraModel(gain_adu_per_photon=3.0, offset_adu=100.0, read_noise_e=1.0, emccd=True),
+    ],
+)
 def test_pixel_mean_and_variance_match_the_camera_model(camera, rng):
     """mean = gain*(omega) + offset; var = gain^2*(F*omega + read^2), omega incl. background."""
     omega = expected_photons(_one(6.3), _one(6.6), _one(800.0), (13, 13), 0.92, background_photons=20.0)[0]
@@ -64,8 +67,17 @@ def test_pixel_mean_and_variance_match_the_camera_model(camera, rng):
 
 
 def test_whole_simulated_stack_has_unit_z_scores():
-    cfg = SimulationConfig(n_frames=300, height_px=32, width_px=32, density_per_um2=2.0, photons=800,
-                           background_photons=12, gain_adu_per_photon=1.7, read_noise_e=2.0, seed=3)
+    cfg = SimulationConfig(
+        n_frames=300,
+        height_px=32,
+        width_px=32,
+        density_per_um2=2.0,
+        photons=800,
+        background_photons=12,
+        gain_adu_per_photon=1.7,
+        read_noise_e=2.0,
+        seed=3,
+    )
     stack = simulate_stack(cfg, keep_omega=True)
     camera = cfg.camera
     z = (stack.adu - camera.mean_adu(stack.omega_photons)) / np.sqrt(camera.variance_adu(stack.omega_photons))
@@ -88,8 +100,9 @@ def test_kde_mass_per_emitter_is_constant_and_peak_lands_on_the_4x_pixel():
 
 
 def test_kde_targets_of_a_disc_stack_carry_one_unit_per_emitter():
-    cfg = SimulationConfig(n_frames=50, height_px=20, width_px=20, structure="disc", density_per_um2=3.0,
-                           photons=200, seed=5)
+    cfg = SimulationConfig(
+        n_frames=50, height_px=20, width_px=20, structure="disc", density_per_um2=3.0, photons=200, seed=5
+    )
     stack = simulate_stack(cfg, with_kde=True)
     counts = np.bincount(stack.truth.frame, minlength=cfg.n_frames + 1)[1:]
     np.testing.assert_allclose(stack.kde.sum(axis=(1, 2)), counts, rtol=1e-4, atol=1e-4)
@@ -99,8 +112,9 @@ def test_kde_targets_of_a_disc_stack_carry_one_unit_per_emitter():
 @pytest.mark.parametrize("structure", ["uniform", "disc", "filaments", "clusters"])
 @pytest.mark.parametrize("blinking", [False, True])
 def test_priors_stay_in_their_support_and_hit_the_density(structure, blinking):
-    cfg = SimulationConfig(n_frames=400, height_px=40, width_px=48, density_per_um2=1.5, structure=structure,
-                           blinking=blinking, seed=11)
+    cfg = SimulationConfig(
+        n_frames=400, height_px=40, width_px=48, density_per_um2=1.5, structure=structure, blinking=blinking, seed=11
+    )
     truth = simulate_stack(cfg).truth
     x_px, y_px = truth.x_nm / cfg.pixel_size_nm, truth.y_nm / cfg.pixel_size_nm
     per_frame = len(truth) / cfg.n_frames
@@ -149,23 +163,34 @@ def test_quantized_stack_is_uint16_and_offset_shifted():
     assert len(stack.truth) == 0
 
 
-@pytest.mark.parametrize("field,value", [("density_per_um2", -1.0), ("photons", 0.0), ("psf_sigma_px", -1.0),
-                                         ("structure", "spirals"), ("n_frames", 0), ("gain_adu_per_photon", 0)])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("density_per_um2", -1.0),
+        ("photons", 0.0),
+        ("psf_sigma_px", -1.0),
+        ("structure", "spirals"),
+        ("n_frames", 0),
+        ("gain_adu_per_photon", 0),
+    ],
+)
 def test_invalid_configuration_is_refused(field, value):
     with pytest.raises(ValueError):
         SimulationConfig(**{field: value}).validate()
 
 
 def test_stage_drift_moves_every_emitter_by_the_same_amount():
-    base = SimulationConfig(n_frames=50, height_px=32, width_px=32, density_per_um2=2.0, structure="filaments",
-                            blinking=True, seed=9)
+    base = SimulationConfig(
+        n_frames=50, height_px=32, width_px=32, density_per_um2=2.0, structure="filaments", blinking=True, seed=9
+    )
     moved = SimulationConfig(**{**base.to_dict(), "drift_x_nm": 200.0, "drift_y_nm": -100.0, "drift_wobble_nm": 20.0})
     a, b = simulate_stack(base).truth, simulate_stack(moved).truth
     assert np.array_equal(a.frame, b.frame)
     dx, dy = moved.drift_nm(a.frame)
     assert np.allclose(b.x_nm - a.x_nm, dx) and np.allclose(b.y_nm - a.y_nm, dy)
-    assert moved.drift_nm([1])[0][0] == 0 and moved.drift_nm([50])[0][0] == pytest.approx(200.0 + 20 * np.sin(
-        2 * np.pi * 49 / 500))
+    assert moved.drift_nm([1])[0][0] == 0 and moved.drift_nm([50])[0][0] == pytest.approx(
+        200.0 + 20 * np.sin(2 * np.pi * 49 / 500)
+    )
 
 
 def test_a_structure_prior_keeps_its_coordinates_when_it_fits():
@@ -177,11 +202,13 @@ def test_a_structure_prior_keeps_its_coordinates_when_it_fits():
     cfg = SimulationConfig(n_frames=30, height_px=40, width_px=40, density_per_um2=1.0, blinking=True, seed=2)
     truth = simulate_stack(cfg, prior=prior).truth
     radius = np.hypot(truth.x_nm - 2000, truth.y_nm - 2000)
-    assert len(truth) > 30 and np.allclose(radius, 800, atol=1e-6)   # on the given ring, where it was
+    assert len(truth) > 30 and np.allclose(radius, 800, atol=1e-6)  # on the given ring, where it was
     moved = simulate_stack(SimulationConfig(**{**cfg.to_dict(), "augment_structure": True}), prior=prior).truth
-    assert np.allclose(np.hypot(moved.x_nm - 2000, moved.y_nm - 2000), 800, atol=1e-6)  # flips/rotations about the centre
+    assert np.allclose(
+        np.hypot(moved.x_nm - 2000, moved.y_nm - 2000), 800, atol=1e-6
+    )  # flips/rotations about the centre
     image = np.zeros((50, 50))
-    image[10, 5:45] = 1.0   # a line 40 image pixels long
+    image[10, 5:45] = 1.0  # a line 40 image pixels long
     sites = StructurePrior(image=image, image_pixel_nm=50.0).sites_px(500, 40, 40, 108.0, rng)
     assert np.all((sites[:, 1] * 108 >= 500) & (sites[:, 1] * 108 < 550))
     with pytest.raises(ValueError, match="pixel size"):
@@ -194,10 +221,26 @@ def test_simulate_structure_from_a_table_and_bad_structure_files(tmp_path, capsy
     from smlm_diffusion.localizations import Localizations
 
     t = np.linspace(0, 1, 300)
-    table = write_localizations_csv(tmp_path / "line.csv", Localizations(
-        frame=np.ones(300, int), x_nm=500 + 3000 * t, y_nm=1000 + 0 * t))
-    assert main(["simulate", str(tmp_path / "m.tif"), "--frames", "10", "--height", "40", "--width", "40",
-                 "--structure-from", str(table)]) == 0
+    table = write_localizations_csv(
+        tmp_path / "line.csv", Localizations(frame=np.ones(300, int), x_nm=500 + 3000 * t, y_nm=1000 + 0 * t)
+    )
+    assert (
+        main(
+            [
+                "simulate",
+                str(tmp_path / "m.tif"),
+                "--frames",
+                "10",
+                "--height",
+                "40",
+                "--width",
+                "40",
+                "--structure-from",
+                str(table),
+            ]
+        )
+        == 0
+    )
     truth = read_localizations_csv(tmp_path / "m.csv")
     assert len(truth) > 5 and np.allclose(truth.y_nm, 1000.0)
     empty = write_localizations_csv(tmp_path / "empty.csv", Localizations.empty())

@@ -51,14 +51,14 @@ def test_version_1_normalisation_is_per_frame_and_brightness_free():
 def test_normalisation_removes_structured_background_and_keeps_the_noise_level():
     rng = np.random.default_rng(0)
     cols = np.arange(64)[None, :] * np.ones((64, 1))
-    gradient = 10.0 + 140.0 * cols / 63          # 10 -> 150 photons across the frame
+    gradient = 10.0 + 140.0 * cols / 63  # 10 -> 150 photons across the frame
     frame = rng.poisson(gradient).astype(float)
-    spot = 60.0 * np.exp(-((np.arange(64)[:, None] - 32) ** 2 + (cols - 40) ** 2) / (2 * 0.92 ** 2))
+    spot = 60.0 * np.exp(-((np.arange(64)[:, None] - 32) ** 2 + (cols - 40) ** 2) / (2 * 0.92**2))
     out = normalise_frames(np.stack([frame, frame + spot]))
     background = estimate_background(frame)
     # the gradient is gone: the residual is noise around zero everywhere, not a ramp
     assert abs(np.mean((frame - background)[:, :8])) < 1.0 and abs(np.mean((frame - background)[:, -8:])) < 2.5
-    profile = np.median(out[0, 0], axis=0)        # a ramp would run from about -1.7 to +1.7 here
+    profile = np.median(out[0, 0], axis=0)  # a ramp would run from about -1.7 to +1.7 here
     assert np.abs(profile).max() < 0.15 and abs(profile[-16:].mean() - profile[:16].mean()) < 0.05
     # the spot is the brightest thing in channel 0 and significant in channel 1
     assert np.unravel_index(out[1, 0].argmax(), (64, 64)) == (32, 40)
@@ -114,8 +114,13 @@ def test_resume_refuses_other_settings(tmp_path):
 def test_run_training_stops_with_checkpoint_and_resumes(tmp_path):
     settings = tiny("phi")
     calls = []
-    stopped = run_training(settings, tmp_path / "m.pt", tmp_path / "m.ckpt", should_stop=lambda: len(calls) >= 2,
-                           progress=lambda *a: calls.append(a))
+    stopped = run_training(
+        settings,
+        tmp_path / "m.pt",
+        tmp_path / "m.ckpt",
+        should_stop=lambda: len(calls) >= 2,
+        progress=lambda *a: calls.append(a),
+    )
     assert stopped.step_index == 2 and (tmp_path / "m.ckpt").exists() and not (tmp_path / "m.pt").exists()
     finished = run_training(settings, tmp_path / "m.pt", tmp_path / "m.ckpt")
     assert finished.step_index == 4 and (tmp_path / "m.pt").exists()
@@ -156,17 +161,53 @@ def test_bundled_weights_match_manifest():
 
 def test_train_cli_writes_a_model(tmp_path, capsys):
     out = tmp_path / "phi.pt"
-    code = main(["train", "phi", "--out", str(out), "--steps", "2", "--batch-size", "2", "--channels", "8",
-                 "--frame-size", "12", "--device", "cpu"])
+    code = main(
+        [
+            "train",
+            "phi",
+            "--out",
+            str(out),
+            "--steps",
+            "2",
+            "--batch-size",
+            "2",
+            "--channels",
+            "8",
+            "--frame-size",
+            "12",
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 0 and store.load_model(out).training["steps"] == 2
-    assert main(["train", "psi", "--out", str(out), "--phi", str(tmp_path / "nope.pt"), "--steps", "1",
-                 "--device", "cpu"]) == 2
+    assert (
+        main(["train", "psi", "--out", str(out), "--phi", str(tmp_path / "nope.pt"), "--steps", "1", "--device", "cpu"])
+        == 2
+    )
     assert "is missing" in capsys.readouterr().err
 
 
 def test_training_from_a_simulated_folder(tmp_path):
-    assert main(["simulate", str(tmp_path / "set.tif"), "--frames", "4", "--height", "16", "--width", "16",
-                 "--density", "2", "--gain", "2", "--kde"]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                str(tmp_path / "set.tif"),
+                "--frames",
+                "4",
+                "--height",
+                "16",
+                "--width",
+                "16",
+                "--density",
+                "2",
+                "--gain",
+                "2",
+                "--kde",
+            ]
+        )
+        == 0
+    )
     settings = tiny("phi", data_folder=str(tmp_path), data_fraction=1.0)
     trainer = Trainer(settings)
     x, y = trainer.folder.sample(np.random.default_rng(0))
@@ -185,15 +226,26 @@ def test_fine_tuning_on_a_structure_file_starts_from_the_given_weights(tmp_path,
     from smlm_diffusion.io.structure import read_structure
     from smlm_diffusion.localizations import Localizations
     from smlm_diffusion.models.store import load_model
-    from smlm_diffusion.models.training import TrainSettings, Trainer
+    from smlm_diffusion.models.training import Trainer, TrainSettings
     from smlm_diffusion.models.training_data import TrainingDomain, training_batch
 
     t = np.linspace(0, 1, 500)
-    table = write_localizations_csv(tmp_path / "ring.csv", Localizations(
-        frame=np.ones(500, int), x_nm=1700 + 1200 * np.cos(2 * np.pi * t), y_nm=1700 + 1200 * np.sin(2 * np.pi * t)))
+    table = write_localizations_csv(
+        tmp_path / "ring.csv",
+        Localizations(
+            frame=np.ones(500, int), x_nm=1700 + 1200 * np.cos(2 * np.pi * t), y_nm=1700 + 1200 * np.sin(2 * np.pi * t)
+        ),
+    )
     prior = read_structure(table)
-    settings = TrainSettings(kind="phi", steps=2, batch_size=2, frame_px=16, init_model=tiny_models["phi"],
-                             structure_files=[str(table)], structure_fraction=1.0)
+    settings = TrainSettings(
+        kind="phi",
+        steps=2,
+        batch_size=2,
+        frame_px=16,
+        init_model=tiny_models["phi"],
+        structure_files=[str(table)],
+        structure_fraction=1.0,
+    )
     trainer = Trainer(settings, priors=[prior])
     start = load_model(tiny_models["phi"]).module.state_dict()
     assert all(torch.equal(start[k], v) for k, v in trainer.model.state_dict().items())
@@ -285,8 +337,9 @@ def test_psi_with_an_snr_channel_starts_as_the_two_channel_model_and_trains(tmp_
     t, frame = torch.tensor([5, 50]), torch.rand(2, 3, 8, 8)
     with torch.no_grad():
         assert torch.allclose(wider(y, cond, t, frame), old(y, cond, t, frame[:, :2]), atol=1e-6)
-    settings = tiny("psi", phi_model=tiny_models["phi"], init_model=tiny_models["psi_v2"], psi_frame_channels=3,
-                    loss="footprint")
+    settings = tiny(
+        "psi", phi_model=tiny_models["phi"], init_model=tiny_models["psi_v2"], psi_frame_channels=3, loss="footprint"
+    )
     trainer = Trainer(settings)
     inputs, _ = trainer.batch(0)
     assert inputs.shape[1] == 3 and trainer.model.config["frame_channels"] == 3
@@ -294,8 +347,12 @@ def test_psi_with_an_snr_channel_starts_as_the_two_channel_model_and_trains(tmp_
     out = trainer.export(tmp_path / "psi3.pt")
     assert store.load_model(out).normalisation["input"]["channels"] == 3
     sim = np.random.default_rng(0).poisson(20.0, (1, 16, 16)).astype(np.float32) + 100
-    result = reconstruct(sim, ReconstructionSettings(offset_adu=100.0, phi_model=tiny_models["phi"], psi_model=str(out),
-                                                     psf_sigma_px=1.0, keep_frame_kdes=True))
+    result = reconstruct(
+        sim,
+        ReconstructionSettings(
+            offset_adu=100.0, phi_model=tiny_models["phi"], psi_model=str(out), psf_sigma_px=1.0, keep_frame_kdes=True
+        ),
+    )
     assert result.variance_kdes[1].shape == (64, 64)
     with pytest.raises(ValueError, match="fourth frame channel"):
         tiny("psi", psi_frame_channels=4).validate()
@@ -323,8 +380,9 @@ def test_footprint_loss_weighs_the_pixels_where_phi_sees_an_emitter(tiny_models)
         squared = (plain.model(y_t, condition, t, inputs) - noise) ** 2
         w = 1.0 + FOOTPRINT_WEIGHT * (condition > FOOTPRINT_THRESHOLD).float()
         assert float(plain._loss(inputs, targets, 0)) == pytest.approx(float(squared.mean()), rel=1e-5)
-        assert float(weighted._loss(inputs, targets, 0)) == pytest.approx(float((squared * w / w.mean()).mean()),
-                                                                          rel=1e-5)
+        assert float(weighted._loss(inputs, targets, 0)) == pytest.approx(
+            float((squared * w / w.mean()).mean()), rel=1e-5
+        )
 
 
 def test_condition_dropout_hides_phis_estimate_from_a_share_of_examples(tiny_models):
@@ -360,12 +418,32 @@ def test_train_cli_exports_a_checkpoint_without_training(tmp_path, capsys):
     file, the training command without the flag) and trains nothing; without a checkpoint
     it says so in one sentence."""
     out, checkpoint = tmp_path / "phi.pt", tmp_path / "phi.ckpt"
-    args = ["train", "phi", "--out", str(out), "--checkpoint", str(checkpoint), "--steps", "6", "--batch-size", "2",
-            "--channels", "8", "--frame-size", "12", "--device", "cpu"]
+    args = [
+        "train",
+        "phi",
+        "--out",
+        str(out),
+        "--checkpoint",
+        str(checkpoint),
+        "--steps",
+        "6",
+        "--batch-size",
+        "2",
+        "--channels",
+        "8",
+        "--frame-size",
+        "12",
+        "--device",
+        "cpu",
+    ]
     assert main(args + ["--export-checkpoint"]) == 2
     assert "no checkpoint" in capsys.readouterr().err
-    run_training(TrainSettings(kind="phi", steps=6, batch_size=2, channels=8, frame_px=12), tmp_path / "unused.pt",
-                 checkpoint, should_stop=lambda: True)
+    run_training(
+        TrainSettings(kind="phi", steps=6, batch_size=2, channels=8, frame_px=12),
+        tmp_path / "unused.pt",
+        checkpoint,
+        should_stop=lambda: True,
+    )
     saved = torch.load(checkpoint, weights_only=True)
     assert main(args + ["--export-checkpoint"]) == 0
     exported = store.load_model(out)
@@ -377,6 +455,7 @@ def test_train_cli_exports_a_checkpoint_without_training(tmp_path, capsys):
 def test_high_noise_share_draws_that_share_of_noise_levels_from_the_top_tenth(tiny_models):
     """--high-noise-share P: psi sees that share of its examples at t > 0.9 T (where it must
     learn to ignore the noise frame), the others uniform over 1..T; seeded per step."""
+
     def levels(share, step=0):
         settings = tiny("psi", phi_model=tiny_models["phi"], high_noise_share=share)
         settings.batch_size = 400
@@ -414,8 +493,27 @@ def test_training_density_sets_the_priors_emitter_density_and_is_recorded(tmp_pa
 
     monkeypatch.setattr(training_data, "random_config", spy)
     out = tmp_path / "phi.pt"
-    code = main(["train", "phi", "--out", str(out), "--steps", "3", "--batch-size", "8", "--channels", "8",
-                 "--frame-size", "12", "--device", "cpu", "--density", "0.1", "0.3"])
+    code = main(
+        [
+            "train",
+            "phi",
+            "--out",
+            str(out),
+            "--steps",
+            "3",
+            "--batch-size",
+            "8",
+            "--channels",
+            "8",
+            "--frame-size",
+            "12",
+            "--device",
+            "cpu",
+            "--density",
+            "0.1",
+            "0.3",
+        ]
+    )
     assert code == 0 and len(drawn) == 24
     spread = [d for d, structure in drawn if structure != "disc" and d > 0]  # the disc rescales its own
     assert len(spread) > 10 and all(0.1 <= d <= 0.3 for d in spread)

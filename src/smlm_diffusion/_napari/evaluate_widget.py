@@ -28,8 +28,7 @@ def evaluate_tables(predicted: Localizations, truth: Localizations, tolerance_nm
     false[result.predicted_index] = False
     missed = np.ones(len(truth), bool)
     missed[result.true_index] = False
-    return (result.to_dict(), predicted.select(result.predicted_index), truth.select(missed),
-            predicted.select(false))
+    return (result.to_dict(), predicted.select(result.predicted_index), truth.select(missed), predicted.select(false))
 
 
 def format_metrics(metrics: dict) -> str:
@@ -37,9 +36,11 @@ def format_metrics(metrics: dict) -> str:
         value = metrics.get(key)
         return "n/a" if value is None else f"{value:.{digits}f}"
 
-    return (f"recall {f('recall', 3)}   precision {f('precision', 3)}   Jaccard {f('jaccard', 3)}\n"
-            f"RMSE {f('rmse_lateral_nm', 1)} nm   efficiency {f('efficiency', 1)}   "
-            f"(TP {metrics['true_positives']}, FP {metrics['false_positives']}, FN {metrics['false_negatives']})")
+    return (
+        f"recall {f('recall', 3)}   precision {f('precision', 3)}   Jaccard {f('jaccard', 3)}\n"
+        f"RMSE {f('rmse_lateral_nm', 1)} nm   efficiency {f('efficiency', 1)}   "
+        f"(TP {metrics['true_positives']}, FP {metrics['false_positives']}, FN {metrics['false_negatives']})"
+    )
 
 
 class EvaluateWidget(Container):
@@ -50,12 +51,23 @@ class EvaluateWidget(Container):
         self._predicted_csv = FileEdit(label="localizations CSV", mode="r", filter="*.csv")
         self._truth = ComboBox(label="ground truth", choices=self._choices)
         self._truth_csv = FileEdit(label="ground truth CSV", mode="r", filter="*.csv")
-        self.values = {"pixel_size_nm": FloatSpinBox(label="pixel size (nm)", min=1.0, max=1e5, value=108.0),
-                       "tolerance_nm": FloatSpinBox(label="tolerance (nm)", min=1.0, max=1e5, value=250.0)}
+        self.values = {
+            "pixel_size_nm": FloatSpinBox(label="pixel size (nm)", min=1.0, max=1e5, value=108.0),
+            "tolerance_nm": FloatSpinBox(label="tolerance (nm)", min=1.0, max=1e5, value=250.0),
+        }
         self._run = PushButton(text="Evaluate")
         self._result = Label(label="")
-        self.extend([self._predicted, self._predicted_csv, self._truth, self._truth_csv, *self.values.values(),
-                     self._run, self._result])
+        self.extend(
+            [
+                self._predicted,
+                self._predicted_csv,
+                self._truth,
+                self._truth_csv,
+                *self.values.values(),
+                self._run,
+                self._result,
+            ]
+        )
         persist.restore_into(self.values, NAME)
         self._run.changed.connect(self.run)
         viewer.layers.events.inserted.connect(self.reset_choices)
@@ -88,11 +100,20 @@ class EvaluateWidget(Container):
             return
         self._result.value = format_metrics(metrics)
         stack = any(layer.ndim == 3 for layer in self._viewer.layers)
-        for name, table, colour in (("matched (TP)", matched, "lime"), ("missed (FN)", missed, "red"),
-                                    ("false (FP)", false, "magenta")):
+        for name, table, colour in (
+            ("matched (TP)", matched, "lime"),
+            ("missed (FN)", missed, "red"),
+            ("false (FP)", false, "magenta"),
+        ):
             coords = points_world(table, px, with_frame=stack)
             if name in self._viewer.layers:
                 self._viewer.layers.remove(name)
-            self._viewer.add_points(coords, name=name, size=0.7, face_color="transparent", border_color=colour,
-                                    metadata={"pixel_size_nm": px})
+            self._viewer.add_points(
+                coords,
+                name=name,
+                size=0.7,
+                face_color="transparent",
+                border_color=colour,
+                metadata={"pixel_size_nm": px},
+            )
         self.metrics = metrics

@@ -20,8 +20,9 @@ def kde_transform(raw_scale, raw_translate, origin_px=(0, 0)) -> tuple[list[floa
     return fine_grid_transform(raw_scale, raw_translate, origin_px, UPSAMPLING)
 
 
-def fine_grid_transform(raw_scale, raw_translate, origin_px=(0, 0), factor: float = UPSAMPLING
-                        ) -> tuple[list[float], list[float]]:
+def fine_grid_transform(
+    raw_scale, raw_translate, origin_px=(0, 0), factor: float = UPSAMPLING
+) -> tuple[list[float], list[float]]:
     """(scale, translate) of a 2D layer on a grid ``factor`` times finer than the camera,
     its top-left corner at the camera pixel ``origin_px``, aligned with a raw layer."""
     s = np.asarray(raw_scale, float)[-2:]
@@ -31,8 +32,9 @@ def fine_grid_transform(raw_scale, raw_translate, origin_px=(0, 0), factor: floa
     return list(s / factor), list(translate)
 
 
-def points_world(locs: Localizations, pixel_size_nm: float, raw_scale=(1.0, 1.0), raw_translate=(0.0, 0.0),
-                 with_frame: bool = False) -> np.ndarray:
+def points_world(
+    locs: Localizations, pixel_size_nm: float, raw_scale=(1.0, 1.0), raw_translate=(0.0, 0.0), with_frame: bool = False
+) -> np.ndarray:
     """(n, 2) or (n, 3) napari coordinates (frame - 1, y, x) of localizations."""
     s = np.asarray(raw_scale, float)[-2:]
     t = np.asarray(raw_translate, float)[-2:]
@@ -42,8 +44,9 @@ def points_world(locs: Localizations, pixel_size_nm: float, raw_scale=(1.0, 1.0)
     return np.stack(columns, axis=1) if len(locs) else np.zeros((0, 3 if with_frame else 2))
 
 
-def localizations_from_points(data: np.ndarray, features, pixel_size_nm: float, raw_scale=(1.0, 1.0),
-                              raw_translate=(0.0, 0.0)) -> Localizations:
+def localizations_from_points(
+    data: np.ndarray, features, pixel_size_nm: float, raw_scale=(1.0, 1.0), raw_translate=(0.0, 0.0)
+) -> Localizations:
     """Inverse of :func:`points_world` (a frame column is used when the data has 3 columns)."""
     data = np.asarray(data, float)
     s = np.asarray(raw_scale, float)[-2:]
@@ -64,14 +67,31 @@ def localizations_from_points(data: np.ndarray, features, pixel_size_nm: float, 
         values = feature(_feature_name(key))
         if values is not None:
             extra[key] = values
-    return Localizations(frame=frame, x_nm=x_nm, y_nm=y_nm,
-                         intensity_photons=feature("intensity", "intensity_photons"),
-                         uncertainty_xy_nm=feature("uncertainty_xy_nm"), extra=extra)
+    return Localizations(
+        frame=frame,
+        x_nm=x_nm,
+        y_nm=y_nm,
+        intensity_photons=feature("intensity", "intensity_photons"),
+        uncertainty_xy_nm=feature("uncertainty_xy_nm"),
+        extra=extra,
+    )
 
 
 #: per-localization columns shown as Points features beside uncertainty, probability and intensity
-FEATURE_COLUMNS = ("crlb_xy_nm", "robust_xy_nm", "likelihood_xy_nm", "posterior_spread_xy_nm", "background_photons",
-                   "sigma_nm", "fit_deviance", "fit_ok", "drift_x_nm", "drift_y_nm", "n_frames", "last_frame")
+FEATURE_COLUMNS = (
+    "crlb_xy_nm",
+    "robust_xy_nm",
+    "likelihood_xy_nm",
+    "posterior_spread_xy_nm",
+    "background_photons",
+    "sigma_nm",
+    "fit_deviance",
+    "fit_ok",
+    "drift_x_nm",
+    "drift_y_nm",
+    "n_frames",
+    "last_frame",
+)
 
 
 def _feature_name(column: str) -> str:
@@ -80,9 +100,11 @@ def _feature_name(column: str) -> str:
 
 
 def points_features(locs: Localizations) -> dict[str, np.ndarray]:
-    features = {"uncertainty_xy_nm": np.asarray(locs.uncertainty_xy_nm, float),
-                "probability": np.asarray(locs.extra.get("probability", np.ones(len(locs))), float),
-                "intensity": np.asarray(locs.intensity_photons, float)}
+    features = {
+        "uncertainty_xy_nm": np.asarray(locs.uncertainty_xy_nm, float),
+        "probability": np.asarray(locs.extra.get("probability", np.ones(len(locs))), float),
+        "intensity": np.asarray(locs.intensity_photons, float),
+    }
     for name in FEATURE_COLUMNS:
         if name in locs.extra:
             features[_feature_name(name)] = np.asarray(locs.extra[name], float)

@@ -28,17 +28,34 @@ class PostprocessWidget(Container):
         self._worker = None
         self._layer = ComboBox(label="localizations", choices=self._localization_layers)
         self.values = {
-            "pixel_size_nm": FloatSpinBox(label="pixel size (nm)", min=0.01, max=1e5, value=DEFAULT_PIXEL_SIZE_NM,
-                                          tooltip="camera pixel size; filled from the layer's metadata"),
-            "frc_pixel_nm": FloatSpinBox(label="FRC pixel (nm, 0: auto)", min=0.0, max=1000.0, step=0.5, value=0.0,
-                                         tooltip="pixel of the two half images the FRC compares; 0: chosen for the "
-                                                 "data (finer on the densest part of the field when the curve needs "
-                                                 "it)"),
-            "keep_linked": CheckBox(text="FRC: keep linked blinks in one half", value=True,
-                                    tooltip="repeated localizations of one blink otherwise make the FRC optimistic"),
+            "pixel_size_nm": FloatSpinBox(
+                label="pixel size (nm)",
+                min=0.01,
+                max=1e5,
+                value=DEFAULT_PIXEL_SIZE_NM,
+                tooltip="camera pixel size; filled from the layer's metadata",
+            ),
+            "frc_pixel_nm": FloatSpinBox(
+                label="FRC pixel (nm, 0: auto)",
+                min=0.0,
+                max=1000.0,
+                step=0.5,
+                value=0.0,
+                tooltip="pixel of the two half images the FRC compares; 0: chosen for the "
+                "data (finer on the densest part of the field when the curve needs "
+                "it)",
+            ),
+            "keep_linked": CheckBox(
+                text="FRC: keep linked blinks in one half",
+                value=True,
+                tooltip="repeated localizations of one blink otherwise make the FRC optimistic",
+            ),
         }
-        self._buttons = {"drift": PushButton(text="Correct drift"), "frc": PushButton(text="FRC resolution"),
-                         "link": PushButton(text="Link blinks")}
+        self._buttons = {
+            "drift": PushButton(text="Correct drift"),
+            "frc": PushButton(text="FRC resolution"),
+            "link": PushButton(text="Link blinks"),
+        }
         self._status = Label(label="")
         self._resolution = Label(label="", value="FRC resolution: –")
         self.extend([self._layer, *self.values.values(), *self._buttons.values(), self._status, self._resolution])
@@ -64,8 +81,11 @@ class PostprocessWidget(Container):
     def _localization_layers(self, *_):
         from napari.layers import Points
 
-        return [layer for layer in self._viewer.layers
-                if isinstance(layer, Points) and is_localization_layer(layer.ndim, layer.features.columns)]
+        return [
+            layer
+            for layer in self._viewer.layers
+            if isinstance(layer, Points) and is_localization_layer(layer.ndim, layer.features.columns)
+        ]
 
     def _refresh_layers(self, *_):
         self._layer.reset_choices()
@@ -90,8 +110,15 @@ class PostprocessWidget(Container):
         values = persist.snapshot(self.values)
         persist.save(NAME, values)
         try:
-            table = table_from_layer(layer.name, layer.data, layer.features, layer.metadata, layer.scale,
-                                     layer.translate, values["pixel_size_nm"])
+            table = table_from_layer(
+                layer.name,
+                layer.data,
+                layer.features,
+                layer.metadata,
+                layer.scale,
+                layer.translate,
+                values["pixel_size_nm"],
+            )
         except ValueError as exc:  # SmlmInputError is a ValueError
             show_error(str(exc))
             return

@@ -12,7 +12,7 @@ from ..io import RAW_SUFFIXES, RawStack, TiffStack, open_stack
 from .layers import robust_contrast
 
 SUFFIXES = (".tif", ".tiff", *RAW_SUFFIXES)
-IN_MEMORY_LIMIT_BYTES = 512 * 1024 ** 2
+IN_MEMORY_LIMIT_BYTES = 512 * 1024**2
 
 
 def get_reader(path):
@@ -39,8 +39,7 @@ def _lazy_frames(stack: TiffStack | RawStack):
     import dask
     import dask.array as da
 
-    frames = [da.from_delayed(dask.delayed(stack.read)(i, i + 1), (1, rows, cols), dtype=stack.dtype)
-              for i in range(n)]
+    frames = [da.from_delayed(dask.delayed(stack.read)(i, i + 1), (1, rows, cols), dtype=stack.dtype) for i in range(n)]
     return da.concatenate(frames, axis=0)
 
 
@@ -49,9 +48,13 @@ def read_smlm_stack(path):
     stack = open_stack(path)
     data = _lazy_frames(stack)
     meta = stack.metadata
-    metadata = {"source_path": str(path), "pixel_size_nm": meta.pixel_size_nm, "offset_adu": meta.offset_adu,
-                "gain_adu_per_photon": meta.gain_adu_per_photon,
-                **{k: meta.extra[k] for k in ("sensor_roi_px", "binning") if k in meta.extra}}
+    metadata = {
+        "source_path": str(path),
+        "pixel_size_nm": meta.pixel_size_nm,
+        "offset_adu": meta.offset_adu,
+        "gain_adu_per_photon": meta.gain_adu_per_photon,
+        **{k: meta.extra[k] for k in ("sensor_roi_px", "binning") if k in meta.extra},
+    }
     first = np.asarray(stack.read(0, 1))[0]
     name = str(path).replace("\\", "/").rsplit("/", 1)[-1]
     return [(data, {"name": name, "metadata": metadata, "contrast_limits": robust_contrast(first)}, "image")]

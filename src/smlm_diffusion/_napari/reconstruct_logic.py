@@ -12,8 +12,14 @@ import numpy as np
 
 from ..inference.sampling_settings import SamplerSettings
 from ..reconstruction.pictures import default_render_pixel_nm, render_shape
-from ..reconstruction.settings import (DEFAULT_FALSE_ALARM, DEFAULT_MIN_PHOTONS, FrameResult, ProgressEvent, Reconstruction,
-                                       ReconstructionSettings)
+from ..reconstruction.settings import (
+    DEFAULT_FALSE_ALARM,
+    DEFAULT_MIN_PHOTONS,
+    FrameResult,
+    ProgressEvent,
+    Reconstruction,
+    ReconstructionSettings,
+)
 from .layers import UPSAMPLING, fine_grid_transform, kde_transform, points_features, points_world, robust_contrast
 
 SCOPES = ("current frame", "visible region", "frame range", "whole stack")
@@ -25,10 +31,12 @@ CAMERA_CHOICES = ("as given", "estimate from movie")
 FALSE_ALARM_CHOICES = ("1e-06", "1e-05", "0.0001", "0.001", "0.01", "0.1", "1")
 
 
-def build_settings(values: dict, n_frames: int, current_frame: int = 0,
-                   visible_region: tuple[int, int, int, int] | None = None) -> ReconstructionSettings:
+def build_settings(
+    values: dict, n_frames: int, current_frame: int = 0, visible_region: tuple[int, int, int, int] | None = None
+) -> ReconstructionSettings:
     """``values``: pixel_size_nm, offset_adu, gain, camera (a CAMERA_CHOICES label), emccd, camera_maps,
-    false_alarm, min_photons, render_pixel_nm (0: a tenth of a camera pixel), psf_sigma_px (0 or missing: measured on the movie), scope, first_frame,
+    false_alarm, min_photons, render_pixel_nm (0: a tenth of a camera pixel), psf_sigma_px (0 or missing:
+    measured on the movie), scope, first_frame,
     last_frame (1-based, inclusive), posterior, chains, accelerated, seed, device.
     ``current_frame`` is 0-based."""
     scope = values.get("scope", "current frame")
@@ -43,19 +51,27 @@ def build_settings(values: dict, n_frames: int, current_frame: int = 0,
         if not 1 <= first <= last <= n_frames:
             raise ValueError(f"frame range {first}-{last} is outside the stack's frames 1-{n_frames}")
         frames = (first - 1, last)
-    sampler = SamplerSettings(n_samples=int(values.get("chains", 16)),
-                              mode="accelerated" if values.get("accelerated", True) else "full")
+    sampler = SamplerSettings(
+        n_samples=int(values.get("chains", 16)), mode="accelerated" if values.get("accelerated", True) else "full"
+    )
     return ReconstructionSettings(
-        pixel_size_nm=float(values["pixel_size_nm"]), offset_adu=float(values["offset_adu"]),
-        gain_adu_per_photon=float(values["gain"]), frames=frames, region=region,
-        camera="auto" if values.get("camera") == CAMERA_CHOICES[1] else "given", emccd=bool(values.get("emccd", False)),
+        pixel_size_nm=float(values["pixel_size_nm"]),
+        offset_adu=float(values["offset_adu"]),
+        gain_adu_per_photon=float(values["gain"]),
+        frames=frames,
+        region=region,
+        camera="auto" if values.get("camera") == CAMERA_CHOICES[1] else "given",
+        emccd=bool(values.get("emccd", False)),
         camera_maps=maps_path(values.get("camera_maps")),
         min_photons=float(values.get("min_photons", DEFAULT_MIN_PHOTONS)),
         false_alarm=float(values.get("false_alarm", DEFAULT_FALSE_ALARM)),
         render_pixel_nm=float(values.get("render_pixel_nm", 0.0)),
         psf_sigma_px=float(values["psf_sigma_px"]) if values.get("psf_sigma_px") else None,
-        posterior=bool(values.get("posterior", True)), sampler=sampler, seed=int(values.get("seed", 0)),
-        device=str(values.get("device", "cpu")))
+        posterior=bool(values.get("posterior", True)),
+        sampler=sampler,
+        seed=int(values.get("seed", 0)),
+        device=str(values.get("device", "cpu")),
+    )
 
 
 def maps_path(value) -> str:
@@ -79,7 +95,7 @@ def visible_region_from_corners(corner_pixels, frame_shape: tuple[int, int]) -> 
 
 
 #: the most memory the kept per-frame KDEs of one widget run may take (the layers hold them)
-FRAME_KDES_MAX_BYTES = 2 * 1024 ** 3
+FRAME_KDES_MAX_BYTES = 2 * 1024**3
 
 
 @dataclass
@@ -87,6 +103,7 @@ class FrameStacks:
     """Each frame's KDEs of a run that keeps them: (frames, 4H, 4W) arrays filled from the
     run's frame events as frames finish (zeros until then); ``first_index`` is the run's
     first frame (0-based)."""
+
     mean: np.ndarray
     variance: np.ndarray | None
     first_index: int
@@ -108,11 +125,18 @@ class FrameStacks:
 def frame_kdes_bytes(n_frames: int, frame_shape: tuple[int, int], posterior: bool) -> int:
     """Memory of a run's kept per-frame KDEs (4x grid, float32; mean, and variance with the posterior)."""
     rows, cols = frame_shape
-    return n_frames * rows * cols * UPSAMPLING ** 2 * 4 * (2 if posterior else 1)
+    return n_frames * rows * cols * UPSAMPLING**2 * 4 * (2 if posterior else 1)
 
 
-def frame_layers(event_result: FrameResult, run_result: Reconstruction, raw_scale, raw_translate,
-                 raw_is_stack: bool, source_name: str, frame_stacks: FrameStacks | None = None) -> list[tuple]:
+def frame_layers(
+    event_result: FrameResult,
+    run_result: Reconstruction,
+    raw_scale,
+    raw_translate,
+    raw_is_stack: bool,
+    source_name: str,
+    frame_stacks: FrameStacks | None = None,
+) -> list[tuple]:
     """Layer data tuples (data, kwargs, type) showing one finished frame and the totals so far.
 
     With ``frame_stacks`` (the run keeps each frame's KDEs), the per-frame layers hold every
@@ -145,47 +169,117 @@ def frame_layers(event_result: FrameResult, run_result: Reconstruction, raw_scal
         kde_translate = [float(raw_translate[-3]) + float(raw_scale[-3]) * frame_stacks.first_index, *translate]
         frame_meta = {"frames": (frame_stacks.first_index + 1, frame_stacks.first_index + len(mean))}
     if posterior or run_result.frames_requested <= 1 or frame_stacks is not None:
-        layers.append((mean, {"name": f"{label} [{source_name}]", "scale": kde_scale,
-                              "translate": kde_translate, "colormap": "magma", "metadata": {**meta, **frame_meta},
-                              "contrast_limits": robust_contrast(event_result.mean_kde)}, "image"))
+        layers.append(
+            (
+                mean,
+                {
+                    "name": f"{label} [{source_name}]",
+                    "scale": kde_scale,
+                    "translate": kde_translate,
+                    "colormap": "magma",
+                    "metadata": {**meta, **frame_meta},
+                    "contrast_limits": robust_contrast(event_result.mean_kde),
+                },
+                "image",
+            )
+        )
     if posterior:
-        layers.append((variance, {"name": f"posterior variance [{source_name}]", "scale": kde_scale,
-                                  "translate": kde_translate, "colormap": "viridis", "metadata": {**meta, **frame_meta},
-                                  "contrast_limits": robust_contrast(event_result.variance_kde),
-                                  "visible": False}, "image"))
+        layers.append(
+            (
+                variance,
+                {
+                    "name": f"posterior variance [{source_name}]",
+                    "scale": kde_scale,
+                    "translate": kde_translate,
+                    "colormap": "viridis",
+                    "metadata": {**meta, **frame_meta},
+                    "contrast_limits": robust_contrast(event_result.variance_kde),
+                    "visible": False,
+                },
+                "image",
+            )
+        )
     locs = run_result.localizations
     # points are placed in world coordinates directly (the Points layer keeps an identity transform)
     coords = points_world(locs, s.pixel_size_nm, raw_scale, raw_translate, with_frame=raw_is_stack)
     if raw_is_stack:  # frame index -> world along the raw layer's frame axis
         coords[:, 0] = float(raw_translate[-3]) + float(raw_scale[-3]) * coords[:, 0]
     features = pd.DataFrame(points_features(locs))
-    colour = {"face_color": "uncertainty_xy_nm", "face_colormap": "viridis"} if posterior and len(locs) \
+    colour = (
+        {"face_color": "uncertainty_xy_nm", "face_colormap": "viridis"}
+        if posterior and len(locs)
         else {"face_color": "yellow"}
-    layers.append((coords, {"name": f"localizations [{source_name}]", "features": features, "size": 0.5,
-                            "border_width": 0, "metadata": meta, **colour}, "points"))
+    )
+    layers.append(
+        (
+            coords,
+            {
+                "name": f"localizations [{source_name}]",
+                "features": features,
+                "size": 0.5,
+                "border_width": 0,
+                "metadata": meta,
+                **colour,
+            },
+            "points",
+        )
+    )
     if len(run_result.frames) > 1 or run_result.frames_requested > 1:
         # the KDE render below the precision render, the points above both (added last by the widget)
-        layers.append((run_result.render_kde.astype(np.float32),
-                       {"name": f"render KDE [{source_name}]", "scale": scale, "translate": translate,
-                        "colormap": "magma", "metadata": meta, "visible": run_result.render is None,
-                        "contrast_limits": robust_contrast(run_result.render_kde)}, "image"))
+        layers.append(
+            (
+                run_result.render_kde.astype(np.float32),
+                {
+                    "name": f"render KDE [{source_name}]",
+                    "scale": scale,
+                    "translate": translate,
+                    "colormap": "magma",
+                    "metadata": meta,
+                    "visible": run_result.render is None,
+                    "contrast_limits": robust_contrast(run_result.render_kde),
+                },
+                "image",
+            )
+        )
         if run_result.render is not None:  # drawn from the whole table at the end of the run
             factor = s.pixel_size_nm / run_result.render_pixel_nm
             fine_scale, fine_translate = fine_grid_transform(raw_scale, raw_translate, run_result.origin_px, factor)
-            layers.append((run_result.render, {
-                "name": f"render [{source_name}]", "scale": fine_scale, "translate": fine_translate,
-                "colormap": "magma", "contrast_limits": robust_contrast(run_result.render),
-                "metadata": {**meta, "render_pixel_nm": run_result.render_pixel_nm}}, "image"))
+            layers.append(
+                (
+                    run_result.render,
+                    {
+                        "name": f"render [{source_name}]",
+                        "scale": fine_scale,
+                        "translate": fine_translate,
+                        "colormap": "magma",
+                        "contrast_limits": robust_contrast(run_result.render),
+                        "metadata": {**meta, "render_pixel_nm": run_result.render_pixel_nm},
+                    },
+                    "image",
+                )
+            )
         if run_result.render_variance is not None:
-            layers.append((run_result.render_variance.astype(np.float32),
-                           {"name": f"render variance [{source_name}]", "scale": scale, "translate": translate,
-                            "colormap": "viridis", "metadata": meta, "visible": False,
-                            "contrast_limits": robust_contrast(run_result.render_variance)}, "image"))
+            layers.append(
+                (
+                    run_result.render_variance.astype(np.float32),
+                    {
+                        "name": f"render variance [{source_name}]",
+                        "scale": scale,
+                        "translate": translate,
+                        "colormap": "viridis",
+                        "metadata": meta,
+                        "visible": False,
+                        "contrast_limits": robust_contrast(run_result.render_variance),
+                    },
+                    "image",
+                )
+            )
     return layers
 
 
-def placeholder_layers(run, raw_scale, raw_translate, raw_is_stack: bool, source_name: str,
-                       frame_stacks: FrameStacks | None = None) -> list[tuple]:
+def placeholder_layers(
+    run, raw_scale, raw_translate, raw_is_stack: bool, source_name: str, frame_stacks: FrameStacks | None = None
+) -> list[tuple]:
     """The layers a multi-frame run will show, empty (zero KDEs and render, no points), with
     the names, transforms and styles of :func:`frame_layers`. Shown while the run starts up
     (camera check, models, the first chunk through phi), so that layer creation (about a
@@ -195,9 +289,14 @@ def placeholder_layers(run, raw_scale, raw_translate, raw_is_stack: bool, source
     h, w = r1 - r0, c1 - c0
     shape = (h * UPSAMPLING, w * UPSAMPLING)
     posterior = run.settings.posterior
-    empty = Reconstruction(settings=run.settings, shape_px=(h, w), origin_px=(r0, c0), render_kde=np.zeros(shape),
-                           render_variance=np.zeros(shape) if posterior else None,
-                           frames_requested=run.stop - run.start)
+    empty = Reconstruction(
+        settings=run.settings,
+        shape_px=(h, w),
+        origin_px=(r0, c0),
+        render_kde=np.zeros(shape),
+        render_variance=np.zeros(shape) if posterior else None,
+        frames_requested=run.stop - run.start,
+    )
     # the precision render, drawn at the end, gets its (empty) layer now too
     s = run.settings
     empty.render_pixel_nm = s.render_pixel_nm or default_render_pixel_nm(s.pixel_size_nm, (h, w))
@@ -236,6 +335,7 @@ class RefreshPacer:
 @dataclass
 class Refresh:
     """Layer data tuples showing the first ``frames`` finished frames of a run."""
+
     frames: int
     layers: list[tuple] = field(default_factory=list)
 
@@ -243,6 +343,7 @@ class Refresh:
 @dataclass
 class LiveUpdate:
     """What the worker yields per engine event: the event and, now and then, a refresh."""
+
     event: ProgressEvent | None
     refresh: Refresh | None = None
 
@@ -253,8 +354,17 @@ class LiveLayers:
     features and render so far, the latest frame's KDEs); :meth:`catch_up` builds the last
     one at the end. ``run`` is a ``ReconstructionRun`` (its ``result`` fills up)."""
 
-    def __init__(self, run, raw_scale, raw_translate, raw_is_stack: bool, source_name: str,
-                 pacer: RefreshPacer | None = None, clock=time.monotonic, keep_frames: bool = False) -> None:
+    def __init__(
+        self,
+        run,
+        raw_scale,
+        raw_translate,
+        raw_is_stack: bool,
+        source_name: str,
+        pacer: RefreshPacer | None = None,
+        clock=time.monotonic,
+        keep_frames: bool = False,
+    ) -> None:
         self.run, self.source = run, (raw_scale, raw_translate, raw_is_stack, source_name)
         # each frame's KDEs in layers that follow the frame slider (multi-frame runs that ask)
         self.stacks = FrameStacks.for_run(run) if keep_frames and raw_is_stack and run.stop - run.start > 1 else None

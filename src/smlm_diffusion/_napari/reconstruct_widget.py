@@ -12,13 +12,33 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from magicgui.widgets import (CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, ProgressBar, PushButton,
-                              SpinBox)
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    ProgressBar,
+    PushButton,
+    SpinBox,
+)
 
-from . import persist
 from ..reconstruction.settings import DEFAULT_FALSE_ALARM, DEFAULT_MIN_PHOTONS
-from .reconstruct_logic import (CAMERA_CHOICES, FALSE_ALARM_CHOICES, FRAME_KDES_MAX_BYTES, SCOPES, LiveLayers, LiveUpdate, RunClock,
-                                build_settings, frame_kdes_bytes, placeholder_layers, visible_region_from_corners)
+from . import persist
+from .reconstruct_logic import (
+    CAMERA_CHOICES,
+    FALSE_ALARM_CHOICES,
+    FRAME_KDES_MAX_BYTES,
+    SCOPES,
+    LiveLayers,
+    LiveUpdate,
+    RunClock,
+    build_settings,
+    frame_kdes_bytes,
+    placeholder_layers,
+    visible_region_from_corners,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -47,34 +67,61 @@ class ReconstructWidget(Container):
             "gain": FloatSpinBox(label="gain (ADU/photon)", min=0.001, max=1e4, step=0.01, value=1.0),
             "camera": ComboBox(label="camera values", choices=list(CAMERA_CHOICES), value=CAMERA_CHOICES[0]),
             "emccd": CheckBox(text="EMCCD (excess noise)", value=False),
-            "camera_maps": FileEdit(label="sCMOS maps", mode="r", filter="*.tif *.tiff", value="",
-                                    tooltip="per-pixel offset, read variance and gain (smlm-diffusion "
-                                            "calibrate-camera); empty: the offset and gain above"),
+            "camera_maps": FileEdit(
+                label="sCMOS maps",
+                mode="r",
+                filter="*.tif *.tiff",
+                value="",
+                tooltip="per-pixel offset, read variance and gain (smlm-diffusion "
+                "calibrate-camera); empty: the offset and gain above",
+            ),
             # a p-value threshold lives on a log scale: a spin box would round 1e-5 to 0
-            "false_alarm": ComboBox(label="false alarm", choices=list(FALSE_ALARM_CHOICES),
-                                    value=f"{DEFAULT_FALSE_ALARM:g}",
-                                    tooltip="detection: the chance that a background-only candidate passes the "
-                                            "likelihood-ratio test (its p-value threshold)"),
-            "min_photons": FloatSpinBox(label="min photons", min=0.0, max=1e6, step=10.0,
-                                        value=DEFAULT_MIN_PHOTONS,
-                                        tooltip="a second detection knob: photons above the local background "
-                                                "(0: the test alone decides)"),
-            "render_pixel_nm": FloatSpinBox(label="render pixel (nm)", min=0.0, max=1000.0, step=1.0, value=0.0,
-                                            tooltip="pixel of the render (localizations drawn as wide as their "
-                                                    "precision); 0 = a tenth of a camera pixel"),
-            "psf_sigma_px": FloatSpinBox(label="PSF sigma (px)", min=0.0, max=5.0, step=0.01, value=0.0,
-                                         tooltip="for the likelihood fit; 0 = measure it on the movie"),
+            "false_alarm": ComboBox(
+                label="false alarm",
+                choices=list(FALSE_ALARM_CHOICES),
+                value=f"{DEFAULT_FALSE_ALARM:g}",
+                tooltip="detection: the chance that a background-only candidate passes the "
+                "likelihood-ratio test (its p-value threshold)",
+            ),
+            "min_photons": FloatSpinBox(
+                label="min photons",
+                min=0.0,
+                max=1e6,
+                step=10.0,
+                value=DEFAULT_MIN_PHOTONS,
+                tooltip="a second detection knob: photons above the local background (0: the test alone decides)",
+            ),
+            "render_pixel_nm": FloatSpinBox(
+                label="render pixel (nm)",
+                min=0.0,
+                max=1000.0,
+                step=1.0,
+                value=0.0,
+                tooltip="pixel of the render (localizations drawn as wide as their "
+                "precision); 0 = a tenth of a camera pixel",
+            ),
+            "psf_sigma_px": FloatSpinBox(
+                label="PSF sigma (px)",
+                min=0.0,
+                max=5.0,
+                step=0.01,
+                value=0.0,
+                tooltip="for the likelihood fit; 0 = measure it on the movie",
+            ),
             "scope": ComboBox(label="scope", choices=list(SCOPES), value="current frame"),
-            "first_frame": SpinBox(label="first frame", min=1, max=10 ** 9, value=1),
-            "last_frame": SpinBox(label="last frame", min=1, max=10 ** 9, value=1),
-            "frame_kdes": CheckBox(text="keep each frame's KDE (follows the frame slider)", value=False,
-                                   tooltip="frame range / whole stack: KDE layers with every frame of the run, "
-                                           "not only the render (memory: 64 bytes per raw pixel and frame, "
-                                           "twice that with the posterior)"),
+            "first_frame": SpinBox(label="first frame", min=1, max=10**9, value=1),
+            "last_frame": SpinBox(label="last frame", min=1, max=10**9, value=1),
+            "frame_kdes": CheckBox(
+                text="keep each frame's KDE (follows the frame slider)",
+                value=False,
+                tooltip="frame range / whole stack: KDE layers with every frame of the run, "
+                "not only the render (memory: 64 bytes per raw pixel and frame, "
+                "twice that with the posterior)",
+            ),
             "posterior": CheckBox(text="posterior sampling (uncertainties)", value=True),
             "chains": SpinBox(label="chains", min=2, max=512, value=16),
             "accelerated": CheckBox(text="accelerated sampling", value=True),
-            "seed": SpinBox(label="seed", min=0, max=2 ** 31 - 1, value=0),
+            "seed": SpinBox(label="seed", min=0, max=2**31 - 1, value=0),
             "device": ComboBox(label="device", choices=available_devices()),
         }
         self._device_kind = Label(label="")
@@ -82,8 +129,17 @@ class ReconstructWidget(Container):
         self._cancel = PushButton(text="Cancel", enabled=False)
         self._progress = ProgressBar(label="progress", min=0, max=1, value=0)
         self._status = Label(label="")
-        self.extend([self._layer, *self.values.values(), self._device_kind, self._run, self._cancel,
-                     self._progress, self._status])
+        self.extend(
+            [
+                self._layer,
+                *self.values.values(),
+                self._device_kind,
+                self._run,
+                self._cancel,
+                self._progress,
+                self._status,
+            ]
+        )
         persist.restore_into(self.values, NAME)
         self._update_device_kind()
         self.values["device"].changed.connect(self._update_device_kind)
@@ -98,8 +154,11 @@ class ReconstructWidget(Container):
     def _image_layers(self, *_):
         from napari.layers import Image
 
-        return [layer for layer in self._viewer.layers if isinstance(layer, Image) and layer.ndim in (2, 3)
-                and not layer.rgb and "source" not in layer.metadata]
+        return [
+            layer
+            for layer in self._viewer.layers
+            if isinstance(layer, Image) and layer.ndim in (2, 3) and not layer.rgb and "source" not in layer.metadata
+        ]
 
     def _refresh_layers(self, *_):
         self._layer.reset_choices()
@@ -109,8 +168,11 @@ class ReconstructWidget(Container):
         if layer is None:
             return
         md = layer.metadata or {}
-        for key, name in (("pixel_size_nm", "pixel_size_nm"), ("offset_adu", "offset_adu"),
-                          ("gain_adu_per_photon", "gain")):
+        for key, name in (
+            ("pixel_size_nm", "pixel_size_nm"),
+            ("offset_adu", "offset_adu"),
+            ("gain_adu_per_photon", "gain"),
+        ):
             if md.get(key) is not None:
                 self.values[name].value = float(md[key])
         n = layer.data.shape[0] if layer.ndim == 3 else 1
@@ -118,8 +180,9 @@ class ReconstructWidget(Container):
 
     def _update_device_kind(self, *_):
         device = self.values["device"].value or "cpu"
-        self._device_kind.value = "runs on: " + ("GPU (CUDA)" if device.startswith("cuda") else
-                                                 "GPU (Apple MPS)" if device == "mps" else "CPU")
+        self._device_kind.value = "runs on: " + (
+            "GPU (CUDA)" if device.startswith("cuda") else "GPU (Apple MPS)" if device == "mps" else "CPU"
+        )
 
     # -- running ------------------------------------------------------------------------
     def start(self, *_):
@@ -139,23 +202,30 @@ class ReconstructWidget(Container):
         current = int(self._viewer.dims.current_step[0]) if is_stack else 0
         frame_shape = tuple(layer.data.shape[-2:])
         try:
-            region = visible_region_from_corners(layer.corner_pixels, frame_shape) \
-                if values["scope"] == "visible region" else None
+            region = (
+                visible_region_from_corners(layer.corner_pixels, frame_shape)
+                if values["scope"] == "visible region"
+                else None
+            )
             settings = build_settings(values, n_frames, current, region)
             settings.keep_frame_kdes = False  # the engine does not keep them; the widget's layers do
             run = ReconstructionRun(layer.data, settings)
             keep_frames = bool(values.get("frame_kdes")) and run.stop - run.start > 1
-            needed = frame_kdes_bytes(run.stop - run.start, (run.region[1] - run.region[0],
-                                                             run.region[3] - run.region[2]), settings.posterior)
+            needed = frame_kdes_bytes(
+                run.stop - run.start, (run.region[1] - run.region[0], run.region[3] - run.region[2]), settings.posterior
+            )
             if keep_frames and needed > FRAME_KDES_MAX_BYTES:
-                raise ValueError(f"keeping each frame's KDE for {run.stop - run.start} frames needs "
-                                 f"{needed / 1024 ** 3:.1f} GB (at most {FRAME_KDES_MAX_BYTES / 1024 ** 3:.0f} GB): "
-                                 "choose a shorter frame range or leave \"keep each frame's KDE\" off")
+                raise ValueError(
+                    f"keeping each frame's KDE for {run.stop - run.start} frames needs "
+                    f"{needed / 1024**3:.1f} GB (at most {FRAME_KDES_MAX_BYTES / 1024**3:.0f} GB): "
+                    'choose a shorter frame range or leave "keep each frame\'s KDE" off'
+                )
         except ValueError as exc:  # SmlmInputError is a ValueError
             show_error(str(exc))
             return
-        live = LiveLayers(run, tuple(layer.scale), tuple(layer.translate), is_stack, layer.name,
-                          keep_frames=keep_frames)
+        live = LiveLayers(
+            run, tuple(layer.scale), tuple(layer.translate), is_stack, layer.name, keep_frames=keep_frames
+        )
         self._progress.max, self._progress.value = 1, 0
         self._status.value = "starting…"
 
@@ -196,8 +266,9 @@ class ReconstructWidget(Container):
         self._worker.start()
         self._placeholders = []  # names of the empty layers this run added
         if run.stop - run.start > 1:  # created while the run starts up, not in its middle
-            self._add_placeholders(placeholder_layers(run, tuple(layer.scale), tuple(layer.translate), is_stack,
-                                                      layer.name, live.stacks))
+            self._add_placeholders(
+                placeholder_layers(run, tuple(layer.scale), tuple(layer.translate), is_stack, layer.name, live.stacks)
+            )
 
     def _add_placeholders(self, layers):
         """Add the run's empty layers one per event-loop turn (each addition stalls the GUI
@@ -320,8 +391,10 @@ class ReconstructWidget(Container):
             self._show_warnings()
             state = "finished" if done.completed else "cancelled"
             seconds = done.timings_s.get("total") or time.monotonic() - self._started  # no total yet after a cancel
-            self._status.value = (f"{state}: {len(done.frames)} frame(s), {len(done.localizations)} localizations, "
-                                  f"{seconds:.1f} s on {done.device}")
+            self._status.value = (
+                f"{state}: {len(done.frames)} frame(s), {len(done.localizations)} localizations, "
+                f"{seconds:.1f} s on {done.device}"
+            )
         if done is None or not done.frames:  # no frame finished: the empty layers go again
             for name in self._placeholders:
                 if name in self._viewer.layers:

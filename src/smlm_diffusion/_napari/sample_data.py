@@ -18,8 +18,25 @@ def simulated_filaments():
     # so the SPEC 3 position (c + 0.5) * px maps to x / px - 0.5.
     points = np.stack([truth.frame - 1, truth.y_nm / px - 0.5, truth.x_nm / px - 0.5], axis=1)
     return [
-        (stack.adu, {"name": "SMLM filaments (simulated)", "metadata": meta,
-                     "contrast_limits": [float(cfg.offset_adu), float(np.percentile(stack.adu, 99.9))]}, "image"),
-        (points, {"name": "ground truth", "size": 0.6, "face_color": "transparent", "border_color": "cyan",
-                  "features": {"intensity_photons": truth.intensity_photons}, "visible": False}, "points"),
+        (
+            stack.adu,
+            {
+                "name": "SMLM filaments (simulated)",
+                "metadata": meta,
+                "contrast_limits": [float(cfg.offset_adu), float(np.percentile(stack.adu, 99.9))],
+            },
+            "image",
+        ),
+        (
+            points,
+            {
+                "name": "ground truth",
+                "size": 0.6,
+                "face_color": "transparent",
+                "border_color": "cyan",
+                "features": {"intensity_photons": truth.intensity_photons},
+                "visible": False,
+            },
+            "points",
+        ),
     ]

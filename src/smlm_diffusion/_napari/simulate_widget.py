@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
@@ -38,8 +37,9 @@ PREVIEW_FRAMES = 10
 BUILT_IN = "(built-in structure)"
 
 
-def structure_from_layer(name: str, kind: str, data, metadata: dict | None, scale, translate,
-                         pixel_size_nm: float) -> StructurePrior:
+def structure_from_layer(
+    name: str, kind: str, data, metadata: dict | None, scale, translate, pixel_size_nm: float
+) -> StructurePrior:
     """A structure prior from a layer's data. World coordinates count camera pixels of
     ``metadata['pixel_size_nm']`` (our layers), else of ``pixel_size_nm`` (the simulated
     camera's); a Points layer gives points (nm, pixel centres at k + 0.5 as SPEC 3), an Image
@@ -68,15 +68,23 @@ def structure_from_layer(name: str, kind: str, data, metadata: dict | None, scal
 
 def config_from_values(values: dict, n_frames: int | None = None) -> SimulationConfig:
     cfg = SimulationConfig(
-        n_frames=int(n_frames or values["frames"]), height_px=int(values["height_px"]),
-        width_px=int(values["width_px"]), pixel_size_nm=float(values["pixel_size_nm"]),
-        density_per_um2=float(values["density_per_um2"]), photons=float(values["photons"]),
-        background_photons=float(values["background_photons"]), psf_sigma_px=float(values["psf_sigma_px"]),
+        n_frames=int(n_frames or values["frames"]),
+        height_px=int(values["height_px"]),
+        width_px=int(values["width_px"]),
+        pixel_size_nm=float(values["pixel_size_nm"]),
+        density_per_um2=float(values["density_per_um2"]),
+        photons=float(values["photons"]),
+        background_photons=float(values["background_photons"]),
+        psf_sigma_px=float(values["psf_sigma_px"]),
         background_structure=str(values.get("background_structure", "flat")),
         hot_pixels=int(values.get("hot_pixels", 0)),
-        gain_adu_per_photon=float(values["gain"]), offset_adu=float(values["offset_adu"]),
-        read_noise_e=float(values["read_noise_e"]), structure=str(values["structure"]),
-        blinking=bool(values["blinking"]), seed=int(values["seed"]))
+        gain_adu_per_photon=float(values["gain"]),
+        offset_adu=float(values["offset_adu"]),
+        read_noise_e=float(values["read_noise_e"]),
+        structure=str(values["structure"]),
+        blinking=bool(values["blinking"]),
+        seed=int(values["seed"]),
+    )
     cfg.validate()
     return cfg
 
@@ -85,14 +93,31 @@ def preview_layers(cfg: SimulationConfig, prior: StructurePrior | None = None) -
     """The first frames as an Image and their ground truth as Points (napari layer tuples)."""
     small = SimulationConfig(**{**cfg.to_dict(), "n_frames": min(cfg.n_frames, PREVIEW_FRAMES)})
     stack = simulate_stack(small, quantize=True, prior=prior)
-    meta = {"pixel_size_nm": cfg.pixel_size_nm, "offset_adu": cfg.offset_adu,
-            "gain_adu_per_photon": cfg.gain_adu_per_photon}
+    meta = {
+        "pixel_size_nm": cfg.pixel_size_nm,
+        "offset_adu": cfg.offset_adu,
+        "gain_adu_per_photon": cfg.gain_adu_per_photon,
+    }
     coords = points_world(stack.truth, cfg.pixel_size_nm, with_frame=True)
-    return [(stack.adu, {"name": "simulation preview", "metadata": meta,
-                         "contrast_limits": robust_contrast(stack.adu[0])}, "image"),
-            (coords, {"name": "simulation ground truth", "size": 0.6, "face_color": "transparent",
-                      "border_color": "cyan", "metadata": {"pixel_size_nm": cfg.pixel_size_nm},
-                      "features": {"intensity": stack.truth.intensity_photons}}, "points")]
+    return [
+        (
+            stack.adu,
+            {"name": "simulation preview", "metadata": meta, "contrast_limits": robust_contrast(stack.adu[0])},
+            "image",
+        ),
+        (
+            coords,
+            {
+                "name": "simulation ground truth",
+                "size": 0.6,
+                "face_color": "transparent",
+                "border_color": "cyan",
+                "metadata": {"pixel_size_nm": cfg.pixel_size_nm},
+                "features": {"intensity": stack.truth.intensity_photons},
+            },
+            "points",
+        ),
+    ]
 
 
 class SimulateWidget(Container):
@@ -101,16 +126,17 @@ class SimulateWidget(Container):
         self._viewer = viewer
         self._worker = None
         self.values = {
-            "frames": SpinBox(label="frames", min=1, max=10 ** 7, value=1000),
+            "frames": SpinBox(label="frames", min=1, max=10**7, value=1000),
             "height_px": SpinBox(label="height (px)", min=4, max=4096, value=64),
             "width_px": SpinBox(label="width (px)", min=4, max=4096, value=64),
             "pixel_size_nm": FloatSpinBox(label="pixel size (nm)", min=1.0, max=10000.0, value=108.0),
             "density_per_um2": FloatSpinBox(label="density (/um²)", min=0.0, max=100.0, step=0.05, value=0.5),
             "photons": FloatSpinBox(label="photons / emitter", min=1.0, max=1e7, value=1000.0),
             "background_photons": FloatSpinBox(label="background (photons/px)", min=0.0, max=1e5, value=10.0),
-            "background_structure": ComboBox(label="background shape", choices=list(BACKGROUND_STRUCTURES),
-                                             value="flat"),
-            "hot_pixels": SpinBox(label="hot pixels", min=0, max=10 ** 6, value=0),
+            "background_structure": ComboBox(
+                label="background shape", choices=list(BACKGROUND_STRUCTURES), value="flat"
+            ),
+            "hot_pixels": SpinBox(label="hot pixels", min=0, max=10**6, value=0),
             "psf_sigma_px": FloatSpinBox(label="PSF sigma (px)", min=0.1, max=10.0, step=0.01, value=0.92),
             "gain": FloatSpinBox(label="gain (ADU/photon)", min=0.001, max=1e4, step=0.01, value=1.0),
             "offset_adu": FloatSpinBox(label="offset (ADU)", min=0.0, max=60000.0, value=100.0),
@@ -118,7 +144,7 @@ class SimulateWidget(Container):
             "structure": ComboBox(label="structure", choices=list(STRUCTURES), value="filaments"),
             "structure_layer": ComboBox(label="structure from layer", choices=self._layer_choices),
             "blinking": CheckBox(text="blinking (fixed sites)", value=True),
-            "seed": SpinBox(label="seed", min=0, max=2 ** 31 - 1, value=0),
+            "seed": SpinBox(label="seed", min=0, max=2**31 - 1, value=0),
             "folder": FileEdit(label="output folder", mode="d", value=str(Path.home())),
             "name": LineEdit(label="dataset name", value="simulated"),
             "write_kde": CheckBox(text="also write 4x KDE targets", value=False),
@@ -137,8 +163,11 @@ class SimulateWidget(Container):
     def _layer_choices(self, *_):
         from napari.layers import Image, Points
 
-        return [BUILT_IN] + [layer.name for layer in self._viewer.layers if isinstance(layer, (Image, Points))
-                             and not layer.name.startswith("simulation ")]
+        return [BUILT_IN] + [
+            layer.name
+            for layer in self._viewer.layers
+            if isinstance(layer, (Image, Points)) and not layer.name.startswith("simulation ")
+        ]
 
     def _config(self, n_frames=None):
         """(config, structure prior or None), or (None, None) after telling the user why."""
@@ -153,8 +182,9 @@ class SimulateWidget(Container):
                 return cfg, None
             layer = self._viewer.layers[chosen]
             kind = "points" if layer.__class__.__name__ == "Points" else "image"
-            prior = structure_from_layer(layer.name, kind, layer.data, layer.metadata, layer.scale, layer.translate,
-                                         cfg.pixel_size_nm)
+            prior = structure_from_layer(
+                layer.name, kind, layer.data, layer.metadata, layer.scale, layer.translate, cfg.pixel_size_nm
+            )
             return replace(cfg, structure_source=prior.source), prior
         except ValueError as exc:  # SmlmInputError is a ValueError
             show_error(str(exc))
@@ -205,8 +235,14 @@ class SimulateWidget(Container):
         @thread_worker
         def work():
             try:
-                truth = write_simulation(cfg, tif, tif.with_suffix(".csv"), kde,
-                                         progress=lambda k, n: frames_done.__setitem__(0, k), prior=prior)
+                truth = write_simulation(
+                    cfg,
+                    tif,
+                    tif.with_suffix(".csv"),
+                    kde,
+                    progress=lambda k, n: frames_done.__setitem__(0, k),
+                    prior=prior,
+                )
             except (OSError, ValueError) as exc:
                 yield exc
                 return
@@ -227,7 +263,6 @@ class SimulateWidget(Container):
         self._worker.yielded.connect(on_yield)
         self._worker.finished.connect(self._write_finished)
         self._worker.start()
-
 
     def _write_finished(self, *_):
         self._timer.stop()

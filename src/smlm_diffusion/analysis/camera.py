@@ -27,7 +27,7 @@ MIN_FRAMES = 4
 class CameraEstimate:
     gain_adu_per_photon: float
     offset_adu: float
-    method: str                     # "photon-transfer line" | "one level, stated offset"
+    method: str  # "photon-transfer line" | "one level, stated offset"
     frames_used: int
     background_range_adu: tuple[float, float]
 
@@ -47,7 +47,7 @@ def pixel_statistics(frames_adu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     spread = 1.4826 * np.median(np.abs(d - np.median(d, axis=0)), axis=0) / np.sqrt(2.0)
     spread = np.where(spread > 0, spread, x.std(axis=0) + 1e-12)
     box = ndimage.uniform_filter(x - np.median(x, axis=0), size=(1, 3, 3))
-    bright = box > 3.0 * np.sqrt(ndimage.uniform_filter(spread ** 2, size=3) / 9.0)
+    bright = box > 3.0 * np.sqrt(ndimage.uniform_filter(spread**2, size=3) / 9.0)
     clean = ~ndimage.binary_dilation(bright, structure=np.ones((1, 5, 5), bool))
     pair = clean[1:] & clean[:-1]
     centre = np.median(np.where(pair, d, np.nan), axis=0) if pair.any() else np.zeros(x.shape[1:])
@@ -69,8 +69,9 @@ def median_variance_factor(n_frames: int) -> float:
     return float(np.median(pixel_statistics(noise)[1]))
 
 
-def estimate_camera(frames_adu: np.ndarray, stated_offset_adu: float | None = None, emccd: bool = False,
-                    n_bins: int = 40) -> CameraEstimate:
+def estimate_camera(
+    frames_adu: np.ndarray, stated_offset_adu: float | None = None, emccd: bool = False, n_bins: int = 40
+) -> CameraEstimate:
     """Gain (ADU per photon) and offset (ADU) from a (f, rows, cols) stack in ADU.
 
     Raises ValueError (one sentence) when the stack has fewer than ``MIN_FRAMES`` frames,
@@ -90,17 +91,21 @@ def estimate_camera(frames_adu: np.ndarray, stated_offset_adu: float | None = No
         raise ValueError("too few background pixels without spots to estimate the camera gain")
     slope, intercept = np.polyfit(bin_mean, bin_var, 1)
     residual = bin_var - (slope * bin_mean + intercept)
-    slope_error = np.sqrt(np.sum(residual ** 2) / max(n_bins - 2, 1) / np.sum((bin_mean - bin_mean.mean()) ** 2))
+    slope_error = np.sqrt(np.sum(residual**2) / max(n_bins - 2, 1) / np.sum((bin_mean - bin_mean.mean()) ** 2))
     if slope > 0 and slope_error < 0.1 * slope:
         gain = slope / excess
         return CameraEstimate(float(gain), float(-intercept / slope), "photon-transfer line", len(frames), (low, high))
     if stated_offset_adu is None:
-        raise ValueError("the background of this movie is too flat to estimate both the camera gain and the "
-                         "offset; give the offset (--offset) and the gain can be estimated")
+        raise ValueError(
+            "the background of this movie is too flat to estimate both the camera gain and the "
+            "offset; give the offset (--offset) and the gain can be estimated"
+        )
     level = np.median(mean[order]) - stated_offset_adu
     if level <= 0:
-        raise ValueError(f"the stated camera offset ({stated_offset_adu:g} ADU) is not below the background "
-                         f"({np.median(mean[order]):.1f} ADU); check the offset")
+        raise ValueError(
+            f"the stated camera offset ({stated_offset_adu:g} ADU) is not below the background "
+            f"({np.median(mean[order]):.1f} ADU); check the offset"
+        )
     gain = float(np.median(variance[order]) / median_variance_factor(len(frames)) / level / excess)
     return CameraEstimate(gain, float(stated_offset_adu), "one level, stated offset", len(frames), (low, high))
 
@@ -110,7 +115,9 @@ def gain_warning(stated_gain: float, estimate: CameraEstimate, factor: float = 2
     ratio = stated_gain / estimate.gain_adu_per_photon
     if 1 / factor <= ratio <= factor:
         return None
-    return (f"The stated camera gain ({stated_gain:g} ADU/photon) is {max(ratio, 1 / ratio):.1f}x "
-            f"{'above' if ratio > 1 else 'below'} the gain estimated from the movie "
-            f"({estimate.gain_adu_per_photon:.3g} ADU/photon, offset {estimate.offset_adu:.1f} ADU); check it "
-            "or use the estimate (--camera auto).")
+    return (
+        f"The stated camera gain ({stated_gain:g} ADU/photon) is {max(ratio, 1 / ratio):.1f}x "
+        f"{'above' if ratio > 1 else 'below'} the gain estimated from the movie "
+        f"({estimate.gain_adu_per_photon:.3g} ADU/photon, offset {estimate.offset_adu:.1f} ADU); check it "
+        "or use the estimate (--camera auto)."
+    )

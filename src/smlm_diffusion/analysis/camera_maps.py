@@ -31,8 +31,8 @@ MIN_DARK_FRAMES = 20
 
 @dataclass
 class CameraMaps:
-    offset_adu: np.ndarray            # (rows, cols)
-    read_variance_adu2: np.ndarray    # (rows, cols)
+    offset_adu: np.ndarray  # (rows, cols)
+    read_variance_adu2: np.ndarray  # (rows, cols)
     gain_adu_per_electron: np.ndarray  # (rows, cols)
 
     def __post_init__(self) -> None:
@@ -62,7 +62,7 @@ class CameraMaps:
         return (np.asarray(adu, np.float64) - self.offset_adu) / self.gain_adu_per_electron
 
     def read_variance_photons2(self) -> np.ndarray:
-        return self.read_variance_adu2 / self.gain_adu_per_electron ** 2
+        return self.read_variance_adu2 / self.gain_adu_per_electron**2
 
     def extra_variance(self) -> tuple[np.ndarray, float]:
         """(v_i / g_i^2 - r0, r0): what each pixel adds to its data and background, and the
@@ -75,19 +75,25 @@ class CameraMaps:
         """Medians and the share of noisy pixels, for run.json."""
         variance = self.read_variance_photons2()
         median = float(np.median(variance))
-        return {"shape": list(self.shape), "offset_adu_median": round(float(np.median(self.offset_adu)), 2),
-                "read_noise_e_median": round(float(np.sqrt(median)), 3),
-                "gain_adu_per_electron_median": round(float(np.median(self.gain_adu_per_electron)), 4),
-                "noisy_pixels": int((variance > 4 * median + 1).sum())}
+        return {
+            "shape": list(self.shape),
+            "offset_adu_median": round(float(np.median(self.offset_adu)), 2),
+            "read_noise_e_median": round(float(np.sqrt(median)), 3),
+            "gain_adu_per_electron_median": round(float(np.median(self.gain_adu_per_electron)), 4),
+            "noisy_pixels": int((variance > 4 * median + 1).sum()),
+        }
 
 
-def calibrate_maps(dark_adu: np.ndarray, gain_adu_per_electron: float | None = None,
-                   flats_adu: list[np.ndarray] | None = None) -> CameraMaps:
+def calibrate_maps(
+    dark_adu: np.ndarray, gain_adu_per_electron: float | None = None, flats_adu: list[np.ndarray] | None = None
+) -> CameraMaps:
     """Maps from dark frames (f, rows, cols), with one gain or flat stacks (module doc)."""
     dark = np.asarray(dark_adu, np.float64)
     if dark.ndim != 3 or len(dark) < MIN_DARK_FRAMES:
-        raise ValueError(f"camera maps need at least {MIN_DARK_FRAMES} dark frames (frames x rows x cols); "
-                         f"got an array of shape {dark.shape}")
+        raise ValueError(
+            f"camera maps need at least {MIN_DARK_FRAMES} dark frames (frames x rows x cols); "
+            f"got an array of shape {dark.shape}"
+        )
     offset = dark.mean(axis=0)
     variance = dark.var(axis=0, ddof=1)
     if flats_adu:
@@ -101,10 +107,12 @@ def calibrate_maps(dark_adu: np.ndarray, gain_adu_per_electron: float | None = N
         dm, dv = np.stack(dm), np.stack(dv)
         if not np.all(dm.max(axis=0) > 0):
             raise ValueError("the flat frames must be brighter than the dark frames in every pixel")
-        gain = (dm * dv).sum(axis=0) / (dm ** 2).sum(axis=0)
+        gain = (dm * dv).sum(axis=0) / (dm**2).sum(axis=0)
         if not np.all(gain > 0):
-            raise ValueError(f"{int((gain <= 0).sum())} pixels have no positive photon-transfer slope in the "
-                             "flat frames; use brighter flats or give --gain")
+            raise ValueError(
+                f"{int((gain <= 0).sum())} pixels have no positive photon-transfer slope in the "
+                "flat frames; use brighter flats or give --gain"
+            )
     else:
         if gain_adu_per_electron is None or not gain_adu_per_electron > 0:
             raise ValueError("give the camera's gain (ADU per electron) or flat frames to measure it")
@@ -121,6 +129,8 @@ def read_camera_maps(path: str | Path) -> CameraMaps:
     except (OSError, ValueError) as exc:
         raise ValueError(f"the camera maps {path} cannot be read ({exc})") from None
     if planes.ndim != 3 or len(planes) != 3:
-        raise ValueError(f"the camera maps {path} must hold 3 planes (offset ADU, read variance ADU^2, gain ADU per "
-                         f"electron); it has shape {planes.shape}")
+        raise ValueError(
+            f"the camera maps {path} must hold 3 planes (offset ADU, read variance ADU^2, gain ADU per "
+            f"electron); it has shape {planes.shape}"
+        )
     return CameraMaps(*planes)

@@ -46,21 +46,22 @@ NULL_MOMENTS = ((0.7, 9.36, 14.1), (0.92, 9.71, 13.4), (1.15, 8.90, 11.1), (1.4,
 STOREY_LAMBDA = 0.5
 
 
-def background_only_nll(data: np.ndarray, inside: np.ndarray, fixed: np.ndarray, read_variance: float,
-                        iterations: int = 30) -> np.ndarray:
+def background_only_nll(
+    data: np.ndarray, inside: np.ndarray, fixed: np.ndarray, read_variance: float, iterations: int = 30
+) -> np.ndarray:
     """Negative log-likelihood (the fit's convention: ``sum mu - (d + r^2) log mu``) of the
     background-only model ``mu = fixed + delta + r^2`` with the best ``delta`` per window
     (Newton steps on delta; ``data``, ``inside``, ``fixed``: (m, S, S))."""
     data_r = np.where(inside, data + read_variance, 0.0)
     fixed_r = fixed + read_variance
     count = np.maximum(inside.sum(axis=(1, 2)), 1)
-    delta = (np.where(inside, data - fixed, 0.0).sum(axis=(1, 2)) / count)
+    delta = np.where(inside, data - fixed, 0.0).sum(axis=(1, 2)) / count
     floor = -np.where(inside, fixed_r, np.inf).min(axis=(1, 2)) + 1e-6
     for _ in range(iterations):
         delta = np.maximum(delta, floor)
         mu = fixed_r + delta[:, None, None]
         grad = np.where(inside, 1.0 - data_r / mu, 0.0).sum(axis=(1, 2))
-        hess = np.where(inside, data_r / mu ** 2, 0.0).sum(axis=(1, 2))
+        hess = np.where(inside, data_r / mu**2, 0.0).sum(axis=(1, 2))
         step = -grad / np.maximum(hess, 1e-12)
         delta = delta + step
         if np.abs(step).max(initial=0.0) < 1e-6:
@@ -69,9 +70,16 @@ def background_only_nll(data: np.ndarray, inside: np.ndarray, fixed: np.ndarray,
     return np.where(inside, mu - data_r * np.log(mu), 0.0).sum(axis=(1, 2))
 
 
-def likelihood_ratio(photons: np.ndarray, background: np.ndarray | float, x_px: np.ndarray, y_px: np.ndarray,
-                     n_photons: np.ndarray, sigma_px: float, read_variance_photons2: float,
-                     frame_index: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def likelihood_ratio(
+    photons: np.ndarray,
+    background: np.ndarray | float,
+    x_px: np.ndarray,
+    y_px: np.ndarray,
+    n_photons: np.ndarray,
+    sigma_px: float,
+    read_variance_photons2: float,
+    frame_index: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """(T = 2 (nll_0 - nll_1), the surroundings' dispersion) of each fitted emitter (module
     doc, ``surround_dispersion``). ``photons``: one frame or a
     stack (F, H, W) with ``frame_index`` naming each emitter's frame; ``n_photons``: the
@@ -97,11 +105,21 @@ def likelihood_ratio(photons: np.ndarray, background: np.ndarray | float, x_px: 
     data = frame[f[:, None, None], rows[:, :, None], cols[:, None, :]]
     fixed = bg_map[f[:, None, None], rows[:, :, None], cols[:, None, :]] + others
     everywhere = np.ones(data.shape, bool)
-    one = fit_windows(data, everywhere, fixed, (x - c0)[:, None], (y - r0)[:, None], np.zeros(m, int),
-                      np.zeros(m, int), sigma_px, read_variance_photons2)
+    one = fit_windows(
+        data,
+        everywhere,
+        fixed,
+        (x - c0)[:, None],
+        (y - r0)[:, None],
+        np.zeros(m, int),
+        np.zeros(m, int),
+        sigma_px,
+        read_variance_photons2,
+    )
     null = background_only_nll(data, everywhere, fixed, read_variance_photons2)
-    return np.maximum(2.0 * (null - one.nll), 0.0), surround_dispersion(frame, bg_map, x, y, n, sigma_px,
-                                                                         read_variance_photons2, f)
+    return np.maximum(2.0 * (null - one.nll), 0.0), surround_dispersion(
+        frame, bg_map, x, y, n, sigma_px, read_variance_photons2, f
+    )
 
 
 def surround_dispersion(frame, bg_map, x, y, n, sigma_px, read_variance, f, ring_px: int = 3) -> np.ndarray:
@@ -125,12 +143,13 @@ def surround_dispersion(frame, bg_map, x, y, n, sigma_px, read_variance, f, ring
         return sums[f, rows, cols]
 
     count = ring_sums(np.ones(frame.shape))
-    weighted2, weighted, weights, total = (ring_sums(v) for v in (residual ** 2 * inverse, residual * inverse,
-                                                                  inverse, residual))
+    weighted2, weighted, weights, total = (
+        ring_sums(v) for v in (residual**2 * inverse, residual * inverse, inverse, residual)
+    )
     count = np.maximum(np.rint(count), 2.0)
     mean = total / count
     # sum over the ring of (r - mean)^2 / var
-    return np.maximum(weighted2 - 2.0 * mean * weighted + mean ** 2 * weights, 0.0) / (count - 1.0)
+    return np.maximum(weighted2 - 2.0 * mean * weighted + mean**2 * weights, 0.0) / (count - 1.0)
 
 
 def render_psfs(shape, x, y, n, sigma_px, f, half_width_px: int) -> np.ndarray:
@@ -154,15 +173,23 @@ def render_psfs(shape, x, y, n, sigma_px, f, half_width_px: int) -> np.ndarray:
     return out.reshape(shape)
 
 
-def detection_statistic(photons: np.ndarray, background: np.ndarray | float, x_px: np.ndarray, y_px: np.ndarray,
-                        n_photons: np.ndarray, sigma_px: float, read_variance_photons2: float,
-                        frame_index: np.ndarray | None = None) -> np.ndarray:
+def detection_statistic(
+    photons: np.ndarray,
+    background: np.ndarray | float,
+    x_px: np.ndarray,
+    y_px: np.ndarray,
+    n_photons: np.ndarray,
+    sigma_px: float,
+    read_variance_photons2: float,
+    frame_index: np.ndarray | None = None,
+) -> np.ndarray:
     """The test's statistic: T over the surroundings' dispersion where it exceeds 1 (a
     quasi-likelihood ratio: where the background map misses structure around an emitter,
     the likelihood overstates every difference by that factor). Arguments as
     ``likelihood_ratio``."""
-    statistic, dispersion = likelihood_ratio(photons, background, x_px, y_px, n_photons, sigma_px,
-                                             read_variance_photons2, frame_index)
+    statistic, dispersion = likelihood_ratio(
+        photons, background, x_px, y_px, n_photons, sigma_px, read_variance_photons2, frame_index
+    )
     return statistic / np.maximum(dispersion, 1.0)
 
 

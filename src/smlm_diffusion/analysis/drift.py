@@ -58,14 +58,14 @@ MIN_BLOCK_FRAMES = 5
 
 @dataclass
 class DriftResult:
-    frames: np.ndarray              # 1 .. n_frames
-    x_nm: np.ndarray                # drift per frame (what was / is to be subtracted)
+    frames: np.ndarray  # 1 .. n_frames
+    x_nm: np.ndarray  # drift per frame (what was / is to be subtracted)
     y_nm: np.ndarray
-    segment_frames: np.ndarray      # mean frame of each segment
+    segment_frames: np.ndarray  # mean frame of each segment
     segment_x_nm: np.ndarray
     segment_y_nm: np.ndarray
-    segment_std_nm: np.ndarray      # least-squares standard error per segment (per axis)
-    residual_nm: float              # RMS residual of the pair estimates after outlier removal
+    segment_std_nm: np.ndarray  # least-squares standard error per segment (per axis)
+    residual_nm: float  # RMS residual of the pair estimates after outlier removal
     pairs_used: int
     pairs_total: int
     method: str = "RCC (Wang et al. 2014)"
@@ -77,7 +77,7 @@ class DriftResult:
         move against each other."""
         dx = self.segment_x_nm - self.segment_x_nm.mean()
         dy = self.segment_y_nm - self.segment_y_nm.mean()
-        return float(np.sqrt(np.mean(dx ** 2 + dy ** 2)))
+        return float(np.sqrt(np.mean(dx**2 + dy**2)))
 
     def std_at(self, frames: np.ndarray) -> np.ndarray:
         """Per-axis standard error (nm) of the drift at 1-based frames: the segments' least-
@@ -92,22 +92,31 @@ class DriftResult:
 
     def record(self) -> dict:
         """What run.json keeps."""
-        return {"method": self.method, "segments": len(self.segment_frames), "pairs_used": self.pairs_used,
-                "pairs_total": self.pairs_total, "residual_nm": round(float(self.residual_nm), 2),
-                "segment_std_nm": round(float(np.mean(self.segment_std_nm)), 2),
-                "range_x_nm": round(float(np.ptp(self.x_nm)), 1), "range_y_nm": round(float(np.ptp(self.y_nm)), 1),
-                **self.settings}
+        return {
+            "method": self.method,
+            "segments": len(self.segment_frames),
+            "pairs_used": self.pairs_used,
+            "pairs_total": self.pairs_total,
+            "residual_nm": round(float(self.residual_nm), 2),
+            "segment_std_nm": round(float(np.mean(self.segment_std_nm)), 2),
+            "range_x_nm": round(float(np.ptp(self.x_nm)), 1),
+            "range_y_nm": round(float(np.ptp(self.y_nm)), 1),
+            **self.settings,
+        }
 
 
 def check_table(locs: Localizations) -> None:
     """One sentence for a table drift, FRC or linking cannot use."""
     if locs.frame is None or len(locs.frame) != len(locs):
-        raise SmlmInputError("the localization table has no frame column; drift correction needs the frame of "
-                             "every localization")
+        raise SmlmInputError(
+            "the localization table has no frame column; drift correction needs the frame of every localization"
+        )
     finite = np.isfinite(locs.x_nm) & np.isfinite(locs.y_nm)
     if not finite.all():
-        raise SmlmInputError(f"{int((~finite).sum())} localizations have NaN or infinite positions; remove them "
-                             "first (for example with a filter on x and y)")
+        raise SmlmInputError(
+            f"{int((~finite).sum())} localizations have NaN or infinite positions; remove them "
+            "first (for example with a filter on x and y)"
+        )
 
 
 def plan_segments(locs: Localizations, n_frames: int, segments: int | None = None) -> int:
@@ -116,28 +125,42 @@ def plan_segments(locs: Localizations, n_frames: int, segments: int | None = Non
     check_table(locs)
     possible = len(locs) // MIN_LOCALIZATIONS_PER_SEGMENT
     if n_frames < 3 or possible < 3:
-        raise SmlmInputError(f"drift correction needs at least 3 segments of {MIN_LOCALIZATIONS_PER_SEGMENT} "
-                             f"localizations; this table has {len(locs)} localizations in {n_frames} frames")
+        raise SmlmInputError(
+            f"drift correction needs at least 3 segments of {MIN_LOCALIZATIONS_PER_SEGMENT} "
+            f"localizations; this table has {len(locs)} localizations in {n_frames} frames"
+        )
     return int(segments) if segments else int(np.clip(possible, 5, 20) if possible >= 5 else possible)
 
 
-def estimate_drift(locs: Localizations, n_frames: int | None = None, segments: int | None = None,
-                   render_nm: float = 20.0, blur_px: float = 1.0, max_residual_nm: float = 50.0,
-                   max_drift_nm: float = 2000.0) -> DriftResult:
+def estimate_drift(
+    locs: Localizations,
+    n_frames: int | None = None,
+    segments: int | None = None,
+    render_nm: float = 20.0,
+    blur_px: float = 1.0,
+    max_residual_nm: float = 50.0,
+    max_drift_nm: float = 2000.0,
+) -> DriftResult:
     """Per-frame drift of ``locs`` (frames from 1) by RCC; see the module doc."""
     n_frames = int(n_frames or locs.frame.max())
     n = plan_segments(locs, n_frames, segments)
-    edges = np.linspace(0, n_frames, n + 1).round().astype(int)   # frames (edges[k], edges[k+1]]
+    edges = np.linspace(0, n_frames, n + 1).round().astype(int)  # frames (edges[k], edges[k+1]]
     segment = np.clip(np.searchsorted(edges, locs.frame, side="left") - 1, 0, n - 1)
     x0, y0 = np.nanmin(locs.x_nm) - max_drift_nm, np.nanmin(locs.y_nm) - max_drift_nm
     # (sizes FFTs are fast for: more zero padding beyond the reach changes no correlation within it)
-    shape = (next_fast_len(int(np.ceil((np.nanmax(locs.y_nm) - y0 + max_drift_nm) / render_nm)), real=True),
-             next_fast_len(int(np.ceil((np.nanmax(locs.x_nm) - x0 + max_drift_nm) / render_nm)), real=True))
+    shape = (
+        next_fast_len(int(np.ceil((np.nanmax(locs.y_nm) - y0 + max_drift_nm) / render_nm)), real=True),
+        next_fast_len(int(np.ceil((np.nanmax(locs.x_nm) - x0 + max_drift_nm) / render_nm)), real=True),
+    )
     spectra = []
     for k in range(n):
         sel = segment == k
-        image, _, _ = np.histogram2d((locs.y_nm[sel] - y0) / render_nm, (locs.x_nm[sel] - x0) / render_nm,
-                                     bins=shape, range=((0, shape[0]), (0, shape[1])))
+        image, _, _ = np.histogram2d(
+            (locs.y_nm[sel] - y0) / render_nm,
+            (locs.x_nm[sel] - x0) / render_nm,
+            bins=shape,
+            range=((0, shape[0]), (0, shape[1])),
+        )
         spectra.append(np.fft.rfft2(ndimage.gaussian_filter(image, blur_px)))
     reach = int(np.ceil(max_drift_nm / render_nm))
     rows, shifts = [], []
@@ -160,15 +183,26 @@ def estimate_drift(locs: Localizations, n_frames: int | None = None, segments: i
             break
         keep = new_keep
     drift, residual, std = _solve(pairs[keep], shifts[keep], n)
-    centres = np.array([locs.frame[segment == k].mean() if (segment == k).any() else 0.5 * (edges[k] + edges[k + 1])
-                        for k in range(n)])
+    centres = np.array(
+        [locs.frame[segment == k].mean() if (segment == k).any() else 0.5 * (edges[k] + edges[k + 1]) for k in range(n)]
+    )
     frames = np.arange(1, n_frames + 1)
     per_frame = [_interpolate(centres, drift[:, a], frames) for a in (0, 1)]
     # frame 1 is the reference: corrected positions stay where the movie started
     x_nm, y_nm = per_frame[0] - per_frame[0][0], per_frame[1] - per_frame[1][0]
-    return DriftResult(frames, x_nm, y_nm, centres, drift[:, 0] - per_frame[0][0], drift[:, 1] - per_frame[1][0],
-                       std, residual, int(keep.sum()), len(pairs),
-                       settings={"render_nm": render_nm, "max_residual_nm": max_residual_nm})
+    return DriftResult(
+        frames,
+        x_nm,
+        y_nm,
+        centres,
+        drift[:, 0] - per_frame[0][0],
+        drift[:, 1] - per_frame[1][0],
+        std,
+        residual,
+        int(keep.sum()),
+        len(pairs),
+        settings={"render_nm": render_nm, "max_residual_nm": max_residual_nm},
+    )
 
 
 def apply_drift(locs: Localizations, drift: DriftResult) -> Localizations:
@@ -179,30 +213,47 @@ def apply_drift(locs: Localizations, drift: DriftResult) -> Localizations:
     dx, dy = drift.at(locs.frame)
     std = drift.std_at(locs.frame)
     extra = {**locs.extra, "drift_x_nm": dx, "drift_y_nm": dy, "drift_std_nm": std}
-    return Localizations(frame=locs.frame, x_nm=locs.x_nm - dx, y_nm=locs.y_nm - dy,
-                         intensity_photons=locs.intensity_photons,
-                         uncertainty_xy_nm=np.hypot(locs.uncertainty_xy_nm, std), extra=extra)
+    return Localizations(
+        frame=locs.frame,
+        x_nm=locs.x_nm - dx,
+        y_nm=locs.y_nm - dy,
+        intensity_photons=locs.intensity_photons,
+        uncertainty_xy_nm=np.hypot(locs.uncertainty_xy_nm, std),
+        extra=extra,
+    )
 
 
 @dataclass
 class DriftDecision:
     apply: bool
-    reason: str                     # one sentence for the CLI, the widget and run.json
-    size_nm: float                  # the estimate's size (DriftResult.size_nm)
-    null_sizes_nm: list[float]      # the sizes found in frame-shuffled copies (none when the estimate's
-                                    # own uncertainty or consistency already refused it)
-    residual_nm: float              # RMS residual of the pair estimates
-    std_nm: float                   # the segments' mean standard error
+    reason: str  # one sentence for the CLI, the widget and run.json
+    size_nm: float  # the estimate's size (DriftResult.size_nm)
+    null_sizes_nm: list[float]  # the sizes found in frame-shuffled copies (none when the estimate's
+    # own uncertainty or consistency already refused it)
+    residual_nm: float  # RMS residual of the pair estimates
+    std_nm: float  # the segments' mean standard error
 
     def record(self) -> dict:
-        return {"applied": self.apply, "reason": self.reason, "size_nm": round(self.size_nm, 2),
-                "null_sizes_nm": [round(v, 2) for v in self.null_sizes_nm], "null_factor": NULL_FACTOR,
-                "residual_nm": round(self.residual_nm, 2), "max_residual_share": MAX_RESIDUAL_SHARE,
-                "std_nm": round(self.std_nm, 2), "max_std_share": round(MAX_STD_SHARE, 3)}
+        return {
+            "applied": self.apply,
+            "reason": self.reason,
+            "size_nm": round(self.size_nm, 2),
+            "null_sizes_nm": [round(v, 2) for v in self.null_sizes_nm],
+            "null_factor": NULL_FACTOR,
+            "residual_nm": round(self.residual_nm, 2),
+            "max_residual_share": MAX_RESIDUAL_SHARE,
+            "std_nm": round(self.std_nm, 2),
+            "max_std_share": round(MAX_STD_SHARE, 3),
+        }
 
 
-def decide_drift(locs: Localizations, drift: DriftResult, n_frames: int | None = None,
-                 permutations: int = NULL_PERMUTATIONS, seed: int = 0) -> DriftDecision:
+def decide_drift(
+    locs: Localizations,
+    drift: DriftResult,
+    n_frames: int | None = None,
+    permutations: int = NULL_PERMUTATIONS,
+    seed: int = 0,
+) -> DriftDecision:
     """Apply ``drift`` (estimated on ``locs``) or not (module doc): the same RCC on
     ``permutations`` copies of the table with shuffled blocks of frames gives the null."""
     n_frames = int(n_frames or locs.frame.max())
@@ -212,12 +263,16 @@ def decide_drift(locs: Localizations, drift: DriftResult, n_frames: int | None =
     # the estimate's own uncertainty and consistency first: when they refuse it, the null
     # (three more estimates, the costly part) cannot change the decision
     if std > MAX_STD_SHARE * size:
-        reason = (f"the drift estimate ({size:.1f} nm RMS between segments) is less than three of its standard "
-                  f"errors ({std:.1f} nm); positions left as they are")
+        reason = (
+            f"the drift estimate ({size:.1f} nm RMS between segments) is less than three of its standard "
+            f"errors ({std:.1f} nm); positions left as they are"
+        )
         return DriftDecision(False, reason, size, [], residual, std)
     if residual > MAX_RESIDUAL_SHARE * size:
-        reason = (f"the segment pairs disagree with the drift estimate by {residual:.1f} nm RMS, more than its size "
-                  f"({size:.1f} nm); positions left as they are")
+        reason = (
+            f"the segment pairs disagree with the drift estimate by {residual:.1f} nm RMS, more than its size "
+            f"({size:.1f} nm); positions left as they are"
+        )
         return DriftDecision(False, reason, size, [], residual, std)
     rng = np.random.default_rng(seed)
     settings = {key: drift.settings[key] for key in ("render_nm", "max_residual_nm") if key in drift.settings}
@@ -232,12 +287,16 @@ def decide_drift(locs: Localizations, drift: DriftResult, n_frames: int | None =
         null.append(estimate_drift(shuffled, n_frames, segments, **settings).size_nm)
     floor = NULL_FACTOR * max(null)
     if size <= floor:
-        reason = (f"the drift estimate ({size:.1f} nm RMS between segments) is not above what the same estimate "
-                  f"finds with blocks of {block} frames shuffled ({max(null):.1f} nm, x{NULL_FACTOR:g} = "
-                  f"{floor:.1f} nm); positions left as they are")
+        reason = (
+            f"the drift estimate ({size:.1f} nm RMS between segments) is not above what the same estimate "
+            f"finds with blocks of {block} frames shuffled ({max(null):.1f} nm, x{NULL_FACTOR:g} = "
+            f"{floor:.1f} nm); positions left as they are"
+        )
         return DriftDecision(False, reason, size, null, residual, std)
-    reason = (f"drift of {size:.1f} nm RMS between segments applied (pair residual {residual:.1f} nm, standard "
-              f"error {std:.1f} nm; {max(null):.1f} nm with blocks of {block} frames shuffled)")
+    reason = (
+        f"drift of {size:.1f} nm RMS between segments applied (pair residual {residual:.1f} nm, standard "
+        f"error {std:.1f} nm; {max(null):.1f} nm with blocks of {block} frames shuffled)"
+    )
     return DriftDecision(True, reason, size, null, residual, std)
 
 
@@ -246,7 +305,7 @@ def _peak(corr: np.ndarray, reach: int) -> tuple[float, float]:
     (fftshift-ed input: zero shift at the centre), by a log-parabola through 3 samples."""
     cy, cx = corr.shape[0] // 2, corr.shape[1] // 2
     r0, c0 = max(cy - reach, 1), max(cx - reach, 1)
-    window = corr[r0:min(cy + reach + 1, corr.shape[0] - 1), c0:min(cx + reach + 1, corr.shape[1] - 1)]
+    window = corr[r0 : min(cy + reach + 1, corr.shape[0] - 1), c0 : min(cx + reach + 1, corr.shape[1] - 1)]
     r, c = np.unravel_index(int(np.argmax(window)), window.shape)
     r, c = r + r0, c + c0
 
@@ -277,11 +336,11 @@ def _solve(pairs: np.ndarray, shifts: np.ndarray, n: int):
     solution, *_ = np.linalg.lstsq(design, shifts, rcond=None)
     residuals = design @ solution - shifts
     dof = max(len(pairs) - (n - 1), 1)
-    sigma2 = float((residuals ** 2).sum() / (2 * dof))          # per axis
+    sigma2 = float((residuals**2).sum() / (2 * dof))  # per axis
     covariance = np.linalg.pinv(design.T @ design) * sigma2
     std = np.r_[0.0, np.sqrt(np.clip(np.diag(covariance), 0, None))]
     drift = np.vstack([np.zeros(2), solution])
-    return drift, float(np.sqrt(np.mean(residuals ** 2))), std
+    return drift, float(np.sqrt(np.mean(residuals**2))), std
 
 
 def _connected(pairs: np.ndarray, n: int) -> bool:

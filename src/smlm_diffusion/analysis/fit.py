@@ -24,7 +24,9 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
-from .scoring import fit_windows, psf_windows as _psf
+from .scoring import fit_windows
+from .scoring import psf_windows as _psf
+
 #: emitters closer than this many PSF sigmas are fitted jointly (their PSFs overlap)
 JOINT_DISTANCE_SIGMAS = 4.0
 #: larger groups are not fitted jointly (flagged instead): 3k+1 parameters stay small
@@ -33,16 +35,16 @@ MAX_GROUP = 20
 
 @dataclass
 class FitResult:
-    x_px: np.ndarray            # refined positions (camera px, SPEC 3 origin); the start where the fit failed
+    x_px: np.ndarray  # refined positions (camera px, SPEC 3 origin); the start where the fit failed
     y_px: np.ndarray
-    photons: np.ndarray         # N_i
+    photons: np.ndarray  # N_i
     background_photons: np.ndarray  # b + delta at the emitter's centre pixel
     crlb_x_px: np.ndarray
     crlb_y_px: np.ndarray
-    robust_x_px: np.ndarray     # sandwich (Huber-White) std: I^-1 J' diag(r^2 / mu^2) J I^-1, residuals r
+    robust_x_px: np.ndarray  # sandwich (Huber-White) std: I^-1 J' diag(r^2 / mu^2) J I^-1, residuals r
     robust_y_px: np.ndarray
-    deviance: np.ndarray        # Poisson deviance per pixel of the window (about 1 for a good fit)
-    ok: np.ndarray              # bool: converged, stayed near the start, photons > 0
+    deviance: np.ndarray  # Poisson deviance per pixel of the window (about 1 for a good fit)
+    ok: np.ndarray  # bool: converged, stayed near the start, photons > 0
     crowded: np.ndarray | None = None  # bool: in a crowd too large for a joint fit (not ok, but not a runaway)
 
 
@@ -75,9 +77,18 @@ def frame_points(x_px, y_px, frame_index, reach_px: float) -> np.ndarray:
     return np.c_[x, y, f * (2 * reach_px + 1.0)]
 
 
-def fit_emitters(photons: np.ndarray, background: np.ndarray | float, x_px, y_px, sigma_px: float,
-                 read_variance_photons2: float = 2.0, half_width_px: int | None = None,
-                 iterations: int = 12, max_shift_px: float = 1.5, frame_index=None) -> FitResult:
+def fit_emitters(
+    photons: np.ndarray,
+    background: np.ndarray | float,
+    x_px,
+    y_px,
+    sigma_px: float,
+    read_variance_photons2: float = 2.0,
+    half_width_px: int | None = None,
+    iterations: int = 12,
+    max_shift_px: float = 1.5,
+    frame_index=None,
+) -> FitResult:
     """Refine emitters starting at (x_px, y_px) on one frame in photons (see module doc),
     or on a stack of frames (F, H, W) with ``frame_index`` (m,) naming each emitter's frame:
     all frames' emitters are fitted in one batch, each frame's as if alone."""
@@ -96,18 +107,35 @@ def fit_emitters(photons: np.ndarray, background: np.ndarray | float, x_px, y_px
     single = sizes[labels] == 1
     crowded = sizes[labels] > MAX_GROUP
     if single.any() or crowded.any():
-        _fit_singles(frame, bg_map, f, x0, y0, np.flatnonzero(single | crowded), w, sigma_px,
-                     read_variance_photons2, iterations, out)
+        _fit_singles(
+            frame,
+            bg_map,
+            f,
+            x0,
+            y0,
+            np.flatnonzero(single | crowded),
+            w,
+            sigma_px,
+            read_variance_photons2,
+            iterations,
+            out,
+        )
         out.ok[crowded] = False  # a crowd too large to fit jointly: flagged, KDE positions kept
     out.crowded = crowded
     joint = np.flatnonzero((sizes > 1) & (sizes <= MAX_GROUP))
     for k in np.unique(sizes[joint]):  # groups of k emitters are fitted together
         members = [np.flatnonzero(labels == label) for label in joint[sizes[joint] == k]]
-        _fit_groups(frame, bg_map, f, x0, y0, np.array(members), w, sigma_px, read_variance_photons2,
-                    2 * iterations, out)
-    out.ok &= (np.isfinite(out.x_px) & np.isfinite(out.y_px) & (out.photons > 0)
-               & (np.hypot(out.x_px - x0, out.y_px - y0) <= max_shift_px)
-               & np.isfinite(out.crlb_x_px) & np.isfinite(out.crlb_y_px))
+        _fit_groups(
+            frame, bg_map, f, x0, y0, np.array(members), w, sigma_px, read_variance_photons2, 2 * iterations, out
+        )
+    out.ok &= (
+        np.isfinite(out.x_px)
+        & np.isfinite(out.y_px)
+        & (out.photons > 0)
+        & (np.hypot(out.x_px - x0, out.y_px - y0) <= max_shift_px)
+        & np.isfinite(out.crlb_x_px)
+        & np.isfinite(out.crlb_y_px)
+    )
     out.x_px, out.y_px = np.where(out.ok, out.x_px, x0), np.where(out.ok, out.y_px, y0)
     return out
 
@@ -151,10 +179,12 @@ def _fit_groups(frame, bg_map, f, x0, y0, members, w, sigma, read_variance, iter
     x, y = x0[members], y0[members]
     r0 = np.floor(y.min(axis=1)).astype(int) - w
     c0 = np.floor(x.min(axis=1)).astype(int) - w
-    sizes = np.maximum(np.floor(y.max(axis=1)).astype(int) + w + 1 - r0, np.floor(x.max(axis=1)).astype(int) + w + 1 - c0)
+    sizes = np.maximum(
+        np.floor(y.max(axis=1)).astype(int) + w + 1 - r0, np.floor(x.max(axis=1)).astype(int) + w + 1 - c0
+    )
     size = int(sizes.max())
     data, inside = _windows(frame, r0, c0, size, f[members[:, 0]])
-    own = np.arange(size) < sizes[:, None]          # a group's own union window within the batch's size
+    own = np.arange(size) < sizes[:, None]  # a group's own union window within the batch's size
     inside &= own[:, :, None] & own[:, None, :]
     bg, _ = _windows(bg_map, r0, c0, size, f[members[:, 0]])
     fit = fit_windows(data, inside, bg, x, y, r0, c0, sigma, read_variance, iterations)
@@ -173,14 +203,20 @@ def _store_errors(out, index, cov, sandwich, k):
     variances, robust = np.diagonal(cov, axis1=1, axis2=2), np.diagonal(sandwich, axis1=1, axis2=2)
     shape = np.shape(index)
     out.crlb_x_px[index] = np.sqrt(np.clip(variances[:, :k], 0, None)).reshape(shape)
-    out.crlb_y_px[index] = np.sqrt(np.clip(variances[:, k:2 * k], 0, None)).reshape(shape)
+    out.crlb_y_px[index] = np.sqrt(np.clip(variances[:, k : 2 * k], 0, None)).reshape(shape)
     out.robust_x_px[index] = np.sqrt(np.clip(robust[:, :k], 0, None)).reshape(shape)
-    out.robust_y_px[index] = np.sqrt(np.clip(robust[:, k:2 * k], 0, None)).reshape(shape)
+    out.robust_y_px[index] = np.sqrt(np.clip(robust[:, k : 2 * k], 0, None)).reshape(shape)
 
 
-def estimate_psf_sigma(frames: list[np.ndarray], backgrounds: list[np.ndarray], positions: list[np.ndarray],
-                       read_variance_photons2: float = 2.0, bounds: tuple[float, float] = (0.55, 2.25),
-                       max_spots: int = 200, spot_test=None) -> tuple[float, int]:
+def estimate_psf_sigma(
+    frames: list[np.ndarray],
+    backgrounds: list[np.ndarray],
+    positions: list[np.ndarray],
+    read_variance_photons2: float = 2.0,
+    bounds: tuple[float, float] = (0.55, 2.25),
+    max_spots: int = 200,
+    spot_test=None,
+) -> tuple[float, int]:
     """PSF sigma (camera px) of a movie by profile likelihood over bright, isolated spots.
 
     ``positions``: per frame, (k, 3) candidate (x, y, photons) in camera px. Spots with at
@@ -205,8 +241,8 @@ def estimate_psf_sigma(frames: list[np.ndarray], backgrounds: list[np.ndarray], 
             chosen = chosen[spot_test(frame, bg, chosen)]
         for x, y, _ in chosen[: max_spots - spots]:
             r0, c0 = int(np.floor(y)) - 5, int(np.floor(x)) - 5
-            cells.append((frame[r0:r0 + 11, c0:c0 + 11], x - c0, y - r0))
-            cell_bg.append(np.broadcast_to(bg, frame.shape)[r0:r0 + 11, c0:c0 + 11])
+            cells.append((frame[r0 : r0 + 11, c0 : c0 + 11], x - c0, y - r0))
+            cell_bg.append(np.broadcast_to(bg, frame.shape)[r0 : r0 + 11, c0 : c0 + 11])
             spots += 1
     if spots < 5:
         return float("nan"), spots
@@ -217,8 +253,8 @@ def estimate_psf_sigma(frames: list[np.ndarray], backgrounds: list[np.ndarray], 
     xy = np.zeros((spots, 2))
     for k, ((window, x, y), bg) in enumerate(zip(cells, cell_bg)):
         r, c = divmod(k, side)
-        mosaic[22 * r + 5:22 * r + 16, 22 * c + 5:22 * c + 16] = window
-        mosaic_bg[22 * r + 5:22 * r + 16, 22 * c + 5:22 * c + 16] = bg
+        mosaic[22 * r + 5 : 22 * r + 16, 22 * c + 5 : 22 * c + 16] = window
+        mosaic_bg[22 * r + 5 : 22 * r + 16, 22 * c + 5 : 22 * c + 16] = bg
         xy[k] = (22 * c + 5 + x, 22 * r + 5 + y)
 
     def loglik(sigma: float) -> float:
@@ -244,7 +280,7 @@ def _mosaic_loglik(mosaic, background, xy, sigma, read_variance):
     """Summed Poisson log-likelihood (up to a constant) of the mosaic's spots fitted at
     ``sigma``, each on its fixed 11x11 cell so that every sigma sees the same pixels."""
     fit = fit_emitters(mosaic, background, xy[:, 0], xy[:, 1], sigma, read_variance, half_width_px=5)
-    r0 = np.floor(xy[:, 1]).astype(int) - 5   # the spot's own 11x11 cell (the fit's window)
+    r0 = np.floor(xy[:, 1]).astype(int) - 5  # the spot's own 11x11 cell (the fit's window)
     c0 = np.floor(xy[:, 0]).astype(int) - 5
     data, _ = _windows(mosaic, r0, c0, 11)
     bg, _ = _windows(background, r0, c0, 11)

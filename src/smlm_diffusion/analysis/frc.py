@@ -45,9 +45,9 @@ MIN_PIXEL_NM = 0.5
 
 @dataclass
 class FrcResult:
-    q_per_nm: np.ndarray        # ring frequencies
-    frc: np.ndarray             # smoothed curve, averaged over the splits
-    resolution_nm: float        # 1 / q at the 1/7 crossing (nan if it never crosses)
+    q_per_nm: np.ndarray  # ring frequencies
+    frc: np.ndarray  # smoothed curve, averaged over the splits
+    resolution_nm: float  # 1 / q at the 1/7 crossing (nan if it never crosses)
     repeats: int
     split: str
     render_nm: float
@@ -61,24 +61,36 @@ class FrcResult:
 
     def sentence(self) -> str:
         """One line for the user."""
-        where = "" if self.region_nm is None else (f" on the densest {self.region_nm[1] - self.region_nm[0]:.0f} nm "
-                                                   "square of the field")
+        where = (
+            ""
+            if self.region_nm is None
+            else (f" on the densest {self.region_nm[1] - self.region_nm[0]:.0f} nm square of the field")
+        )
         if np.isfinite(self.resolution_nm):
             return f"FRC resolution {self.resolution_nm:.1f} nm ({self.render_nm:.3g} nm pixel{where})"
-        return (f"FRC resolution finer than {self.finer_than_nm:.3g} nm: the curve stays above 1/7 up to the "
-                f"{self.render_nm:.3g} nm pixel's Nyquist limit{where}; measure it on a smaller region with a finer "
-                f"pixel (smlm-diffusion frc LOCS.csv --pixel-size-nm {self.render_nm / 4:.2g} on a crop)")
+        return (
+            f"FRC resolution finer than {self.finer_than_nm:.3g} nm: the curve stays above 1/7 up to the "
+            f"{self.render_nm:.3g} nm pixel's Nyquist limit{where}; measure it on a smaller region with a finer "
+            f"pixel (smlm-diffusion frc LOCS.csv --pixel-size-nm {self.render_nm / 4:.2g} on a crop)"
+        )
 
     def record(self) -> dict:
-        return {"resolution_nm": None if not np.isfinite(self.resolution_nm) else round(float(self.resolution_nm), 1),
-                "finer_than_nm": None if np.isfinite(self.resolution_nm) else round(self.finer_than_nm, 2),
-                "threshold": "1/7", "split": self.split, "repeats": self.repeats, "render_nm": self.render_nm,
-                "region_nm": None if self.region_nm is None else [round(float(v), 1) for v in self.region_nm],
-                "localizations": self.localizations, "sentence": self.sentence()}
+        return {
+            "resolution_nm": None if not np.isfinite(self.resolution_nm) else round(float(self.resolution_nm), 1),
+            "finer_than_nm": None if np.isfinite(self.resolution_nm) else round(self.finer_than_nm, 2),
+            "threshold": "1/7",
+            "split": self.split,
+            "repeats": self.repeats,
+            "render_nm": self.render_nm,
+            "region_nm": None if self.region_nm is None else [round(float(v), 1) for v in self.region_nm],
+            "localizations": self.localizations,
+            "sentence": self.sentence(),
+        }
 
 
-def split_halves(locs: Localizations, split: str, rng: np.random.Generator, groups: np.ndarray | None = None,
-                 block_frames: int = 500) -> np.ndarray:
+def split_halves(
+    locs: Localizations, split: str, rng: np.random.Generator, groups: np.ndarray | None = None, block_frames: int = 500
+) -> np.ndarray:
     """Bool mask of the first half: by linked group (or localization) at random, or by
     alternating blocks of ``block_frames`` frames."""
     if split == "frames":
@@ -90,9 +102,17 @@ def split_halves(locs: Localizations, split: str, rng: np.random.Generator, grou
     return rng.random(inverse.max() + 1 if len(inverse) else 0)[inverse] < 0.5
 
 
-def frc_resolution(locs: Localizations, render_nm: float = 5.0, split: str = "random", repeats: int = 5,
-                   groups: np.ndarray | None = None, block_frames: int = 500, seed: int = 0,
-                   smoothing_rings: int = 5, max_pixels: int = 4096) -> FrcResult:
+def frc_resolution(
+    locs: Localizations,
+    render_nm: float = 5.0,
+    split: str = "random",
+    repeats: int = 5,
+    groups: np.ndarray | None = None,
+    block_frames: int = 500,
+    seed: int = 0,
+    smoothing_rings: int = 5,
+    max_pixels: int = 4096,
+) -> FrcResult:
     """FRC curve and resolution (module doc)."""
     check_table(locs)
     if len(locs) < 100:
@@ -100,8 +120,10 @@ def frc_resolution(locs: Localizations, render_nm: float = 5.0, split: str = "ra
     x0, y0 = locs.x_nm.min(), locs.y_nm.min()
     side = int(np.ceil(max(locs.x_nm.max() - x0, locs.y_nm.max() - y0) / render_nm)) + 1
     if side > max_pixels:
-        raise SmlmInputError(f"an FRC image of {side} x {side} pixels of {render_nm:g} nm is too large; "
-                             "give a larger render pixel (--render-nm)")
+        raise SmlmInputError(
+            f"an FRC image of {side} x {side} pixels of {render_nm:g} nm is too large; "
+            "give a larger render pixel (--render-nm)"
+        )
     window = np.outer(tukey(side, 0.25), tukey(side, 0.25))
     rows = ((locs.y_nm - y0) / render_nm).astype(int)
     cols = ((locs.x_nm - x0) / render_nm).astype(int)
@@ -124,25 +146,41 @@ def frc_resolution(locs: Localizations, render_nm: float = 5.0, split: str = "ra
     frc = np.nanmean(curves, axis=0)[:n_rings]
     frc = ndimage.uniform_filter1d(np.nan_to_num(frc), smoothing_rings, mode="nearest")
     q = np.arange(n_rings) / (side * render_nm)
-    return FrcResult(q, frc, _crossing(q, frc), repeats if split == "random" else 1, split, render_nm,
-                     localizations=len(locs))
+    return FrcResult(
+        q, frc, _crossing(q, frc), repeats if split == "random" else 1, split, render_nm, localizations=len(locs)
+    )
 
 
-def measured_frc(locs: Localizations, groups: np.ndarray | None = None, split: str = "random", repeats: int = 5,
-                 seed: int = 0, max_side: int = FRC_MAX_SIDE, start_pixel_nm: float = 5.0) -> FrcResult:
+def measured_frc(
+    locs: Localizations,
+    groups: np.ndarray | None = None,
+    split: str = "random",
+    repeats: int = 5,
+    seed: int = 0,
+    max_side: int = FRC_MAX_SIDE,
+    start_pixel_nm: float = 5.0,
+) -> FrcResult:
     """The FRC at a pixel fine enough for the data, or a bound (module doc)."""
     check_table(locs)
     extent = max(np.ptp(locs.x_nm), np.ptp(locs.y_nm)) if len(locs) else 0.0
     pixel = max(start_pixel_nm, extent / (max_side - 2))  # ceil(extent / pixel) + 1 <= max_side
-    result = frc_resolution(locs, render_nm=pixel, split=split, repeats=repeats, groups=groups, seed=seed,
-                            max_pixels=max_side)
+    result = frc_resolution(
+        locs, render_nm=pixel, split=split, repeats=repeats, groups=groups, seed=seed, max_pixels=max_side
+    )
     while (not np.isfinite(result.resolution_nm) or result.resolution_nm < 4 * pixel) and pixel > MIN_PIXEL_NM:
         pixel = max(MIN_PIXEL_NM, pixel / 4)
         inside, region = _densest_square(locs, (max_side - 2) * pixel)
         if inside.sum() < 100:
             break
-        result = frc_resolution(locs.select(inside), render_nm=pixel, split=split, repeats=repeats,
-                                groups=None if groups is None else groups[inside], seed=seed, max_pixels=max_side)
+        result = frc_resolution(
+            locs.select(inside),
+            render_nm=pixel,
+            split=split,
+            repeats=repeats,
+            groups=None if groups is None else groups[inside],
+            seed=seed,
+            max_pixels=max_side,
+        )
         result.region_nm = None if inside.all() else region
     return result
 
@@ -159,7 +197,7 @@ def _densest_square(locs: Localizations, side_nm: float) -> tuple[np.ndarray, tu
     windows = ndimage.uniform_filter(counts, 4, mode="constant", origin=(-2, -2))  # [r, c]: squares r..r+3, c..c+3
     r, c = np.unravel_index(np.argmax(windows), windows.shape)
     region = (x0 + c * step, x0 + c * step + side_nm, y0 + r * step, y0 + r * step + side_nm)
-    inside = ((locs.x_nm >= region[0]) & (locs.x_nm < region[1]) & (locs.y_nm >= region[2]) & (locs.y_nm < region[3]))
+    inside = (locs.x_nm >= region[0]) & (locs.x_nm < region[1]) & (locs.y_nm >= region[2]) & (locs.y_nm < region[3])
     return inside, region
 
 

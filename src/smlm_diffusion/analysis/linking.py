@@ -23,8 +23,9 @@ from ..localizations import Localizations
 from .drift import check_table
 
 
-def link_groups(locs: Localizations, max_dark_frames: int = 1, max_distance_sigmas: float = 3.0,
-                min_radius_nm: float = 20.0) -> np.ndarray:
+def link_groups(
+    locs: Localizations, max_dark_frames: int = 1, max_distance_sigmas: float = 3.0, min_radius_nm: float = 20.0
+) -> np.ndarray:
     """Group index (0 .., numbered by first frame) of every localization (module doc). A
     link joins localizations within ``max(max_distance_sigmas * sqrt(u1^2 + u2^2),
     min_radius_nm)``."""
@@ -32,8 +33,9 @@ def link_groups(locs: Localizations, max_dark_frames: int = 1, max_distance_sigm
     n = len(locs)
     if n == 0:
         return np.zeros(0, int)
-    u = np.where(np.isfinite(locs.uncertainty_xy_nm) & (locs.uncertainty_xy_nm > 0), locs.uncertainty_xy_nm,
-                 min_radius_nm)
+    u = np.where(
+        np.isfinite(locs.uncertainty_xy_nm) & (locs.uncertainty_xy_nm > 0), locs.uncertainty_xy_nm, min_radius_nm
+    )
     reach = max(max_distance_sigmas * np.sqrt(2.0) * float(u.max()), min_radius_nm)
     gap = 4.0 * reach
     points = np.c_[locs.x_nm, locs.y_nm, locs.frame * gap]
@@ -88,6 +90,11 @@ def linked_table(locs: Localizations, groups: np.ndarray) -> Localizations:
     np.maximum.at(last, groups, locs.frame)
     photons = np.bincount(groups, np.nan_to_num(locs.intensity_photons), n_groups)
     order = np.lexsort((x, first))
-    return Localizations(frame=first[order], x_nm=x[order], y_nm=y[order], intensity_photons=photons[order],
-                         uncertainty_xy_nm=uncertainty[order],
-                         extra={"n_frames": counts[order], "last_frame": last[order]})
+    return Localizations(
+        frame=first[order],
+        x_nm=x[order],
+        y_nm=y[order],
+        intensity_photons=photons[order],
+        uncertainty_xy_nm=uncertainty[order],
+        extra={"n_frames": counts[order], "last_frame": last[order]},
+    )

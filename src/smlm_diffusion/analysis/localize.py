@@ -17,7 +17,6 @@ from ..localizations import Localizations
 from ..simulation.psf import DEFAULT_KDE_SIGMA_UPSAMPLED_PX, UPSAMPLING, render_emitters
 from .crlb import mortensen_precision_px
 
-
 #: the light smoothing (grid px) of a KDE before peak refinement and blob splitting
 SMOOTH_PX = 1.0
 
@@ -25,7 +24,7 @@ SMOOTH_PX = 1.0
 def log_response(image: np.ndarray, sigma: float) -> np.ndarray:
     """Scale-normalised, sign-flipped LoG: ``-sigma^2 * laplace(G_sigma * image)``
     (the response scikit-image's ``blob_log`` thresholds)."""
-    return -(sigma ** 2) * ndimage.gaussian_laplace(np.asarray(image, np.float64), sigma)
+    return -(sigma**2) * ndimage.gaussian_laplace(np.asarray(image, np.float64), sigma)
 
 
 @lru_cache(maxsize=64)
@@ -35,8 +34,9 @@ def unit_response(blob_sigma: float, sigma: float | None = None) -> float:
     asked for on every frame)."""
     sigma = blob_sigma if sigma is None else sigma
     size = int(np.ceil(8 * max(blob_sigma, sigma))) * 2 + 1
-    blob = render_emitters(np.array([[size / 2]]), np.array([[size / 2]]), np.array([[1.0]]),
-                           (size, size), blob_sigma)[0]
+    blob = render_emitters(np.array([[size / 2]]), np.array([[size / 2]]), np.array([[1.0]]), (size, size), blob_sigma)[
+        0
+    ]
     return float(log_response(blob, sigma).max())
 
 
@@ -68,13 +68,14 @@ def _drop_ties(rows: np.ndarray, cols: np.ndarray, response: np.ndarray):
     keep = np.ones(len(rows), bool)
     for i in range(len(rows)):
         if keep[i]:
-            close = (np.abs(rows[i + 1:] - rows[i]) <= 1) & (np.abs(cols[i + 1:] - cols[i]) <= 1)
-            keep[i + 1:][close] = False
+            close = (np.abs(rows[i + 1 :] - rows[i]) <= 1) & (np.abs(cols[i + 1 :] - cols[i]) <= 1)
+            keep[i + 1 :][close] = False
     return rows[keep], cols[keep]
 
 
-def detect_blobs(image: np.ndarray, sigma: float, threshold: float, exclude_border: bool = False,
-                 refine_on: np.ndarray | None = None):
+def detect_blobs(
+    image: np.ndarray, sigma: float, threshold: float, exclude_border: bool = False, refine_on: np.ndarray | None = None
+):
     """LoG detections at one scale: (rows, cols) refined to sub-pixel, and the response.
     Sub-pixel refinement uses the LoG response, or ``refine_on`` (an image of Gaussian
     blobs, where the log-parabola is exact) when given."""
@@ -84,8 +85,12 @@ def detect_blobs(image: np.ndarray, sigma: float, threshold: float, exclude_bord
     # one-scale blob_log: maxima of the scale-normalised LoG response above the threshold
     # (computed once here and reused for the refinement and the mass)
     response = log_response(image, sigma)
-    blobs = peak_local_max(response, min_distance=1, threshold_abs=threshold,
-                           exclude_border=int(np.ceil(sigma)) if exclude_border else False)
+    blobs = peak_local_max(
+        response,
+        min_distance=1,
+        threshold_abs=threshold,
+        exclude_border=int(np.ceil(sigma)) if exclude_border else False,
+    )
     if len(blobs) == 0:
         return np.zeros(0), np.zeros(0), np.zeros(0)
     rows, cols = _drop_ties(blobs[:, 0].astype(int), blobs[:, 1].astype(int), response)
@@ -109,10 +114,15 @@ def _climb(image: np.ndarray, rows: np.ndarray, cols: np.ndarray, steps: int = 2
     return rows, cols
 
 
-def localize_kde(kde: np.ndarray, pixel_size_nm: float, frame: int = 1,
-                 kde_sigma_upsampled_px: float = DEFAULT_KDE_SIGMA_UPSAMPLED_PX,
-                 upsampling: int = UPSAMPLING, threshold: float = 0.3,
-                 split_mass: float | None = 1.8) -> Localizations:
+def localize_kde(
+    kde: np.ndarray,
+    pixel_size_nm: float,
+    frame: int = 1,
+    kde_sigma_upsampled_px: float = DEFAULT_KDE_SIGMA_UPSAMPLED_PX,
+    upsampling: int = UPSAMPLING,
+    threshold: float = 0.3,
+    split_mass: float | None = 1.8,
+) -> Localizations:
     """LoG localizations on one KDE frame (eq. 3 units: unit mass per emitter).
 
     Sub-pixel positions come from a log-parabola on the lightly smoothed KDE; blobs of
@@ -132,8 +142,9 @@ def localize_kde(kde: np.ndarray, pixel_size_nm: float, frame: int = 1,
     rows, cols, peak = _half_grid_blobs(smooth, kde_sigma_upsampled_px, threshold * unit)
     rows, cols, mass = rows.astype(np.float64), cols.astype(np.float64), peak.astype(np.float64) / unit
     if split_mass is not None and len(rows):
-        rows, cols, mass = _split_merged(smooth, rows, cols, mass, np.hypot(kde_sigma_upsampled_px, SMOOTH_PX),
-                                         split_mass=split_mass)
+        rows, cols, mass = _split_merged(
+            smooth, rows, cols, mass, np.hypot(kde_sigma_upsampled_px, SMOOTH_PX), split_mass=split_mass
+        )
     return Localizations(
         frame=np.full(len(rows), frame),
         x_nm=(cols + 0.5) / upsampling * pixel_size_nm,
@@ -149,7 +160,7 @@ def _half_grid_response(smooth: np.ndarray, sigma: float) -> np.ndarray:
     The KDE's blobs (sigma 3 grid px, smoothed: 3.2) are well sampled at spacing 2, and the
     filters run on a quarter of the pixels with half-length kernels (8x less work)."""
     coarse = smooth[::2, ::2]
-    return -(sigma ** 2 / 4.0) * ndimage.gaussian_laplace(coarse, np.sqrt(sigma ** 2 - SMOOTH_PX ** 2) / 2.0)
+    return -(sigma**2 / 4.0) * ndimage.gaussian_laplace(coarse, np.sqrt(sigma**2 - SMOOTH_PX**2) / 2.0)
 
 
 def _half_grid_peak(response: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -191,8 +202,9 @@ def _unit_half_grid_response(blob_sigma: float) -> float:
     unit-mass blob's half-grid response (the blob centred on a kept grid pixel)."""
     size = int(np.ceil(8 * blob_sigma)) * 2 + 1
     centre = (size // 2) + 0.5 if (size // 2) % 2 == 0 else (size // 2) - 0.5
-    blob = render_emitters(np.array([[centre]]), np.array([[centre]]), np.array([[1.0]]), (size, size),
-                           blob_sigma)[0].astype(np.float32)
+    blob = render_emitters(np.array([[centre]]), np.array([[centre]]), np.array([[1.0]]), (size, size), blob_sigma)[
+        0
+    ].astype(np.float32)
     response = _half_grid_response(ndimage.gaussian_filter(blob, SMOOTH_PX), blob_sigma)
     r, c = np.unravel_index(np.argmax(response), response.shape)
     return float(_half_grid_peak(response, np.array([r]), np.array([c]))[0])
@@ -219,8 +231,14 @@ def _split_merged(image, rows, cols, mass, sigma, split_mass: float, max_emitter
     return np.asarray(out_r), np.asarray(out_c), np.asarray(out_m)
 
 
-def localize_frame(photons: np.ndarray, psf_sigma_px: float, pixel_size_nm: float, frame: int = 1,
-                   min_photons: float = 100.0, read_noise_e: float = 0.0) -> Localizations:
+def localize_frame(
+    photons: np.ndarray,
+    psf_sigma_px: float,
+    pixel_size_nm: float,
+    frame: int = 1,
+    min_photons: float = 100.0,
+    read_noise_e: float = 0.0,
+) -> Localizations:
     """Classical baseline on one raw frame in photons: LoG detection at the PSF scale on
     the background-subtracted frame, log-parabola refinement, intensity from the LoG
     peak, and the Mortensen (2010) precision as ``uncertainty_xy``."""
@@ -229,8 +247,7 @@ def localize_frame(photons: np.ndarray, psf_sigma_px: float, pixel_size_nm: floa
     unit = unit_response(psf_sigma_px)
     rows, cols, peak = detect_blobs(photons - background, psf_sigma_px, min_photons * unit)
     intensity = peak / unit
-    sigma_xy = mortensen_precision_px(np.maximum(intensity, 1.0), max(background, 0.0) + read_noise_e ** 2,
-                                      psf_sigma_px)
+    sigma_xy = mortensen_precision_px(np.maximum(intensity, 1.0), max(background, 0.0) + read_noise_e**2, psf_sigma_px)
     return Localizations(
         frame=np.full(len(rows), frame),
         x_nm=(cols + 0.5) * pixel_size_nm,

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .crlb import PARAMETERS, crlb
 from ..simulation.psf import pixel_integrals
+from .crlb import PARAMETERS, crlb
 
 
 @dataclass
 class McmcResult:
-    samples: np.ndarray          # (n_samples, n_free) after burn-in, chains pooled
+    samples: np.ndarray  # (n_samples, n_free) after burn-in, chains pooled
     parameters: tuple[str, ...]
     acceptance_rate: float
 
@@ -34,18 +34,26 @@ class McmcResult:
 def _neg_log_likelihood(theta: np.ndarray, counts: np.ndarray, psf_sigma_px: float, read2: float) -> np.ndarray:
     """eq. 10 for a batch of parameter vectors (chains, 4) -> (chains,)."""
     rows, cols = counts.shape
-    ex = pixel_integrals(theta[:, 0], cols, psf_sigma_px)   # (chains, cols)
-    ey = pixel_integrals(theta[:, 1], rows, psf_sigma_px)   # (chains, rows)
+    ex = pixel_integrals(theta[:, 0], cols, psf_sigma_px)  # (chains, cols)
+    ey = pixel_integrals(theta[:, 1], rows, psf_sigma_px)  # (chains, rows)
     omega = theta[:, 2, None, None] * ey[:, :, None] * ex[:, None, :] + theta[:, 3, None, None] + read2
     n = counts[None] + read2
     return (omega - n * np.log(omega)).sum(axis=(1, 2))
 
 
-def metropolis_hastings(counts_photons: np.ndarray, start: dict[str, float], psf_sigma_px: float,
-                        read_noise_e: float = 0.0, free: tuple[str, ...] = ("x", "y"),
-                        n_iterations: int = 10_000, burn_in: int = 1_000, n_chains: int = 8,
-                        proposal_std: dict[str, float] | None = None, beta: float = 1.0,
-                        seed: int = 0) -> McmcResult:
+def metropolis_hastings(
+    counts_photons: np.ndarray,
+    start: dict[str, float],
+    psf_sigma_px: float,
+    read_noise_e: float = 0.0,
+    free: tuple[str, ...] = ("x", "y"),
+    n_iterations: int = 10_000,
+    burn_in: int = 1_000,
+    n_chains: int = 8,
+    proposal_std: dict[str, float] | None = None,
+    beta: float = 1.0,
+    seed: int = 0,
+) -> McmcResult:
     """Sample p(theta | image) with a uniform prior (positive photons/background,
     position inside the window). ``start`` gives x, y (px), photons, background; the
     parameters not in ``free`` stay fixed there. Default proposal: 1.5 x the CRLB per
@@ -59,7 +67,7 @@ def metropolis_hastings(counts_photons: np.ndarray, start: dict[str, float], psf
         proposal_std = {p: 1.5 * bound[p] for p in free}
     step = np.zeros(4)
     step[free_idx] = [proposal_std[p] for p in free]
-    read2 = read_noise_e ** 2
+    read2 = read_noise_e**2
     rows, cols = counts.shape
 
     theta = np.repeat(theta0[None], n_chains, axis=0)
@@ -67,10 +75,17 @@ def metropolis_hastings(counts_photons: np.ndarray, start: dict[str, float], psf
     kept, accepted = [], 0
     for it in range(n_iterations):
         proposal = theta + rng.normal(size=theta.shape) * step
-        inside = ((proposal[:, 0] > 0) & (proposal[:, 0] < cols) & (proposal[:, 1] > 0)
-                  & (proposal[:, 1] < rows) & (proposal[:, 2] > 0) & (proposal[:, 3] >= 0))
-        nll_new = np.where(inside, _neg_log_likelihood(np.where(inside[:, None], proposal, theta),
-                                                       counts, psf_sigma_px, read2), np.inf)
+        inside = (
+            (proposal[:, 0] > 0)
+            & (proposal[:, 0] < cols)
+            & (proposal[:, 1] > 0)
+            & (proposal[:, 1] < rows)
+            & (proposal[:, 2] > 0)
+            & (proposal[:, 3] >= 0)
+        )
+        nll_new = np.where(
+            inside, _neg_log_likelihood(np.where(inside[:, None], proposal, theta), counts, psf_sigma_px, read2), np.inf
+        )
         accept = np.log(rng.random(n_chains)) < beta * (nll - nll_new)
         theta = np.where(accept[:, None], proposal, theta)
         nll = np.where(accept, nll_new, nll)

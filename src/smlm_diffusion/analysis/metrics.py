@@ -62,8 +62,7 @@ def efficiency(jaccard: float, rmse_lateral_nm: float, alpha_per_nm: float = 1.0
     return float(100.0 - np.sqrt((100.0 - 100.0 * jaccard) ** 2 + (alpha_per_nm * rmse_lateral_nm) ** 2))
 
 
-def evaluate(predicted: Localizations, truth: Localizations,
-             tolerance_nm: float = DEFAULT_TOLERANCE_NM) -> MatchResult:
+def evaluate(predicted: Localizations, truth: Localizations, tolerance_nm: float = DEFAULT_TOLERANCE_NM) -> MatchResult:
     """Match frame by frame within ``tolerance_nm`` and compute recall, precision,
     Jaccard = TP/(TP+FP+FN), lateral RMSE of the matched pairs and efficiency."""
     if not tolerance_nm > 0:
@@ -72,8 +71,11 @@ def evaluate(predicted: Localizations, truth: Localizations,
     for frame in np.union1d(np.unique(predicted.frame), np.unique(truth.frame)):
         p = np.flatnonzero(predicted.frame == frame)
         t = np.flatnonzero(truth.frame == frame)
-        pi, ti, _ = match_points(np.stack([predicted.x_nm[p], predicted.y_nm[p]], 1),
-                                 np.stack([truth.x_nm[t], truth.y_nm[t]], 1), tolerance_nm)
+        pi, ti, _ = match_points(
+            np.stack([predicted.x_nm[p], predicted.y_nm[p]], 1),
+            np.stack([truth.x_nm[t], truth.y_nm[t]], 1),
+            tolerance_nm,
+        )
         pred_idx.append(p[pi])
         true_idx.append(t[ti])
     pred_idx = np.concatenate(pred_idx) if pred_idx else np.zeros(0, np.int64)
@@ -84,12 +86,25 @@ def evaluate(predicted: Localizations, truth: Localizations,
     dx = predicted.x_nm[pred_idx] - truth.x_nm[true_idx]
     dy = predicted.y_nm[pred_idx] - truth.y_nm[true_idx]
     nan = float("nan")
-    rmse_x = float(np.sqrt(np.mean(dx ** 2))) if tp else nan
-    rmse_y = float(np.sqrt(np.mean(dy ** 2))) if tp else nan
-    rmse = float(np.sqrt(np.mean(dx ** 2 + dy ** 2))) if tp else nan
+    rmse_x = float(np.sqrt(np.mean(dx**2))) if tp else nan
+    rmse_y = float(np.sqrt(np.mean(dy**2))) if tp else nan
+    rmse = float(np.sqrt(np.mean(dx**2 + dy**2))) if tp else nan
     recall = tp / (tp + fn) if tp + fn else nan
     precision = tp / (tp + fp) if tp + fp else nan
     union = tp + fp + fn
     jaccard = tp / union if union else 1.0
-    return MatchResult(tp, fp, fn, recall, precision, jaccard, rmse, rmse_x, rmse_y,
-                       efficiency(jaccard, rmse), float(tolerance_nm), pred_idx, true_idx)
+    return MatchResult(
+        tp,
+        fp,
+        fn,
+        recall,
+        precision,
+        jaccard,
+        rmse,
+        rmse_x,
+        rmse_y,
+        efficiency(jaccard, rmse),
+        float(tolerance_nm),
+        pred_idx,
+        true_idx,
+    )

@@ -29,17 +29,24 @@ TAIL_SIGMAS = 5.0
 
 @dataclass
 class SplitResult:
-    x_px: np.ndarray            # start positions after the splits: the fits' own first, then the added ones
+    x_px: np.ndarray  # start positions after the splits: the fits' own first, then the added ones
     y_px: np.ndarray
-    from_split: np.ndarray      # bool: this start is one of an accepted pair
-    ambiguity_px: np.ndarray    # sqrt(P(pair)) x offset to the pair's nearer member, for a fit left single
+    from_split: np.ndarray  # bool: this start is one of an accepted pair
+    ambiguity_px: np.ndarray  # sqrt(P(pair)) x offset to the pair's nearer member, for a fit left single
     gain: np.ndarray | None = None  # 2 dlogL of the pair over the single (nan where not tested)
     parent: np.ndarray | None = None  # index of the fit each start came from
 
 
-def split_merged(photons: np.ndarray, background: np.ndarray | float, fit: FitResult, sigma_px: float,
-                 read_variance_photons2: float = 2.0, min_photons: float = 0.0,
-                 threshold: float = SPLIT_THRESHOLD, frame_index=None) -> SplitResult:
+def split_merged(
+    photons: np.ndarray,
+    background: np.ndarray | float,
+    fit: FitResult,
+    sigma_px: float,
+    read_variance_photons2: float = 2.0,
+    min_photons: float = 0.0,
+    threshold: float = SPLIT_THRESHOLD,
+    frame_index=None,
+) -> SplitResult:
     """Split the fits that two emitters explain better (module doc). ``photons``: one
     frame, or a stack (F, H, W) with ``frame_index`` (m,) naming each fit's frame.
 
@@ -57,8 +64,9 @@ def split_merged(photons: np.ndarray, background: np.ndarray | float, fit: FitRe
     h, wd = frame.shape[1:]
     ok = fit.ok & np.isfinite(fit.photons)
     index = np.flatnonzero(ok)
-    out = SplitResult(fit.x_px.copy(), fit.y_px.copy(), np.zeros(m, bool), np.zeros(m), np.full(m, np.nan),
-                      np.arange(m))
+    out = SplitResult(
+        fit.x_px.copy(), fit.y_px.copy(), np.zeros(m, bool), np.zeros(m), np.full(m, np.nan), np.arange(m)
+    )
     if len(index) == 0 or h < size or wd < size:
         return out
     r0 = np.clip(np.floor(fit.y_px).astype(int) - w, 0, h - size)
@@ -73,26 +81,36 @@ def split_merged(photons: np.ndarray, background: np.ndarray | float, fit: FitRe
     sx, sy = fit.x_px[index] - c0[index], fit.y_px[index] - r0[index]
     corner = np.zeros(len(index), int)
     everywhere = np.ones(data.shape, bool)
-    one = fit_windows(data, everywhere, bg, sx[:, None], sy[:, None], corner, corner, sigma_px,
-                      read_variance_photons2)
+    one = fit_windows(data, everywhere, bg, sx[:, None], sy[:, None], corner, corner, sigma_px, read_variance_photons2)
     # the pair starts on the principal axis of the spot's second moments
     var_x, var_y, cov_xy = _moments(data - bg, one.x[:, 0], one.y[:, 0], 2.5 * sigma_px)
     values, vectors = np.linalg.eigh(np.stack([np.stack([var_x, cov_xy], -1), np.stack([cov_xy, var_y], -1)], -2))
     axis = vectors[:, :, 1]
-    half = np.sqrt(np.maximum(values[:, 1] - sigma_px ** 2 - 1 / 12, (0.4 * sigma_px) ** 2))
+    half = np.sqrt(np.maximum(values[:, 1] - sigma_px**2 - 1 / 12, (0.4 * sigma_px) ** 2))
     offsets = np.array([-1.0, 1.0])[None, :] * half[:, None]
     # the pair's likelihood is needed to ~0.01 (the test compares 2 dlogL with 20); an accepted
     # pair is refitted jointly afterwards, so its positions need not be final here
-    two = fit_windows(data, everywhere, bg, one.x + offsets * axis[:, :1], one.y + offsets * axis[:, 1:], corner,
-                      corner, sigma_px, read_variance_photons2, nll_tolerance=0.005)
+    two = fit_windows(
+        data,
+        everywhere,
+        bg,
+        one.x + offsets * axis[:, :1],
+        one.y + offsets * axis[:, 1:],
+        corner,
+        corner,
+        sigma_px,
+        read_variance_photons2,
+        nll_tolerance=0.005,
+    )
     xs, ys, ns = two.x, two.y, two.n
     gain = 2.0 * (one.nll - two.nll)
     separation = np.hypot(xs[:, 0] - xs[:, 1], ys[:, 0] - ys[:, 1])
     inside = ((xs > 0) & (xs < size) & (ys > 0) & (ys < size)).all(axis=1)
     # a real pair shares the single fit's photons; a pair that needs many more is fitting
     # background structure (a ridge the background estimate missed)
-    plausible = (inside & (separation >= 0.3 * sigma_px) & (ns.min(axis=1) >= 1.0)
-                 & (ns.sum(axis=1) <= 1.5 * one.n[:, 0]))
+    plausible = (
+        inside & (separation >= 0.3 * sigma_px) & (ns.min(axis=1) >= 1.0) & (ns.sum(axis=1) <= 1.5 * one.n[:, 0])
+    )
     good = plausible & (gain > threshold) & (ns.min(axis=1) >= min_photons)
     # two neighbours may both explain one missed emitter between them by a split: the
     # larger gain wins, and a split whose emitters land within 1 sigma of those of an
@@ -124,15 +142,18 @@ def split_merged(photons: np.ndarray, background: np.ndarray | float, fit: FitRe
     return out
 
 
-def distinct(x_px: np.ndarray, y_px: np.ndarray, photons: np.ndarray, min_distance_px: float,
-             frame_index=None) -> np.ndarray:
+def distinct(
+    x_px: np.ndarray, y_px: np.ndarray, photons: np.ndarray, min_distance_px: float, frame_index=None
+) -> np.ndarray:
     """Mask keeping, of emitters closer than ``min_distance_px`` (in the same frame of
     ``frame_index``), the brightest (a joint fit whose starts converged on one emitter)."""
     keep = np.ones(len(x_px), bool)
-    pairs = cKDTree(frame_points(x_px, y_px, frame_index, min_distance_px)).query_pairs(min_distance_px,
-                                                                                      output_type="ndarray")
-    for i, j in pairs[np.argsort(-np.minimum(np.nan_to_num(photons[pairs[:, 0]]),
-                                             np.nan_to_num(photons[pairs[:, 1]])), kind="stable")]:
+    pairs = cKDTree(frame_points(x_px, y_px, frame_index, min_distance_px)).query_pairs(
+        min_distance_px, output_type="ndarray"
+    )
+    for i, j in pairs[
+        np.argsort(-np.minimum(np.nan_to_num(photons[pairs[:, 0]]), np.nan_to_num(photons[pairs[:, 1]])), kind="stable")
+    ]:
         if keep[i] and keep[j]:
             keep[j if np.nan_to_num(photons[j]) < np.nan_to_num(photons[i]) else i] = False
     return keep
@@ -144,7 +165,9 @@ def neighbour_psfs_in_windows(x, y, n, r0, c0, size, sigma, frame_index=None):
     the pairs, not m^2; beyond that a PSF puts < 4e-6 N per pixel in the window)."""
     m = len(x)
     out = np.zeros((m, size, size))
-    reach = size * np.sqrt(2.0) + TAIL_SIGMAS * sigma  # emitter to the far corner of its (edge-clipped) window, plus the tail
+    reach = (
+        size * np.sqrt(2.0) + TAIL_SIGMAS * sigma
+    )  # emitter to the far corner of its (edge-clipped) window, plus the tail
     pairs = cKDTree(frame_points(x, y, frame_index, reach)).query_pairs(reach, output_type="ndarray")
     if len(pairs) == 0:
         return out
@@ -169,7 +192,7 @@ def _moments(spot, x, y, radius):
     (x, y) in window coordinates (pixel centres at k + 0.5)."""
     rr = np.arange(spot.shape[1])[None, :, None] + 0.5
     cc = np.arange(spot.shape[2])[None, None, :] + 0.5
-    inside = (rr - y[:, None, None]) ** 2 + (cc - x[:, None, None]) ** 2 <= radius ** 2
+    inside = (rr - y[:, None, None]) ** 2 + (cc - x[:, None, None]) ** 2 <= radius**2
     weight = np.where(inside, np.clip(spot, 0, None), 0.0)
     total = np.maximum(weight.sum(axis=(1, 2)), 1e-9)
     mx = (weight * cc).sum(axis=(1, 2)) / total

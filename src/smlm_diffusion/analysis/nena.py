@@ -40,25 +40,32 @@ MIN_PAIRS = 50
 
 @dataclass
 class NenaResult:
-    precision_nm: float          # sigma per axis, the fitted Rayleigh part
+    precision_nm: float  # sigma per axis, the fitted Rayleigh part
     precision_std_error_nm: float
     same_molecule_fraction: float
-    pairs: int                   # next-frame neighbour distances used
+    pairs: int  # next-frame neighbour distances used
     max_distance_nm: float
-    z_std: float                 # std of the pairs' normalised differences (1 when uncertainties are right)
-    z_coverage_95: float         # share of |z| <= 1.96 (0.95 when right)
+    z_std: float  # std of the pairs' normalised differences (1 when uncertainties are right)
+    z_coverage_95: float  # share of |z| <= 1.96 (0.95 when right)
     z_pairs: int
 
     def record(self) -> dict:
         r = lambda v, n=2: None if not np.isfinite(v) else round(float(v), n)  # noqa: E731
-        return {"precision_nm": r(self.precision_nm), "precision_std_error_nm": r(self.precision_std_error_nm),
-                "same_molecule_fraction": r(self.same_molecule_fraction, 3), "pairs": self.pairs,
-                "max_distance_nm": r(self.max_distance_nm, 1),
-                "consecutive_frames_check": {"z_std": r(self.z_std, 3), "coverage_95": r(self.z_coverage_95, 3),
-                                             "pairs": self.z_pairs,
-                                             "meaning": "differences of one molecule's localizations in "
-                                                        "consecutive frames over their combined uncertainty: "
-                                                        "std 1 and coverage 0.95 when uncertainty_xy is right"}}
+        return {
+            "precision_nm": r(self.precision_nm),
+            "precision_std_error_nm": r(self.precision_std_error_nm),
+            "same_molecule_fraction": r(self.same_molecule_fraction, 3),
+            "pairs": self.pairs,
+            "max_distance_nm": r(self.max_distance_nm, 1),
+            "consecutive_frames_check": {
+                "z_std": r(self.z_std, 3),
+                "coverage_95": r(self.z_coverage_95, 3),
+                "pairs": self.z_pairs,
+                "meaning": "differences of one molecule's localizations in "
+                "consecutive frames over their combined uncertainty: "
+                "std 1 and coverage 0.95 when uncertainty_xy is right",
+            },
+        }
 
 
 def next_frame_pairs(locs: Localizations, max_distance_nm: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -82,8 +89,10 @@ def nena(locs: Localizations, max_distance_nm: float | None = None) -> NenaResul
         max_distance_nm = float(np.clip(10.0 * typical, 20.0, 300.0))
     i, j, d = next_frame_pairs(locs, max_distance_nm)
     if len(d) < MIN_PAIRS:
-        raise SmlmInputError(f"NeNA needs at least {MIN_PAIRS} localizations with a neighbour within "
-                             f"{max_distance_nm:.0f} nm in the next frame; this table has {len(d)}")
+        raise SmlmInputError(
+            f"NeNA needs at least {MIN_PAIRS} localizations with a neighbour within "
+            f"{max_distance_nm:.0f} nm in the next frame; this table has {len(d)}"
+        )
     sigma, sigma_se, fraction = _fit(d, max_distance_nm, typical)
     z_std, coverage, z_pairs = _check(locs, max_distance_nm)
     return NenaResult(sigma, sigma_se, fraction, len(d), max_distance_nm, z_std, coverage, z_pairs)
@@ -95,21 +104,23 @@ def _fit(d: np.ndarray, r: float, start_nm: float) -> tuple[float, float, float]
 
     def negative_log_likelihood(params):
         log_sigma, logit = params
-        s2 = 2.0 * np.exp(2 * log_sigma)                      # Rayleigh scale^2
+        s2 = 2.0 * np.exp(2 * log_sigma)  # Rayleigh scale^2
         w = special.expit(logit)
-        rayleigh = d / s2 * np.exp(-d ** 2 / (2 * s2)) / -np.expm1(-r ** 2 / (2 * s2))
-        linear = 2.0 * d / r ** 2
+        rayleigh = d / s2 * np.exp(-(d**2) / (2 * s2)) / -np.expm1(-(r**2) / (2 * s2))
+        linear = 2.0 * d / r**2
         return -np.sum(np.log(w * rayleigh + (1 - w) * linear + 1e-300))
 
     start = [np.log(max(start_nm, 1e-3)), 2.0]
-    fit = optimize.minimize(negative_log_likelihood, start, method="Nelder-Mead",
-                            options={"xatol": 1e-6, "fatol": 1e-6, "maxiter": 2000})
+    fit = optimize.minimize(
+        negative_log_likelihood, start, method="Nelder-Mead", options={"xatol": 1e-6, "fatol": 1e-6, "maxiter": 2000}
+    )
     log_sigma, logit = fit.x
     # standard error from the curvature in log sigma (numerical second derivative)
     h = 1e-3
     f0 = negative_log_likelihood(fit.x)
-    curvature = (negative_log_likelihood([log_sigma + h, logit]) - 2 * f0
-                 + negative_log_likelihood([log_sigma - h, logit])) / h ** 2
+    curvature = (
+        negative_log_likelihood([log_sigma + h, logit]) - 2 * f0 + negative_log_likelihood([log_sigma - h, logit])
+    ) / h**2
     sigma = float(np.exp(log_sigma))
     se = sigma / np.sqrt(curvature) if curvature > 0 else float("nan")
     return sigma, float(se), float(special.expit(logit))
@@ -134,7 +145,7 @@ def same_molecule_pairs(locs: Localizations, max_distance_nm: float) -> tuple[np
 def trimmed_std_factor(c: float = CHECK_SIGMAS) -> float:
     """The std of a 2D unit Gaussian's components within radius ``c``: the pairs' cut at
     ``c`` combined uncertainties trims the tails by this much."""
-    return float(np.sqrt(1.0 - c ** 2 * np.exp(-c ** 2 / 2) / (2 * -np.expm1(-c ** 2 / 2))))
+    return float(np.sqrt(1.0 - c**2 * np.exp(-(c**2) / 2) / (2 * -np.expm1(-(c**2) / 2))))
 
 
 def _check(locs: Localizations, max_distance_nm: float) -> tuple[float, float, int]:

@@ -8,14 +8,18 @@ from scipy import ndimage
 from ..localizations import Localizations
 
 
-def render_localizations(locs: Localizations, shape_px: tuple[int, int], pixel_size_nm: float,
-                         upsampling: int = 4, blur_upsampled_px: float = 1.0) -> np.ndarray:
+def render_localizations(
+    locs: Localizations,
+    shape_px: tuple[int, int],
+    pixel_size_nm: float,
+    upsampling: int = 4,
+    blur_upsampled_px: float = 1.0,
+) -> np.ndarray:
     """Histogram of all localizations on a grid ``upsampling`` times finer than the
     camera (``shape_px`` = camera rows, cols), blurred by ``blur_upsampled_px``."""
     rows, cols = shape_px[0] * upsampling, shape_px[1] * upsampling
     scale = upsampling / pixel_size_nm
-    image, _, _ = np.histogram2d(locs.y_nm * scale, locs.x_nm * scale, bins=(rows, cols),
-                                 range=((0, rows), (0, cols)))
+    image, _, _ = np.histogram2d(locs.y_nm * scale, locs.x_nm * scale, bins=(rows, cols), range=((0, rows), (0, cols)))
     if blur_upsampled_px > 0:
         image = ndimage.gaussian_filter(image, blur_upsampled_px)
     return image.astype(np.float32)
@@ -41,9 +45,16 @@ def precision_bandwidth_nm(x_nm: np.ndarray, y_nm: np.ndarray, sigma_nm: np.ndar
     return sigma * np.maximum(np.asarray(counts, np.float64), 1.0) ** -0.2
 
 
-def render_precision(x_nm: np.ndarray, y_nm: np.ndarray, sigma_nm: np.ndarray, shape: tuple[int, int],
-                     render_pixel_nm: float, origin_nm: tuple[float, float] = (0.0, 0.0),
-                     adaptive: bool = True, max_sigma_nm: float = np.inf) -> np.ndarray:
+def render_precision(
+    x_nm: np.ndarray,
+    y_nm: np.ndarray,
+    sigma_nm: np.ndarray,
+    shape: tuple[int, int],
+    render_pixel_nm: float,
+    origin_nm: tuple[float, float] = (0.0, 0.0),
+    adaptive: bool = True,
+    max_sigma_nm: float = np.inf,
+) -> np.ndarray:
     """Super-resolution image (rows, cols) = ``shape`` of pixels of ``render_pixel_nm``, its
     top-left corner at ``origin_nm`` = (y, x): each localization a unit-mass Gaussian
     integrated over the pixels (erf), as wide as ``sigma_nm`` (its precision), or with
@@ -67,7 +78,7 @@ def render_precision(x_nm: np.ndarray, y_nm: np.ndarray, sigma_nm: np.ndarray, s
         sel = np.flatnonzero(half == h)
         block = max(1, (1 << 22) // (2 * h + 1) ** 2)  # kernels per pass: bounded memory
         for start in range(0, len(sel), block):
-            k = sel[start:start + block]
+            k = sel[start : start + block]
             c0 = np.floor(u[k]).astype(int) - h
             r0 = np.floor(v[k]).astype(int) - h
             offsets = np.arange(2 * h + 2)

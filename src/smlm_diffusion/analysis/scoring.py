@@ -32,7 +32,7 @@ def axis_integrals(centre: np.ndarray, edges0: np.ndarray, n: int, sigma: float,
     integrals = np.diff(0.5 * erf(z), axis=1)
     if not derivative:
         return integrals, None
-    pdf = np.exp(-z ** 2) / (np.sqrt(2 * np.pi) * sigma)
+    pdf = np.exp(-(z**2)) / (np.sqrt(2 * np.pi) * sigma)
     return integrals, -np.diff(pdf, axis=1)
 
 
@@ -53,21 +53,24 @@ def psf_windows(x, y, r0, c0, size, sigma):
 
 @dataclass
 class WindowFit:
-    x: np.ndarray          # (m, k) frame px
+    x: np.ndarray  # (m, k) frame px
     y: np.ndarray
-    n: np.ndarray          # photons
-    delta: np.ndarray      # (m,) background offset
-    nll: np.ndarray        # (m,) negative log-likelihood (up to a constant) on the window
-    mu: np.ndarray         # (m, S, S) expected photons incl. read variance
-    parts: tuple           # (psf, d/dx, d/dy, inside) for the Jacobian, computed when asked for
+    n: np.ndarray  # photons
+    delta: np.ndarray  # (m,) background offset
+    nll: np.ndarray  # (m,) negative log-likelihood (up to a constant) on the window
+    mu: np.ndarray  # (m, S, S) expected photons incl. read variance
+    parts: tuple  # (psf, d/dx, d/dy, inside) for the Jacobian, computed when asked for
 
     @staticmethod
     def concatenate(fits: list["WindowFit"]) -> "WindowFit":
         """One WindowFit of the windows of several (in order)."""
         cat = [np.concatenate(arrays) for arrays in zip(*[(f.x, f.y, f.n, f.delta, f.nll, f.mu) for f in fits])]
         masks = [f.parts[3] for f in fits]
-        mask = None if all(v is None for v in masks) else np.concatenate(
-            [np.ones(f.mu.shape, bool) if v is None else v for f, v in zip(fits, masks)])
+        mask = (
+            None
+            if all(v is None for v in masks)
+            else np.concatenate([np.ones(f.mu.shape, bool) if v is None else v for f, v in zip(fits, masks)])
+        )
         parts = tuple(np.concatenate([f.parts[i] for f in fits]) for i in range(3)) + (mask,)
         return WindowFit(*cat, parts)
 
@@ -83,17 +86,20 @@ class WindowFit:
         m, k = self.x.shape
         block = _block(k, self.mu.shape[1])
         if m > block:
-            parts = [WindowFit(*(a[s:s + block] for a in (self.x, self.y, self.n, self.delta, self.nll, self.mu)),
-                               tuple(None if p is None else p[s:s + block] for p in self.parts)
-                               ).statistics(data[s:s + block], inside[s:s + block], read_variance)
-                     for s in range(0, m, block)]
+            parts = [
+                WindowFit(
+                    *(a[s : s + block] for a in (self.x, self.y, self.n, self.delta, self.nll, self.mu)),
+                    tuple(None if p is None else p[s : s + block] for p in self.parts),
+                ).statistics(data[s : s + block], inside[s : s + block], read_variance)
+                for s in range(0, m, block)
+            ]
             return tuple(np.concatenate(arrays) for arrays in zip(*parts))
         jac = self.jac
         weight = (1.0 / self.mu).reshape(m, -1)
         fisher = (jac * weight[:, None, :]) @ jac.transpose(0, 2, 1)
         cov = np.linalg.pinv(fisher)
         data_r = data + read_variance
-        residual2 = (np.where(inside, data_r - self.mu, 0.0) ** 2 / self.mu ** 2).reshape(m, -1)
+        residual2 = (np.where(inside, data_r - self.mu, 0.0) ** 2 / self.mu**2).reshape(m, -1)
         meat = (jac * residual2[:, None, :]) @ jac.transpose(0, 2, 1)
         with np.errstate(divide="ignore", invalid="ignore"):
             term = np.where(data_r > 0, data_r * np.log(data_r / self.mu), 0.0) - (data_r - self.mu)
@@ -107,17 +113,27 @@ def _jacobian(n, psf, dx, dy, inside):
     w, k, size, _ = psf.shape
     jac = np.empty((w, 3 * k + 1, size, size))
     np.multiply(n[:, :, None, None], dx, out=jac[:, :k])
-    np.multiply(n[:, :, None, None], dy, out=jac[:, k:2 * k])
-    jac[:, 2 * k:3 * k] = psf
+    np.multiply(n[:, :, None, None], dy, out=jac[:, k : 2 * k])
+    jac[:, 2 * k : 3 * k] = psf
     jac[:, 3 * k] = 1.0
     if inside is not None:
         jac *= inside[:, None]
     return jac.reshape(w, 3 * k + 1, -1)
 
 
-def fit_windows(data: np.ndarray, inside: np.ndarray, fixed: np.ndarray, x: np.ndarray, y: np.ndarray,
-                r0: np.ndarray, c0: np.ndarray, sigma: float, read_variance: float,
-                iterations: int = 20, nll_tolerance: float = 0.0) -> WindowFit:
+def fit_windows(
+    data: np.ndarray,
+    inside: np.ndarray,
+    fixed: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    r0: np.ndarray,
+    c0: np.ndarray,
+    sigma: float,
+    read_variance: float,
+    iterations: int = 20,
+    nll_tolerance: float = 0.0,
+) -> WindowFit:
     """Fit k emitters in each of m windows (module doc). ``data``, ``inside``, ``fixed``:
     (m, S, S); ``x``, ``y``: (m, k) starts in frame px; ``r0``, ``c0``: (m,) the windows'
     top-left pixels. Steps are damped per window and clipped to 1 px in position. A window
@@ -131,9 +147,22 @@ def fit_windows(data: np.ndarray, inside: np.ndarray, fixed: np.ndarray, x: np.n
     block = _block(k, data.shape[1])
     if m <= block:
         return _fit_block(data, inside, fixed, x, y, r0, c0, sigma, read_variance, iterations, nll_tolerance)
-    parts = [_fit_block(data[s:s + block], inside[s:s + block], fixed[s:s + block], x[s:s + block], y[s:s + block],
-                        np.asarray(r0)[s:s + block], np.asarray(c0)[s:s + block], sigma, read_variance, iterations,
-                        nll_tolerance) for s in range(0, m, block)]
+    parts = [
+        _fit_block(
+            data[s : s + block],
+            inside[s : s + block],
+            fixed[s : s + block],
+            x[s : s + block],
+            y[s : s + block],
+            np.asarray(r0)[s : s + block],
+            np.asarray(c0)[s : s + block],
+            sigma,
+            read_variance,
+            iterations,
+            nll_tolerance,
+        )
+        for s in range(0, m, block)
+    ]
     return WindowFit.concatenate(parts)
 
 
@@ -155,8 +184,10 @@ def _fit_block(data, inside, fixed, x, y, r0, c0, sigma, read_variance, iteratio
 
     def model(x, y, n, delta, sel):
         w = len(sel)
-        psf, dx, dy = (a.reshape(w, k, size, size) for a in
-                       psf_windows(x.ravel(), y.ravel(), np.repeat(rows[sel], k), np.repeat(cols[sel], k), size, sigma))
+        psf, dx, dy = (
+            a.reshape(w, k, size, size)
+            for a in psf_windows(x.ravel(), y.ravel(), np.repeat(rows[sel], k), np.repeat(cols[sel], k), size, sigma)
+        )
         mu = np.maximum(np.einsum("wk,wkij->wij", n, psf) + fixed_r[sel] + delta[:, None, None], 1e-6)
         return mu, psf, dx, dy
 
@@ -179,16 +210,21 @@ def _fit_block(data, inside, fixed, x, y, r0, c0, sigma, read_variance, iteratio
         fisher = weighted @ jac.transpose(0, 2, 1)
         damped = fisher + lam[a, None, None] * (eye * np.diagonal(fisher, axis1=1, axis2=2)[:, :, None]) + 1e-9 * eye
         step = -np.linalg.solve(damped, grad[:, :, None])[:, :, 0]
-        step[:, :2 * k] = np.clip(step[:, :2 * k], -1.0, 1.0)
-        trial = (x[a] + step[:, :k], y[a] + step[:, k:2 * k], np.maximum(n[a] + step[:, 2 * k:3 * k], 1.0),
-                 delta[a] + step[:, -1])
+        step[:, : 2 * k] = np.clip(step[:, : 2 * k], -1.0, 1.0)
+        trial = (
+            x[a] + step[:, :k],
+            y[a] + step[:, k : 2 * k],
+            np.maximum(n[a] + step[:, 2 * k : 3 * k], 1.0),
+            delta[a] + step[:, -1],
+        )
         trial_model = model(*trial, a)
         value = nll(trial_model[0], a)
         better = value <= current[a]
         # (a small likelihood gain counts only from a nearly undamped step: after rejected
         # steps the damping shrinks the step, and with it the gain, far from the optimum)
-        settled = better & ((np.abs(step[:, :2 * k]).max(axis=1) < 1e-3)
-                            | ((current[a] - value < nll_tolerance) & (lam[a] <= 1e-2)))
+        settled = better & (
+            (np.abs(step[:, : 2 * k]).max(axis=1) < 1e-3) | ((current[a] - value < nll_tolerance) & (lam[a] <= 1e-2))
+        )
         taken = a[better]
         x[taken], y[taken], n[taken], delta[taken] = (t[better] for t in trial)
         mu[taken], psf[taken], dx[taken], dy[taken] = (t[better] for t in trial_model)

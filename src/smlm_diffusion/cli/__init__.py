@@ -8,8 +8,15 @@ import sys
 from ..errors import SmlmInputError
 from . import calibrate_camera, demo, evaluate, frc, reconstruct, simulate, train
 
-COMMANDS = {"simulate": simulate, "reconstruct": reconstruct, "evaluate": evaluate, "frc": frc, "train": train,
-            "demo": demo, "calibrate-camera": calibrate_camera}
+COMMANDS = {
+    "simulate": simulate,
+    "reconstruct": reconstruct,
+    "evaluate": evaluate,
+    "frc": frc,
+    "train": train,
+    "demo": demo,
+    "calibrate-camera": calibrate_camera,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,7 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="smlm-diffusion",
-        description="Uncertainty-aware SMLM: simulate, reconstruct and evaluate localization data.")
+        description="Uncertainty-aware SMLM: simulate, reconstruct and evaluate localization data.",
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module in COMMANDS.items():
@@ -34,8 +42,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"smlm-diffusion {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
-        print(f"smlm-diffusion {args.command}: error: {exc.strerror or exc}: "
-              f"{exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        print(
+            f"smlm-diffusion {args.command}: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "),
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print(f"smlm-diffusion {args.command}: interrupted; finished outputs were kept.", file=sys.stderr)

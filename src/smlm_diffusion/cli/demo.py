@@ -23,16 +23,27 @@ from .reconstruct import write_outputs
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("demo", help="simulate, reconstruct with uncertainties and evaluate a small movie",
-                       description="End-to-end demonstration on a simulated 64x64 filament movie with the bundled "
-                                   "models: the phi path on every frame, posterior sampling on the first ones. On a "
-                                   "2-core CPU the defaults take about 12 s with bfloat16 (AVX512-BF16) and about 20 s "
-                                   "in float32 (docs/performance.md).")
+    p = sub.add_parser(
+        "demo",
+        help="simulate, reconstruct with uncertainties and evaluate a small movie",
+        description="End-to-end demonstration on a simulated 64x64 filament movie with the bundled "
+        "models: the phi path on every frame, posterior sampling on the first ones. On a "
+        "2-core CPU the defaults take about 12 s with bfloat16 (AVX512-BF16) and about 20 s "
+        "in float32 (docs/performance.md).",
+    )
     p.add_argument("--out", default="demo_output", help="output folder (default ./demo_output)")
-    p.add_argument("--frames", type=int, default=300, help="frames to simulate and reconstruct on the phi path "
-                                                           "(default 300; tens of frames per second on a CPU)")
-    p.add_argument("--posterior-frames", type=int, default=1,
-                   help="first frames also sampled by the posterior (default 1; seconds per 64x64 frame on a CPU)")
+    p.add_argument(
+        "--frames",
+        type=int,
+        default=300,
+        help="frames to simulate and reconstruct on the phi path (default 300; tens of frames per second on a CPU)",
+    )
+    p.add_argument(
+        "--posterior-frames",
+        type=int,
+        default=1,
+        help="first frames also sampled by the posterior (default 1; seconds per 64x64 frame on a CPU)",
+    )
     p.add_argument("--samples", type=int, default=16, help="posterior samples per tile (default 16)")
     p.add_argument("--no-posterior", action="store_true", help="phi path only")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
@@ -48,9 +59,14 @@ def run(args) -> int:
     cfg = filament_movie_config(n_frames=args.frames, seed=args.seed)
     print(f"1/4 simulating {cfg.n_frames} frames of blinking filaments -> {out / 'raw.tif'}", file=sys.stderr)
     truth = write_simulation(cfg, out / "raw.tif", out / "ground_truth.csv")
-    settings = ReconstructionSettings(pixel_size_nm=cfg.pixel_size_nm, offset_adu=cfg.offset_adu,
-                                      gain_adu_per_photon=cfg.gain_adu_per_photon, posterior=False,
-                                      device=args.device, seed=args.seed)
+    settings = ReconstructionSettings(
+        pixel_size_nm=cfg.pixel_size_nm,
+        offset_adu=cfg.offset_adu,
+        gain_adu_per_photon=cfg.gain_adu_per_photon,
+        posterior=False,
+        device=args.device,
+        seed=args.seed,
+    )
     settings.keep_frame_kdes = n_posterior == 0 and args.frames <= 200  # the figure's frame 1, bounded memory
     started = time.monotonic()
 
@@ -59,6 +75,7 @@ def run(args) -> int:
             frame = event.frame_result.frame if event.frame_result is not None else None
             where = f"frame {frame}/{total}" if frame else f"{event.done}/{event.total} tiles, {event.message}"
             print(f"\r{step}: {where}, {time.monotonic() - started:.0f} s   ", end="", file=sys.stderr, flush=True)
+
         return report
 
     with TiffStack(out / "raw.tif") as stack:
@@ -69,11 +86,19 @@ def run(args) -> int:
         posterior = None
         if n_posterior:
             started = time.monotonic()
-            sampled = ReconstructionSettings(**{**settings.to_dict(), "sampler": settings.sampler, "posterior": True,
-                                                "frames": (0, n_posterior), "keep_frame_kdes": True})
+            sampled = ReconstructionSettings(
+                **{
+                    **settings.to_dict(),
+                    "sampler": settings.sampler,
+                    "posterior": True,
+                    "frames": (0, n_posterior),
+                    "keep_frame_kdes": True,
+                }
+            )
             sampled.sampler.n_samples = args.samples
-            posterior = reconstruct(stack, sampled, progress=progress(
-                f"3/4 posterior, {args.samples} samples per tile", n_posterior))
+            posterior = reconstruct(
+                stack, sampled, progress=progress(f"3/4 posterior, {args.samples} samples per tile", n_posterior)
+            )
             print(file=sys.stderr)
             write_outputs(out / "posterior", posterior, str(out / "raw.tif"), tuple(stack.shape))
     print("4/4 evaluating against the ground truth", file=sys.stderr)
@@ -82,17 +107,32 @@ def run(args) -> int:
     metrics["device"] = result.device
     if posterior is not None:
         first = truth.select(truth.frame <= n_posterior)
-        metrics["posterior"] = {**evaluate(posterior.localizations, first, 250.0).to_dict(), "frames": n_posterior,
-                                "seconds_per_frame": posterior.timings_s["total"] / max(len(posterior.frames), 1)}
+        metrics["posterior"] = {
+            **evaluate(posterior.localizations, first, 250.0).to_dict(),
+            "frames": n_posterior,
+            "seconds_per_frame": posterior.timings_s["total"] / max(len(posterior.frames), 1),
+        }
     with atomic_path(out / "metrics.json") as tmp:
         tmp.write_text(json.dumps(metrics, indent=2))
     _figure(out / "demo.png", first_frame, result, posterior, cfg.pixel_size_nm)
-    print(json.dumps({k: metrics[k] for k in ("recall", "precision", "jaccard", "rmse_lateral_nm", "efficiency",
-                                              "seconds_per_frame")}, indent=2))
-    extra = "posterior/ (localizations.csv with posterior columns, render_variance.tif, run.json), " \
-        if posterior is not None else ""
-    print(f"outputs in {out}/: raw.tif, ground_truth.csv, localizations.csv, render.tif, run.json, metrics.json, "
-          f"{extra}demo.png")
+    print(
+        json.dumps(
+            {
+                k: metrics[k]
+                for k in ("recall", "precision", "jaccard", "rmse_lateral_nm", "efficiency", "seconds_per_frame")
+            },
+            indent=2,
+        )
+    )
+    extra = (
+        "posterior/ (localizations.csv with posterior columns, render_variance.tif, run.json), "
+        if posterior is not None
+        else ""
+    )
+    print(
+        f"outputs in {out}/: raw.tif, ground_truth.csv, localizations.csv, render.tif, run.json, metrics.json, "
+        f"{extra}demo.png"
+    )
     return 0
 
 
@@ -123,8 +163,15 @@ def _figure(path: Path, first_frame: np.ndarray, result, posterior, pixel_size_n
     axes[3].imshow(first_frame, cmap="gray", extent=extent_raw)
     if len(locs):
         colour = np.nan_to_num(locs.uncertainty_xy_nm, nan=0.0)
-        dots = axes[3].scatter(locs.x_nm / pixel_size_nm - shift, locs.y_nm / pixel_size_nm - shift, c=colour,
-                               cmap="plasma", s=28, edgecolors="white", linewidths=0.4)
+        dots = axes[3].scatter(
+            locs.x_nm / pixel_size_nm - shift,
+            locs.y_nm / pixel_size_nm - shift,
+            c=colour,
+            cmap="plasma",
+            s=28,
+            edgecolors="white",
+            linewidths=0.4,
+        )
         fig.colorbar(dots, ax=axes[3], label="uncertainty_xy [nm]", shrink=0.8)
     axes[3].set_title("localizations, frame 1")
     render = result.render

@@ -10,13 +10,20 @@ from ..io import read_localizations_csv
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("evaluate", help="compare localizations with a ground truth",
-                       description="Per-frame one-to-one matching within a tolerance; prints recall, "
-                                   "precision, Jaccard, RMSE and efficiency as JSON.")
+    p = sub.add_parser(
+        "evaluate",
+        help="compare localizations with a ground truth",
+        description="Per-frame one-to-one matching within a tolerance; prints recall, "
+        "precision, Jaccard, RMSE and efficiency as JSON.",
+    )
     p.add_argument("locs", metavar="LOCS.csv", help="localizations (ThunderSTORM CSV)")
     p.add_argument("truth", metavar="TRUTH.csv", help="ground truth (same format)")
-    p.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE_NM,
-                   help=f"matching tolerance in nm (default {DEFAULT_TOLERANCE_NM:g})")
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        default=DEFAULT_TOLERANCE_NM,
+        help=f"matching tolerance in nm (default {DEFAULT_TOLERANCE_NM:g})",
+    )
 
 
 def run(args) -> int:

@@ -30,8 +30,12 @@ class StopOnSignals:
         if self.signal_name is not None:
             raise KeyboardInterrupt
         self.signal_name = signal.Signals(signum).name
-        print(f"\n{self.signal_name}: stopping after the frame in progress (its finished frames are written; "
-              "send it again to stop at once)", file=sys.stderr, flush=True)
+        print(
+            f"\n{self.signal_name}: stopping after the frame in progress (its finished frames are written; "
+            "send it again to stop at once)",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def __enter__(self) -> StopOnSignals:
         if threading.current_thread() is threading.main_thread():

@@ -36,8 +36,9 @@ def resolve_device(name: str = "auto"):
         return torch.device(present[0])
     base = name.split(":")[0]
     if base not in present:
-        raise SmlmInputError(f"Device '{name}' is not available on this machine (found: "
-                             f"{', '.join(present)}); use --device auto or cpu.")
+        raise SmlmInputError(
+            f"Device '{name}' is not available on this machine (found: {', '.join(present)}); use --device auto or cpu."
+        )
     return torch.device(name)
 
 

@@ -23,8 +23,15 @@ MAX_BATCH_PIXELS = 1 << 16
 
 
 @torch.no_grad()
-def phi_kde(model: torch.nn.Module, frames: np.ndarray, device: torch.device, core_px: int = 256,
-            halo_px: int = PHI_HALO_PX, max_batch_pixels: int | None = None, dtype=None) -> np.ndarray:
+def phi_kde(
+    model: torch.nn.Module,
+    frames: np.ndarray,
+    device: torch.device,
+    core_px: int = 256,
+    halo_px: int = PHI_HALO_PX,
+    max_batch_pixels: int | None = None,
+    dtype=None,
+) -> np.ndarray:
     """Run phi on normalised frames (f, C, H, W) (or (f, H, W) for one channel) ->
     (f, 4H, 4W) float32, batching tiles of equal shape across frames (so many small frames
     go through in one batch), through the inference copy of ``model`` (``inference_copy``).
@@ -47,8 +54,8 @@ def phi_kde(model: torch.nn.Module, frames: np.ndarray, device: torch.device, co
     for shape, items in groups.items():
         per_batch = max(1, max_batch_pixels // (shape[0] * shape[1]))
         for start in range(0, len(items), per_batch):
-            chunk = items[start:start + per_batch]
-            batch = np.stack([frames[i, :, t.in_r0:t.in_r1, t.in_c0:t.in_c1] for i, t in chunk])
+            chunk = items[start : start + per_batch]
+            batch = np.stack([frames[i, :, t.in_r0 : t.in_r1, t.in_c0 : t.in_c1] for i, t in chunk])
             inputs = channels_last(torch.from_numpy(batch).to(device, input_dtype))
             with autocast(device, dtype):
                 result = model(inputs).float().cpu().numpy()[:, 0]

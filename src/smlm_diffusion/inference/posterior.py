@@ -5,7 +5,8 @@ t = T and take T reverse steps. Accelerated sampling follows the equilibrium-dif
 paper: start at t0 < T from phi's estimate noised by the forward process, q(y_t0 | phi),
 and step down to 0 with a stride. A psi that models the residual y - phi(x) (version 2)
 samples the residual, whose phi-based start is 0, and adds phi's estimate at the end; a
-psi that reads the raw frame gets the normalised frame's tile beside phi's. Chains of many tiles go through psi together. The
+psi that reads the raw frame gets the normalised frame's tile beside phi's. Chains of many tiles go
+through psi together. The
 noise of each tile depends only on (seed, frame, tile), so results do not depend on the
 batching, and the same seed gives the same samples on CPU. A psi with the scaled residual
 (``target="scaled"``, conditioned on refined fits) samples z = (y - condition) / S with the
@@ -28,20 +29,29 @@ UPSAMPLING = 4
 
 
 def _tile_seed(seed: int, frame: int, tile_index: int) -> int:
-    return int(np.random.SeedSequence([seed, frame, tile_index]).generate_state(1, np.uint64)[0] % (2 ** 63))
+    return int(np.random.SeedSequence([seed, frame, tile_index]).generate_state(1, np.uint64)[0] % (2**63))
 
 
-def sample_posterior(psi: torch.nn.Module, schedule: NoiseSchedule, phi_kde: np.ndarray,
-                     settings: SamplerSettings, device: torch.device, seed: int = 0, frame: int = 0,
-                     frame_input: np.ndarray | None = None, dtype=None,
-                     residual_scale: np.ndarray | None = None) -> np.ndarray:
+def sample_posterior(
+    psi: torch.nn.Module,
+    schedule: NoiseSchedule,
+    phi_kde: np.ndarray,
+    settings: SamplerSettings,
+    device: torch.device,
+    seed: int = 0,
+    frame: int = 0,
+    frame_input: np.ndarray | None = None,
+    dtype=None,
+    residual_scale: np.ndarray | None = None,
+) -> np.ndarray:
     """Posterior KDE samples (N, 4H, 4W), model units, for one frame's phi estimate (4H, 4W)
     and, for a psi that reads the data, its normalised frame (C, H, W); for a psi with the
     scaled residual, the scale map (4H, 4W) of its condition's fits. ``dtype``:
     torch.bfloat16 runs psi's convolutions in bfloat16 (``devices.inference_dtype``); the
     chain's state and arithmetic stay float32."""
-    steps = iter_sample_posterior(psi, schedule, phi_kde, settings, device, seed, frame, frame_input, dtype,
-                                  residual_scale)
+    steps = iter_sample_posterior(
+        psi, schedule, phi_kde, settings, device, seed, frame, frame_input, dtype, residual_scale
+    )
     while True:
         try:
             next(steps)
@@ -53,10 +63,18 @@ def count_tiles(height_px: int, width_px: int, settings: SamplerSettings) -> int
     return len(plan_tiles(height_px, width_px, settings.core_px, settings.halo_px))
 
 
-def iter_sample_posterior(psi: torch.nn.Module, schedule: NoiseSchedule, phi_kde: np.ndarray,
-                          settings: SamplerSettings, device: torch.device, seed: int = 0, frame: int = 0,
-                          frame_input: np.ndarray | None = None, dtype=None,
-                          residual_scale: np.ndarray | None = None):
+def iter_sample_posterior(
+    psi: torch.nn.Module,
+    schedule: NoiseSchedule,
+    phi_kde: np.ndarray,
+    settings: SamplerSettings,
+    device: torch.device,
+    seed: int = 0,
+    frame: int = 0,
+    frame_input: np.ndarray | None = None,
+    dtype=None,
+    residual_scale: np.ndarray | None = None,
+):
     """Generator form of :func:`sample_posterior`: yields the number of tiles finished
     after each psi batch, and 0 after every network evaluation within a batch (so callers
     can report progress and stop within a second or so), and returns the samples."""
@@ -68,8 +86,10 @@ def iter_sample_posterior(psi: torch.nn.Module, schedule: NoiseSchedule, phi_kde
         raise ValueError("this psi reads the normalised frame: pass frame_input")
     scaled = target == "scaled"
     if scaled and (residual_scale is None or np.shape(residual_scale) != np.shape(phi_kde)):
-        raise ValueError("this psi samples the residual in units of its fits' precision: pass residual_scale "
-                         "(models.conditioning.residual_scale) of the condition's shape")
+        raise ValueError(
+            "this psi samples the residual in units of its fits' precision: pass residual_scale "
+            "(models.conditioning.residual_scale) of the condition's shape"
+        )
     u = UPSAMPLING
     h4, w4 = phi_kde.shape
     n = settings.n_samples
@@ -78,7 +98,7 @@ def iter_sample_posterior(psi: torch.nn.Module, schedule: NoiseSchedule, phi_kde
     groups: dict[tuple[int, int], list[tuple[int, Tile, np.ndarray]]] = defaultdict(list)
     tiles = plan_tiles(h4 // u, w4 // u, settings.core_px, settings.halo_px)
     for index, tile in enumerate(tiles):
-        window = phi_kde[tile.in_r0 * u:tile.in_r1 * u, tile.in_c0 * u:tile.in_c1 * u]
+        window = phi_kde[tile.in_r0 * u : tile.in_r1 * u, tile.in_c0 * u : tile.in_c1 * u]
         if settings.skip_empty_below is not None and window.max() < settings.skip_empty_below:
             continue
         groups[tile.input_shape].append((index, tile, window))
@@ -86,20 +106,22 @@ def iter_sample_posterior(psi: torch.nn.Module, schedule: NoiseSchedule, phi_kde
         maps = settings.max_batch_maps or (64 if torch.device(device).type == "cpu" else 1024)
         per_call = max(1, maps // n)
         for start in range(0, len(items), per_call):
-            chunk = items[start:start + per_call]
+            chunk = items[start : start + per_call]
             cond, noise, data, scale = [], [], [], []
             for index, tile, window in chunk:
                 cond.append(np.repeat(window[None, None], n, axis=0))
                 if scaled:
-                    block = residual_scale[tile.in_r0 * u:tile.in_r1 * u, tile.in_c0 * u:tile.in_c1 * u]
+                    block = residual_scale[tile.in_r0 * u : tile.in_r1 * u, tile.in_c0 * u : tile.in_c1 * u]
                     scale.append(np.repeat(block[None, None], n, axis=0))
                 if uses_frame:
-                    data.append(np.repeat(frame_input[None, :, tile.in_r0:tile.in_r1, tile.in_c0:tile.in_c1], n, axis=0))
+                    data.append(
+                        np.repeat(frame_input[None, :, tile.in_r0 : tile.in_r1, tile.in_c0 : tile.in_c1], n, axis=0)
+                    )
                 gen = torch.Generator().manual_seed(_tile_seed(seed, frame, index))
                 noise.append(torch.randn((len(pairs) + 1, n, 1, *window.shape), generator=gen))
             condition = torch.from_numpy(np.concatenate(cond)).to(device)
             frames = torch.from_numpy(np.concatenate(data).astype(np.float32)).to(device) if uses_frame else None
-            noise_all = torch.cat(noise, dim=1).to(device)         # (steps + 1, maps, 1, h, w)
+            noise_all = torch.cat(noise, dim=1).to(device)  # (steps + 1, maps, 1, h, w)
             scales = torch.from_numpy(np.concatenate(scale).astype(np.float32)).to(device) if scaled else None
             chain = _run_chain(psi, schedule, condition, noise_all, pairs, settings, frames, dtype, scales)
             while True:
@@ -118,9 +140,17 @@ def iter_sample_posterior(psi: torch.nn.Module, schedule: NoiseSchedule, phi_kde
     return samples
 
 
-def _run_chain(psi, schedule: NoiseSchedule, condition: torch.Tensor, noise: torch.Tensor,
-               pairs: list[tuple[int, int]], settings: SamplerSettings,
-               frames: torch.Tensor | None = None, dtype=None, scales: torch.Tensor | None = None) -> torch.Tensor:
+def _run_chain(
+    psi,
+    schedule: NoiseSchedule,
+    condition: torch.Tensor,
+    noise: torch.Tensor,
+    pairs: list[tuple[int, int]],
+    settings: SamplerSettings,
+    frames: torch.Tensor | None = None,
+    dtype=None,
+    scales: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Reverse chain for a batch of maps: a generator that yields after every network
     evaluation and returns the KDE samples in model units."""
     maps = len(condition)
@@ -134,8 +164,11 @@ def _run_chain(psi, schedule: NoiseSchedule, condition: torch.Tensor, noise: tor
     if settings.mode == "full":
         y = noise[0]
     else:
-        y = schedule.q_sample(torch.zeros_like(condition) if residual else condition,
-                              torch.full((maps,), start, device=condition.device), noise[0])
+        y = schedule.q_sample(
+            torch.zeros_like(condition) if residual else condition,
+            torch.full((maps,), start, device=condition.device),
+            noise[0],
+        )
     clip = (-condition / unit, (settings.clip_max - condition) / unit) if residual else (0.0, settings.clip_max)
     z_clip = getattr(psi, "z_clip", None) if target == "scaled" else None
     if z_clip:  # the model's bound on z, as in its training (models.psi.set_z_clip)
@@ -157,8 +190,16 @@ def _run_chain(psi, schedule: NoiseSchedule, condition: torch.Tensor, noise: tor
             output = net(y_cl, condition_cl, tt, frames_cl) if frames is not None else net(y_cl, condition_cl, tt)
         output = output.float()
         last = k + 1 == len(pairs)
-        y = schedule.reverse_step(y, output, tt, ss, noise=noise[k + 1], clip_y0=clip if last else step_clip,
-                                  prediction=prediction, variance_mix=mixes[k])
+        y = schedule.reverse_step(
+            y,
+            output,
+            tt,
+            ss,
+            noise=noise[k + 1],
+            clip_y0=clip if last else step_clip,
+            prediction=prediction,
+            variance_mix=mixes[k],
+        )
         if not last:
             yield
     return y * unit + condition if residual else y

@@ -27,10 +27,10 @@ SCALED_PSI_SHIFT_WIDTH = 1.2
 
 @dataclass
 class SamplerSettings:
-    n_samples: int = 16             # posterior chains per tile
-    mode: str = "accelerated"       # "accelerated" | "full"
-    t0: int = 60                    # accelerated: first step (forward-noised phi estimate); psi v2 validation
-    stride: int = 8                 # accelerated: steps skipped per network evaluation (8 evaluations)
+    n_samples: int = 16  # posterior chains per tile
+    mode: str = "accelerated"  # "accelerated" | "full"
+    t0: int = 60  # accelerated: first step (forward-noised phi estimate); psi v2 validation
+    stride: int = 8  # accelerated: steps skipped per network evaluation (8 evaluations)
     # accelerated, each strided step's variance: 0 its posterior variance, 1 the upper bound
     # 1 - g_t/g_s; one number for every step or one per step; None: the plan's own (plan_for)
     variance_mix: float | tuple[float, ...] | None = None
@@ -40,9 +40,9 @@ class SamplerSettings:
     # scaled psi: factor on the fits' part of the scale map (the plan's width correction);
     # None: the plan's own (SCALED_PSI_SHIFT_WIDTH for the auto plan, 1 otherwise)
     shift_width: float | None = None
-    core_px: int = 20               # tile core (camera px); cores are balanced to <= this
-    halo_px: int = 4                # context around each core (camera px)
-    max_batch_maps: int = 0         # tiles x chains per psi call; 0 = auto (64 on CPU, 1024 on a GPU)
+    core_px: int = 20  # tile core (camera px); cores are balanced to <= this
+    halo_px: int = 4  # context around each core (camera px)
+    max_batch_maps: int = 0  # tiles x chains per psi call; 0 = auto (64 on CPU, 1024 on a GPU)
     skip_empty_below: float | None = 0.05  # tiles whose phi peak is below this (model units) are not sampled
     clip_max: float = 8.0
 

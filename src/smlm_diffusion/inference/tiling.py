@@ -31,8 +31,10 @@ class Tile:
     def core_in_input(self, upsampling: int = 1) -> tuple[slice, slice]:
         """Slices selecting the core inside the (upsampled) tile output."""
         u = upsampling
-        return (slice((self.r0 - self.in_r0) * u, (self.r1 - self.in_r0) * u),
-                slice((self.c0 - self.in_c0) * u, (self.c1 - self.in_c0) * u))
+        return (
+            slice((self.r0 - self.in_r0) * u, (self.r1 - self.in_r0) * u),
+            slice((self.c0 - self.in_c0) * u, (self.c1 - self.in_c0) * u),
+        )
 
     def core_in_frame(self, upsampling: int = 1) -> tuple[slice, slice]:
         u = upsampling
@@ -53,6 +55,16 @@ def plan_tiles(height_px: int, width_px: int, core_px: int, halo_px: int) -> lis
     tiles = []
     for r0, r1 in _splits(height_px, core_px):
         for c0, c1 in _splits(width_px, core_px):
-            tiles.append(Tile(r0, r1, c0, c1, max(0, r0 - halo_px), min(height_px, r1 + halo_px),
-                              max(0, c0 - halo_px), min(width_px, c1 + halo_px)))
+            tiles.append(
+                Tile(
+                    r0,
+                    r1,
+                    c0,
+                    c1,
+                    max(0, r0 - halo_px),
+                    min(height_px, r1 + halo_px),
+                    max(0, c0 - halo_px),
+                    min(width_px, c1 + halo_px),
+                )
+            )
     return tiles

@@ -58,8 +58,15 @@ def write_localizations_csv(path: str | os.PathLike, locs: Localizations) -> Pat
     ids = locs.extra.get("id", np.arange(1, n + 1))
     extras = {k: v for k, v in locs.extra.items() if k != "id"}
     header = list(CORE_COLUMNS) + [_header_name(k) for k in extras]
-    columns = [np.asarray(ids, np.int64), locs.frame, locs.x_nm, locs.y_nm,
-               locs.intensity_photons, locs.uncertainty_xy_nm, *extras.values()]
+    columns = [
+        np.asarray(ids, np.int64),
+        locs.frame,
+        locs.x_nm,
+        locs.y_nm,
+        locs.intensity_photons,
+        locs.uncertainty_xy_nm,
+        *extras.values(),
+    ]
     with atomic_path(path) as tmp:
         with open(tmp, "w", newline="") as fh:
             writer = csv.writer(fh)
@@ -94,14 +101,17 @@ def read_localizations_csv(path: str | os.PathLike) -> Localizations:
     lookup = {h.lower(): i for i, h in enumerate(header)}
     missing = [c for c in ("frame", "x [nm]", "y [nm]") if c not in lookup]
     if missing:
-        raise SmlmInputError(f"{path.name} lacks the column(s) {', '.join(missing)}; expected a "
-                             "ThunderSTORM-style header such as 'id,frame,x [nm],y [nm]'.")
+        raise SmlmInputError(
+            f"{path.name} lacks the column(s) {', '.join(missing)}; expected a "
+            "ThunderSTORM-style header such as 'id,frame,x [nm],y [nm]'."
+        )
     body = [r for r in rows[1:] if r and any(cell.strip() for cell in r)]
     try:
         table = np.array([[float(cell) for cell in r] for r in body], dtype=np.float64).reshape(-1, len(header))
     except ValueError:
-        raise SmlmInputError(f"{path.name} has a row that is not all numbers or has the wrong "
-                             "number of fields; check the file.") from None
+        raise SmlmInputError(
+            f"{path.name} has a row that is not all numbers or has the wrong number of fields; check the file."
+        ) from None
     core, extra = {}, {}
     for i, name in enumerate(header):
         key = _ALIASES.get(name.lower())
@@ -114,7 +124,10 @@ def read_localizations_csv(path: str | os.PathLike) -> Localizations:
     if len(core["frame"]) and (core["frame"] < 1).any():
         raise SmlmInputError(f"{path.name} has frame numbers below 1; frames count from 1.")
     return Localizations(
-        frame=core["frame"].astype(np.int64), x_nm=core["x_nm"], y_nm=core["y_nm"],
-        intensity_photons=core.get("intensity_photons"), uncertainty_xy_nm=core.get("uncertainty_xy_nm"),
+        frame=core["frame"].astype(np.int64),
+        x_nm=core["x_nm"],
+        y_nm=core["y_nm"],
+        intensity_photons=core.get("intensity_photons"),
+        uncertainty_xy_nm=core.get("uncertainty_xy_nm"),
         extra=extra,
     )

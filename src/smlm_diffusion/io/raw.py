@@ -43,16 +43,20 @@ class RawStack(FrameIndexing):
         size = self.path.stat().st_size
         expected = rows * cols * frames * dtype.itemsize
         if size < expected:
-            raise SmlmInputError(f"{self.name} holds {size} bytes, fewer than its header's {frames} frames of "
-                                 f"{rows}x{cols} {dtype.name} ({expected} bytes): it is truncated")
+            raise SmlmInputError(
+                f"{self.name} holds {size} bytes, fewer than its header's {frames} frames of "
+                f"{rows}x{cols} {dtype.name} ({expected} bytes): it is truncated"
+            )
         self.dtype = dtype
         self.shape = (frames, rows, cols)
         self._memmap = np.memmap(self.path, dtype=dtype, mode="r", shape=self.shape)
 
     def read(self, start: int, stop: int) -> np.ndarray:
         if not 0 <= start < stop <= self.shape[0]:
-            raise SmlmInputError(f"Frame range {start + 1}:{stop} is outside {self.name}, which has "
-                                 f"{self.shape[0]} frame(s); choose frames between 1 and {self.shape[0]}.")
+            raise SmlmInputError(
+                f"Frame range {start + 1}:{stop} is outside {self.name}, which has "
+                f"{self.shape[0]} frame(s); choose frames between 1 and {self.shape[0]}."
+            )
         return np.array(self._memmap[start:stop]).astype(self.dtype.newbyteorder("="), copy=False)
 
     def close(self) -> None:
@@ -108,8 +112,13 @@ def _read_inf(path: Path):
         raise SmlmInputError(f"{path.name} lacks 'frame dimensions = W x H' or 'number of frames = N'")
     cols, rows = int(match.group(1)), int(match.group(2))
     order = "<" if "little" in info.get("data type", "big endian").lower() else ">"
-    return rows, cols, int(info["number of frames"]), np.dtype(np.uint16).newbyteorder(order), \
-        StackMetadata(extra={"header": path.name})
+    return (
+        rows,
+        cols,
+        int(info["number of frames"]),
+        np.dtype(np.uint16).newbyteorder(order),
+        StackMetadata(extra={"header": path.name}),
+    )
 
 
 def _positive(value) -> bool:

@@ -30,8 +30,9 @@ def read_structure(path: str | os.PathLike, pixel_size_nm: float | None = None) 
     elif suffix in (".tif", ".tiff"):
         return _image(path, pixel_size_nm)
     else:
-        raise SmlmInputError(f"{path.name}: a structure is a localization table (.csv, Picasso .hdf5) or an image "
-                             "(.tif)")
+        raise SmlmInputError(
+            f"{path.name}: a structure is a localization table (.csv, Picasso .hdf5) or an image (.tif)"
+        )
     points = points[np.isfinite(points).all(axis=1)]
     if len(points) == 0:
         raise SmlmInputError(f"the structure table {path.name} has no localizations with finite x, y positions")
@@ -50,8 +51,10 @@ def _picasso_points(path: Path, pixel_size_nm: float | None) -> np.ndarray:
         raise SmlmInputError(f"the Picasso table {path.name} has no x, y columns")
     pixel = pixel_size_nm or _yaml_pixel_size(path.with_suffix(".yaml"))
     if not pixel:
-        raise SmlmInputError(f"the Picasso table {path.name} has no pixel size (no Pixelsize in its .yaml); give it "
-                             "with --structure-pixel-size")
+        raise SmlmInputError(
+            f"the Picasso table {path.name} has no pixel size (no Pixelsize in its .yaml); give it "
+            "with --structure-pixel-size"
+        )
     # Picasso puts pixel centres at integers; SPEC 3 at k + 0.5
     return np.c_[locs["x"] + 0.5, locs["y"] + 0.5].astype(np.float64) * pixel
 
@@ -73,8 +76,9 @@ def _image(path: Path, pixel_size_nm: float | None) -> StructurePrior:
         image = np.asarray(stack.read(0, stack.n_frames), np.float64).sum(axis=0)
         pixel = pixel_size_nm or stack.metadata.pixel_size_nm
     if not pixel:
-        raise SmlmInputError(f"the structure image {path.name} has no pixel size in its metadata; give it with "
-                             "--structure-pixel-size")
+        raise SmlmInputError(
+            f"the structure image {path.name} has no pixel size in its metadata; give it with --structure-pixel-size"
+        )
     image = np.clip(np.nan_to_num(image), 0, None)
     if image.sum() <= 0:
         raise SmlmInputError(f"the structure image {path.name} is empty (no positive pixels)")

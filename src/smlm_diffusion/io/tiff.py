@@ -23,8 +23,19 @@ from ..errors import SmlmInputError
 from .atomic import atomic_path
 
 SUPPORTED_DTYPES = (np.uint8, np.uint16, np.uint32, np.int8, np.int16, np.int32, np.float32, np.float64)
-_UNIT_TO_NM = {"nm": 1.0, "nanometer": 1.0, "um": 1e3, "µm": 1e3, "\\u00b5m": 1e3, "micron": 1e3,
-               "micrometer": 1e3, "mm": 1e6, "millimeter": 1e6, "cm": 1e7, "m": 1e9}
+_UNIT_TO_NM = {
+    "nm": 1.0,
+    "nanometer": 1.0,
+    "um": 1e3,
+    "µm": 1e3,
+    "\\u00b5m": 1e3,
+    "micron": 1e3,
+    "micrometer": 1e3,
+    "mm": 1e6,
+    "millimeter": 1e6,
+    "cm": 1e7,
+    "m": 1e9,
+}
 
 
 @dataclass
@@ -92,7 +103,8 @@ class TiffStack(FrameIndexing):
             dtype = np.dtype(series.dtype) if series is not None else None
         except (tifffile.TiffFileError, ValueError, struct.error, IndexError, EOFError) as exc:
             raise SmlmInputError(
-                f"{self.name} is not a readable TIFF file ({exc}); export the movie as a TIFF stack.") from None
+                f"{self.name} is not a readable TIFF file ({exc}); export the movie as a TIFF stack."
+            ) from None
         self._series = series
         self.dtype = dtype
         self.shape = self._frames_shape(shape, axes)
@@ -105,37 +117,50 @@ class TiffStack(FrameIndexing):
             raise SmlmInputError(f"{self.name} holds no image data (empty stack); choose a file with frames.")
         if "S" in axes or self._series.keyframe.photometric == tifffile.PHOTOMETRIC.RGB:
             self.close()
-            raise SmlmInputError(f"{self.name} is an RGB/colour image; SMLM needs a single-channel "
-                                 "grayscale stack (frames x rows x cols) in camera ADU.")
+            raise SmlmInputError(
+                f"{self.name} is an RGB/colour image; SMLM needs a single-channel "
+                "grayscale stack (frames x rows x cols) in camera ADU."
+            )
         if self.dtype.type not in SUPPORTED_DTYPES:
             self.close()
-            raise SmlmInputError(f"{self.name} has unsupported pixel type {self.dtype}; "
-                                 "save the stack as 8/16/32-bit integer or float.")
+            raise SmlmInputError(
+                f"{self.name} has unsupported pixel type {self.dtype}; save the stack as 8/16/32-bit integer or float."
+            )
         declared = (self._tif.imagej_metadata or {}).get("images")
         if isinstance(declared, int) and declared > int(np.prod(shape[:-2])):
             self.close()
-            raise SmlmInputError(f"{self.name} is truncated: its header declares {declared} frames but "
-                                 f"only {int(np.prod(shape[:-2]))} can be read; copy or export it again.")
+            raise SmlmInputError(
+                f"{self.name} is truncated: its header declares {declared} frames but "
+                f"only {int(np.prod(shape[:-2]))} can be read; copy or export it again."
+            )
         if len(shape) == 2:
             return (1, *shape)
         leading = [n for n in shape[:-2] if n != 1]
         if len(leading) > 1:
             self.close()
-            raise SmlmInputError(f"{self.name} has shape {shape} (axes {axes}); expected one stack of "
-                                 "frames x rows x cols, so split channels or positions first.")
+            raise SmlmInputError(
+                f"{self.name} has shape {shape} (axes {axes}); expected one stack of "
+                "frames x rows x cols, so split channels or positions first."
+            )
         return (int(np.prod(shape[:-2])), int(shape[-2]), int(shape[-1]))
 
     def _try_memmap(self):
         offset = self._series.dataoffset
         if offset is not None and self.path.stat().st_size < offset + self._series.nbytes:
             self.close()
-            raise SmlmInputError(f"{self.name} is truncated (the file ends before its last frame); "
-                                 "copy or export it again.")
+            raise SmlmInputError(
+                f"{self.name} is truncated (the file ends before its last frame); copy or export it again."
+            )
         try:
             if offset is None:
                 return None
-            return np.memmap(self.path, dtype=self._series.dtype.newbyteorder(self._tif.byteorder),
-                             mode="r", offset=self._series.dataoffset, shape=self.shape)
+            return np.memmap(
+                self.path,
+                dtype=self._series.dtype.newbyteorder(self._tif.byteorder),
+                mode="r",
+                offset=self._series.dataoffset,
+                shape=self.shape,
+            )
         except (ValueError, OSError, AttributeError):
             return None
 
@@ -147,8 +172,10 @@ class TiffStack(FrameIndexing):
         """Frames ``start .. stop-1`` (0-based) as a new array (checks for NaN/inf)."""
         n = self.shape[0]
         if not (0 <= start < stop <= n):
-            raise SmlmInputError(f"Frame range {start + 1}:{stop} is outside {self.name}, which has "
-                                 f"{n} frame(s); choose frames between 1 and {n}.")
+            raise SmlmInputError(
+                f"Frame range {start + 1}:{stop} is outside {self.name}, which has "
+                f"{n} frame(s); choose frames between 1 and {n}."
+            )
         try:
             if self._memmap is not None:
                 data = np.array(self._memmap[start:stop])
@@ -159,8 +186,10 @@ class TiffStack(FrameIndexing):
             raise SmlmInputError(f"{self.name} is truncated or corrupt ({exc}); re-export the file.") from None
         if data.dtype.kind == "f" and not np.isfinite(data).all():
             bad = start + 1 + int(np.flatnonzero(~np.isfinite(data).reshape(len(data), -1).all(axis=1))[0])
-            raise SmlmInputError(f"Frame {bad} of {self.name} contains NaN or infinite values; "
-                                 "replace them (e.g. with the camera offset) before reconstructing.")
+            raise SmlmInputError(
+                f"Frame {bad} of {self.name} contains NaN or infinite values; "
+                "replace them (e.g. with the camera offset) before reconstructing."
+            )
         return data
 
     def iter_chunks(self, start: int = 0, stop: int | None = None, chunk_frames: int = 64):
@@ -174,7 +203,6 @@ class TiffStack(FrameIndexing):
         tif = getattr(self, "_tif", None)
         if tif is not None:
             tif.close()
-
 
 
 def read_metadata(tif: tifffile.TiffFile) -> StackMetadata:
@@ -299,9 +327,14 @@ def _resolution_pixel_size_nm(tif: tifffile.TiffFile, imagej_unit: str | None) -
     return size if 1.0 <= size <= 1e5 else None
 
 
-def write_stack(path: str | os.PathLike, frames: np.ndarray | Iterable[np.ndarray],
-                pixel_size_nm: float, shape: tuple[int, int, int] | None = None,
-                dtype=np.uint16, extra_info: dict | None = None) -> Path:
+def write_stack(
+    path: str | os.PathLike,
+    frames: np.ndarray | Iterable[np.ndarray],
+    pixel_size_nm: float,
+    shape: tuple[int, int, int] | None = None,
+    dtype=np.uint16,
+    extra_info: dict | None = None,
+) -> Path:
     """Write an ImageJ-compatible ``frames x rows x cols`` TIFF atomically.
 
     ``frames`` is an array, or an iterable of frame chunks (then give ``shape``), so a
@@ -319,7 +352,13 @@ def write_stack(path: str | os.PathLike, frames: np.ndarray | Iterable[np.ndarra
         data = (np.asarray(f, dtype=dtype)[i] for f in frames for i in range(len(f)))
     pixels_per_um = 1000.0 / float(pixel_size_nm)
     with atomic_path(path) as tmp:
-        tifffile.imwrite(tmp, data, shape=shape, dtype=dtype, imagej=True,
-                         resolution=(pixels_per_um, pixels_per_um),
-                         metadata={"axes": "TYX", "unit": "um", "Info": json.dumps(info)})
+        tifffile.imwrite(
+            tmp,
+            data,
+            shape=shape,
+            dtype=dtype,
+            imagej=True,
+            resolution=(pixels_per_um, pixels_per_um),
+            metadata={"axes": "TYX", "unit": "um", "Info": json.dumps(info)},
+        )
     return Path(path)

@@ -6,5 +6,13 @@ from .phi import DeepStormPhi, ShufflePhi, build_phi
 from .psi import CameraPsi, ConditionalUNet, build_psi, timestep_embedding
 from .schedule import NoiseSchedule
 
-__all__ = ["CameraPsi", "ConditionalUNet", "DeepStormPhi", "NoiseSchedule", "ShufflePhi", "build_phi", "build_psi",
-           "timestep_embedding"]
+__all__ = [
+    "CameraPsi",
+    "ConditionalUNet",
+    "DeepStormPhi",
+    "NoiseSchedule",
+    "ShufflePhi",
+    "build_phi",
+    "build_psi",
+    "timestep_embedding",
+]

@@ -48,8 +48,9 @@ def precision_value(std_4x_px: np.ndarray) -> np.ndarray:
     return np.clip(np.log(std / PRECISION_LOW_4X_PX) / np.log(PRECISION_HIGH_4X_PX / PRECISION_LOW_4X_PX), -0.5, 1.5)
 
 
-def refined_condition(x_px: np.ndarray, y_px: np.ndarray, std_px: np.ndarray, shape: tuple[int, int],
-                      upsampling: int = 4) -> tuple[np.ndarray, np.ndarray]:
+def refined_condition(
+    x_px: np.ndarray, y_px: np.ndarray, std_px: np.ndarray, shape: tuple[int, int], upsampling: int = 4
+) -> tuple[np.ndarray, np.ndarray]:
     """(condition KDE (4H, 4W) in model units, precision channel (H, W)) for refined
     positions and per-axis stds, all in camera px (SPEC 3 origin: pixel k spans [k, k+1))."""
     x = np.asarray(x_px, np.float64).reshape(-1)
@@ -64,9 +65,15 @@ def refined_condition(x_px: np.ndarray, y_px: np.ndarray, std_px: np.ndarray, sh
     return (kde * kde_scale()).astype(np.float32), channel.astype(np.float32)
 
 
-def fit_residual_channel(photons: np.ndarray, background: np.ndarray, x_px: np.ndarray, y_px: np.ndarray,
-                         fitted_photons: np.ndarray, psf_sigma_px: float, read_variance_photons2: float = 0.0
-                         ) -> np.ndarray:
+def fit_residual_channel(
+    photons: np.ndarray,
+    background: np.ndarray,
+    x_px: np.ndarray,
+    y_px: np.ndarray,
+    fitted_photons: np.ndarray,
+    psf_sigma_px: float,
+    read_variance_photons2: float = 0.0,
+) -> np.ndarray:
     """(H, W) residual of the fits: (photons - model) / sqrt(model + read variance), the model
     being the background map plus every fit's integrated Gaussian PSF (SPEC 2), clipped to
     +-RESIDUAL_CLIP and divided by it. Fits with a non-finite position or photon count are
@@ -82,8 +89,14 @@ def fit_residual_channel(photons: np.ndarray, background: np.ndarray, x_px: np.n
     return (np.clip(z, -RESIDUAL_CLIP, RESIDUAL_CLIP) / RESIDUAL_CLIP).astype(np.float32)
 
 
-def residual_scale(x_px: np.ndarray, y_px: np.ndarray, std_px: np.ndarray, shape: tuple[int, int],
-                   upsampling: int = 4, shift_width: float = 1.0) -> np.ndarray:
+def residual_scale(
+    x_px: np.ndarray,
+    y_px: np.ndarray,
+    std_px: np.ndarray,
+    shape: tuple[int, int],
+    upsampling: int = 4,
+    shift_width: float = 1.0,
+) -> np.ndarray:
     """Scale map S (4H, 4W), model units, of a ``target="scaled"`` psi's residual: each
     fitted emitter's ``SHIFT_RESIDUAL_PER_4X_PX`` x std (4x px) over its KDE's support,
     ``SCALE_FAR`` away from all of them; where footprints overlap, their weighted mean.
@@ -95,8 +108,12 @@ def residual_scale(x_px: np.ndarray, y_px: np.ndarray, std_px: np.ndarray, shape
         return np.full(big, SCALE_FAR, np.float32)
     std = np.nan_to_num(np.asarray(std_px, np.float64).reshape(-1), nan=PRECISION_HIGH_4X_PX / upsampling)
     own = shift_width * SHIFT_RESIDUAL_PER_4X_PX * np.clip(upsampling * std, 1e-3, 20.0)
-    weights, window = _footprints(upsampling * x, upsampling * y, FLAT_4X_PX + 3.0 * ROLLOFF_4X_PX,
-                                  lambda d: np.exp(-0.5 * (np.maximum(d - FLAT_4X_PX, 0.0) / ROLLOFF_4X_PX) ** 2))
+    weights, window = _footprints(
+        upsampling * x,
+        upsampling * y,
+        FLAT_4X_PX + 3.0 * ROLLOFF_4X_PX,
+        lambda d: np.exp(-0.5 * (np.maximum(d - FLAT_4X_PX, 0.0) / ROLLOFF_4X_PX) ** 2),
+    )
     total = _stamp(weights, window, big)
     weighted = _stamp(weights * own[:, None, None], window, big)
     norm = np.maximum(total, 1.0)
@@ -124,29 +141,33 @@ def _stamp(values: np.ndarray, window: tuple, shape: tuple[int, int]) -> np.ndar
     rr = np.clip(r0, -2 * r - 1, shape[0]) + 2 * r + 1  # padded index of each window's first row
     cc = np.clip(c0, -2 * r - 1, shape[1]) + 2 * r + 1
     for value, i, j in zip(values, rr, cc):
-        out[i:i + size, j:j + size] += value
-    return out[2 * r + 1:2 * r + 1 + shape[0], 2 * r + 1:2 * r + 1 + shape[1]]
+        out[i : i + size, j : j + size] += value
+    return out[2 * r + 1 : 2 * r + 1 + shape[0], 2 * r + 1 : 2 * r + 1 + shape[1]]
 
 
-def approximate_precision_px(photons: np.ndarray, background_photons: np.ndarray, psf_sigma_px: float
-                             ) -> np.ndarray:
+def approximate_precision_px(photons: np.ndarray, background_photons: np.ndarray, psf_sigma_px: float) -> np.ndarray:
     """Mortensen et al. 2010's closed form (per-axis std, px, pixel size 1): the training
     surrogate's fit precision (``analysis.crlb`` has the exact integral)."""
     n = np.maximum(np.asarray(photons, np.float64), 1.0)
-    sigma_a2 = psf_sigma_px ** 2 + 1.0 / 12.0
+    sigma_a2 = psf_sigma_px**2 + 1.0 / 12.0
     return np.sqrt(sigma_a2 / n * (16.0 / 9.0 + 8.0 * np.pi * sigma_a2 * np.maximum(background_photons, 0.0) / n))
 
 
-def surrogate_refinement(x_px: np.ndarray, y_px: np.ndarray, photons: np.ndarray, background_photons: np.ndarray,
-                         psf_sigma_px: float, rng: np.random.Generator
-                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def surrogate_refinement(
+    x_px: np.ndarray,
+    y_px: np.ndarray,
+    photons: np.ndarray,
+    background_photons: np.ndarray,
+    psf_sigma_px: float,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(x, y, std, photons), positions and std in px, of what a likelihood fit of these true
     emitters reports: faint ones missed, pairs closer than the PSF sigma merged
     (photon-weighted centre, summed photons, std widened by half their distance), each found
     one displaced by a draw of its precision."""
     x, y = np.asarray(x_px, np.float64), np.asarray(y_px, np.float64)
     n, b = np.asarray(photons, np.float64), np.asarray(background_photons, np.float64)
-    snr = n / np.sqrt(n + 4 * np.pi * psf_sigma_px ** 2 * np.maximum(b, 0.0))
+    snr = n / np.sqrt(n + 4 * np.pi * psf_sigma_px**2 * np.maximum(b, 0.0))
     found = rng.random(len(x)) < np.clip((snr - DETECT_SNR) / DETECT_RAMP, 0.0, 1.0)
     x, y, n, b = x[found], y[found], n[found], b[found]
     extra = np.zeros(len(x))

@@ -34,13 +34,20 @@ from ..simulation.psf import DEFAULT_KDE_SIGMA_UPSAMPLED_PX, single_emitter_kde_
 #: emitter's localization precision, and so the posterior's width, depends on
 SNR_CHANNEL_UNIT = 5.0
 INPUT_NORMALISATION_V1 = {"kind": "frame-median-p99.9", "percentile": 99.9, "noise_floor": 6.0}
-INPUT_NORMALISATION = {"kind": "local-background", "percentile": 99.9, "noise_floor": 6.0,
-                       "background_sigma_px": 3.0, "read_variance_photons2": 2.0, "significance_unit": 10.0,
-                       "channels": 2}
+INPUT_NORMALISATION = {
+    "kind": "local-background",
+    "percentile": 99.9,
+    "noise_floor": 6.0,
+    "background_sigma_px": 3.0,
+    "read_variance_photons2": 2.0,
+    "significance_unit": 10.0,
+    "channels": 2,
+}
 
 
-def estimate_background(photons: np.ndarray, sigma_px: float = 3.0, iterations: int = 3,
-                        read_variance_photons2: float = 2.0) -> np.ndarray:
+def estimate_background(
+    photons: np.ndarray, sigma_px: float = 3.0, iterations: int = 3, read_variance_photons2: float = 2.0
+) -> np.ndarray:
     """Expected background (photons per pixel) of each frame (f, rows, cols) or (rows, cols).
 
     A grey opening (7x7) of the lightly smoothed frame gives a start below the spots; then
@@ -62,8 +69,9 @@ def estimate_background(photons: np.ndarray, sigma_px: float = 3.0, iterations: 
     return background[0] if squeeze else background
 
 
-def frame_scaling(photons: np.ndarray, percentile: float = 99.9, noise_floor: float = 6.0
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def frame_scaling(
+    photons: np.ndarray, percentile: float = 99.9, noise_floor: float = 6.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Version 1: per-frame (median background, scale) in photons for frames (f, rows, cols)."""
     frames = np.asarray(photons, np.float64).reshape(-1, *np.shape(photons)[-2:])
     flat = frames.reshape(len(frames), -1)
@@ -74,8 +82,9 @@ def frame_scaling(photons: np.ndarray, percentile: float = 99.9, noise_floor: fl
     return background, scale
 
 
-def normalise_frames(photons: np.ndarray, settings: dict | None = None,
-                     background: np.ndarray | None = None) -> np.ndarray:
+def normalise_frames(
+    photons: np.ndarray, settings: dict | None = None, background: np.ndarray | None = None
+) -> np.ndarray:
     """Frames in photons (f, rows, cols) or (rows, cols) -> model input (f, C, rows, cols)
     float32 (C = 2 for version 2, 3 with ``settings["channels"] = 3``, 1 for version 1); a
     2-D frame gives (C, rows, cols).
@@ -89,15 +98,20 @@ def normalise_frames(photons: np.ndarray, settings: dict | None = None,
         out = ((frames - level[:, None, None]) / scale[:, None, None])[:, None]
     else:
         if background is None:
-            background = estimate_background(frames, settings["background_sigma_px"],
-                                             read_variance_photons2=settings["read_variance_photons2"])
+            background = estimate_background(
+                frames, settings["background_sigma_px"], read_variance_photons2=settings["read_variance_photons2"]
+            )
         background = np.asarray(background, np.float64).reshape(frames.shape)
         residual = frames - background
         noise = np.sqrt(np.clip(background, 0.0, None) + settings["read_variance_photons2"])
         flat = residual.reshape(len(frames), -1)
-        scale = np.maximum.reduce([np.percentile(flat, settings["percentile"], axis=1),
-                                   settings["noise_floor"] * np.median(noise.reshape(len(frames), -1), axis=1),
-                                   np.ones(len(frames))])
+        scale = np.maximum.reduce(
+            [
+                np.percentile(flat, settings["percentile"], axis=1),
+                settings["noise_floor"] * np.median(noise.reshape(len(frames), -1), axis=1),
+                np.ones(len(frames)),
+            ]
+        )
         significance = np.clip(residual / noise / settings["significance_unit"], -1.0, 5.0)
         channels = [residual / scale[:, None, None], significance]
         if settings.get("channels", 2) >= 3:  # psi's precision cue: the unclipped SNR, log-like

@@ -18,8 +18,9 @@ from torch import nn
 
 
 def _conv(cin: int, cout: int, dilation: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=dilation, dilation=dilation),
-                         nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, padding=dilation, dilation=dilation), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
+    )
 
 
 def _context(in_channels: int, channels: int, dilations) -> nn.Sequential:
@@ -31,18 +32,20 @@ def _context(in_channels: int, channels: int, dilations) -> nn.Sequential:
 class DeepStormPhi(nn.Module):
     """(B, 1, H, W) normalised frame -> (B, 1, 4H, 4W) KDE estimate in ``[0, max_value]``."""
 
-    def __init__(self, channels: int = 32, dilations: tuple[int, ...] = (1, 2, 4, 8, 4, 2, 1),
-                 max_value: float = 8.0) -> None:
+    def __init__(
+        self, channels: int = 32, dilations: tuple[int, ...] = (1, 2, 4, 8, 4, 2, 1), max_value: float = 8.0
+    ) -> None:
         super().__init__()
         self.config = {"channels": channels, "dilations": list(dilations), "max_value": max_value}
         self.context = _context(1, channels, dilations)
         self.upsample = nn.Sequential(
-            nn.Upsample(scale_factor=2, mode="nearest"), _conv(channels, channels),
-            nn.Upsample(scale_factor=2, mode="nearest"), _conv(channels, channels // 2),
+            nn.Upsample(scale_factor=2, mode="nearest"),
+            _conv(channels, channels),
+            nn.Upsample(scale_factor=2, mode="nearest"),
+            _conv(channels, channels // 2),
         )
         half = channels // 2
-        self.refine = nn.Sequential(_conv(half, half), _conv(half, half), _conv(half, half),
-                                    nn.Conv2d(half, 1, 1))
+        self.refine = nn.Sequential(_conv(half, half), _conv(half, half), _conv(half, half), nn.Conv2d(half, 1, 1))
         self.output = nn.Hardtanh(0.0, max_value)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
@@ -53,16 +56,31 @@ class ShufflePhi(nn.Module):
     """(B, in_channels, H, W) normalised frame -> (B, 1, 4H, 4W) KDE in ``[0, max_value]``;
     every convolution but the last runs at camera resolution."""
 
-    def __init__(self, channels: int = 48, dilations: tuple[int, ...] = (1, 2, 4, 8, 4, 2, 1),
-                 in_channels: int = 2, max_value: float = 8.0, upsampling: int = 4) -> None:
+    def __init__(
+        self,
+        channels: int = 48,
+        dilations: tuple[int, ...] = (1, 2, 4, 8, 4, 2, 1),
+        in_channels: int = 2,
+        max_value: float = 8.0,
+        upsampling: int = 4,
+    ) -> None:
         super().__init__()
-        self.config = {"architecture": "shuffle", "channels": channels, "dilations": list(dilations),
-                       "in_channels": in_channels, "max_value": max_value, "upsampling": upsampling}
+        self.config = {
+            "architecture": "shuffle",
+            "channels": channels,
+            "dilations": list(dilations),
+            "in_channels": in_channels,
+            "max_value": max_value,
+            "upsampling": upsampling,
+        }
         self.context = _context(in_channels, channels, dilations)
-        self.head = nn.Sequential(_conv(channels, channels),
-                                  nn.Conv2d(channels, 4 * upsampling ** 2, 3, padding=1),
-                                  nn.PixelShuffle(upsampling), nn.ReLU(inplace=True),
-                                  nn.Conv2d(4, 1, 3, padding=1))
+        self.head = nn.Sequential(
+            _conv(channels, channels),
+            nn.Conv2d(channels, 4 * upsampling**2, 3, padding=1),
+            nn.PixelShuffle(upsampling),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(4, 1, 3, padding=1),
+        )
         self.output = nn.Hardtanh(0.0, max_value)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:

@@ -65,8 +65,9 @@ class ConditionalUNet(nn.Module):
     """(y_t (B,1,H,W), condition (B,1,H,W), t (B,)) -> predicted noise (B,1,H,W).
     H and W must be divisible by 2 ** (len(multipliers) - 1)."""
 
-    def __init__(self, channels: int = 32, multipliers: tuple[int, ...] = (1, 2, 2), heads: int = 4,
-                 in_channels: int = 2) -> None:
+    def __init__(
+        self, channels: int = 32, multipliers: tuple[int, ...] = (1, 2, 2), heads: int = 4, in_channels: int = 2
+    ) -> None:
         super().__init__()
         self.config = {"channels": channels, "multipliers": list(multipliers), "heads": heads}
         if in_channels != 2:  # 1: unconditional (the structure generator); files without the key have 2
@@ -90,8 +91,13 @@ class ConditionalUNet(nn.Module):
         self.up, self.upsample = nn.ModuleList(), nn.ModuleList()
         for i, width in reversed(list(enumerate(widths))):
             self.up.append(ResBlock(cin + width, width, time_dim))
-            self.upsample.append(nn.Identity() if i == 0 else nn.Sequential(
-                nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(width, widths[i - 1], 3, padding=1)))
+            self.upsample.append(
+                nn.Identity()
+                if i == 0
+                else nn.Sequential(
+                    nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(width, widths[i - 1], 3, padding=1)
+                )
+            )
             cin = width if i == 0 else widths[i - 1]
         self.head = nn.Sequential(_norm(cin), nn.SiLU(), nn.Conv2d(cin, 1, 3, padding=1))
 
@@ -120,15 +126,27 @@ class CameraPsi(nn.Module):
 
     uses_frame = True
 
-    def __init__(self, channels: int = 32, multipliers: tuple[int, ...] = (1, 2, 2), blocks: int = 1,
-                 heads: int = 4, frame_channels: int = 2, upsampling: int = 4, target: str = "residual",
-                 prediction: str = "eps", condition: str = "phi", z_clip: float | None = None) -> None:
+    def __init__(
+        self,
+        channels: int = 32,
+        multipliers: tuple[int, ...] = (1, 2, 2),
+        blocks: int = 1,
+        heads: int = 4,
+        frame_channels: int = 2,
+        upsampling: int = 4,
+        target: str = "residual",
+        prediction: str = "eps",
+        condition: str = "phi",
+        z_clip: float | None = None,
+    ) -> None:
         super().__init__()
         if condition not in ("phi", "refined"):
             raise ValueError("psi's condition must be 'phi' (phi's KDE) or 'refined' (the refined localizations)")
         if condition == "refined" and (target not in ("residual", "scaled") or frame_channels not in (3, 4)):
-            raise ValueError("a psi conditioned on refined localizations models the (scaled) residual and reads "
-                             "3 frame channels (4 with the fits' residual)")
+            raise ValueError(
+                "a psi conditioned on refined localizations models the (scaled) residual and reads "
+                "3 frame channels (4 with the fits' residual)"
+            )
         if target not in ("residual", "kde", "scaled"):
             raise ValueError("psi's target must be 'residual', 'kde' or 'scaled'")
         if target == "scaled" and condition != "refined":
@@ -137,9 +155,16 @@ class CameraPsi(nn.Module):
             raise ValueError("psi's prediction must be 'eps' or 'v'")
         if z_clip is not None and (target != "scaled" or not z_clip > 0):
             raise ValueError("a bound on the residual (z_clip > 0) is for a psi with the scaled residual")
-        self.config = {"architecture": "camera", "channels": channels, "multipliers": list(multipliers),
-                       "blocks": blocks, "heads": heads, "frame_channels": frame_channels,
-                       "upsampling": upsampling, "target": target}
+        self.config = {
+            "architecture": "camera",
+            "channels": channels,
+            "multipliers": list(multipliers),
+            "blocks": blocks,
+            "heads": heads,
+            "frame_channels": frame_channels,
+            "upsampling": upsampling,
+            "target": target,
+        }
         if prediction != "eps":  # files without the key predict the noise
             self.config["prediction"] = prediction
         if condition != "phi":  # files without the key are conditioned on phi's KDE
@@ -154,7 +179,7 @@ class CameraPsi(nn.Module):
         self.time_dim = channels
         self.time_mlp = nn.Sequential(nn.Linear(channels, time_dim), nn.SiLU(), nn.Linear(time_dim, time_dim))
         self.unshuffle = nn.PixelUnshuffle(upsampling)
-        self.stem = nn.Conv2d(2 * upsampling ** 2 + frame_channels, channels, 3, padding=1)
+        self.stem = nn.Conv2d(2 * upsampling**2 + frame_channels, channels, 3, padding=1)
         widths = [channels * m for m in multipliers]
         self.down, self.downsample = nn.ModuleList(), nn.ModuleList()
         cin, skip_widths = channels, []
@@ -163,8 +188,9 @@ class CameraPsi(nn.Module):
                 self.down.append(ResBlock(cin, width, time_dim))
                 cin = width
                 skip_widths.append(width)
-            self.downsample.append(nn.Identity() if i == len(widths) - 1
-                                   else nn.Conv2d(width, width, 3, stride=2, padding=1))
+            self.downsample.append(
+                nn.Identity() if i == len(widths) - 1 else nn.Conv2d(width, width, 3, stride=2, padding=1)
+            )
         self.mid1 = ResBlock(cin, cin, time_dim)
         self.mid_attn = SelfAttention(cin, heads)
         self.mid2 = ResBlock(cin, cin, time_dim)
@@ -173,15 +199,20 @@ class CameraPsi(nn.Module):
             for _ in range(blocks):
                 self.up.append(ResBlock(cin + skip_widths.pop(), width, time_dim))
                 cin = width
-            self.upsample.append(nn.Identity() if i == 0 else nn.Sequential(
-                nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(width, widths[i - 1], 3, padding=1)))
+            self.upsample.append(
+                nn.Identity()
+                if i == 0
+                else nn.Sequential(
+                    nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(width, widths[i - 1], 3, padding=1)
+                )
+            )
             cin = width if i == 0 else widths[i - 1]
-        self.head = nn.Sequential(_norm(cin), nn.SiLU(), nn.Conv2d(cin, upsampling ** 2, 3, padding=1),
-                                  nn.PixelShuffle(upsampling))
+        self.head = nn.Sequential(
+            _norm(cin), nn.SiLU(), nn.Conv2d(cin, upsampling**2, 3, padding=1), nn.PixelShuffle(upsampling)
+        )
         self.blocks = blocks
 
-    def forward(self, y_t: torch.Tensor, condition: torch.Tensor, t: torch.Tensor,
-                frame: torch.Tensor) -> torch.Tensor:
+    def forward(self, y_t: torch.Tensor, condition: torch.Tensor, t: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
         u, h, w = self.upsampling, frame.shape[-2], frame.shape[-1]
         if y_t.shape[-2:] != (u * h, u * w) or condition.shape[-2:] != y_t.shape[-2:]:
             raise ValueError(f"psi needs KDE maps {u}x the frame's size")
@@ -206,7 +237,7 @@ class CameraPsi(nn.Module):
                 hidden = self.up[k](torch.cat([hidden, skips.pop()], dim=1), temb)
                 k += 1
             hidden = up(hidden)
-        return self.head(hidden)[..., :u * h, :u * w]
+        return self.head(hidden)[..., : u * h, : u * w]
 
 
 def set_z_clip(psi: nn.Module, z_clip: float | None) -> float | None:

@@ -20,8 +20,9 @@ import torch
 
 
 class NoiseSchedule:
-    def __init__(self, n_steps: int = 100, beta_start: float = 1e-4, beta_end: float = 1e-2,
-                 kind: str = "linear") -> None:
+    def __init__(
+        self, n_steps: int = 100, beta_start: float = 1e-4, beta_end: float = 1e-2, kind: str = "linear"
+    ) -> None:
         if kind not in ("linear", "cosine"):
             raise ValueError("the noise schedule must be 'linear' or 'cosine'")
         if n_steps < 2 or not 0 < beta_start <= beta_end < 1:
@@ -31,7 +32,10 @@ class NoiseSchedule:
         if kind == "linear":
             beta = torch.linspace(beta_start, beta_end, n_steps, dtype=torch.float64)
         else:
-            f = torch.cos(torch.pi / 2 * (torch.arange(n_steps + 1, dtype=torch.float64) / n_steps + 0.008) / 1.008) ** 2
+            f = (
+                torch.cos(torch.pi / 2 * (torch.arange(n_steps + 1, dtype=torch.float64) / n_steps + 0.008) / 1.008)
+                ** 2
+            )
             beta = (1.0 - f[1:] / f[:-1]).clamp(max=0.999)
         self.beta = torch.cat([torch.zeros(1, dtype=torch.float64), beta])
         self.alpha = 1.0 - self.beta
@@ -61,8 +65,9 @@ class NoiseSchedule:
         t = t.long().clamp(min=2)
         return (self.snr[t - 1] / self.snr[t] - 1.0).float()
 
-    def predict_y0(self, y_t: torch.Tensor, output: torch.Tensor, t: torch.Tensor,
-                   prediction: str = "eps") -> torch.Tensor:
+    def predict_y0(
+        self, y_t: torch.Tensor, output: torch.Tensor, t: torch.Tensor, prediction: str = "eps"
+    ) -> torch.Tensor:
         """The clean estimate from the network's output. ``"eps"`` (noise prediction,
         eq. 9): ``y0_hat = (y_t - sqrt(1 - gamma_t) eps) / sqrt(gamma_t)``, which divides
         by sqrt(gamma_t) and so amplifies the network's error ~1/sqrt(gamma_t) times near
@@ -76,17 +81,26 @@ class NoiseSchedule:
             raise ValueError("psi's prediction must be 'eps' or 'v'")
         return (y_t - (1.0 - g).sqrt() * output) / g.sqrt()
 
-    def training_target(self, y0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor,
-                        prediction: str = "eps") -> torch.Tensor:
+    def training_target(
+        self, y0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, prediction: str = "eps"
+    ) -> torch.Tensor:
         """What the network is trained to output: the noise, or v."""
         if prediction == "eps":
             return noise
         g = self._at(self.gamma, t, y0)
         return g.sqrt() * noise - (1.0 - g).sqrt() * y0
 
-    def reverse_step(self, y_t: torch.Tensor, output: torch.Tensor, t: torch.Tensor, s: torch.Tensor | None = None,
-                     noise: torch.Tensor | None = None, clip_y0: tuple | None = None,
-                     prediction: str = "eps", variance_mix: float = 0.0) -> torch.Tensor:
+    def reverse_step(
+        self,
+        y_t: torch.Tensor,
+        output: torch.Tensor,
+        t: torch.Tensor,
+        s: torch.Tensor | None = None,
+        noise: torch.Tensor | None = None,
+        clip_y0: tuple | None = None,
+        prediction: str = "eps",
+        variance_mix: float = 0.0,
+    ) -> torch.Tensor:
         """One ancestral step y_t -> y_s (s = t - 1 by default; s < t - 1 is a strided
         step), sampling ``q(y_s | y_t, y0_hat)`` with
 

@@ -57,11 +57,17 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def model_payload(kind: str, module: nn.Module, normalisation: dict, training: dict,
-                  schedule: NoiseSchedule | None = None) -> dict:
-    payload = {"format": FORMAT_VERSION, "kind": kind, "config": dict(module.config),
-               "state_dict": {k: v.detach().cpu().clone() for k, v in module.state_dict().items()},
-               "normalisation": normalisation, "training": training}
+def model_payload(
+    kind: str, module: nn.Module, normalisation: dict, training: dict, schedule: NoiseSchedule | None = None
+) -> dict:
+    payload = {
+        "format": FORMAT_VERSION,
+        "kind": kind,
+        "config": dict(module.config),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in module.state_dict().items()},
+        "normalisation": normalisation,
+        "training": training,
+    }
     if schedule is not None:
         payload["schedule"] = schedule.config()
     return payload
@@ -84,19 +90,27 @@ def load_model(name_or_path: str | Path, device: str | torch.device = "cpu") -> 
     name = str(name_or_path)
     path = bundled_path(name) if name in BUNDLED else Path(name_or_path)
     if not path.is_file():
-        hint = "reinstall napari-smlm-diffusion" if name in BUNDLED else "check the path or train one with `smlm-diffusion train`"
+        hint = (
+            "reinstall napari-smlm-diffusion"
+            if name in BUNDLED
+            else "check the path or train one with `smlm-diffusion train`"
+        )
         raise SmlmInputError(f"model weights file {path} is missing; {hint}")
     expected = _expected_sha(path)
     if expected is not None and sha256_of(path) != expected:
-        raise SmlmInputError(f"model weights file {path} is corrupt (SHA-256 mismatch); reinstall napari-smlm-diffusion")
+        raise SmlmInputError(
+            f"model weights file {path} is corrupt (SHA-256 mismatch); reinstall napari-smlm-diffusion"
+        )
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
         kind = payload["kind"]
         module = KINDS[kind](payload["config"])
         module.load_state_dict(payload["state_dict"])
     except Exception as exc:  # noqa: BLE001 - any unpickling/shape problem means a bad file
-        raise SmlmInputError(f"model weights file {path} could not be read ({type(exc).__name__}); "
-                             "it is corrupt or not a napari-smlm-diffusion model") from exc
+        raise SmlmInputError(
+            f"model weights file {path} could not be read ({type(exc).__name__}); "
+            "it is corrupt or not a napari-smlm-diffusion model"
+        ) from exc
     if name in BUNDLED and kind != BUNDLED[name]:
         raise SmlmInputError(f"model weights file {path} holds a {kind} model, not a {BUNDLED[name]} model")
     schedule = NoiseSchedule(**payload["schedule"]) if "schedule" in payload else None

@@ -33,8 +33,9 @@ RENDER_PIXEL_NM = 27.0
 class StructurePatches:
     """Random 128 x 128 patches (flipped, rotated) of the renders of some point sets."""
 
-    def __init__(self, point_sets: list[np.ndarray], render_pixel_nm: float = RENDER_PIXEL_NM,
-                 patch_px: int = PATCH_PX) -> None:
+    def __init__(
+        self, point_sets: list[np.ndarray], render_pixel_nm: float = RENDER_PIXEL_NM, patch_px: int = PATCH_PX
+    ) -> None:
         self.patch_px, self.render_pixel_nm = patch_px, render_pixel_nm
         if not point_sets or any(len(points) == 0 for points in point_sets):
             raise ValueError("the structures hold no points to learn from")
@@ -43,8 +44,12 @@ class StructurePatches:
             p = np.asarray(points, np.float64)
             p = p - p.min(axis=0)
             size = np.maximum(np.ceil(p.max(axis=0) / render_pixel_nm).astype(int) + 1, patch_px)
-            image, _, _ = np.histogram2d(p[:, 1] / render_pixel_nm, p[:, 0] / render_pixel_nm,
-                                         bins=(size[1], size[0]), range=((0, size[1]), (0, size[0])))
+            image, _, _ = np.histogram2d(
+                p[:, 1] / render_pixel_nm,
+                p[:, 0] / render_pixel_nm,
+                bins=(size[1], size[0]),
+                range=((0, size[1]), (0, size[0])),
+            )
             self.renders.append(ndimage.gaussian_filter(image, 1.0))
         self.scale = float(np.percentile(np.concatenate([r[r > 0] for r in self.renders]), 99.9))
 
@@ -56,7 +61,7 @@ class StructurePatches:
                 render = self.renders[int(rng.integers(len(self.renders)))]
                 r = int(rng.integers(render.shape[0] - self.patch_px + 1))
                 c = int(rng.integers(render.shape[1] - self.patch_px + 1))
-                patch = render[r:r + self.patch_px, c:c + self.patch_px]
+                patch = render[r : r + self.patch_px, c : c + self.patch_px]
                 if patch.sum() > 0.02 * self.scale * self.patch_px:
                     break
             patch = np.rot90(patch, int(rng.integers(4)))
@@ -70,12 +75,22 @@ def new_generator(channels: int = 32) -> ConditionalUNet:
     return ConditionalUNet(channels=channels, multipliers=(1, 2, 2, 4), in_channels=1)
 
 
-def train_structure_generator(point_sets: list[np.ndarray], out_path: str | Path, steps: int = 4000,
-                              batch_size: int = 32, learning_rate: float = 2e-4, seed: int = 0,
-                              device: str | torch.device = "cpu", checkpoint_path: str | Path | None = None,
-                              checkpoint_minutes: float = 2.0, sources: list[str] | None = None,
-                              command: str = "", progress: Callable[[int, int, float], None] | None = None,
-                              channels: int = 32, patch_px: int = PATCH_PX) -> dict:
+def train_structure_generator(
+    point_sets: list[np.ndarray],
+    out_path: str | Path,
+    steps: int = 4000,
+    batch_size: int = 32,
+    learning_rate: float = 2e-4,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    checkpoint_path: str | Path | None = None,
+    checkpoint_minutes: float = 2.0,
+    sources: list[str] | None = None,
+    command: str = "",
+    progress: Callable[[int, int, float], None] | None = None,
+    channels: int = 32,
+    patch_px: int = PATCH_PX,
+) -> dict:
     """Train (resuming from ``checkpoint_path``) and write the model file; returns its training record."""
     device = torch.device(device)
     torch.manual_seed(seed)
@@ -110,22 +125,44 @@ def train_structure_generator(point_sets: list[np.ndarray], out_path: str | Path
         if progress is not None:
             progress(step, steps, losses[-1])
         if checkpoint_path is not None and (time.monotonic() - last_save > 60 * checkpoint_minutes or step == steps):
-            save_file({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                       "losses": losses, "elapsed_s": elapsed}, checkpoint_path)
+            save_file(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "step": step,
+                    "losses": losses,
+                    "elapsed_s": elapsed,
+                },
+                checkpoint_path,
+            )
             last_save = time.monotonic()
-    training = {"command": command, "steps": step, "batch_size": batch_size, "seed": seed,
-                "learning_rate": learning_rate, "wall_time_s": round(elapsed, 1),
-                "final_loss_mean_last_100": float(np.mean(losses[-100:])), "structure_files": list(sources or []),
-                "hardware": hardware_description(device), "torch": str(torch.__version__)}
+    training = {
+        "command": command,
+        "steps": step,
+        "batch_size": batch_size,
+        "seed": seed,
+        "learning_rate": learning_rate,
+        "wall_time_s": round(elapsed, 1),
+        "final_loss_mean_last_100": float(np.mean(losses[-100:])),
+        "structure_files": list(sources or []),
+        "hardware": hardware_description(device),
+        "torch": str(torch.__version__),
+    }
     normalisation = {"render_pixel_nm": data.render_pixel_nm, "patch_px": data.patch_px, "scale": data.scale}
     save_file(model_payload("structures", model, normalisation, training, schedule), out_path)
     return training
 
 
 @torch.no_grad()
-def generate_structures(model: ConditionalUNet, schedule: NoiseSchedule, n: int, seed: int = 0,
-                        device: str | torch.device = "cpu", patch_px: int = PATCH_PX,
-                        batch_size: int = 64) -> np.ndarray:
+def generate_structures(
+    model: ConditionalUNet,
+    schedule: NoiseSchedule,
+    n: int,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    patch_px: int = PATCH_PX,
+    batch_size: int = 64,
+) -> np.ndarray:
     """(n, P, P) new structure densities in [0, 1] by full ancestral sampling from N(0, I)."""
     device = torch.device(device)
     out = []
@@ -144,9 +181,10 @@ def generate_structures(model: ConditionalUNet, schedule: NoiseSchedule, n: int,
 def max_normalised_cross_correlation(generated: np.ndarray, references: np.ndarray) -> np.ndarray:
     """For each generated image, the largest normalised cross-correlation with any
     reference image over all (circular) shifts: 1 means a shifted copy (memorised)."""
+
     def unit(images):
         z = images - images.mean(axis=(1, 2), keepdims=True)
-        return z / np.maximum(np.sqrt((z ** 2).sum(axis=(1, 2), keepdims=True)), 1e-12)
+        return z / np.maximum(np.sqrt((z**2).sum(axis=(1, 2), keepdims=True)), 1e-12)
 
     g, r = np.fft.rfft2(unit(generated)), np.conj(np.fft.rfft2(unit(references)))
     best = np.zeros(len(generated))

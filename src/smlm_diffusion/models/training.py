@@ -25,36 +25,36 @@ from .training_data import FolderData, TrainingDomain, mixed_batch
 
 @dataclass
 class TrainSettings:
-    kind: str                              # "phi" | "psi"
+    kind: str  # "phi" | "psi"
     steps: int = 6000
     batch_size: int = 16
     learning_rate: float = 1e-3
     warmup_steps: int = 200
     seed: int = 0
-    loss: str = "simple"                   # psi: "simple" | "eq8" | "eps-weighted" (v) | "footprint" (see _loss)
-    channels: int | None = None            # default 48 (phi) / 32 (psi camera) / 16 (psi unet4x)
-    psi_architecture: str = "camera"       # psi: "camera" (v2, camera resolution) | "unet4x" (v1, the paper's)
-    psi_target: str = "residual"           # psi v2: "residual" (y - phi(x)) | "kde" (y) | "scaled" (refined only)
-    psi_blocks: int = 2                    # psi v2: residual blocks per U-Net level
-    psi_prediction: str = "eps"            # psi (camera): network output "eps" (noise) | "v" (v-prediction)
-    psi_frame_channels: int = 0            # psi (camera): frame channels read; 0 = phi's, 3 = phi's two + the SNR
-    condition_dropout: float = 0.0         # psi: share of examples whose phi KDE is replaced by zeros (see _loss)
-    psi_condition: str = "phi"             # psi (camera): "phi" (phi's KDE) | "refined" (models.conditioning)
-    condition_fits: str = "surrogate"      # refined: "surrogate" (drawn from the truth) | "pipeline" (the engine's)
-    psi_z_clip: float | None = None        # scaled psi: bound |z| <= this in training and sampling (None: unbounded;
-                                           # fine-tuning keeps the --init model's)
-    schedule: str = "cosine"               # psi: "cosine" (gamma_T ~ 0) | "linear" (the paper's 1e-4..1e-2)
-    high_noise_share: float = 0.0          # psi: share of examples with t from the top tenth (_high_noise_levels)
+    loss: str = "simple"  # psi: "simple" | "eq8" | "eps-weighted" (v) | "footprint" (see _loss)
+    channels: int | None = None  # default 48 (phi) / 32 (psi camera) / 16 (psi unet4x)
+    psi_architecture: str = "camera"  # psi: "camera" (v2, camera resolution) | "unet4x" (v1, the paper's)
+    psi_target: str = "residual"  # psi v2: "residual" (y - phi(x)) | "kde" (y) | "scaled" (refined only)
+    psi_blocks: int = 2  # psi v2: residual blocks per U-Net level
+    psi_prediction: str = "eps"  # psi (camera): network output "eps" (noise) | "v" (v-prediction)
+    psi_frame_channels: int = 0  # psi (camera): frame channels read; 0 = phi's, 3 = phi's two + the SNR
+    condition_dropout: float = 0.0  # psi: share of examples whose phi KDE is replaced by zeros (see _loss)
+    psi_condition: str = "phi"  # psi (camera): "phi" (phi's KDE) | "refined" (models.conditioning)
+    condition_fits: str = "surrogate"  # refined: "surrogate" (drawn from the truth) | "pipeline" (the engine's)
+    psi_z_clip: float | None = None  # scaled psi: bound |z| <= this in training and sampling (None: unbounded;
+    # fine-tuning keeps the --init model's)
+    schedule: str = "cosine"  # psi: "cosine" (gamma_T ~ 0) | "linear" (the paper's 1e-4..1e-2)
+    high_noise_share: float = 0.0  # psi: share of examples with t from the top tenth (_high_noise_levels)
     density_per_um2: tuple[float, float] | None = None  # the prior's emitter density range, log-uniform
-                                           # (None: the domain's, 0.05-4 /um^2 at 108 nm pixels)
-    frame_px: int | None = None            # training frame side; default 32 (phi) / 24 (psi)
-    phi_model: str = "phi"                 # psi's conditioning model (name or path)
+    # (None: the domain's, 0.05-4 /um^2 at 108 nm pixels)
+    frame_px: int | None = None  # training frame side; default 32 (phi) / 24 (psi)
+    phi_model: str = "phi"  # psi's conditioning model (name or path)
     checkpoint_minutes: float = 5.0
-    data_folder: str | None = None         # optional folder of simulate --kde outputs
-    data_fraction: float = 0.5             # share of each batch drawn from data_folder
+    data_folder: str | None = None  # optional folder of simulate --kde outputs
+    data_fraction: float = 0.5  # share of each batch drawn from data_folder
     structure_files: list = field(default_factory=list)  # structure priors from the user's data (their files)
-    structure_fraction: float = 0.3        # share of the simulated frames placed on them
-    init_model: str = ""                   # fine-tune from this model file or bundled name ("" = from scratch)
+    structure_fraction: float = 0.3  # share of the simulated frames placed on them
+    init_model: str = ""  # fine-tune from this model file or bundled name ("" = from scratch)
     extra: dict = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -67,36 +67,50 @@ class TrainSettings:
         if not 0.0 <= self.high_noise_share <= 1.0:
             raise ValueError("the high-noise share is a share between 0 and 1")
         if self.psi_frame_channels not in (0, 2, 3, 4) or (
-                self.psi_frame_channels and self.psi_architecture != "camera"):
-            raise ValueError("psi reads 2, 3 or 4 frame channels (3: with the SNR or, refined, the precision channel; "
-                             "4: refined, with the fits' residual; camera architecture only)")
+            self.psi_frame_channels and self.psi_architecture != "camera"
+        ):
+            raise ValueError(
+                "psi reads 2, 3 or 4 frame channels (3: with the SNR or, refined, the precision channel; "
+                "4: refined, with the fits' residual; camera architecture only)"
+            )
         if self.psi_frame_channels == 4 and self.psi_condition != "refined":
             raise ValueError("the fourth frame channel is the refined fits' residual: use it with --condition refined")
         if self.condition_fits not in ("surrogate", "pipeline"):
             raise ValueError("the refined condition's fits are 'surrogate' or 'pipeline'")
         if self.psi_condition not in ("phi", "refined"):
             raise ValueError("psi's condition must be 'phi' or 'refined'")
-        if self.psi_condition == "refined" and (self.psi_architecture != "camera"
-                                                or self.psi_frame_channels not in (3, 4)
-                                                or self.psi_target not in ("residual", "scaled") or self.data_folder):
-            raise ValueError("a psi conditioned on refined localizations (--condition refined) needs the camera "
-                             "architecture, the residual or scaled target and --frame-channels 3 (4 with the fits' "
-                             "residual), and trains on simulations only (a data folder holds no true positions to "
-                             "fit)")
+        if self.psi_condition == "refined" and (
+            self.psi_architecture != "camera"
+            or self.psi_frame_channels not in (3, 4)
+            or self.psi_target not in ("residual", "scaled")
+            or self.data_folder
+        ):
+            raise ValueError(
+                "a psi conditioned on refined localizations (--condition refined) needs the camera "
+                "architecture, the residual or scaled target and --frame-channels 3 (4 with the fits' "
+                "residual), and trains on simulations only (a data folder holds no true positions to "
+                "fit)"
+            )
         if self.psi_z_clip is not None and (self.psi_target != "scaled" or not self.psi_z_clip > 0):
-            raise ValueError("the bound on the residual (--z-clip, a number > 0) is for the scaled residual "
-                             "(--target scaled)")
+            raise ValueError(
+                "the bound on the residual (--z-clip, a number > 0) is for the scaled residual (--target scaled)"
+            )
         if self.psi_target == "scaled" and self.psi_condition != "refined":
-            raise ValueError("the scaled residual (--target scaled) is in units of the refined fits' precision: "
-                             "use it with --condition refined")
+            raise ValueError(
+                "the scaled residual (--target scaled) is in units of the refined fits' precision: "
+                "use it with --condition refined"
+            )
         if self.loss == "eps-weighted" and self.psi_prediction != "v":
             raise ValueError("the eps-weighted loss is for v-prediction (--prediction v)")
         if self.psi_architecture not in ("camera", "unet4x") or self.psi_target not in ("residual", "kde", "scaled"):
-            raise ValueError("psi's architecture must be 'camera' or 'unet4x' and its target 'residual', 'kde' "
-                             "or 'scaled'")
+            raise ValueError(
+                "psi's architecture must be 'camera' or 'unet4x' and its target 'residual', 'kde' or 'scaled'"
+            )
         if self.psi_architecture == "unet4x" and self.psi_target != "kde":
             raise ValueError("the version-1 psi (unet4x) models the KDE itself: use --target kde")
-        if self.psi_prediction not in ("eps", "v") or (self.psi_prediction == "v" and self.psi_architecture != "camera"):
+        if self.psi_prediction not in ("eps", "v") or (
+            self.psi_prediction == "v" and self.psi_architecture != "camera"
+        ):
             raise ValueError("psi's prediction must be 'eps' or 'v' (v only for the camera architecture)")
         if self.schedule not in ("cosine", "linear"):
             raise ValueError("the noise schedule must be 'cosine' or 'linear'")
@@ -143,7 +157,7 @@ def with_frame_channels(psi: torch.nn.Module, frame_channels: int) -> torch.nn.M
     state = psi.state_dict()
     stem = state["stem.weight"]
     grown = torch.zeros(stem.shape[0], stem.shape[1] + frame_channels - old, *stem.shape[2:], dtype=stem.dtype)
-    grown[:, :stem.shape[1]] = stem
+    grown[:, : stem.shape[1]] = stem
     state["stem.weight"] = grown
     wider.load_state_dict(state)
     return wider.to(stem.device).train()
@@ -159,8 +173,9 @@ def learning_rate(settings: TrainSettings, step: int) -> float:
 class Trainer:
     """One training run; ``step()`` advances one optimiser step and returns the loss."""
 
-    def __init__(self, settings: TrainSettings, device: str | torch.device = "cpu", priors: list | None = None,
-                 fitter=None) -> None:
+    def __init__(
+        self, settings: TrainSettings, device: str | torch.device = "cpu", priors: list | None = None, fitter=None
+    ) -> None:
         settings.validate()
         if settings.psi_condition == "refined" and settings.condition_fits == "pipeline" and fitter is None:
             raise ValueError("training on the pipeline's fits needs its fitter (reconstruction.refine.PipelineFits)")
@@ -189,10 +204,15 @@ class Trainer:
                     raise ValueError("the SNR frame channel needs a phi with version-2 inputs")
                 self.input_normalisation["channels"] = frame_channels
             if settings.psi_architecture == "camera":
-                self.model = CameraPsi(channels=settings.resolved_channels, blocks=settings.psi_blocks,
-                                       frame_channels=frame_channels,
-                                       target=settings.psi_target, prediction=settings.psi_prediction,
-                                       condition=settings.psi_condition, z_clip=settings.psi_z_clip)
+                self.model = CameraPsi(
+                    channels=settings.resolved_channels,
+                    blocks=settings.psi_blocks,
+                    frame_channels=frame_channels,
+                    target=settings.psi_target,
+                    prediction=settings.psi_prediction,
+                    condition=settings.psi_condition,
+                    z_clip=settings.psi_z_clip,
+                )
             else:
                 self.model = ConditionalUNet(channels=settings.resolved_channels)
         if settings.init_model:  # fine-tuning: start from a model file's weights (and its architecture)
@@ -217,8 +237,11 @@ class Trainer:
                 self.input_normalisation = dict(start.normalisation["input"])
         self.model.to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=settings.learning_rate)
-        self.folder = FolderData(settings.data_folder, settings.domain.frame_px, self.input_normalisation) \
-            if settings.data_folder else None
+        self.folder = (
+            FolderData(settings.data_folder, settings.domain.frame_px, self.input_normalisation)
+            if settings.data_folder
+            else None
+        )
         self.step_index = 0
         self.losses: list[float] = []
         self.elapsed_s = 0.0
@@ -234,8 +257,14 @@ class Trainer:
         high = torch.rand(len(t), generator=generator) < self.settings.high_noise_share
         return torch.where(high, torch.randint(top + 1, self.schedule.n_steps + 1, (len(t),), generator=generator), t)
 
-    def _loss(self, inputs: torch.Tensor, targets: torch.Tensor, step: int,
-              conditions: torch.Tensor | None = None, scales: torch.Tensor | None = None) -> torch.Tensor:
+    def _loss(
+        self,
+        inputs: torch.Tensor,
+        targets: torch.Tensor,
+        step: int,
+        conditions: torch.Tensor | None = None,
+        scales: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         if self.settings.kind == "phi":
             return torch.mean((self.model(inputs) - targets) ** 2)
         generator = torch.Generator().manual_seed(int(self.settings.seed) * 1_000_003 + step)
@@ -248,7 +277,7 @@ class Trainer:
             condition = conditions
         else:
             with torch.no_grad():
-                condition = self.phi(inputs[:, :self.phi_channels])
+                condition = self.phi(inputs[:, : self.phi_channels])
         if self.settings.condition_dropout:
             # these examples see no phi estimate (zeros; their residual is then the whole KDE), so
             # psi must learn to localize from the frame itself: the bundled psi barely reads the
@@ -304,8 +333,10 @@ class Trainer:
         """One optimiser step on ``batch`` (default: simulate this step's batch here)."""
         s = self.settings
         started = time.perf_counter()
-        arrays = [torch.as_tensor(a).to(self.device, non_blocking=True)
-                  for a in (self.batch(self.step_index) if batch is None else batch)]
+        arrays = [
+            torch.as_tensor(a).to(self.device, non_blocking=True)
+            for a in (self.batch(self.step_index) if batch is None else batch)
+        ]
         inputs, targets = arrays[:2]
         conditions = arrays[2] if len(arrays) > 2 else None
         scales = arrays[3] if len(arrays) > 3 else None
@@ -323,9 +354,15 @@ class Trainer:
 
     # -- checkpoints ------------------------------------------------------------
     def checkpoint(self) -> dict:
-        return {"kind": self.settings.kind, "settings": _plain(asdict(self.settings)), "step": self.step_index,
-                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "losses": list(self.losses), "elapsed_s": self.elapsed_s}
+        return {
+            "kind": self.settings.kind,
+            "settings": _plain(asdict(self.settings)),
+            "step": self.step_index,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "losses": list(self.losses),
+            "elapsed_s": self.elapsed_s,
+        }
 
     def save_checkpoint(self, path: str | Path) -> Path:
         return save_file(self.checkpoint(), path)
@@ -334,14 +371,38 @@ class Trainer:
         state = torch.load(path, map_location=self.device, weights_only=True)
         ours = _plain(asdict(self.settings))
         theirs = state["settings"]
-        for key in ("kind", "steps", "batch_size", "learning_rate", "warmup_steps", "seed", "loss",
-                    "channels", "frame_px", "data_folder", "data_fraction", "psi_architecture", "psi_target",
-                    "psi_blocks", "psi_prediction", "psi_frame_channels", "condition_dropout", "psi_condition",
-                    "condition_fits", "schedule", "structure_files", "structure_fraction", "init_model",
-                    "high_noise_share", "density_per_um2"):
+        for key in (
+            "kind",
+            "steps",
+            "batch_size",
+            "learning_rate",
+            "warmup_steps",
+            "seed",
+            "loss",
+            "channels",
+            "frame_px",
+            "data_folder",
+            "data_fraction",
+            "psi_architecture",
+            "psi_target",
+            "psi_blocks",
+            "psi_prediction",
+            "psi_frame_channels",
+            "condition_dropout",
+            "psi_condition",
+            "condition_fits",
+            "schedule",
+            "structure_files",
+            "structure_fraction",
+            "init_model",
+            "high_noise_share",
+            "density_per_um2",
+        ):
             if key in theirs and ours[key] != theirs[key]:
-                raise ValueError(f"checkpoint {path} was made with {key}={theirs[key]!r}, not {ours[key]!r}; "
-                                 "use the same settings to resume or start a new checkpoint file")
+                raise ValueError(
+                    f"checkpoint {path} was made with {key}={theirs[key]!r}, not {ours[key]!r}; "
+                    "use the same settings to resume or start a new checkpoint file"
+                )
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.step_index = int(state["step"])
@@ -351,21 +412,34 @@ class Trainer:
     # -- export -----------------------------------------------------------------
     def export(self, path: str | Path, command: str = "") -> Path:
         s = self.settings
-        normalisation = {"input": dict(self.input_normalisation), "kde_scale": kde_scale(),
-                         "kde_sigma_upsampled_px": 3.0, "upsampling": 4}
-        training = {"command": command, "steps": self.step_index, "batch_size": s.batch_size,
-                    "seed": s.seed, "loss": s.loss if s.kind == "psi" else "mse",
-                    "learning_rate": s.learning_rate, "wall_time_s": round(self.elapsed_s, 1),
-                    "final_loss_mean_last_100": float(np.mean(self.losses[-100:])) if self.losses else None,
-                    "domain": s.domain.to_dict(), "data_folder": s.data_folder,
-                    "data_fraction": s.data_fraction if s.data_folder else 0.0, "hardware": hardware_description(self.device),
-                    "phi_model": s.phi_model if s.kind == "psi" else None,
-                    "condition": s.psi_condition if s.kind == "psi" else None,
-                    "condition_fits": s.condition_fits if s.psi_condition == "refined" else None,
-                    "phi_sha256": getattr(self, "phi_sha256", None),
-                    "structure_files": list(s.structure_files), "init_model": s.init_model,
-                    "structure_fraction": s.structure_fraction if s.structure_files else 0.0,
-                    "torch": str(torch.__version__)}
+        normalisation = {
+            "input": dict(self.input_normalisation),
+            "kde_scale": kde_scale(),
+            "kde_sigma_upsampled_px": 3.0,
+            "upsampling": 4,
+        }
+        training = {
+            "command": command,
+            "steps": self.step_index,
+            "batch_size": s.batch_size,
+            "seed": s.seed,
+            "loss": s.loss if s.kind == "psi" else "mse",
+            "learning_rate": s.learning_rate,
+            "wall_time_s": round(self.elapsed_s, 1),
+            "final_loss_mean_last_100": float(np.mean(self.losses[-100:])) if self.losses else None,
+            "domain": s.domain.to_dict(),
+            "data_folder": s.data_folder,
+            "data_fraction": s.data_fraction if s.data_folder else 0.0,
+            "hardware": hardware_description(self.device),
+            "phi_model": s.phi_model if s.kind == "psi" else None,
+            "condition": s.psi_condition if s.kind == "psi" else None,
+            "condition_fits": s.condition_fits if s.psi_condition == "refined" else None,
+            "phi_sha256": getattr(self, "phi_sha256", None),
+            "structure_files": list(s.structure_files),
+            "init_model": s.init_model,
+            "structure_fraction": s.structure_fraction if s.structure_files else 0.0,
+            "torch": str(torch.__version__),
+        }
         return save_file(model_payload(s.kind, self.model, normalisation, training, self.schedule), path)
 
 
@@ -398,10 +472,20 @@ class _StepBatches(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int):
         s, step = self.settings, self.first_step + index
-        return mixed_batch(s.seed, step, s.batch_size, s.domain, self.folder, s.data_fraction,
-                           self.input_normalisation, self.priors, s.structure_fraction if self.priors else 0.0,
-                           refined=s.kind == "psi" and s.psi_condition == "refined", fitter=self.fitter,
-                           fit_residual=s.kind == "psi" and s.psi_frame_channels == 4)
+        return mixed_batch(
+            s.seed,
+            step,
+            s.batch_size,
+            s.domain,
+            self.folder,
+            s.data_fraction,
+            self.input_normalisation,
+            self.priors,
+            s.structure_fraction if self.priors else 0.0,
+            refined=s.kind == "psi" and s.psi_condition == "refined",
+            fitter=self.fitter,
+            fit_residual=s.kind == "psi" and s.psi_frame_channels == 4,
+        )
 
 
 def _batches(trainer: Trainer, workers: int):
@@ -409,16 +493,30 @@ def _batches(trainer: Trainer, workers: int):
     if workers <= 0:
         while True:
             yield None
-    loader = torch.utils.data.DataLoader(_StepBatches(trainer, trainer.step_index), batch_size=None,
-                                         shuffle=False, num_workers=workers, prefetch_factor=4,
-                                         pin_memory=trainer.device.type == "cuda", persistent_workers=False)
+    loader = torch.utils.data.DataLoader(
+        _StepBatches(trainer, trainer.step_index),
+        batch_size=None,
+        shuffle=False,
+        num_workers=workers,
+        prefetch_factor=4,
+        pin_memory=trainer.device.type == "cuda",
+        persistent_workers=False,
+    )
     yield from loader
 
 
-def run_training(settings: TrainSettings, out_path: str | Path, checkpoint_path: str | Path | None = None,
-                 device: str = "cpu", progress: Callable[[int, int, float], None] | None = None,
-                 should_stop: Callable[[], bool] | None = None, command: str = "",
-                 priors: list | None = None, workers: int = 0, fitter=None) -> Trainer:
+def run_training(
+    settings: TrainSettings,
+    out_path: str | Path,
+    checkpoint_path: str | Path | None = None,
+    device: str = "cpu",
+    progress: Callable[[int, int, float], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    command: str = "",
+    priors: list | None = None,
+    workers: int = 0,
+    fitter=None,
+) -> Trainer:
     """Train to ``settings.steps`` (resuming from ``checkpoint_path`` when it exists),
     checkpointing every ``checkpoint_minutes`` and on stop; export the model file at the end.
     ``workers`` processes simulate the batches ahead (the same batches: they depend only on

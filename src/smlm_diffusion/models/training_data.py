@@ -30,15 +30,25 @@ class TrainingDomain:
     photons: tuple[float, float] = (100.0, 20_000.0)
     photon_spread: tuple[float, float] = (0.0, 0.4)
     background_photons: tuple[float, float] = (0.0, 200.0)
-    low_background_fraction: float = 0.4      # these draw from (0, 30) instead
-    background_structures: tuple[tuple[str, float], ...] = (("flat", 0.25), ("gradient", 0.15), ("field", 0.2),
-                                                            ("blobs", 0.15), ("cell", 0.15), ("mixed", 0.1))
-    hot_pixel_fraction: float = 0.3           # frames with 1-3 hot pixels
+    low_background_fraction: float = 0.4  # these draw from (0, 30) instead
+    background_structures: tuple[tuple[str, float], ...] = (
+        ("flat", 0.25),
+        ("gradient", 0.15),
+        ("field", 0.2),
+        ("blobs", 0.15),
+        ("cell", 0.15),
+        ("mixed", 0.1),
+    )
+    hot_pixel_fraction: float = 0.3  # frames with 1-3 hot pixels
     read_noise_e: tuple[float, float] = (0.0, 3.0)
     density_per_um2: tuple[float, float] = (0.05, 4.0)
     empty_fraction: float = 0.1
-    structures: tuple[tuple[str, float], ...] = (("uniform", 0.55), ("disc", 0.2),
-                                                 ("filaments", 0.1), ("clusters", 0.15))
+    structures: tuple[tuple[str, float], ...] = (
+        ("uniform", 0.55),
+        ("disc", 0.2),
+        ("filaments", 0.1),
+        ("clusters", 0.15),
+    )
 
     def to_dict(self) -> dict:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
@@ -59,24 +69,39 @@ def random_config(rng: np.random.Generator, domain: TrainingDomain) -> Simulatio
     background_high = 30.0 if rng.random() < domain.low_background_fraction else domain.background_photons[1]
     density = 0.0 if rng.random() < domain.empty_fraction else _log_uniform(rng, domain.density_per_um2)
     if structure == "disc":  # the paper's prior: a disc of radius 7 px holding the emitters
-        density *= domain.frame_px ** 2 / (np.pi * 49.0) * 0.5
+        density *= domain.frame_px**2 / (np.pi * 49.0) * 0.5
     return SimulationConfig(
-        n_frames=1, height_px=domain.frame_px, width_px=domain.frame_px,
-        pixel_size_nm=domain.pixel_size_nm, density_per_um2=density,
-        photons=_log_uniform(rng, domain.photons), photon_spread=rng.uniform(*domain.photon_spread),
+        n_frames=1,
+        height_px=domain.frame_px,
+        width_px=domain.frame_px,
+        pixel_size_nm=domain.pixel_size_nm,
+        density_per_um2=density,
+        photons=_log_uniform(rng, domain.photons),
+        photon_spread=rng.uniform(*domain.photon_spread),
         background_photons=rng.uniform(domain.background_photons[0], background_high),
-        psf_sigma_px=rng.uniform(*domain.psf_sigma_px), gain_adu_per_photon=1.0, offset_adu=0.0,
-        read_noise_e=rng.uniform(*domain.read_noise_e), structure=structure,
+        psf_sigma_px=rng.uniform(*domain.psf_sigma_px),
+        gain_adu_per_photon=1.0,
+        offset_adu=0.0,
+        read_noise_e=rng.uniform(*domain.read_noise_e),
+        structure=structure,
         background_structure=_choose(rng, domain.background_structures),
         hot_pixels=int(rng.integers(1, 4)) if rng.random() < domain.hot_pixel_fraction else 0,
-        seed=int(rng.integers(2 ** 31)),
+        seed=int(rng.integers(2**31)),
     )
 
 
-def training_batch(seed: int, step: int, batch_size: int, domain: TrainingDomain,
-                   input_normalisation: dict | None = None, priors: list | None = None,
-                   prior_fraction: float = 0.0, refined: bool = False, fitter=None,
-                   fit_residual: bool = False) -> tuple[np.ndarray, ...]:
+def training_batch(
+    seed: int,
+    step: int,
+    batch_size: int,
+    domain: TrainingDomain,
+    input_normalisation: dict | None = None,
+    priors: list | None = None,
+    prior_fraction: float = 0.0,
+    refined: bool = False,
+    fitter=None,
+    fit_residual: bool = False,
+) -> tuple[np.ndarray, ...]:
     """(inputs (B, C, H, W) normalised frames, targets (B, 1, 4H, 4W) KDE in model units).
     With ``priors`` (StructurePriors from the user's data), a ``prior_fraction`` of the
     frames put their emitters on one of them, randomly cropped, flipped and rotated.
@@ -106,33 +131,39 @@ def training_batch(seed: int, step: int, batch_size: int, domain: TrainingDomain
             inputs.append(normalise_frames(photons, input_normalisation)[0])
             targets.append(sim.kde[0] * scale)
             continue
-        background = estimate_background(photons, norm["background_sigma_px"],
-                                         read_variance_photons2=norm["read_variance_photons2"])
+        background = estimate_background(
+            photons, norm["background_sigma_px"], read_variance_photons2=norm["read_variance_photons2"]
+        )
         frame = normalise_frames(photons, {**norm, "channels": 2}, background)[0]
         fit = None
         if fitter is None:
             xy = sim.truth.xy_px(cfg.pixel_size_nm)
             rows = np.clip(xy[:, 1].astype(int), 0, cfg.height_px - 1)
             cols = np.clip(xy[:, 0].astype(int), 0, cfg.width_px - 1)
-            level = background[0, rows, cols] + cfg.read_noise_e ** 2
-            fit = surrogate_refinement(xy[:, 0], xy[:, 1], sim.truth.intensity_photons, level,
-                                       cfg.psf_sigma_px, rng)
+            level = background[0, rows, cols] + cfg.read_noise_e**2
+            fit = surrogate_refinement(xy[:, 0], xy[:, 1], sim.truth.intensity_photons, level, cfg.psf_sigma_px, rng)
         pending.append((photons[0], background[0], frame, cfg, fit))
         targets.append(sim.kde[0] * scale)
     if refined:
         fits = [p[-1] for p in pending]
         if fitter is not None:
             configs = [p[3] for p in pending]
-            fits = fitter(*(np.stack([p[i] for p in pending]) for i in range(3)),
-                          np.array([c.psf_sigma_px for c in configs]), np.array([c.read_noise_e for c in configs]))
+            fits = fitter(
+                *(np.stack([p[i] for p in pending]) for i in range(3)),
+                np.array([c.psf_sigma_px for c in configs]),
+                np.array([c.read_noise_e for c in configs]),
+            )
         for (photons, background, frame, cfg, _), (x, y, std, *fitted) in zip(pending, fits):
             condition, precision = refined_condition(x, y, std, (cfg.height_px, cfg.width_px))
             channels = [frame, precision[None]]
             if fit_residual:
                 if not fitted:
                     raise ValueError("the fits' residual channel needs the fitter to give the fits' photons")
-                channels.append(fit_residual_channel(photons, background, x, y, fitted[0], cfg.psf_sigma_px,
-                                                     cfg.read_noise_e ** 2)[None])
+                channels.append(
+                    fit_residual_channel(photons, background, x, y, fitted[0], cfg.psf_sigma_px, cfg.read_noise_e**2)[
+                        None
+                    ]
+                )
             inputs.append(np.concatenate(channels))
             conditions.append(condition)
             scales.append(residual_scale(x, y, std, (cfg.height_px, cfg.width_px)))
@@ -170,8 +201,10 @@ class FolderData:
             camera = CameraModel(info.get("gain_adu_per_photon", 1.0), info.get("offset_adu", 0.0))
             self.items.append((camera.to_photons(raw), kde))
         if not self.items:
-            raise ValueError(f"no training data in {folder}: expected NAME.tif with NAME_kde.tif "
-                             f"(smlm-diffusion simulate --kde) of at least {frame_px}x{frame_px} px")
+            raise ValueError(
+                f"no training data in {folder}: expected NAME.tif with NAME_kde.tif "
+                f"(smlm-diffusion simulate --kde) of at least {frame_px}x{frame_px} px"
+            )
 
     def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         photons, kde = self.items[rng.integers(len(self.items))]
@@ -194,14 +227,25 @@ def _imagej_info(tif) -> dict:
         return {}
 
 
-def mixed_batch(seed: int, step: int, batch_size: int, domain: TrainingDomain, folder: FolderData | None,
-                folder_fraction: float, input_normalisation: dict | None = None, priors: list | None = None,
-                prior_fraction: float = 0.0, refined: bool = False, fitter=None,
-                fit_residual: bool = False) -> tuple[np.ndarray, ...]:
+def mixed_batch(
+    seed: int,
+    step: int,
+    batch_size: int,
+    domain: TrainingDomain,
+    folder: FolderData | None,
+    folder_fraction: float,
+    input_normalisation: dict | None = None,
+    priors: list | None = None,
+    prior_fraction: float = 0.0,
+    refined: bool = False,
+    fitter=None,
+    fit_residual: bool = False,
+) -> tuple[np.ndarray, ...]:
     """Simulated batch where a ``folder_fraction`` of the examples come from ``folder``
     (not with ``refined``: a folder holds no true positions to fit)."""
-    batch = training_batch(seed, step, batch_size, domain, input_normalisation, priors, prior_fraction, refined,
-                           fitter, fit_residual)
+    batch = training_batch(
+        seed, step, batch_size, domain, input_normalisation, priors, prior_fraction, refined, fitter, fit_residual
+    )
     if refined or folder is None or folder_fraction <= 0:
         return batch
     inputs, targets = batch

@@ -5,5 +5,11 @@ Importing this package does not import torch; running a reconstruction does."""
 from .engine import ReconstructionRun, reconstruct
 from .settings import FrameResult, ProgressEvent, Reconstruction, ReconstructionSettings
 
-__all__ = ["FrameResult", "ProgressEvent", "Reconstruction", "ReconstructionRun", "ReconstructionSettings",
-           "reconstruct"]
+__all__ = [
+    "FrameResult",
+    "ProgressEvent",
+    "Reconstruction",
+    "ReconstructionRun",
+    "ReconstructionSettings",
+    "reconstruct",
+]

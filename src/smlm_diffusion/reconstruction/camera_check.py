@@ -20,21 +20,27 @@ def plausibility_warnings(settings) -> list[str]:
     """One sentence per setting outside what SMLM cameras and objectives give."""
     warnings = []
     if not 40.0 <= settings.pixel_size_nm <= 400.0:
-        warnings.append(f"A pixel size of {settings.pixel_size_nm:g} nm is unusual for SMLM (typically 65-160 nm "
-                        "in the sample plane); check that it is in nm and refers to the sample, not the camera chip.")
+        warnings.append(
+            f"A pixel size of {settings.pixel_size_nm:g} nm is unusual for SMLM (typically 65-160 nm "
+            "in the sample plane); check that it is in nm and refers to the sample, not the camera chip."
+        )
     if settings.psf_sigma_px is not None and settings.psf_sigma_px * settings.pixel_size_nm > 400.0:
-        warnings.append(f"A PSF sigma of {settings.psf_sigma_px:g} px ({settings.psf_sigma_px * settings.pixel_size_nm:.0f} "
-                        "nm) is wider than an in-focus SMLM spot; check that it is in camera pixels.")
+        warnings.append(
+            f"A PSF sigma of {settings.psf_sigma_px:g} px ({settings.psf_sigma_px * settings.pixel_size_nm:.0f} "
+            "nm) is wider than an in-focus SMLM spot; check that it is in camera pixels."
+        )
     return warnings
 
 
 def offset_unknown_sentence(estimate: CameraEstimate) -> str:
     """What a movie with one background level cannot tell, in one sentence."""
-    return (f"This movie's background has one level ({estimate.background_range_adu[0]:.0f}-"
-            f"{estimate.background_range_adu[1]:.0f} ADU), so the camera offset cannot be told from it: the gain "
-            f"estimate ({estimate.gain_adu_per_photon:.3g} ADU/photon) assumes the default offset of "
-            f"{estimate.offset_adu:g} ADU; give the camera's offset (--offset, its dark level) to make the gain "
-            "right.")
+    return (
+        f"This movie's background has one level ({estimate.background_range_adu[0]:.0f}-"
+        f"{estimate.background_range_adu[1]:.0f} ADU), so the camera offset cannot be told from it: the gain "
+        f"estimate ({estimate.gain_adu_per_photon:.3g} ADU/photon) assumes the default offset of "
+        f"{estimate.offset_adu:g} ADU; give the camera's offset (--offset, its dark level) to make the gain "
+        "right."
+    )
 
 
 def check_camera(n_frames: int, settings, read) -> tuple[object, CameraEstimate | None, list[str]]:
@@ -45,8 +51,10 @@ def check_camera(n_frames: int, settings, read) -> tuple[object, CameraEstimate 
         return settings, None, warnings
     if n_frames < MIN_FRAMES:
         if settings.camera == "auto":
-            raise SmlmInputError(f"--camera auto needs a movie of at least {MIN_FRAMES} frames to estimate the "
-                                 "gain and offset; give them instead (--gain, --offset)")
+            raise SmlmInputError(
+                f"--camera auto needs a movie of at least {MIN_FRAMES} frames to estimate the "
+                "gain and offset; give them instead (--gain, --offset)"
+            )
         return settings, None, warnings
     frames = np.asarray(read(0, min(n_frames, CAMERA_FRAMES)), np.float32)
     try:
@@ -58,8 +66,9 @@ def check_camera(n_frames: int, settings, read) -> tuple[object, CameraEstimate 
     if estimate.method.startswith("one level") and settings.offset_source == "default":
         warnings.append(offset_unknown_sentence(estimate))
     if settings.camera == "auto":
-        settings = dataclasses.replace(settings, gain_adu_per_photon=estimate.gain_adu_per_photon,
-                                       offset_adu=estimate.offset_adu)
+        settings = dataclasses.replace(
+            settings, gain_adu_per_photon=estimate.gain_adu_per_photon, offset_adu=estimate.offset_adu
+        )
     else:
         message = gain_warning(settings.gain_adu_per_photon, estimate)
         if message:

@@ -19,7 +19,6 @@ import dataclasses
 import time
 from collections.abc import Callable
 
-
 from ..errors import SmlmInputError
 from .engine import block_frames, frame_source_shape, reconstruct, resolve_frames
 from .merge import MergedRuns
@@ -30,8 +29,13 @@ from .settings import ProgressEvent, Reconstruction, ReconstructionSettings
 TASK_FRAMES = 256
 
 
-def _run_task(open_stack, stack_path: str, settings: ReconstructionSettings, camera_checked: bool,
-              skip_frames: frozenset[int] = frozenset()) -> Reconstruction:
+def _run_task(
+    open_stack,
+    stack_path: str,
+    settings: ReconstructionSettings,
+    camera_checked: bool,
+    skip_frames: frozenset[int] = frozenset(),
+) -> Reconstruction:
     """One task on a worker: the engine on the task's frames of the movie at ``stack_path``."""
     with open_stack(stack_path) as stack:
         result = reconstruct(stack, settings, camera_checked=camera_checked, skip_frames=skip_frames)
@@ -46,16 +50,23 @@ def task_ranges(start: int, stop: int, task_frames: int, chunk_frames: int) -> l
     return [(a, min(stop, a + size)) for a in range(start, stop, size)]
 
 
-def reconstruct_on_cluster(stack_path: str, open_stack, settings: ReconstructionSettings, scheduler: str,
-                           task_frames: int = TASK_FRAMES, connect_timeout_s: float = 20.0,
-                           progress: Callable[[ProgressEvent], None] | None = None,
-                           should_stop: Callable[[], bool] | None = None,
-                           previous: Reconstruction | None = None,
-                           checkpoint: Callable[[Reconstruction], None] | None = None,
-                           checkpoint_s: float = 300.0) -> Reconstruction:
+def reconstruct_on_cluster(
+    stack_path: str,
+    open_stack,
+    settings: ReconstructionSettings,
+    scheduler: str,
+    task_frames: int = TASK_FRAMES,
+    connect_timeout_s: float = 20.0,
+    progress: Callable[[ProgressEvent], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    previous: Reconstruction | None = None,
+    checkpoint: Callable[[Reconstruction], None] | None = None,
+    checkpoint_s: float = 300.0,
+) -> Reconstruction:
     """Reconstruct the movie at ``stack_path`` on the Dask cluster at ``scheduler``
     (``tcp://host:8786``; see the module doc). ``open_stack(path)`` opens the movie as a
-    context manager (the io layer's ``TiffStack``; it travels to the workers by reference). ``progress`` gets one event per finished
+    context manager (the io layer's ``open_stack``; it travels to the workers by reference). ``progress`` gets
+    one event per finished
     task (``done``/``total`` in frames); ``should_stop`` cancels the tasks not yet finished
     and returns the finished ones. ``previous``: an interrupted run of this movie to go on
     with (``resume.py``): only tasks with frames it lacks run, with its resolved values.
@@ -64,7 +75,9 @@ def reconstruct_on_cluster(stack_path: str, open_stack, settings: Reconstruction
     try:
         from distributed import Client, as_completed
     except ImportError:
-        raise SmlmInputError("--scheduler needs Dask distributed: pip install 'napari-smlm-diffusion[cluster]'") from None
+        raise SmlmInputError(
+            "--scheduler needs Dask distributed: pip install 'napari-smlm-diffusion[cluster]'"
+        ) from None
     if previous is not None:
         settings = previous.settings
     settings.validate()
@@ -87,20 +100,41 @@ def reconstruct_on_cluster(stack_path: str, open_stack, settings: Reconstruction
             blocks = block_frames(stop - start, settings.chunk_frames)
             first = dataclasses.replace(settings, frames=(start, first_stop), drift_block_frames=blocks)
             probe = client.submit(_run_task, open_stack, stack_path, first, False, pure=False).result()
-            fixed = dataclasses.replace(probe.settings, camera="given", psf_sigma_px=probe.psf_sigma_px,
-                                        psi_model=probe.psi_model or settings.psi_model, drift_block_frames=blocks)
+            fixed = dataclasses.replace(
+                probe.settings,
+                camera="given",
+                psf_sigma_px=probe.psf_sigma_px,
+                psi_model=probe.psi_model or settings.psi_model,
+                drift_block_frames=blocks,
+            )
             # the run record shows the user's settings with the camera values the check resolved
-            used = dataclasses.replace(probe.settings, psf_sigma_px=settings.psf_sigma_px, frames=settings.frames,
-                                       drift_block_frames=settings.drift_block_frames)
+            used = dataclasses.replace(
+                probe.settings,
+                psf_sigma_px=settings.psf_sigma_px,
+                frames=settings.frames,
+                drift_block_frames=settings.drift_block_frames,
+            )
         else:
             first_stop, probe, used = start, previous, previous.settings
             fixed = continuation_settings(previous, rows, cols)
         finished = frozenset(previous.frames) if previous is not None else frozenset()
-        ranges = [r for r in task_ranges(first_stop, stop, task_frames, settings.chunk_frames)
-                  if any(f not in finished for f in range(r[0] + 1, r[1] + 1))]
-        futures = [client.submit(_run_task, open_stack, stack_path, dataclasses.replace(fixed, frames=r), True,
-                                 frozenset(f for f in finished if r[0] < f <= r[1]), pure=False)
-                   for r in ranges]
+        ranges = [
+            r
+            for r in task_ranges(first_stop, stop, task_frames, settings.chunk_frames)
+            if any(f not in finished for f in range(r[0] + 1, r[1] + 1))
+        ]
+        futures = [
+            client.submit(
+                _run_task,
+                open_stack,
+                stack_path,
+                dataclasses.replace(fixed, frames=r),
+                True,
+                frozenset(f for f in finished if r[0] < f <= r[1]),
+                pure=False,
+            )
+            for r in ranges
+        ]
         merged = MergedRuns(used, probe, stop - start)
         done = merged.add(probe)
         if progress is not None:

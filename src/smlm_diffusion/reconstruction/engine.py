@@ -22,9 +22,19 @@ from ..localizations import Localizations
 from .camera_check import check_camera
 from .models_used import choose_psi, full_sampling_warning, pairing_warning, phi_name
 from .pictures import render_pixel_for, restrict_kdes
+from .refine import (
+    FALLBACK_PSF_SIGMA_PX,
+    chunk_candidates,
+    decide,
+    kde_candidates,
+    movie_psf_sigma,
+    posterior_candidates,
+    refine_frame,
+    refine_frames,
+    refined_psi_input,
+    worker_threads,
+)
 from .settings import FrameResult, ProgressEvent, Reconstruction, ReconstructionSettings
-from .refine import (FALLBACK_PSF_SIGMA_PX, chunk_candidates, decide, kde_candidates, movie_psf_sigma,
-                     posterior_candidates, refine_frame, refine_frames, refined_psi_input, worker_threads)
 
 UPSAMPLING = 4
 #: the PSF width is measured on the spots of the first frames (at most 200 spots)
@@ -68,8 +78,13 @@ class ReconstructionRun:
     """One reconstruction of ``stack``; iterate ``events()``, read ``result`` any time
     (it holds every finished frame, also after a stop or an error)."""
 
-    def __init__(self, stack, settings: ReconstructionSettings | None = None, camera_checked: bool = False,
-                 skip_frames: frozenset[int] = frozenset()) -> None:
+    def __init__(
+        self,
+        stack,
+        settings: ReconstructionSettings | None = None,
+        camera_checked: bool = False,
+        skip_frames: frozenset[int] = frozenset(),
+    ) -> None:
         self.stack = stack
         self.camera_checked = camera_checked  # the settings' camera values were already checked on this movie
         # frames (1-based) a resumed run finished before (reconstruction/resume.py): not redone;
@@ -109,8 +124,9 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
     if run.camera_checked:
         settings, camera, warnings = run.settings, None, []
     else:
-        settings, camera, warnings = check_camera(frame_source_shape(stack)[0], run.settings,
-                                                  lambda a, b: _read(stack, a, b))
+        settings, camera, warnings = check_camera(
+            frame_source_shape(stack)[0], run.settings, lambda a, b: _read(stack, a, b)
+        )
     maps = _camera_maps(settings, frame_source_shape(stack)[1:], run.region)
     if maps is not None:  # the fits' one read variance; each pixel's excess joins its data and background
         extra_variance, lowest_variance = maps.extra_variance()
@@ -133,11 +149,16 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
         norm["channels"] = psi_channels
     fit_residual = refined and psi_channels == 4  # its fourth: the fits' Poisson residual
     h, w = r1 - r0, c1 - c0
-    result = Reconstruction(settings=settings, shape_px=(h, w), origin_px=(r0, c0), device=str(device),
-                            precision="float32" if dtype is None else "bfloat16",
-                            render_kde=np.zeros((h * UPSAMPLING, w * UPSAMPLING)),
-                            render_variance=np.zeros((h * UPSAMPLING, w * UPSAMPLING)) if psi else None,
-                            frames_requested=stop - start)
+    result = Reconstruction(
+        settings=settings,
+        shape_px=(h, w),
+        origin_px=(r0, c0),
+        device=str(device),
+        precision="float32" if dtype is None else "bfloat16",
+        render_kde=np.zeros((h * UPSAMPLING, w * UPSAMPLING)),
+        render_variance=np.zeros((h * UPSAMPLING, w * UPSAMPLING)) if psi else None,
+        frames_requested=stop - start,
+    )
     result.camera_estimate = camera.to_dict() if camera is not None else None
     result.psi_model = ("psi" if auto_psi else settings.psi_model) if psi is not None else ""
     result.warnings = warnings
@@ -167,8 +188,9 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
         if norm["kind"] == INPUT_NORMALISATION_V1["kind"]:  # older model files: the frame median
             background = np.median(photons, axis=(1, 2))[:, None, None] * np.ones_like(photons)
         else:
-            background = estimate_background(photons, norm["background_sigma_px"],
-                                             read_variance_photons2=norm["read_variance_photons2"])
+            background = estimate_background(
+                photons, norm["background_sigma_px"], read_variance_photons2=norm["read_variance_photons2"]
+            )
         timing["background"] += time.perf_counter() - t
         t = time.perf_counter()
         normalised = normalise_frames(photons, norm, background)  # phi reads its own channels
@@ -178,12 +200,15 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
             photons, background = photons + extra_variance, background + extra_variance
         return photons, background, normalised, estimates
 
-    chunks = [(a, min(stop, a + chunk_frames)) for a in range(start, stop, chunk_frames)
-              if not all(f in run.skip_frames for f in range(a + 1, min(stop, a + chunk_frames) + 1))]
+    chunks = [
+        (a, min(stop, a + chunk_frames))
+        for a in range(start, stop, chunk_frames)
+        if not all(f in run.skip_frames for f in range(a + 1, min(stop, a + chunk_frames) + 1))
+    ]
     # phi path: the next chunk goes through phi in a thread while this one is localized
     # (torch and most of numpy/scipy release the GIL, so the two cores stay busy)
     # (not for chunks whose 4x KDEs are large: two chunks would be held at once)
-    kde_bytes = chunk_frames * h * w * UPSAMPLING ** 2 * 4
+    kde_bytes = chunk_frames * h * w * UPSAMPLING**2 * 4
     ahead = ThreadPoolExecutor(1) if psi is None and len(chunks) > 1 and kde_bytes <= PREFETCH_MAX_BYTES else None
     if psi is None and worker_threads() > 1:  # the fits' helper process imports while phi runs
         from .fit_worker import start as start_fit_helper
@@ -202,15 +227,31 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
                 measured = _measure_psf(result, estimates[:n] / kde_scale, photons[:n], background[:n], chunk_start)
                 timing["psf_sigma"] = time.perf_counter() - t
                 if auto_psi:
-                    psi = choose_psi(result, psi, lambda name: cached_model(name, device), estimates[:n] / kde_scale,
-                                     photons[:n], background[:n], chunk_start, measured)
+                    psi = choose_psi(
+                        result,
+                        psi,
+                        lambda name: cached_model(name, device),
+                        estimates[:n] / kde_scale,
+                        photons[:n],
+                        background[:n],
+                        chunk_start,
+                        measured,
+                    )
             result.network_evaluations += len(estimates)
             tables = None
             p_values: list[np.ndarray] = []  # every candidate's p-value, one array per frame
             if psi is None:  # phi path: the chunk's candidates and fits in batches, one per thread
                 t = time.perf_counter()
-                tables = _localize_chunk(estimates / kde_scale, photons, background, chunk_start, measured,
-                                         result.psf_sigma_px, settings, p_values)
+                tables = _localize_chunk(
+                    estimates / kde_scale,
+                    photons,
+                    background,
+                    chunk_start,
+                    measured,
+                    result.psf_sigma_px,
+                    settings,
+                    p_values,
+                )
                 timing["localize"] += time.perf_counter() - t
             for offset, estimate in enumerate(estimates):
                 frame = chunk_start + offset + 1
@@ -221,15 +262,32 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
                 if psi is not None:
                     t = time.perf_counter()
                     condition, frame_input, scale = estimate, normalised[offset], None
-                    phi_found = kde_candidates(estimate / kde_scale, photons[offset], background[offset], frame,
-                                               settings)
+                    phi_found = kde_candidates(
+                        estimate / kde_scale, photons[offset], background[offset], frame, settings
+                    )
                     if refined:  # psi conditioned on the likelihood-refined localizations (models.conditioning)
                         condition, frame_input, scale = refined_psi_input(
-                            phi_found, photons[offset], background[offset], frame_input, result.psf_sigma_px,
-                            settings, settings.sampler.shift_width * scale_calibration(psi),
-                            fit_residual=fit_residual)
-                    steps = iter_sample_posterior(psi.module, psi.schedule, condition, settings.sampler, device,
-                                                  settings.seed, frame, frame_input, dtype, scale)
+                            phi_found,
+                            photons[offset],
+                            background[offset],
+                            frame_input,
+                            result.psf_sigma_px,
+                            settings,
+                            settings.sampler.shift_width * scale_calibration(psi),
+                            fit_residual=fit_residual,
+                        )
+                    steps = iter_sample_posterior(
+                        psi.module,
+                        psi.schedule,
+                        condition,
+                        settings.sampler,
+                        device,
+                        settings.seed,
+                        frame,
+                        frame_input,
+                        dtype,
+                        scale,
+                    )
                     frame_done = 0
                     while True:
                         try:
@@ -244,7 +302,7 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
                         t = time.perf_counter()
                     timing["psi"] += time.perf_counter() - t
                     mean = samples.mean(axis=0) / kde_scale
-                    variance = samples.var(axis=0, ddof=1) / kde_scale ** 2
+                    variance = samples.var(axis=0, ddof=1) / kde_scale**2
                 else:
                     mean = estimate / kde_scale
                 t = time.perf_counter()
@@ -253,10 +311,21 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
                 else:
                     # the posterior path (the phi path has its tables): phi's candidates and the mean's new ones
                     candidates = posterior_candidates(
-                        phi_found, kde_candidates(mean, photons[offset], background[offset], frame, settings),
-                        settings.match_radius_px, settings.pixel_size_nm)
-                    locs = refine_frame(candidates, photons[offset], background[offset], result.psf_sigma_px,
-                                        settings, samples, kde_scale, p_values)
+                        phi_found,
+                        kde_candidates(mean, photons[offset], background[offset], frame, settings),
+                        settings.match_radius_px,
+                        settings.pixel_size_nm,
+                    )
+                    locs = refine_frame(
+                        candidates,
+                        photons[offset],
+                        background[offset],
+                        result.psf_sigma_px,
+                        settings,
+                        samples,
+                        kde_scale,
+                        p_values,
+                    )
                 if settings.kde_support == "localizations":  # the pictures hold what the table holds
                     mean, variance = restrict_kdes(mean, variance, locs, settings.pixel_size_nm, UPSAMPLING)
                 locs.x_nm += c0 * settings.pixel_size_nm
@@ -275,10 +344,15 @@ def _events(run: ReconstructionRun) -> Iterator[ProgressEvent]:
                     if variance is not None:
                         result.variance_kdes[frame] = variance.astype(np.float32)
                 done += tiles_per_frame
-                yield ProgressEvent(done, total, FrameResult(frame, mean.astype(np.float32),
-                                                             None if variance is None else variance.astype(np.float32),
-                                                             locs), f"frame {frame}",
-                                    next_frame_ready=tables is not None and offset + 1 < len(estimates))
+                yield ProgressEvent(
+                    done,
+                    total,
+                    FrameResult(
+                        frame, mean.astype(np.float32), None if variance is None else variance.astype(np.float32), locs
+                    ),
+                    f"frame {frame}",
+                    next_frame_ready=tables is not None and offset + 1 < len(estimates),
+                )
         result.completed = True
     finally:
         if ahead is not None:  # a stop or an error: the chunk being prepared is dropped, without
@@ -306,18 +380,26 @@ def _camera_maps(settings, frame_shape: tuple[int, int], region: tuple[int, int,
     if maps.shape != (rows, cols):
         top, left = settings.sensor_origin_px or (None, None)
         if top is None or top + rows > maps.shape[0] or left + cols > maps.shape[1]:
-            where = ("" if top is None else f" at sensor pixel ({top}, {left}), the region the movie's metadata "
-                     "gives,")
-            raise SmlmInputError(f"the camera maps are {maps.shape[0]}x{maps.shape[1]} pixels and the movie's frames "
-                                 f"{rows}x{cols}{where} do not fit in them; give maps of the movie's region of the "
-                                 "sensor")
+            where = "" if top is None else f" at sensor pixel ({top}, {left}), the region the movie's metadata gives,"
+            raise SmlmInputError(
+                f"the camera maps are {maps.shape[0]}x{maps.shape[1]} pixels and the movie's frames "
+                f"{rows}x{cols}{where} do not fit in them; give maps of the movie's region of the "
+                "sensor"
+            )
         maps = maps.crop((top, top + rows, left, left + cols))  # full-sensor maps cut to the movie's ROI
     return maps.crop(region)
 
 
-def _localize_chunk(kdes: np.ndarray, photons: np.ndarray, background: np.ndarray, chunk_start: int,
-                    measured: dict[int, Localizations], psf_sigma_px: float, settings,
-                    p_values_out: list | None = None) -> list[Localizations]:
+def _localize_chunk(
+    kdes: np.ndarray,
+    photons: np.ndarray,
+    background: np.ndarray,
+    chunk_start: int,
+    measured: dict[int, Localizations],
+    psf_sigma_px: float,
+    settings,
+    p_values_out: list | None = None,
+) -> list[Localizations]:
     """The phi path's localizations of one chunk: LoG candidates (reusing those found for
     the PSF measurement) and one batched fit per part of consecutive frames, the parts run
     in parallel: the detection in threads (scipy's filters release the GIL), the fits of the
@@ -330,8 +412,14 @@ def _localize_chunk(kdes: np.ndarray, photons: np.ndarray, background: np.ndarra
 
     def part(indices: range) -> list[Localizations]:
         candidates = chunk_candidates(kdes, photons, background, chunk_start, measured, settings, indices)
-        job = (candidates, photons[indices.start:indices.stop], background[indices.start:indices.stop],
-               psf_sigma_px, settings, False)  # decided below, over the whole chunk
+        job = (
+            candidates,
+            photons[indices.start : indices.stop],
+            background[indices.start : indices.stop],
+            psf_sigma_px,
+            settings,
+            False,
+        )  # decided below, over the whole chunk
         tables = refine_frames_in_helper(*job) if parallel and indices.start > 0 else None
         return tables if tables is not None else refine_frames(*job)
 
@@ -394,31 +482,45 @@ def cached_model(name_or_path: str, device):
     return _MODELS[key]
 
 
-def _measure_psf(result: Reconstruction, kdes: np.ndarray, photons: np.ndarray, background: np.ndarray,
-                 first_index: int) -> dict[int, Localizations]:
+def _measure_psf(
+    result: Reconstruction, kdes: np.ndarray, photons: np.ndarray, background: np.ndarray, first_index: int
+) -> dict[int, Localizations]:
     """The PSF width for the likelihood fit: given, or measured on the first chunk's spots.
     Returns the candidates it found on phi's KDEs, by frame, for the phi path to reuse."""
     settings = result.settings
     if settings.psf_sigma_px is not None:
         result.psf_sigma_px, result.psf_sigma_source = float(settings.psf_sigma_px), "given"
         return {}
-    candidates = [c for part in _in_parallel(lambda frames: [
-        kde_candidates(kdes[i], photons[i], background[i], first_index + i + 1, settings) for i in frames], len(kdes))
-        for c in part]
+    candidates = [
+        c
+        for part in _in_parallel(
+            lambda frames: [
+                kde_candidates(kdes[i], photons[i], background[i], first_index + i + 1, settings) for i in frames
+            ],
+            len(kdes),
+        )
+        for c in part
+    ]
     sigma, spots = movie_psf_sigma(photons, background, candidates, settings)
     if np.isfinite(sigma):
         result.psf_sigma_px, result.psf_sigma_source = sigma, f"measured on {spots} bright isolated spots"
     else:
         result.psf_sigma_px, result.psf_sigma_source = FALLBACK_PSF_SIGMA_PX, "fallback"
-        result.warnings.append(f"Too few bright isolated spots ({spots}) in the first frames to measure the PSF "
-                               f"width; the fit uses {FALLBACK_PSF_SIGMA_PX:g} px (give the PSF sigma to fix it).")
+        result.warnings.append(
+            f"Too few bright isolated spots ({spots}) in the first frames to measure the PSF "
+            f"width; the fit uses {FALLBACK_PSF_SIGMA_PX:g} px (give the PSF sigma to fix it)."
+        )
     return {first_index + i + 1: c for i, c in enumerate(candidates)}
 
 
-def reconstruct(stack, settings: ReconstructionSettings | None = None,
-                progress: Callable[[ProgressEvent], None] | None = None,
-                should_stop: Callable[[], bool] | None = None, camera_checked: bool = False,
-                skip_frames: frozenset[int] = frozenset()) -> Reconstruction:
+def reconstruct(
+    stack,
+    settings: ReconstructionSettings | None = None,
+    progress: Callable[[ProgressEvent], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    camera_checked: bool = False,
+    skip_frames: frozenset[int] = frozenset(),
+) -> Reconstruction:
     """Reconstruct ``stack`` (ADU array, 2D or 3D, or a lazy TiffStack). ``progress`` gets
     every event; when ``should_stop()`` turns true the run stops at the next tile batch and
     the frames finished so far are returned (``completed`` is False). ``camera_checked``:

@@ -53,19 +53,26 @@ def _running() -> subprocess.Popen | None:
         return None
     # the child imports this package from where this process found it (a script may have
     # put a source folder on sys.path) and runs numpy on one thread
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p), "OMP_NUM_THREADS": "1",
-           "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
+        "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+    }
     try:
-        _WORKER = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                   env=env)
+        _WORKER = subprocess.Popen(
+            [sys.executable, "-m", __name__], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
+        )
     except OSError:
         _FAILED = True
         return None
     return _WORKER
 
 
-def refine_frames_in_helper(candidates, photons, background, psf_sigma_px: float, settings,
-                            decide_rows: bool = True) -> list | None:
+def refine_frames_in_helper(
+    candidates, photons, background, psf_sigma_px: float, settings, decide_rows: bool = True
+) -> list | None:
     """``refine.refine_frames`` of one part in the helper process; None when it is off,
     the part is small, or the helper failed (the caller then fits it itself)."""
     global _FAILED
@@ -76,8 +83,11 @@ def refine_frames_in_helper(candidates, photons, background, psf_sigma_px: float
         if worker is None:
             return None
         try:
-            pickle.dump((candidates, photons, background, psf_sigma_px, settings, decide_rows), worker.stdin,
-                        protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump(
+                (candidates, photons, background, psf_sigma_px, settings, decide_rows),
+                worker.stdin,
+                protocol=pickle.HIGHEST_PROTOCOL,
+            )
             worker.stdin.flush()
             return pickle.load(worker.stdout)
         except (OSError, EOFError, pickle.UnpicklingError):

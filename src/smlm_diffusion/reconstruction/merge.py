@@ -33,11 +33,16 @@ class MergedRuns:
     """Parts of one run (each a ``Reconstruction`` of some of its frames) added up."""
 
     def __init__(self, settings: ReconstructionSettings, first: Reconstruction, frames_requested: int) -> None:
-        self.result = Reconstruction(settings=settings, shape_px=first.shape_px, origin_px=first.origin_px,
-                                     device=first.device, precision=first.precision,
-                                     render_kde=np.zeros_like(first.render_kde),
-                                     render_variance=None if first.render_variance is None
-                                     else np.zeros_like(first.render_variance), frames_requested=frames_requested)
+        self.result = Reconstruction(
+            settings=settings,
+            shape_px=first.shape_px,
+            origin_px=first.origin_px,
+            device=first.device,
+            precision=first.precision,
+            render_kde=np.zeros_like(first.render_kde),
+            render_variance=None if first.render_variance is None else np.zeros_like(first.render_variance),
+            frames_requested=frames_requested,
+        )
         self.result.psf_sigma_px, self.result.psf_sigma_source = first.psf_sigma_px, first.psf_sigma_source
         self.result.camera_estimate = first.camera_estimate
         self.result.psi_model, self.result.psi_choice = first.psi_model, first.psi_choice
@@ -57,8 +62,10 @@ class MergedRuns:
             result.render_variance += part.render_variance
         result.network_evaluations += part.network_evaluations
         result.block_frames = part.block_frames or result.block_frames
-        for blocks, theirs in ((result.render_blocks, part.render_blocks),
-                               (result.variance_blocks, part.variance_blocks)):
+        for blocks, theirs in (
+            (result.render_blocks, part.render_blocks),
+            (result.variance_blocks, part.variance_blocks),
+        ):
             for block, image in theirs.items():
                 blocks[block] = blocks[block] + image if block in blocks else image
         for key, value in part.timings_s.items():  # summed over parts (worker seconds)
@@ -70,10 +77,15 @@ class MergedRuns:
         """The parts so far as one result (for a checkpoint), without touching this merge."""
         result = self.result
         frames = sorted(self.tables)
-        partial = dataclasses.replace(result, frames=frames, frame_tables=[self.tables[f][0] for f in frames],
-                                      candidate_p_values=[self.tables[f][1] for f in frames],
-                                      render_blocks=dict(result.render_blocks),
-                                      variance_blocks=dict(result.variance_blocks), completed=False)
+        partial = dataclasses.replace(
+            result,
+            frames=frames,
+            frame_tables=[self.tables[f][0] for f in frames],
+            candidate_p_values=[self.tables[f][1] for f in frames],
+            render_blocks=dict(result.render_blocks),
+            variance_blocks=dict(result.variance_blocks),
+            completed=False,
+        )
         partial._joined = None
         return partial
 

@@ -68,8 +68,10 @@ def pairing_warning(phi, psi) -> list[str]:
     trained_on = psi.training.get("phi_sha256")
     if not trained_on or phi.path is None or sha256_of(phi.path) == trained_on:
         return []
-    return [f"The psi model ({psi.path.name if psi.path else 'psi'}) was trained on another phi than "
-            f"{phi.path.name}; its posterior is only meaningful with the phi it was trained on."]
+    return [
+        f"The psi model ({psi.path.name if psi.path else 'psi'}) was trained on another phi than "
+        f"{phi.path.name}; its posterior is only meaningful with the phi it was trained on."
+    ]
 
 
 def full_sampling_warning(psi, sampler) -> list[str]:
@@ -77,16 +79,30 @@ def full_sampling_warning(psi, sampler) -> list[str]:
     prediction on a schedule that reaches noise divides the network's error by
     sqrt(gamma_t) near t = T (docs/models.md, psi v2 sampler)."""
     schedule = psi.schedule
-    if sampler.mode != "full" or schedule is None or schedule.kind != "cosine" \
-            or getattr(psi.module, "prediction", "eps") != "eps":
+    if (
+        sampler.mode != "full"
+        or schedule is None
+        or schedule.kind != "cosine"
+        or getattr(psi.module, "prediction", "eps") != "eps"
+    ):
         return []
-    return [f"Full sampling with this psi ({psi.path.name if psi.path else 'psi'}, noise prediction on the cosine "
-            "schedule) is unreliable from t = T: its samples are far too wide. Use accelerated sampling, or a psi "
-            "trained with --prediction v."]
+    return [
+        f"Full sampling with this psi ({psi.path.name if psi.path else 'psi'}, noise prediction on the cosine "
+        "schedule) is unreliable from t = T: its samples are far too wide. Use accelerated sampling, or a psi "
+        "trained with --prediction v."
+    ]
 
 
-def choose_psi(result: Reconstruction, psi, load, kdes: np.ndarray, photons: np.ndarray,
-               background: np.ndarray, first_index: int, measured: dict[int, Localizations]):
+def choose_psi(
+    result: Reconstruction,
+    psi,
+    load,
+    kdes: np.ndarray,
+    photons: np.ndarray,
+    background: np.ndarray,
+    first_index: int,
+    measured: dict[int, Localizations],
+):
     """``psi_model="auto"``: the sparse-prior psi (store.SPARSE_PSI) when the first chunk's
     frames' local density is at most SPARSE_PSI_MAX_LOCAL_DENSITY_PER_UM2, else ``psi``
     (the bundled one, trained on 0.05-4 /um^2). A psi hedges for the unresolved neighbours its
@@ -107,14 +123,18 @@ def choose_psi(result: Reconstruction, psi, load, kdes: np.ndarray, photons: np.
     limit = SPARSE_PSI_MAX_LOCAL_DENSITY_PER_UM2
     sparse = density <= limit
     result.psi_model = SPARSE_PSI if sparse else "psi"
-    result.psi_choice = (f"local density {density:.2f} emitters per um^2 in the first {len(tables)} frames; "
-                         f"{SPARSE_PSI} (for up to {limit:g}) " + ("is used" if sparse else "is not"))
+    result.psi_choice = (
+        f"local density {density:.2f} emitters per um^2 in the first {len(tables)} frames; "
+        f"{SPARSE_PSI} (for up to {limit:g}) " + ("is used" if sparse else "is not")
+    )
     if not sparse:
         return psi
     chosen = load(SPARSE_PSI)
     # the run was set up for psi's inputs and plan: the sparse one must read and sample alike
     same = ("target", "condition", "frame_channels", "prediction")
     if any(chosen.module.config.get(k) != psi.module.config.get(k) for k in same):
-        raise SmlmInputError(f"the installed {SPARSE_PSI} model does not read the same inputs as psi; "
-                             "reinstall napari-smlm-diffusion or name the psi model (--psi psi)")
+        raise SmlmInputError(
+            f"the installed {SPARSE_PSI} model does not read the same inputs as psi; "
+            "reinstall napari-smlm-diffusion or name the psi model (--psi psi)"
+        )
     return chosen

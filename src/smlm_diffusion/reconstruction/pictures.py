@@ -31,8 +31,14 @@ MAX_RENDER_SIDE = 8192
 KDE_SUPPORT_CHOICES = ("localizations", "everywhere")
 
 
-def support_weights(x_px: np.ndarray, y_px: np.ndarray, probability: np.ndarray, shape: tuple[int, int],
-                    upsampling: int, radius_px: float = KDE_SUPPORT_RADIUS_PX) -> np.ndarray:
+def support_weights(
+    x_px: np.ndarray,
+    y_px: np.ndarray,
+    probability: np.ndarray,
+    shape: tuple[int, int],
+    upsampling: int,
+    radius_px: float = KDE_SUPPORT_RADIUS_PX,
+) -> np.ndarray:
     """(shape) weights on a grid ``upsampling`` times finer than the camera: the largest
     ``probability`` of the localizations (camera px, corner origin) within ``radius_px``
     camera pixels of each grid pixel's centre, 0 where there is none."""
@@ -47,15 +53,21 @@ def support_weights(x_px: np.ndarray, y_px: np.ndarray, probability: np.ndarray,
     offsets = np.arange(-reach, reach + 1)
     rows = np.floor(y).astype(int)[:, None, None] + offsets[None, :, None]
     cols = np.floor(x).astype(int)[:, None, None] + offsets[None, None, :]
-    near = ((rows + 0.5 - y[:, None, None]) ** 2 + (cols + 0.5 - x[:, None, None]) ** 2
-            <= (radius_px * upsampling) ** 2) & (rows >= 0) & (rows < shape[0]) & (cols >= 0) & (cols < shape[1])
+    near = (
+        ((rows + 0.5 - y[:, None, None]) ** 2 + (cols + 0.5 - x[:, None, None]) ** 2 <= (radius_px * upsampling) ** 2)
+        & (rows >= 0)
+        & (rows < shape[0])
+        & (cols >= 0)
+        & (cols < shape[1])
+    )
     index = np.broadcast_to(rows * shape[1] + cols, near.shape)[near]
     weights.flat[index] = np.broadcast_to(p[:, None, None], near.shape)[near]
     return weights
 
 
-def restrict_kdes(mean: np.ndarray, variance: np.ndarray | None, locs: Localizations, pixel_size_nm: float,
-                  upsampling: int) -> tuple[np.ndarray, np.ndarray | None]:
+def restrict_kdes(
+    mean: np.ndarray, variance: np.ndarray | None, locs: Localizations, pixel_size_nm: float, upsampling: int
+) -> tuple[np.ndarray, np.ndarray | None]:
     """One frame's KDE (and posterior variance) kept where its accepted localizations
     (region coordinates) are, weighted by their probability (module doc)."""
     xy = locs.xy_px(pixel_size_nm)
@@ -81,13 +93,20 @@ def render_pixel_for(shape_px: tuple[int, int], pixel_size_nm: float, render_pix
     pixel = render_pixel_nm or default_render_pixel_nm(pixel_size_nm, shape_px)
     rows, cols = render_shape(shape_px, pixel_size_nm, pixel)
     if max(rows, cols) > MAX_RENDER_SIDE:
-        raise SmlmInputError(f"a render pixel of {pixel:g} nm gives a {rows} x {cols} image; choose at least "
-                             f"{default_render_pixel_nm(pixel_size_nm, shape_px):.3g} nm for this field")
+        raise SmlmInputError(
+            f"a render pixel of {pixel:g} nm gives a {rows} x {cols} image; choose at least "
+            f"{default_render_pixel_nm(pixel_size_nm, shape_px):.3g} nm for this field"
+        )
     return pixel
 
 
-def precision_render(locs: Localizations, shape_px: tuple[int, int], origin_px: tuple[int, int],
-                     pixel_size_nm: float, render_pixel_nm: float = 0.0) -> tuple[np.ndarray, float]:
+def precision_render(
+    locs: Localizations,
+    shape_px: tuple[int, int],
+    origin_px: tuple[int, int],
+    pixel_size_nm: float,
+    render_pixel_nm: float = 0.0,
+) -> tuple[np.ndarray, float]:
     """(image, its pixel in nm): the localizations of a region (``shape_px`` camera pixels
     whose top-left is ``origin_px`` = (row, col) of the frame) drawn each as wide as its
     precision (module doc); those less precise than a camera pixel are left out."""
@@ -95,6 +114,7 @@ def precision_render(locs: Localizations, shape_px: tuple[int, int], origin_px: 
     rows, cols = render_shape(shape_px, pixel_size_nm, pixel)
     origin = (origin_px[0] * pixel_size_nm, origin_px[1] * pixel_size_nm)
     # a localization less precise than a camera pixel (kept only with keep_flagged) is not drawn
-    image = render_precision(locs.x_nm, locs.y_nm, locs.uncertainty_xy_nm, (rows, cols), pixel, origin,
-                             max_sigma_nm=pixel_size_nm)
+    image = render_precision(
+        locs.x_nm, locs.y_nm, locs.uncertainty_xy_nm, (rows, cols), pixel, origin, max_sigma_nm=pixel_size_nm
+    )
     return image, pixel

@@ -29,6 +29,7 @@ from ..errors import SmlmInputError
 from ..localizations import Localizations
 from .settings import Reconstruction
 
+
 def postprocess(result: Reconstruction) -> tuple[DriftResult | None, Localizations | None, FrcResult | None]:
     """Drift, linking and FRC on ``result`` as its settings ask (in place: the table,
     the renders, ``postprocessing`` and ``warnings``); returns what was computed."""
@@ -57,9 +58,13 @@ def postprocess(result: Reconstruction) -> tuple[DriftResult | None, Localizatio
     if settings.link and len(locs):
         groups = link_groups(locs)
         linked = linked_table(locs, groups)
-        result.postprocessing["linking"] = {"groups": len(linked), "localizations": len(locs),
-                                            "mean_frames_per_group": round(len(locs) / max(len(linked), 1), 2),
-                                            "max_dark_frames": 1, "max_distance_sigmas": 3.0}
+        result.postprocessing["linking"] = {
+            "groups": len(linked),
+            "localizations": len(locs),
+            "mean_frames_per_group": round(len(locs) / max(len(linked), 1), 2),
+            "max_dark_frames": 1,
+            "max_distance_sigmas": 3.0,
+        }
     try:
         frc = measured_frc(locs, groups=groups, seed=settings.seed)
         result.postprocessing["frc"] = frc.record()
@@ -87,8 +92,7 @@ def _shift_renders(result: Reconstruction, drift: DriftResult) -> None:
         shift = (-float(np.mean(dy)) / kde_px, -float(np.mean(dx)) / kde_px)
         render += ndimage.shift(image.astype(np.float64), shift, order=1, mode="constant")
         if variance is not None and block in result.variance_blocks:
-            variance += ndimage.shift(result.variance_blocks[block].astype(np.float64), shift, order=1,
-                                      mode="constant")
+            variance += ndimage.shift(result.variance_blocks[block].astype(np.float64), shift, order=1, mode="constant")
     result.render_kde = render
     if variance is not None:
         result.render_variance = variance

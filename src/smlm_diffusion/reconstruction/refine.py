@@ -50,8 +50,9 @@ DISTINCT_ROUNDS = 3
 FALLBACK_PSF_SIGMA_PX = 1.0
 
 
-def kde_candidates(mean: np.ndarray, photons: np.ndarray, background: np.ndarray, frame: int, settings
-                   ) -> Localizations:
+def kde_candidates(
+    mean: np.ndarray, photons: np.ndarray, background: np.ndarray, frame: int, settings
+) -> Localizations:
     """LoG detections on a KDE (eq. 3 units) with background-subtracted aperture photons."""
     px = settings.pixel_size_nm
     locs = localize_kde(mean, px, frame, threshold=settings.kde_threshold)
@@ -60,18 +61,28 @@ def kde_candidates(mean: np.ndarray, photons: np.ndarray, background: np.ndarray
     return locs
 
 
-
-def chunk_candidates(kdes: np.ndarray, photons: np.ndarray, background: np.ndarray, first_index: int,
-                     measured: dict[int, Localizations], settings, indices=None) -> list[Localizations]:
+def chunk_candidates(
+    kdes: np.ndarray,
+    photons: np.ndarray,
+    background: np.ndarray,
+    first_index: int,
+    measured: dict[int, Localizations],
+    settings,
+    indices=None,
+) -> list[Localizations]:
     """``kde_candidates`` of a chunk's frames (``indices`` into it; default all), reusing those
     already found for a frame (``measured``, by 1-based frame number: the PSF measurement's)."""
     indices = range(len(kdes)) if indices is None else indices
     found = [measured.get(first_index + i + 1) for i in indices]
-    return [c if c is not None else kde_candidates(kdes[i], photons[i], background[i], first_index + i + 1, settings)
-            for i, c in zip(indices, found)]
+    return [
+        c if c is not None else kde_candidates(kdes[i], photons[i], background[i], first_index + i + 1, settings)
+        for i, c in zip(indices, found)
+    ]
 
-def posterior_candidates(phi_candidates: Localizations, mean_candidates: Localizations, radius_px: float,
-                         pixel_size_nm: float) -> Localizations:
+
+def posterior_candidates(
+    phi_candidates: Localizations, mean_candidates: Localizations, radius_px: float, pixel_size_nm: float
+) -> Localizations:
     """The posterior path's candidates: phi's, and those of the posterior mean with none of
     phi's within ``radius_px`` (emitters psi restored). A fitted emitter whose mass psi's
     chains spread or doubt is not dropped by a threshold on the mean: its fit goes through
@@ -86,9 +97,16 @@ def posterior_candidates(phi_candidates: Localizations, mean_candidates: Localiz
     return Localizations.concatenate([phi_candidates, mean_candidates.select(nearest > radius_px)])
 
 
-def refined_psi_input(candidates: Localizations, photons: np.ndarray, background: np.ndarray,
-                      frame_input: np.ndarray, psf_sigma_px: float, settings, shift_width: float = 1.0,
-                      fit_residual: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def refined_psi_input(
+    candidates: Localizations,
+    photons: np.ndarray,
+    background: np.ndarray,
+    frame_input: np.ndarray,
+    psf_sigma_px: float,
+    settings,
+    shift_width: float = 1.0,
+    fit_residual: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(condition (4H, 4W) model units, frame channels (3 or 4, H, W), residual scale map (4H,
     4W)) for a psi conditioned on refined localizations (``models.conditioning``): phi's
     candidates (``kde_candidates`` of its estimate) fitted by maximum likelihood, without the
@@ -98,15 +116,24 @@ def refined_psi_input(candidates: Localizations, photons: np.ndarray, background
     (a psi reading 4 frame channels): the fits' Poisson residual follows as a fourth channel."""
     from ..models.conditioning import fit_residual_channel, refined_condition, residual_scale  # imports torch
 
-    locs = refine_frame(candidates, photons, background, psf_sigma_px, replace(settings, min_photons=0.0, false_alarm=1.0, keep_flagged=True))
+    locs = refine_frame(
+        candidates,
+        photons,
+        background,
+        psf_sigma_px,
+        replace(settings, min_photons=0.0, false_alarm=1.0, keep_flagged=True),
+    )
     xy = locs.xy_px(settings.pixel_size_nm)
     std_px = locs.uncertainty_xy_nm / settings.pixel_size_nm
     condition, precision = refined_condition(xy[:, 0], xy[:, 1], std_px, np.shape(photons))
     scale = residual_scale(xy[:, 0], xy[:, 1], std_px, np.shape(photons), shift_width=shift_width)
     channels = [np.asarray(frame_input)[:2], precision[None]]
     if fit_residual:
-        channels.append(fit_residual_channel(photons, background, xy[:, 0], xy[:, 1], locs.intensity_photons,
-                                             psf_sigma_px, settings.read_noise_e ** 2)[None])
+        channels.append(
+            fit_residual_channel(
+                photons, background, xy[:, 0], xy[:, 1], locs.intensity_photons, psf_sigma_px, settings.read_noise_e**2
+            )[None]
+        )
     return condition, np.concatenate(channels).astype(np.float32), scale
 
 
@@ -140,43 +167,60 @@ class PipelineFits:
         estimates = estimates / float(phi.normalisation["kde_scale"])
         fits = []
         for i in range(len(photons)):
-            settings = ReconstructionSettings(pixel_size_nm=px, offset_adu=0.0, psf_sigma_px=float(psf_sigma_px[i]),
-                                              read_noise_e=float(read_noise_e[i]), min_photons=0.0,
-                                              false_alarm=1.0, keep_flagged=True)
+            settings = ReconstructionSettings(
+                pixel_size_nm=px,
+                offset_adu=0.0,
+                psf_sigma_px=float(psf_sigma_px[i]),
+                read_noise_e=float(read_noise_e[i]),
+                min_photons=0.0,
+                false_alarm=1.0,
+                keep_flagged=True,
+            )
             candidates = kde_candidates(estimates[i], photons[i], background[i], 1, settings)
-            locs = refine_frames([candidates], photons[i:i + 1], background[i:i + 1], settings.psf_sigma_px,
-                                 settings)[0]
+            locs = refine_frames(
+                [candidates], photons[i : i + 1], background[i : i + 1], settings.psf_sigma_px, settings
+            )[0]
             xy = locs.xy_px(px)
             fits.append((xy[:, 0], xy[:, 1], locs.uncertainty_xy_nm / px, locs.intensity_photons))
         return fits
 
 
-def movie_psf_sigma(photons: np.ndarray, backgrounds: np.ndarray, candidates: list[Localizations], settings
-                    ) -> tuple[float, int]:
+def movie_psf_sigma(
+    photons: np.ndarray, backgrounds: np.ndarray, candidates: list[Localizations], settings
+) -> tuple[float, int]:
     """PSF sigma (camera px) from the bright isolated candidates of some frames that pass
     the detection test at the fallback width: a bright ridge of background (a cell's edge)
     is no spot to measure a PSF on, and at a wrongly wide PSF it would pass as an emitter."""
-    px, read_variance = settings.pixel_size_nm, settings.read_noise_e ** 2
+    px, read_variance = settings.pixel_size_nm, settings.read_noise_e**2
 
     def passes(frame, background, spots):
-        statistic = detection_statistic(frame, background, spots[:, 0], spots[:, 1], spots[:, 2],
-                                        FALLBACK_PSF_SIGMA_PX, read_variance)
+        statistic = detection_statistic(
+            frame, background, spots[:, 0], spots[:, 1], spots[:, 2], FALLBACK_PSF_SIGMA_PX, read_variance
+        )
         return p_value(statistic, FALLBACK_PSF_SIGMA_PX) <= settings.false_alarm
 
     positions = [np.c_[c.xy_px(px), c.intensity_photons] for c in candidates]
     return estimate_psf_sigma(list(photons), list(backgrounds), positions, read_variance, spot_test=passes)
 
 
-def refine_frame(candidates: Localizations, photons: np.ndarray, background: np.ndarray, psf_sigma_px: float,
-                 settings, samples: np.ndarray | None = None, kde_scale: float = 1.0,
-                 p_values_out: list | None = None) -> Localizations:
+def refine_frame(
+    candidates: Localizations,
+    photons: np.ndarray,
+    background: np.ndarray,
+    psf_sigma_px: float,
+    settings,
+    samples: np.ndarray | None = None,
+    kde_scale: float = 1.0,
+    p_values_out: list | None = None,
+) -> Localizations:
     """Maximum-likelihood positions and photons, the detection decision (``decide``), and the
     uncertainty columns (module doc) for one frame's candidates; with posterior ``samples``,
     also their spread and the fraction of samples holding each (``sample_fraction``: psi's
     doubt, reported beside the test's ``probability``, not multiplied into it; the product
     was measured to be far too low, docs/detection.md)."""
-    locs = refine_frames([candidates], np.asarray(photons)[None], np.asarray(background)[None], psf_sigma_px,
-                         settings, decide_rows=False)
+    locs = refine_frames(
+        [candidates], np.asarray(photons)[None], np.asarray(background)[None], psf_sigma_px, settings, decide_rows=False
+    )
     locs = decide(locs, settings, p_values_out)[0]
     if samples is not None:  # the columns exist on every posterior frame, also an empty one
         px = settings.pixel_size_nm
@@ -187,9 +231,14 @@ def refine_frame(candidates: Localizations, photons: np.ndarray, background: np.
             # shows it as a displaced position, which is part of the spread it should show
             # (in threads: scipy's filters release the GIL, and psi is not running meanwhile)
             with ThreadPoolExecutor(worker_threads()) as threads:
-                sample_xys = list(threads.map(lambda s: localize_kde(s / kde_scale, px, 1,
-                                                                     threshold=settings.kde_threshold,
-                                                                     split_mass=None).xy_px(px), samples))
+                sample_xys = list(
+                    threads.map(
+                        lambda s: localize_kde(
+                            s / kde_scale, px, 1, threshold=settings.kde_threshold, split_mass=None
+                        ).xy_px(px),
+                        samples,
+                    )
+                )
             spread_px, fraction = sample_spread(locs.xy_px(px), sample_xys, settings.match_radius_px)
         locs.extra["posterior_spread_xy_nm"] = spread_px * px
         locs.extra["sample_fraction"] = fraction
@@ -242,8 +291,14 @@ def final_probability(tables: list[Localizations], p_values: list[np.ndarray]) -
         start = stop
 
 
-def refine_frames(candidates: list[Localizations], photons: np.ndarray, background: np.ndarray,
-                  psf_sigma_px: float, settings, decide_rows: bool = True) -> list[Localizations]:
+def refine_frames(
+    candidates: list[Localizations],
+    photons: np.ndarray,
+    background: np.ndarray,
+    psf_sigma_px: float,
+    settings,
+    decide_rows: bool = True,
+) -> list[Localizations]:
     """``refine_frame`` (without samples) for a batch of frames (F, H, W) at once: one
     batched fit over all their emitters, each frame's fitted as if alone (far fewer, larger
     array operations than frame by frame)."""
@@ -253,25 +308,26 @@ def refine_frames(candidates: list[Localizations], photons: np.ndarray, backgrou
     f = np.repeat(np.arange(len(candidates)), [len(c) for c in candidates])
     locs = Localizations.concatenate(candidates)
     xy = locs.xy_px(px)
-    read_variance = settings.read_noise_e ** 2
+    read_variance = settings.read_noise_e**2
     if settings.refine and len(locs):
         fit = fit_emitters(photons, background, xy[:, 0], xy[:, 1], psf_sigma_px, read_variance, frame_index=f)
         ambiguity_px = np.zeros(len(locs))
         xs, ys, parent, from_split, fs = xy[:, 0], xy[:, 1], np.arange(len(locs)), np.zeros(len(locs), bool), f
         if settings.multi_emitter:
-            split = split_merged(photons, background, fit, psf_sigma_px, read_variance, settings.min_photons,
-                                 frame_index=f)
+            split = split_merged(
+                photons, background, fit, psf_sigma_px, read_variance, settings.min_photons, frame_index=f
+            )
             ambiguity_px = split.ambiguity_px
             if split.from_split.any():  # refit the frames with a split jointly from the new starts
                 # by frame, each frame's own starts first and its added ones after, as when alone
                 order = np.argsort(f[split.parent], kind="stable")
-                xs, ys, parent, from_split, ambiguity_px = (a[order] for a in (
-                    split.x_px, split.y_px, split.parent, split.from_split, split.ambiguity_px))
+                xs, ys, parent, from_split, ambiguity_px = (
+                    a[order] for a in (split.x_px, split.y_px, split.parent, split.from_split, split.ambiguity_px)
+                )
                 fs = f[parent]
                 # frames without a split keep their fit: each frame ends as it would alone
                 fit = _take(fit, parent)
-                _refit(fit, np.isin(fs, fs[from_split]), photons, background, xs, ys, fs, psf_sigma_px,
-                       read_variance)
+                _refit(fit, np.isin(fs, fs[from_split]), photons, background, xs, ys, fs, psf_sigma_px, read_variance)
         # two starts that converged on one emitter (a split's, or two of phi's candidates on one
         # bright spot): drop the dimmer and refit its group (the other groups' fits depend on
         # their own starts only: they stand); a refitted group can converge again, so until
@@ -279,25 +335,28 @@ def refine_frames(candidates: list[Localizations], photons: np.ndarray, backgrou
         check = np.ones(len(xs), bool)
         for _ in range(DISTINCT_ROUNDS):
             keep = np.ones(len(xs), bool)
-            keep[check] = distinct(fit.x_px[check], fit.y_px[check], fit.photons[check], 0.5 * psf_sigma_px,
-                                   fs[check])
+            keep[check] = distinct(fit.x_px[check], fit.y_px[check], fit.photons[check], 0.5 * psf_sigma_px, fs[check])
             if keep.all():
                 break
             labels = np.full(len(xs), -1)
             labels[check] = joint_groups(xs[check], ys[check], psf_sigma_px, fs[check])
             again = check & np.isin(labels, labels[~keep])
-            xs, ys, parent, from_split, ambiguity_px, fs, again = (a[keep] for a in (
-                xs, ys, parent, from_split, ambiguity_px, fs, again))
+            xs, ys, parent, from_split, ambiguity_px, fs, again = (
+                a[keep] for a in (xs, ys, parent, from_split, ambiguity_px, fs, again)
+            )
             fit = _take(fit, keep)
             _refit(fit, again, photons, background, xs, ys, fs, psf_sigma_px, read_variance)
             check = again
         if len(parent) != len(locs) or from_split.any():
             # a split pair shares its parent's KDE mass
             mass = locs.extra.get("kde_mass", np.full(len(locs), np.nan))[parent] / np.where(from_split, 2.0, 1.0)
-            locs = Localizations(frame=locs.frame[parent], x_nm=xs * px, y_nm=ys * px,
-                                 intensity_photons=aperture_photons(photons, xs, ys, background=background,
-                                                                    frame_index=fs),
-                                 extra={"kde_mass": mass})
+            locs = Localizations(
+                frame=locs.frame[parent],
+                x_nm=xs * px,
+                y_nm=ys * px,
+                intensity_photons=aperture_photons(photons, xs, ys, background=background, frame_index=fs),
+                extra={"kde_mass": mass},
+            )
             f = fs
             xy = locs.xy_px(px)
         ok, crowded = fit.ok, fit.crowded
@@ -305,8 +364,8 @@ def refine_frames(candidates: list[Localizations], photons: np.ndarray, backgrou
         # of a background ridge can be large): NaN, so the detection knob keeps it only at 0
         intensity = np.where(ok, fit.photons, np.where(fit.crowded, locs.intensity_photons, np.nan))
         level = np.where(ok, fit.background_photons, _level_at(background, xy, f))
-        crlb_px = np.sqrt(0.5 * (fit.crlb_x_px ** 2 + fit.crlb_y_px ** 2))
-        robust_px = np.sqrt(0.5 * (fit.robust_x_px ** 2 + fit.robust_y_px ** 2))
+        crlb_px = np.sqrt(0.5 * (fit.crlb_x_px**2 + fit.crlb_y_px**2))
+        robust_px = np.sqrt(0.5 * (fit.robust_x_px**2 + fit.robust_y_px**2))
         locs.x_nm, locs.y_nm = fit.x_px * px, fit.y_px * px
         deviance = np.where(ok, fit.deviance, np.nan)
     else:
@@ -318,26 +377,51 @@ def refine_frames(candidates: list[Localizations], photons: np.ndarray, backgrou
     approximate = np.full(len(locs), np.nan)
     if (~ok).any():
         known = np.where(np.isnan(intensity), locs.intensity_photons, intensity)[~ok]  # aperture photons where NaN
-        approximate[~ok] = mortensen_precision_px(np.maximum(known, 1.0),
-                                                  np.maximum(level[~ok], 0.0) + read_variance, psf_sigma_px)
+        approximate[~ok] = mortensen_precision_px(
+            np.maximum(known, 1.0), np.maximum(level[~ok], 0.0) + read_variance, psf_sigma_px
+        )
     # the larger of the CRLB and the sandwich std (the bound where the model fits, more where the
     # residuals say it does not), with the multi-emitter ambiguity in quadrature (module doc)
     precision_px = np.where(ok, np.hypot(np.fmax(crlb_px, robust_px), ambiguity_px), approximate)
     # the detection test (analysis/detection.py) at every position, fitted or not
     xy = np.c_[fit.x_px, fit.y_px] if settings.refine and len(locs) else locs.xy_px(px)
-    statistic = detection_statistic(photons, background, xy[:, 0], xy[:, 1], np.where(ok, intensity, 0.0),
-                                    psf_sigma_px, read_variance, frame_index=f)
+    statistic = detection_statistic(
+        photons,
+        background,
+        xy[:, 0],
+        xy[:, 1],
+        np.where(ok, intensity, 0.0),
+        psf_sigma_px,
+        read_variance,
+        frame_index=f,
+    )
     p_values = p_value(statistic, psf_sigma_px)
-    flag = fit_flags(ok, crowded, intensity, aperture_photons(photons, xy[:, 0], xy[:, 1], background=background,
-                                                              frame_index=f), level, precision_px, read_variance)
+    flag = fit_flags(
+        ok,
+        crowded,
+        intensity,
+        aperture_photons(photons, xy[:, 0], xy[:, 1], background=background, frame_index=f),
+        level,
+        precision_px,
+        read_variance,
+    )
     locs.intensity_photons = intensity
     locs.uncertainty_xy_nm = precision_px * px
-    locs.extra.update({"crlb_xy_nm": np.where(ok, crlb_px * px, np.nan), "likelihood_xy_nm": precision_px * px,
-                       "background_photons": level,
-                       "sigma_nm": np.full(len(locs), psf_sigma_px * px), "fit_deviance": deviance,
-                       "fit_ok": (flag == FIT_OK).astype(np.int64), "fit_flag": flag,
-                       "robust_xy_nm": robust_px * px, "probability": np.full(len(locs), np.nan),
-                       "detection_statistic": statistic, "p_value": p_values})
+    locs.extra.update(
+        {
+            "crlb_xy_nm": np.where(ok, crlb_px * px, np.nan),
+            "likelihood_xy_nm": precision_px * px,
+            "background_photons": level,
+            "sigma_nm": np.full(len(locs), psf_sigma_px * px),
+            "fit_deviance": deviance,
+            "fit_ok": (flag == FIT_OK).astype(np.int64),
+            "fit_flag": flag,
+            "robust_xy_nm": robust_px * px,
+            "probability": np.full(len(locs), np.nan),
+            "detection_statistic": statistic,
+            "p_value": p_values,
+        }
+    )
     tables = [locs.select(f == i) for i in range(len(candidates))]
     return decide(tables, settings) if decide_rows else tables
 
@@ -350,8 +434,15 @@ FIT_OK, FIT_FAILED, FIT_CROWD, FIT_IMPRECISE, FIT_RUNAWAY_PHOTONS = 0, 1, 2, 3, 
 KEPT_FLAGS = (FIT_OK, FIT_CROWD)
 
 
-def fit_flags(ok: np.ndarray, crowded: np.ndarray, photons: np.ndarray, aperture: np.ndarray, level: np.ndarray,
-              precision_px: np.ndarray, read_variance: float) -> np.ndarray:
+def fit_flags(
+    ok: np.ndarray,
+    crowded: np.ndarray,
+    photons: np.ndarray,
+    aperture: np.ndarray,
+    level: np.ndarray,
+    precision_px: np.ndarray,
+    read_variance: float,
+) -> np.ndarray:
     """``fit_flag`` of each row (codes above). Runaway photons: more than twice the photons a
     5x5 aperture holds above the background, plus 6 standard deviations of that sum's noise
     and 100 (a degenerate joint fit piles the group's light, or more, on one emitter)."""
@@ -368,11 +459,21 @@ def _take(fit: FitResult, index) -> FitResult:
     return FitResult(**{name: None if column is None else column[index] for name, column in vars(fit).items()})
 
 
-def _refit(fit: FitResult, rows: np.ndarray, photons, background, x_px, y_px, frame_index, sigma_px: float,
-           read_variance: float) -> None:
+def _refit(
+    fit: FitResult,
+    rows: np.ndarray,
+    photons,
+    background,
+    x_px,
+    y_px,
+    frame_index,
+    sigma_px: float,
+    read_variance: float,
+) -> None:
     """Refit the emitters of ``rows`` (a mask) together, in place."""
-    new = fit_emitters(photons, background, x_px[rows], y_px[rows], sigma_px, read_variance,
-                       frame_index=frame_index[rows])
+    new = fit_emitters(
+        photons, background, x_px[rows], y_px[rows], sigma_px, read_variance, frame_index=frame_index[rows]
+    )
     for name, column in vars(new).items():
         getattr(fit, name)[rows] = column
 

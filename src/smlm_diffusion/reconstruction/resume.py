@@ -30,8 +30,10 @@ class ResumedRun:
         n_frames, rows, cols = frame_source_shape(stack)
         start, stop = resolve_frames(n_frames, settings.frames)
         if stop - start != previous.frames_requested:
-            raise SmlmInputError(f"the movie has {n_frames} frames; the interrupted run was of "
-                                 f"{previous.frames_requested} frames from frame {start + 1}")
+            raise SmlmInputError(
+                f"the movie has {n_frames} frames; the interrupted run was of "
+                f"{previous.frames_requested} frames from frame {start + 1}"
+            )
         if previous.frames and previous.psf_sigma_px is None:
             raise SmlmInputError("the interrupted run's record lacks its PSF width; run it again without --resume")
         fixed = continuation_settings(previous, rows, cols)
@@ -52,13 +54,16 @@ class ResumedRun:
         return merged.finish()
 
 
-
 def continuation_settings(previous: Reconstruction, rows: int, cols: int):
     """The settings the rest of ``previous`` runs with (frames of ``rows`` x ``cols``): its
     own, with the values its first part resolved held fixed (module doc)."""
     settings = previous.settings
     r0, r1, c0, c1 = settings.region or (0, rows, 0, cols)
-    return dataclasses.replace(settings, camera="given", psf_sigma_px=previous.psf_sigma_px,
-                               psi_model=previous.psi_model or settings.psi_model,
-                               chunk_frames=settings.frames_per_chunk(r1 - r0, c1 - c0),
-                               drift_block_frames=previous.block_frames or settings.drift_block_frames)
+    return dataclasses.replace(
+        settings,
+        camera="given",
+        psf_sigma_px=previous.psf_sigma_px,
+        psi_model=previous.psi_model or settings.psi_model,
+        chunk_frames=settings.frames_per_chunk(r1 - r0, c1 - c0),
+        drift_block_frames=previous.block_frames or settings.drift_block_frames,
+    )

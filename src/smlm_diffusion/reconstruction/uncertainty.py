@@ -15,8 +15,9 @@ from scipy import ndimage
 from ..analysis.metrics import match_points
 
 
-def sample_spread(mean_xy: np.ndarray, sample_xys: list[np.ndarray], match_radius: float
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def sample_spread(
+    mean_xy: np.ndarray, sample_xys: list[np.ndarray], match_radius: float
+) -> tuple[np.ndarray, np.ndarray]:
     """(per-axis std, detection probability) for each row of ``mean_xy`` (same units as
     the inputs). Rows found in fewer than 2 samples get ``match_radius / 2`` as std."""
     n = len(mean_xy)
@@ -35,9 +36,14 @@ def sample_spread(mean_xy: np.ndarray, sample_xys: list[np.ndarray], match_radiu
     return std, probability
 
 
-def aperture_photons(photons: np.ndarray, x_px: np.ndarray, y_px: np.ndarray, half_width_px: int = 2,
-                     background: np.ndarray | float | None = None, frame_index: np.ndarray | None = None
-                     ) -> np.ndarray:
+def aperture_photons(
+    photons: np.ndarray,
+    x_px: np.ndarray,
+    y_px: np.ndarray,
+    half_width_px: int = 2,
+    background: np.ndarray | float | None = None,
+    frame_index: np.ndarray | None = None,
+) -> np.ndarray:
     """Background-subtracted photons in a (2h+1)^2 window around each position (camera
     px, SPEC 3 origin). ``photons``: one frame, or a stack (F, H, W) with ``frame_index``
     naming each position's frame. ``background``: a per-pixel map (photons, e.g. the
@@ -49,11 +55,12 @@ def aperture_photons(photons: np.ndarray, x_px: np.ndarray, y_px: np.ndarray, ha
     if background is None:
         background = np.median(frames, axis=(1, 2))[:, None, None]
     background = np.asarray(background, np.float64)
-    residual = frames - np.broadcast_to(background[None] if single and background.ndim == 2 else background,
-                                        frames.shape)
+    residual = frames - np.broadcast_to(
+        background[None] if single and background.ndim == 2 else background, frames.shape
+    )
     # window sums of the residual for every pixel at once (zero outside the frame)
     window = 2 * half_width_px + 1
-    sums = ndimage.uniform_filter(residual, (1, window, window), mode="constant") * window ** 2
+    sums = ndimage.uniform_filter(residual, (1, window, window), mode="constant") * window**2
     rows = np.clip(np.floor(np.asarray(y_px, np.float64)).astype(int), 0, frames.shape[1] - 1)
     cols = np.clip(np.floor(np.asarray(x_px, np.float64)).astype(int), 0, frames.shape[2] - 1)
     index = np.zeros(len(rows), int) if frame_index is None else np.asarray(frame_index, int)

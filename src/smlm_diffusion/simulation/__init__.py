@@ -12,7 +12,6 @@ from .psf import (
     render_kde,
     single_emitter_kde_peak,
 )
-from .structure_prior import StructurePrior
 from .stack import (
     SimulatedChunk,
     SimulatedStack,
@@ -21,10 +20,28 @@ from .stack import (
     iter_simulation,
     simulate_stack,
 )
+from .structure_prior import StructurePrior
 
 __all__ = [
-    "BACKGROUND_STRUCTURES", "background_map", "hot_pixel_map", "BlinkingChain", "CameraModel", "DEFAULT_KDE_SIGMA_UPSAMPLED_PX", "STRUCTURES", "UPSAMPLING",
-    "SimulatedChunk", "SimulatedStack", "SimulationConfig", "StructurePrior", "expected_photons", "filament_movie_config", "iter_simulation",
-    "pixel_integrals", "quantize_uint16", "render_emitters", "render_kde", "simulate_stack",
+    "BACKGROUND_STRUCTURES",
+    "background_map",
+    "hot_pixel_map",
+    "BlinkingChain",
+    "CameraModel",
+    "DEFAULT_KDE_SIGMA_UPSAMPLED_PX",
+    "STRUCTURES",
+    "UPSAMPLING",
+    "SimulatedChunk",
+    "SimulatedStack",
+    "SimulationConfig",
+    "StructurePrior",
+    "expected_photons",
+    "filament_movie_config",
+    "iter_simulation",
+    "pixel_integrals",
+    "quantize_uint16",
+    "render_emitters",
+    "render_kde",
+    "simulate_stack",
     "single_emitter_kde_peak",
 ]

@@ -17,7 +17,7 @@ BACKGROUND_STRUCTURES = ("flat", "gradient", "field", "blobs", "cell", "mixed")
 
 
 def _grid(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    rows, cols = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float64)
+    rows, cols = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float64)
     return rows + 0.5, cols + 0.5
 
 
@@ -25,8 +25,8 @@ def _gradient(shape, rng) -> np.ndarray:
     rows, cols = _grid(shape)
     angle = rng.uniform(0, 2 * np.pi)
     t = np.cos(angle) * cols + np.sin(angle) * rows
-    t = (t - t.min()) / max(np.ptp(t), 1e-9)           # 0 .. 1 across the frame
-    low = rng.uniform(0.05, 0.6)                          # dim side relative to the bright side
+    t = (t - t.min()) / max(np.ptp(t), 1e-9)  # 0 .. 1 across the frame
+    low = rng.uniform(0.05, 0.6)  # dim side relative to the bright side
     return low + (1 - low) * t
 
 
@@ -51,7 +51,7 @@ def _blobs(shape, rng) -> np.ndarray:
         sigma = rng.uniform(6.0, 25.0)
         r0 = rng.uniform(-0.2, 1.2) * shape[0]
         c0 = rng.uniform(-0.2, 1.2) * shape[1]
-        out += rng.uniform(0.3, 2.0) * np.exp(-((rows - r0) ** 2 + (cols - c0) ** 2) / (2 * sigma ** 2))
+        out += rng.uniform(0.3, 2.0) * np.exp(-((rows - r0) ** 2 + (cols - c0) ** 2) / (2 * sigma**2))
     return out
 
 
@@ -77,8 +77,7 @@ def _cell(shape, rng) -> np.ndarray:
 _MAKERS = {"gradient": _gradient, "field": _field, "blobs": _blobs, "cell": _cell}
 
 
-def background_map(kind: str, shape: tuple[int, int], level_photons: float, rng: np.random.Generator
-                   ) -> np.ndarray:
+def background_map(kind: str, shape: tuple[int, int], level_photons: float, rng: np.random.Generator) -> np.ndarray:
     """(rows, cols) expected background in photons per pixel, mean ``level_photons``.
 
     ``kind``: one of ``BACKGROUND_STRUCTURES``; "mixed" multiplies a random field into a
@@ -95,8 +94,9 @@ def background_map(kind: str, shape: tuple[int, int], level_photons: float, rng:
     return pattern * (level_photons / pattern.mean())
 
 
-def hot_pixel_map(shape: tuple[int, int], count: int, rng: np.random.Generator,
-                  photons: tuple[float, float] = (50.0, 3000.0)) -> np.ndarray:
+def hot_pixel_map(
+    shape: tuple[int, int], count: int, rng: np.random.Generator, photons: tuple[float, float] = (50.0, 3000.0)
+) -> np.ndarray:
     """``count`` hot pixels (log-uniform excess photons per frame), zero elsewhere."""
     out = np.zeros(shape)
     if count > 0:

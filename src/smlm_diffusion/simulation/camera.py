@@ -42,7 +42,7 @@ class CameraModel:
 
     def variance_adu(self, omega_photons):
         excess = 2.0 if self.emccd else 1.0
-        return self.gain_adu_per_photon ** 2 * (excess * np.asarray(omega_photons) + self.read_noise_e ** 2)
+        return self.gain_adu_per_photon**2 * (excess * np.asarray(omega_photons) + self.read_noise_e**2)
 
     def to_photons(self, adu: np.ndarray) -> np.ndarray:
         """ADU -> photons (offset removed, divided by gain), float32."""
@@ -54,10 +54,17 @@ def quantize_uint16(adu: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(adu), 0, 65535).astype(np.uint16)
 
 
-def scmos_maps(shape: tuple[int, int], rng: np.random.Generator, offset_adu: float = 100.0,
-               offset_spread_adu: float = 3.0, read_noise_e: float = 1.5, noisy_fraction: float = 0.015,
-               noisy_read_noise_e: tuple[float, float] = (6.0, 30.0), gain_adu_per_electron: float = 2.0,
-               gain_spread: float = 0.05) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def scmos_maps(
+    shape: tuple[int, int],
+    rng: np.random.Generator,
+    offset_adu: float = 100.0,
+    offset_spread_adu: float = 3.0,
+    read_noise_e: float = 1.5,
+    noisy_fraction: float = 0.015,
+    noisy_read_noise_e: tuple[float, float] = (6.0, 30.0),
+    gain_adu_per_electron: float = 2.0,
+    gain_spread: float = 0.05,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A simulated sCMOS sensor's per-pixel (offset ADU, read variance ADU^2, gain ADU per
     electron): offsets scattered by ``offset_spread_adu``, read noise around ``read_noise_e``
     (log-normal, 20 %) with a ``noisy_fraction`` of pixels log-uniform in
@@ -72,10 +79,16 @@ def scmos_maps(shape: tuple[int, int], rng: np.random.Generator, offset_adu: flo
     return offset, (gain * noise_e) ** 2, gain
 
 
-def expose_scmos(omega_photons: np.ndarray, offset_adu: np.ndarray, read_variance_adu2: np.ndarray,
-                 gain_adu_per_electron: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def expose_scmos(
+    omega_photons: np.ndarray,
+    offset_adu: np.ndarray,
+    read_variance_adu2: np.ndarray,
+    gain_adu_per_electron: np.ndarray,
+    rng: np.random.Generator,
+) -> np.ndarray:
     """Noisy ADU frames from expected photons on a sensor with per-pixel maps (``scmos_maps``):
     gain * Poisson(omega) + offset + N(0, read variance)."""
     counts = rng.poisson(omega_photons).astype(np.float64)
-    return gain_adu_per_electron * counts + offset_adu + rng.normal(0.0, 1.0, counts.shape) * np.sqrt(
-        read_variance_adu2)
+    return (
+        gain_adu_per_electron * counts + offset_adu + rng.normal(0.0, 1.0, counts.shape) * np.sqrt(read_variance_adu2)
+    )

@@ -16,16 +16,23 @@ def uniform_sites(n: int, height_px: float, width_px: float, rng: np.random.Gene
     return rng.random((n, 2)) * np.array([width_px, height_px])
 
 
-def disc_sites(n: int, height_px: float, width_px: float, rng: np.random.Generator,
-               radius_px: float = 7.0) -> np.ndarray:
+def disc_sites(
+    n: int, height_px: float, width_px: float, rng: np.random.Generator, radius_px: float = 7.0
+) -> np.ndarray:
     """(n, 2) positions uniform in a disc centred on the field (the primary paper's prior)."""
     r = radius_px * np.sqrt(rng.random(n))
     a = 2 * np.pi * rng.random(n)
     return np.stack([width_px / 2 + r * np.cos(a), height_px / 2 + r * np.sin(a)], axis=1)
 
 
-def filament_curves(n_filaments: int, height_px: float, width_px: float, rng: np.random.Generator,
-                    persistence_px: float = 60.0, step_px: float = 0.25) -> list[np.ndarray]:
+def filament_curves(
+    n_filaments: int,
+    height_px: float,
+    width_px: float,
+    rng: np.random.Generator,
+    persistence_px: float = 60.0,
+    step_px: float = 0.25,
+) -> list[np.ndarray]:
     """Microtubule-like curves: worm-like chains entering the field at a random point
     and heading inwards, bending with persistence length ``persistence_px``.
     Returns a list of (m, 2) polylines (x, y) clipped to a 2-px margin around the field."""
@@ -52,8 +59,14 @@ def filament_curves(n_filaments: int, height_px: float, width_px: float, rng: np
     return curves
 
 
-def filament_sites(n_filaments: int, height_px: float, width_px: float, rng: np.random.Generator,
-                   label_spacing_px: float = 0.1, label_jitter_px: float = 0.1) -> np.ndarray:
+def filament_sites(
+    n_filaments: int,
+    height_px: float,
+    width_px: float,
+    rng: np.random.Generator,
+    label_spacing_px: float = 0.1,
+    label_jitter_px: float = 0.1,
+) -> np.ndarray:
     """(n, 2) label sites along filament curves, spaced ``label_spacing_px`` with a
     Gaussian jitter ``label_jitter_px`` (antibody/label size)."""
     sites = []
@@ -66,8 +79,14 @@ def filament_sites(n_filaments: int, height_px: float, width_px: float, rng: np.
     return np.concatenate(sites) if sites else np.zeros((0, 2))
 
 
-def cluster_sites(n_clusters: int, height_px: float, width_px: float, rng: np.random.Generator,
-                  sites_per_cluster: float = 30.0, cluster_sigma_px: float = 0.5) -> np.ndarray:
+def cluster_sites(
+    n_clusters: int,
+    height_px: float,
+    width_px: float,
+    rng: np.random.Generator,
+    sites_per_cluster: float = 30.0,
+    cluster_sigma_px: float = 0.5,
+) -> np.ndarray:
     """(n, 2) sites of a Thomas process: uniform centres, Poisson counts, Gaussian spread."""
     centres = uniform_sites(n_clusters, height_px, width_px, rng)
     counts = rng.poisson(sites_per_cluster, size=n_clusters)
@@ -83,8 +102,7 @@ class BlinkingChain:
     stationary fraction of on sites at ``mean_active / n_sites``.
     """
 
-    def __init__(self, n_sites: int, mean_active: float, on_lifetime_frames: float,
-                 rng: np.random.Generator) -> None:
+    def __init__(self, n_sites: int, mean_active: float, on_lifetime_frames: float, rng: np.random.Generator) -> None:
         if on_lifetime_frames < 1:
             raise ValueError("the on-state lifetime must be at least 1 frame")
         self.p_on = min(mean_active / max(n_sites, 1), 0.999)

@@ -16,8 +16,9 @@ UPSAMPLING = 4
 DEFAULT_KDE_SIGMA_UPSAMPLED_PX = 3.0
 
 
-def pixel_integrals(centres_px: np.ndarray, n_pixels: int, sigma_px: float | np.ndarray,
-                    upsampling: int = 1) -> np.ndarray:
+def pixel_integrals(
+    centres_px: np.ndarray, n_pixels: int, sigma_px: float | np.ndarray, upsampling: int = 1
+) -> np.ndarray:
     """Fraction of a 1-D Gaussian falling in each pixel (eq. 2, Delta E_u).
 
     ``centres_px``: (..., k) emitter coordinates along one axis, in camera pixels.
@@ -34,8 +35,14 @@ def pixel_integrals(centres_px: np.ndarray, n_pixels: int, sigma_px: float | np.
     return np.diff(cdf, axis=-1)
 
 
-def render_emitters(x_px: np.ndarray, y_px: np.ndarray, weights: np.ndarray, shape: tuple[int, int],
-                    sigma_px: float | np.ndarray, upsampling: int = 1) -> np.ndarray:
+def render_emitters(
+    x_px: np.ndarray,
+    y_px: np.ndarray,
+    weights: np.ndarray,
+    shape: tuple[int, int],
+    sigma_px: float | np.ndarray,
+    upsampling: int = 1,
+) -> np.ndarray:
     """Sum of pixel-integrated Gaussians, batched over frames.
 
     ``x_px``, ``y_px``, ``weights``: (frames, k) arrays (pad unused slots with weight 0).
@@ -55,8 +62,9 @@ def expected_photons(x_px, y_px, photons, shape, psf_sigma_px, background_photon
     return render_emitters(x_px, y_px, photons, shape, psf_sigma_px) + background_photons
 
 
-def render_kde(x_px, y_px, present, shape, kde_sigma_upsampled_px=DEFAULT_KDE_SIGMA_UPSAMPLED_PX,
-               upsampling: int = UPSAMPLING) -> np.ndarray:
+def render_kde(
+    x_px, y_px, present, shape, kde_sigma_upsampled_px=DEFAULT_KDE_SIGMA_UPSAMPLED_PX, upsampling: int = UPSAMPLING
+) -> np.ndarray:
     """Noiseless KDE target on the ``upsampling``-times finer grid (eq. 3).
 
     Fixed physical scale: every emitter contributes a total mass of 1 (so a KDE is

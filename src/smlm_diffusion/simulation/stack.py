@@ -30,30 +30,30 @@ class SimulationConfig:
     height_px: int = 64
     width_px: int = 64
     pixel_size_nm: float = 108.0
-    density_per_um2: float = 0.5          # expected *active* emitters per frame per um^2 of field
-    photons: float = 1000.0               # mean photons per emitter per frame (i0)
-    photon_spread: float = 0.0            # relative std of i0 between emitters/frames (gamma)
-    background_photons: float = 10.0      # per camera pixel per frame (the mean over the field)
-    background_structure: str = "flat"    # flat | gradient | field | blobs | cell | mixed (background.py)
-    hot_pixels: int = 0                   # stationary hot pixels in the field
+    density_per_um2: float = 0.5  # expected *active* emitters per frame per um^2 of field
+    photons: float = 1000.0  # mean photons per emitter per frame (i0)
+    photon_spread: float = 0.0  # relative std of i0 between emitters/frames (gamma)
+    background_photons: float = 10.0  # per camera pixel per frame (the mean over the field)
+    background_structure: str = "flat"  # flat | gradient | field | blobs | cell | mixed (background.py)
+    hot_pixels: int = 0  # stationary hot pixels in the field
     psf_sigma_px: float = 0.92
     gain_adu_per_photon: float = 1.0
     offset_adu: float = 100.0
     read_noise_e: float = 0.0
     emccd: bool = False
-    structure: str = "uniform"            # uniform | disc | filaments | clusters
+    structure: str = "uniform"  # uniform | disc | filaments | clusters
     disc_radius_px: float = 7.0
-    n_filaments: int | None = None        # default: about one per 16 px of field side
-    n_clusters: int | None = None         # default: one per 100 px^2
-    blinking: bool = False                # False: every frame is independent
+    n_filaments: int | None = None  # default: about one per 16 px of field side
+    n_clusters: int | None = None  # default: one per 100 px^2
+    blinking: bool = False  # False: every frame is independent
     on_lifetime_frames: float = 3.0
     kde_sigma_upsampled_px: float = DEFAULT_KDE_SIGMA_UPSAMPLED_PX
-    drift_x_nm: float = 0.0               # stage drift: linear, reaching this at the last frame
+    drift_x_nm: float = 0.0  # stage drift: linear, reaching this at the last frame
     drift_y_nm: float = 0.0
-    drift_wobble_nm: float = 0.0          # plus a sinusoid of this amplitude (x: sin, y: cos - 1)
-    drift_wobble_frames: float = 500.0    # period of the sinusoid
-    structure_source: str = ""            # a structure prior from the user's data (its file), else ""
-    augment_structure: bool = False       # random crop / flip / 90-degree rotation of that structure
+    drift_wobble_nm: float = 0.0  # plus a sinusoid of this amplitude (x: sin, y: cos - 1)
+    drift_wobble_frames: float = 500.0  # period of the sinusoid
+    structure_source: str = ""  # a structure prior from the user's data (its file), else ""
+    augment_structure: bool = False  # random crop / flip / 90-degree rotation of that structure
     seed: int = 0
 
     def validate(self) -> None:
@@ -65,8 +65,10 @@ class SimulationConfig:
             (self.photons > 0, "the photon count per emitter must be positive"),
             (self.photon_spread >= 0, "the photon spread must be zero or positive"),
             (self.background_photons >= 0, "the background must be zero or positive (photons per pixel)"),
-            (self.background_structure in BACKGROUND_STRUCTURES,
-             f"the background structure must be one of {', '.join(BACKGROUND_STRUCTURES)}"),
+            (
+                self.background_structure in BACKGROUND_STRUCTURES,
+                f"the background structure must be one of {', '.join(BACKGROUND_STRUCTURES)}",
+            ),
             (self.hot_pixels >= 0, "the number of hot pixels must be zero or positive"),
             (self.psf_sigma_px > 0, "the PSF sigma must be positive (camera pixels)"),
             (self.gain_adu_per_photon > 0, "the camera gain must be positive (ADU per photon)"),
@@ -100,18 +102,31 @@ class SimulationConfig:
         t = np.asarray(frames, np.float64) - 1.0
         ramp = t / max(self.n_frames - 1, 1)
         phase = 2 * np.pi * t / self.drift_wobble_frames
-        return (self.drift_x_nm * ramp + self.drift_wobble_nm * np.sin(phase),
-                self.drift_y_nm * ramp + self.drift_wobble_nm * (np.cos(phase) - 1.0))
+        return (
+            self.drift_x_nm * ramp + self.drift_wobble_nm * np.sin(phase),
+            self.drift_y_nm * ramp + self.drift_wobble_nm * (np.cos(phase) - 1.0),
+        )
 
 
 def filament_movie_config(n_frames: int = 100, seed: int = 0) -> SimulationConfig:
     """The blinking-filament movie shown by ``demo`` and napari's sample data: 64x64
     frames, 0.6 active emitters/um^2, 1500 photons +-30%, background 15, gain 2,
     offset 100 ADU, read noise 1.5 e-."""
-    return SimulationConfig(n_frames=n_frames, height_px=64, width_px=64, density_per_um2=0.6,
-                            photons=1500.0, photon_spread=0.3, background_photons=15.0, read_noise_e=1.5,
-                            gain_adu_per_photon=2.0, offset_adu=100.0, structure="filaments",
-                            blinking=True, seed=seed)
+    return SimulationConfig(
+        n_frames=n_frames,
+        height_px=64,
+        width_px=64,
+        density_per_um2=0.6,
+        photons=1500.0,
+        photon_spread=0.3,
+        background_photons=15.0,
+        read_noise_e=1.5,
+        gain_adu_per_photon=2.0,
+        offset_adu=100.0,
+        structure="filaments",
+        blinking=True,
+        seed=seed,
+    )
 
 
 @dataclass
@@ -119,10 +134,10 @@ class SimulatedChunk:
     """Frames ``first_frame .. first_frame + len(adu) - 1`` (1-based) of a movie."""
 
     first_frame: int
-    adu: np.ndarray                     # (f, rows, cols) float64 ADU, or uint16 if quantized
-    omega_photons: np.ndarray           # (f, rows, cols) expected photons incl. background
+    adu: np.ndarray  # (f, rows, cols) float64 ADU, or uint16 if quantized
+    omega_photons: np.ndarray  # (f, rows, cols) expected photons incl. background
     truth: Localizations
-    kde: np.ndarray | None = None       # (f, 4*rows, 4*cols) float32
+    kde: np.ndarray | None = None  # (f, 4*rows, 4*cols) float32
 
 
 @dataclass
@@ -156,8 +171,9 @@ class _EmitterSource:
         self.rng = rng
         if prior is not None:
             pool = max(int(200 * cfg.mean_active_emitters), 2000)
-            self.sites = prior.sites_px(pool, cfg.height_px, cfg.width_px, cfg.pixel_size_nm, rng,
-                                        cfg.augment_structure)
+            self.sites = prior.sites_px(
+                pool, cfg.height_px, cfg.width_px, cfg.pixel_size_nm, rng, cfg.augment_structure
+            )
             if len(self.sites) == 0:
                 raise ValueError(f"the structure {prior.source} has no sites inside the simulated field")
         else:
@@ -165,8 +181,7 @@ class _EmitterSource:
             self.sites = None if fresh_each_frame else _structure_sites(cfg, rng)
         self.chain = None
         if cfg.blinking:
-            self.chain = BlinkingChain(len(self.sites), cfg.mean_active_emitters,
-                                       cfg.on_lifetime_frames, rng)
+            self.chain = BlinkingChain(len(self.sites), cfg.mean_active_emitters, cfg.on_lifetime_frames, rng)
 
     def _fresh_positions(self, k: int) -> np.ndarray:
         cfg = self.cfg
@@ -200,8 +215,13 @@ def _padded(per_frame: list[np.ndarray], width: int) -> np.ndarray:
     return out
 
 
-def iter_simulation(cfg: SimulationConfig, chunk_frames: int = 256, with_kde: bool = False,
-                    quantize: bool = False, prior: StructurePrior | None = None) -> Iterator[SimulatedChunk]:
+def iter_simulation(
+    cfg: SimulationConfig,
+    chunk_frames: int = 256,
+    with_kde: bool = False,
+    quantize: bool = False,
+    prior: StructurePrior | None = None,
+) -> Iterator[SimulatedChunk]:
     """Generate a movie chunk by chunk (bounded memory for long movies). ``prior``: the
     structure from the user's data (``cfg.structure`` is then not used)."""
     cfg.validate()
@@ -217,8 +237,9 @@ def iter_simulation(cfg: SimulationConfig, chunk_frames: int = 256, with_kde: bo
         frames = source.next_frames(n)
         if cfg.drift_x_nm or cfg.drift_y_nm or cfg.drift_wobble_nm:  # the stage moves the whole sample
             dx, dy = cfg.drift_nm(np.arange(done + 1, done + n + 1))
-            frames = [(xy + np.array([ddx, ddy]) / cfg.pixel_size_nm, ids)
-                      for (xy, ids), ddx, ddy in zip(frames, dx, dy)]
+            frames = [
+                (xy + np.array([ddx, ddy]) / cfg.pixel_size_nm, ids) for (xy, ids), ddx, ddy in zip(frames, dx, dy)
+            ]
         counts = [len(ids) for _, ids in frames]
         width = max(counts) if counts else 0
         photons = [_photons(c, cfg, photon_rng) for c in counts]
@@ -240,8 +261,11 @@ def iter_simulation(cfg: SimulationConfig, chunk_frames: int = 256, with_kde: bo
             x_nm=xy_all[:, 0] * cfg.pixel_size_nm,
             y_nm=xy_all[:, 1] * cfg.pixel_size_nm,
             intensity_photons=np.concatenate(photons) if sum(counts) else np.zeros(0),
-            extra={"site_id": np.concatenate([ids for _, ids in frames]).astype(np.int64)
-                   if sum(counts) else np.zeros(0, np.int64)},
+            extra={
+                "site_id": np.concatenate([ids for _, ids in frames]).astype(np.int64)
+                if sum(counts)
+                else np.zeros(0, np.int64)
+            },
         )
         yield SimulatedChunk(done + 1, adu, omega, truth, kde)
         done += n
@@ -253,19 +277,25 @@ def background_photons_map(cfg: SimulationConfig, rng: np.random.Generator) -> n
     if cfg.background_structure == "flat" and cfg.hot_pixels == 0:
         return float(cfg.background_photons)
     shape = (cfg.height_px, cfg.width_px)
-    return background_map(cfg.background_structure, shape, cfg.background_photons, rng) \
-        + hot_pixel_map(shape, cfg.hot_pixels, rng)
+    return background_map(cfg.background_structure, shape, cfg.background_photons, rng) + hot_pixel_map(
+        shape, cfg.hot_pixels, rng
+    )
 
 
 def _photons(count: int, cfg: SimulationConfig, rng: np.random.Generator) -> np.ndarray:
     if cfg.photon_spread <= 0:
         return np.full(count, float(cfg.photons))
-    shape = 1.0 / cfg.photon_spread ** 2
+    shape = 1.0 / cfg.photon_spread**2
     return rng.gamma(shape, cfg.photons / shape, size=count)
 
 
-def simulate_stack(cfg: SimulationConfig, with_kde: bool = False, quantize: bool = False,
-                   keep_omega: bool = False, prior: StructurePrior | None = None) -> SimulatedStack:
+def simulate_stack(
+    cfg: SimulationConfig,
+    with_kde: bool = False,
+    quantize: bool = False,
+    keep_omega: bool = False,
+    prior: StructurePrior | None = None,
+) -> SimulatedStack:
     """A whole movie in memory: ADU frames, ground truth, optional KDE targets."""
     chunks = list(iter_simulation(cfg, with_kde=with_kde, quantize=quantize, prior=prior))
     truth = Localizations.concatenate([c.truth for c in chunks])

@@ -18,8 +18,8 @@ import numpy as np
 
 @dataclass(frozen=True)
 class StructurePrior:
-    points_nm: np.ndarray | None = None      # (n, 2) x, y in nm
-    image: np.ndarray | None = None          # (rows, cols) density >= 0
+    points_nm: np.ndarray | None = None  # (n, 2) x, y in nm
+    image: np.ndarray | None = None  # (rows, cols) density >= 0
     image_pixel_nm: float | None = None
     source: str = ""
 
@@ -46,8 +46,15 @@ class StructurePrior:
         rows, cols = np.shape(self.image)
         return 0.0, 0.0, cols * self.image_pixel_nm, rows * self.image_pixel_nm
 
-    def sites_px(self, n_sites: int, height_px: int, width_px: int, pixel_size_nm: float,
-                 rng: np.random.Generator, augment: bool = False) -> np.ndarray:
+    def sites_px(
+        self,
+        n_sites: int,
+        height_px: int,
+        width_px: int,
+        pixel_size_nm: float,
+        rng: np.random.Generator,
+        augment: bool = False,
+    ) -> np.ndarray:
         """(k, 2) site positions (x, y) in camera px inside the field: all the table's
         points in the field's window, or ``n_sites`` draws from the image."""
         points = self._points(n_sites, rng)
