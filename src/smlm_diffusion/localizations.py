@@ -1,6 +1,6 @@
 """A table of localizations (or ground-truth emitters): columns of equal length.
 
-Coordinates follow SPEC 3: ``x_nm`` is the column axis, ``y_nm`` the row axis, the
+Coordinates: ``x_nm`` is the column axis, ``y_nm`` the row axis, the
 origin is the top-left *corner* of the top-left pixel, frames count from 1.
 """
 
@@ -93,5 +93,5 @@ class Localizations:
         )
 
     def xy_px(self, pixel_size_nm: float) -> np.ndarray:
-        """(n, 2) positions in camera pixels, columns (x, y), SPEC 3 origin."""
+        """(n, 2) positions in camera pixels, columns (x, y), corner origin."""
         return np.stack([self.x_nm, self.y_nm], axis=1) / float(pixel_size_nm)

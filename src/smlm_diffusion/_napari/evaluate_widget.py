@@ -1,5 +1,5 @@
 """Evaluate dock widget: localizations (Points layer or CSV) against a ground truth
-(Points layer or CSV) -> SPEC-4 metrics, and matched / missed / false points as layers."""
+(Points layer or CSV) -> SMLM Challenge metrics, and matched / missed / false points as layers."""
 
 from __future__ import annotations
 

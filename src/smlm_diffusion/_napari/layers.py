@@ -1,7 +1,7 @@
 """Qt-free helpers of the napari face: world-coordinate alignment and layer data.
 
 napari puts the centre of pixel index i at world ``translate + scale * i``. With the raw
-layer's (scale s, translate t) on the last two axes, SPEC 3 positions (nm, origin at the
+layer's (scale s, translate t) on the last two axes, positions (nm, origin at the
 top-left corner) map to world ``t + s * (pos_nm / px - 0.5)`` and 4x KDE pixels j (centre
 at (j + 0.5) / 4 camera px) need scale s / 4 and translate ``t + s * (origin - 0.375)``.
 """

@@ -50,7 +50,7 @@ class LayerTable:
 
 
 def table_from_layer(name: str, data, features, metadata, scale, translate, pixel_size_nm: float) -> LayerTable:
-    """Copy a Points layer's data into a :class:`LayerTable` (SPEC 3 nm positions)."""
+    """Copy a Points layer's data into a :class:`LayerTable` (nm positions, corner origin)."""
     import pandas as pd  # napari's own dependency
 
     data = np.array(data, float, ndmin=2)

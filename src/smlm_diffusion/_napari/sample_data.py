@@ -15,7 +15,7 @@ def simulated_filaments():
     meta = {"pixel_size_nm": px, "offset_adu": cfg.offset_adu, "gain_adu_per_photon": cfg.gain_adu_per_photon}
     truth = stack.truth
     # napari world coordinates are camera pixels; a pixel's centre sits at its integer index,
-    # so the SPEC 3 position (c + 0.5) * px maps to x / px - 0.5.
+    # so the position (c + 0.5) * px maps to x / px - 0.5.
     points = np.stack([truth.frame - 1, truth.y_nm / px - 0.5, truth.x_nm / px - 0.5], axis=1)
     return [
         (

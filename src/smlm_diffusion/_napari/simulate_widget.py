@@ -1,4 +1,4 @@
-"""Simulate dock widget: the simulator's parameters (SPEC 4), a live preview of a few
+"""Simulate dock widget: the simulator's parameters, a live preview of a few
 frames with the ground truth as Points, and "Write dataset" (stack + ground-truth CSV,
 optional KDE targets) in a background worker with progress. The emitters can be placed on
 a structure taken from a Points layer (localizations) or an Image layer (a density, such
@@ -42,7 +42,7 @@ def structure_from_layer(
 ) -> StructurePrior:
     """A structure prior from a layer's data. World coordinates count camera pixels of
     ``metadata['pixel_size_nm']`` (our layers), else of ``pixel_size_nm`` (the simulated
-    camera's); a Points layer gives points (nm, pixel centres at k + 0.5 as SPEC 3), an Image
+    camera's); a Points layer gives points (nm, pixel centres at k + 0.5 as in localizations.py), an Image
     layer a density whose pixel is its scale times that camera pixel."""
     pixel = float((metadata or {}).get("pixel_size_nm") or pixel_size_nm)
     scale, translate = np.asarray(scale, float)[-2:], np.asarray(translate, float)[-2:]

@@ -1,4 +1,4 @@
-"""Writers for Points layers: ThunderSTORM CSV (SPEC 3) and Picasso HDF5 + YAML."""
+"""Writers for Points layers: ThunderSTORM CSV and Picasso HDF5 + YAML."""
 
 from __future__ import annotations
 

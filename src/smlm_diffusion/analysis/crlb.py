@@ -37,7 +37,7 @@ def fisher_information(
     emccd: bool = False,
 ) -> np.ndarray:
     """4x4 Fisher information for (x, y, photons, background) of one emitter on a
-    ``shape`` (rows, cols) window; positions in pixels with the SPEC 3 origin."""
+    ``shape`` (rows, cols) window; positions in pixels with the corner origin."""
     ex, dex = _axis_terms(x_px, shape[1], psf_sigma_px)
     ey, dey = _axis_terms(y_px, shape[0], psf_sigma_px)
     omega = photons * np.outer(ey, ex) + background_photons + read_noise_e**2

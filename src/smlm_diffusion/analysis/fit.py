@@ -35,7 +35,7 @@ MAX_GROUP = 20
 
 @dataclass
 class FitResult:
-    x_px: np.ndarray  # refined positions (camera px, SPEC 3 origin); the start where the fit failed
+    x_px: np.ndarray  # refined positions (camera px, corner origin); the start where the fit failed
     y_px: np.ndarray
     photons: np.ndarray  # N_i
     background_photons: np.ndarray  # b + delta at the emitter's centre pixel

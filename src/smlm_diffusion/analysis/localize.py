@@ -1,7 +1,7 @@
 """Laplacian-of-Gaussian localization (scikit-image) with sub-pixel refinement.
 
 Used on KDEs (the 4x grid, the models' output) and, as a classical baseline, on raw
-photon frames. Positions follow SPEC 3: grid pixel ``j`` of a grid ``upsampling``
+photon frames. Positions (corner origin, as in ``localizations.py``): grid pixel ``j`` of a grid ``upsampling``
 times finer than the camera has its centre at ``(j + 0.5) / upsampling`` camera px.
 """
 

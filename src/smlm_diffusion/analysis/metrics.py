@@ -1,4 +1,4 @@
-"""Per-frame one-to-one matching and the SMLM Challenge 2016 metrics (SPEC 4)."""
+"""Per-frame one-to-one matching and the SMLM Challenge 2016 metrics."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def match_points(predicted_xy: np.ndarray, true_xy: np.ndarray, tolerance: float
 
 @dataclass
 class MatchResult:
-    """Counts, SPEC 4 metrics and the matched index pairs (into the input tables)."""
+    """Counts, SMLM Challenge metrics and the matched index pairs (into the input tables)."""
 
     true_positives: int
     false_positives: int

@@ -1,4 +1,4 @@
-"""The ``smlm-diffusion`` command line (SPEC 4): a thin face over the library."""
+"""The ``smlm-diffusion`` command line: a thin face over the library."""
 
 from __future__ import annotations
 

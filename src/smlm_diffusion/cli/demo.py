@@ -147,7 +147,7 @@ def _figure(path: Path, first_frame: np.ndarray, result, posterior, pixel_size_n
     fig, axes = plt.subplots(1, 5, figsize=(22, 4.8), constrained_layout=True)
     extent_raw = (-0.5, first_frame.shape[1] - 0.5, first_frame.shape[0] - 0.5, -0.5)
     extent_kde = (0, first_frame.shape[1], first_frame.shape[0], 0)  # 4x grid spans the camera pixel edges
-    shift = 0.5  # SPEC 3 positions (corner origin) -> imshow's pixel-centre coordinates
+    shift = 0.5  # positions (corner origin) -> imshow's pixel-centre coordinates
     axes[0].imshow(first_frame, cmap="gray", extent=extent_raw)
     axes[0].set_title("raw frame 1 (photons)")
     one = posterior if posterior is not None else result

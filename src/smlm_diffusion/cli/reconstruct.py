@@ -1,5 +1,5 @@
 """``smlm-diffusion reconstruct IN.tif --out DIR``: localizations with uncertainties, the
-posterior-mean render and its variance, and a run record (SPEC 4)."""
+posterior-mean render and its variance, and a run record."""
 
 from __future__ import annotations
 

@@ -176,7 +176,7 @@ def _run_chain(
     # a scaled psi with v-prediction (its y0 estimate is bounded at every t) meets the KDE's
     # bounds (0 <= y <= clip_max) only at the chain's last step: most pixels of a KDE sit at its
     # lower bound, and clipping every step's estimate there ratchets empty pixels upward (psi v9,
-    # full sampling: a pedestal of ~2 % of a peak, 2 std above 0; docs/models.md, twelfth session)
+    # full sampling: a pedestal of ~2 % of a peak, 2 std above 0; docs/models.md)
     bounded_estimate = target == "scaled" and prediction == "v"
     step_clip = ((-z_clip, z_clip) if z_clip else None) if bounded_estimate else clip
     mixes = step_mixes(settings, schedule.n_steps)

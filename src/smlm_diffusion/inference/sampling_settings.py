@@ -12,16 +12,16 @@ import numpy as np
 #: steps taken one by one and the rest strided is as wide as the full chain, and the same
 #: steps strided by 5 give 0.3-0.5x its variance; so the first 5 steps are single, the rest
 #: strided, and the chain ends at t = 10, whose last estimate leaves empty pixels as quiet as
-#: full sampling's (12 evaluations; psi v9, validation sets; docs/models.md, twelfth session)
+#: full sampling's (12 evaluations; psi v9, validation sets; docs/models.md)
 SCALED_PSI_TIMES = (100, 99, 98, 97, 96, 95, 90, 85, 75, 55, 30, 10)
 #: and its variance mix (each strided step's variance toward the upper bound 1 - g_t/g_s): 0,
 #: the steps' own posterior variance (the upper bound, 1, left 6-8x full sampling's variance in
-#: empty pixels, in plans ending at t = 30; tenth and twelfth sessions)
+#: empty pixels, in plans ending at t = 30; docs/models.md)
 SCALED_PSI_VARIANCE_MIX = 0.0
 #: and its shift width, the factor on the emitters' part of the scale map that makes up for the
 #: strided steps: with it the plan's mean variance is 0.99 / 1.15 / 1.12x full sampling's on the
 #: three validation sets, 1.00x on average over them and two more seeds of each (1.15: 0.93x;
-#: 1.25: up to 1.24x on the first seeds; psi v9, docs/models.md, twelfth session)
+#: 1.25: up to 1.24x on the first seeds; psi v9, docs/models.md)
 SCALED_PSI_SHIFT_WIDTH = 1.2
 
 

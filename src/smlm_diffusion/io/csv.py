@@ -1,4 +1,4 @@
-"""ThunderSTORM-style localization tables (SPEC 3).
+"""ThunderSTORM-style localization tables.
 
 Header ``name [unit]``; columns at least ``id, frame, x [nm], y [nm],
 intensity [photon], uncertainty_xy [nm]``; frames count from 1; x = column axis,
@@ -31,7 +31,7 @@ _ALIASES = {
 }
 
 
-#: headers spelled with spaces (issue 14's drift columns)
+#: headers spelled with spaces (the drift columns)
 _SPACED = {"drift_x_nm": "drift x [nm]", "drift_y_nm": "drift y [nm]", "drift_std_nm": "drift std [nm]"}
 
 

@@ -1,6 +1,6 @@
 """Picasso export: an HDF5 ``locs`` table plus its YAML metadata (so results open in
 Picasso Render). Coordinates are camera pixels in Picasso's convention, where the centre
-of pixel c is at c (Picasso localize reports a spot centred on pixel c at c): SPEC 3's
+of pixel c is at c (Picasso localize reports a spot centred on pixel c at c): our
 ``x_nm / pixel_size - 0.5``. Frames count from 0 as in Picasso. ``lpx``/``lpy`` are the
 per-axis uncertainty, ``sx``/``sy`` the PSF sigma of the fit, ``bg`` the fitted
 background (photons per pixel), where the table has them (0 where it has not)."""

@@ -55,7 +55,7 @@ def _picasso_points(path: Path, pixel_size_nm: float | None) -> np.ndarray:
             f"the Picasso table {path.name} has no pixel size (no Pixelsize in its .yaml); give it "
             "with --structure-pixel-size"
         )
-    # Picasso puts pixel centres at integers; SPEC 3 at k + 0.5
+    # Picasso puts pixel centres at integers, we at k + 0.5
     return np.c_[locs["x"] + 0.5, locs["y"] + 0.5].astype(np.float64) * pixel
 
 

@@ -1,6 +1,6 @@
 """Models layer (pure torch, no I/O): the DeepSTORM-style CNN phi, the conditional
-U-Net psi and the DDPM noise schedule. Training, bundled weights and loading come with
-the models issue."""
+U-Net psi and the DDPM noise schedule; their training (``training.py``), the bundled
+weights and their loading (``store.py``)."""
 
 from .phi import DeepStormPhi, ShufflePhi, build_phi
 from .psi import CameraPsi, ConditionalUNet, build_psi, timestep_embedding

@@ -2,7 +2,7 @@
 
 A psi conditioned on phi's KDE cannot be narrower than what it can localize: from the
 frame alone it places an isolated emitter to about 0.1 camera px whatever its brightness,
-so its posterior cannot follow the Cramer-Rao bound (docs/models.md, eighth session). This
+so its posterior cannot follow the Cramer-Rao bound (docs/models.md). This
 psi is conditioned instead on what the maximum-likelihood fit knows:
 
 - the condition: the eq. 3 KDE of the refined positions (model units), in place of phi's;
@@ -52,7 +52,7 @@ def refined_condition(
     x_px: np.ndarray, y_px: np.ndarray, std_px: np.ndarray, shape: tuple[int, int], upsampling: int = 4
 ) -> tuple[np.ndarray, np.ndarray]:
     """(condition KDE (4H, 4W) in model units, precision channel (H, W)) for refined
-    positions and per-axis stds, all in camera px (SPEC 3 origin: pixel k spans [k, k+1))."""
+    positions and per-axis stds, all in camera px (corner origin: pixel k spans [k, k+1))."""
     x = np.asarray(x_px, np.float64).reshape(-1)
     y = np.asarray(y_px, np.float64).reshape(-1)
     rows, cols = shape
@@ -75,7 +75,7 @@ def fit_residual_channel(
     read_variance_photons2: float = 0.0,
 ) -> np.ndarray:
     """(H, W) residual of the fits: (photons - model) / sqrt(model + read variance), the model
-    being the background map plus every fit's integrated Gaussian PSF (SPEC 2), clipped to
+    being the background map plus every fit's integrated Gaussian PSF, clipped to
     +-RESIDUAL_CLIP and divided by it. Fits with a non-finite position or photon count are
     left out (they explain nothing)."""
     x = np.asarray(x_px, np.float64).reshape(-1)

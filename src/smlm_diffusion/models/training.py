@@ -252,7 +252,7 @@ class Trainer:
         Near t = T the noise frame y_t says nothing about y0, so psi's estimate of y0 should not
         depend on it; psi v9 still passed ~0.2 of y_t through at t = T (uniform t gives those
         steps 6 % of the examples), and the 100-step chain amplifies that step by step
-        (docs/models.md, twelfth session)."""
+        (docs/models.md)."""
         top = self.schedule.n_steps - self.schedule.n_steps // 10
         high = torch.rand(len(t), generator=generator) < self.settings.high_noise_share
         return torch.where(high, torch.randint(top + 1, self.schedule.n_steps + 1, (len(t),), generator=generator), t)
@@ -282,7 +282,7 @@ class Trainer:
             # these examples see no phi estimate (zeros; their residual is then the whole KDE), so
             # psi must learn to localize from the frame itself: the bundled psi barely reads the
             # frame (zeroing it changes its estimates by < 5 %), and so cannot tell a bright
-            # emitter's precise position from a dim one's (docs/models.md, seventh session)
+            # emitter's precise position from a dim one's (docs/models.md)
             keep = torch.rand(len(inputs), generator=generator) >= self.settings.condition_dropout
             condition = condition * keep.to(condition.device, condition.dtype)[:, None, None, None]
         target = getattr(self.model, "target", "kde")

@@ -1,4 +1,4 @@
-"""Whole-stack reconstruction (issue 4's public API): streams frames through phi and the
+"""Whole-stack reconstruction: streams frames through phi and the
 posterior sampler (inference layer) and localizes with uncertainties (analysis layer).
 Importing this package does not import torch; running a reconstruction does."""
 

@@ -1,5 +1,5 @@
-"""The camera settings of a run, checked against the movie (photon transfer, SPEC 3 and
-the real-frames issue): the estimate goes into the run record, a stated gain more than 2x
+"""The camera settings of a run, checked against the movie (photon transfer): the
+estimate goes into the run record, a stated gain more than 2x
 off gets one sentence, and ``camera="auto"`` uses the estimate instead."""
 
 from __future__ import annotations

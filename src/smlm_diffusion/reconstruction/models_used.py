@@ -15,7 +15,7 @@ from .settings import Reconstruction
 #: emitters per um^2): 0.7 x the top of its training prior (0.5). Measured on the first 4-16
 #: frames of the validation and benchmark sets: isolated emitters 0.03-0.12, sparse uniform
 #: sets 0.19-0.30; the paper's disc of faint emitters 0.43-0.86 (its localizations alone say
-#: 0.27-0.54 per um^2 over the frame: they merge), 1 per um^2 1.1 (docs/models.md, thirteenth session)
+#: 0.27-0.54 per um^2 over the frame: they merge), 1 per um^2 1.1 (docs/models.md)
 SPARSE_PSI_MAX_LOCAL_DENSITY_PER_UM2 = 0.35
 #: radius of the neighbourhood over which ``local_density`` counts (um)
 LOCAL_RADIUS_UM = 1.0
@@ -106,9 +106,9 @@ def choose_psi(
     """``psi_model="auto"``: the sparse-prior psi (store.SPARSE_PSI) when the first chunk's
     frames' local density is at most SPARSE_PSI_MAX_LOCAL_DENSITY_PER_UM2, else ``psi``
     (the bundled one, trained on 0.05-4 /um^2). A psi hedges for the unresolved neighbours its
-    prior puts under a fit; on sparse data the broad prior's hedge is too wide (docs/models.md,
-    thirteenth session). The choice and its reason go to ``result.psi_model`` / ``psi_choice``.
-    ``load(name)`` loads a bundled model."""
+    prior puts under a fit; on sparse data the broad prior's hedge is too wide (docs/models.md).
+    The choice and its reason go to ``result.psi_model`` / ``psi_choice``. ``load(name)``
+    loads a bundled model."""
     from ..models.store import SPARSE_PSI, bundled_path
 
     settings = result.settings

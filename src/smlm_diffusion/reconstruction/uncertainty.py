@@ -1,4 +1,4 @@
-"""Per-localization uncertainty from posterior samples (SPEC 2, "Localization").
+"""Per-localization uncertainty from posterior samples.
 
 Every posterior KDE sample is localized like the mean; each chain's localizations are
 matched one-to-one (Hungarian, within ``match_radius_px``) to the mean's. A localization's
@@ -45,7 +45,7 @@ def aperture_photons(
     frame_index: np.ndarray | None = None,
 ) -> np.ndarray:
     """Background-subtracted photons in a (2h+1)^2 window around each position (camera
-    px, SPEC 3 origin). ``photons``: one frame, or a stack (F, H, W) with ``frame_index``
+    px, corner origin). ``photons``: one frame, or a stack (F, H, W) with ``frame_index``
     naming each position's frame. ``background``: a per-pixel map (photons, e.g. the
     models' local estimate) or a level; None takes the frame median. A simple intensity
     estimate (captures > 95 % of a PSF with sigma <= 1.2 px; neighbours inside the window add)."""

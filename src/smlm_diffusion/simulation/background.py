@@ -1,4 +1,4 @@
-"""Spatially varying background (SPEC 2): real frames are rarely flat.
+"""Spatially varying background: real frames are rarely flat.
 
 ``background_map`` draws one expected-background image in photons per camera pixel
 whose mean over the frame is ``level_photons``: a flat field, a linear gradient, a

@@ -1,4 +1,4 @@
-"""Camera model: photons -> ADU (SPEC 2) and back.
+"""Camera model: photons -> ADU and back.
 
 ADU = gain * (S + R) + offset, where S is the photo-electron count (Poisson, or the
 EMCCD gamma-amplified count with excess-noise factor F^2 = 2) and R ~ N(0, read_noise_e^2)

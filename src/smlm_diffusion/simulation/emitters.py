@@ -1,6 +1,6 @@
 """Emitter priors (where fluorophores sit) and blinking (which are on in a frame).
 
-All positions are in camera pixels, SPEC 3 origin (top-left corner of the top-left
+All positions are in camera pixels, corner origin (top-left corner of the top-left
 pixel at (0, 0); x = column axis, y = row axis).
 """
 

@@ -1,7 +1,7 @@
 """Pixel-integrated isotropic Gaussian PSF (primary paper eq. 2) and the noiseless
 KDE targets on the upsampled grid (eq. 3).
 
-Positions are in camera pixels with the SPEC 3 origin: pixel ``k`` spans ``[k, k+1]``,
+Positions are in camera pixels with the corner origin: pixel ``k`` spans ``[k, k+1]``,
 so its centre is ``k + 0.5``.
 """
 
@@ -58,7 +58,7 @@ def render_emitters(
 
 
 def expected_photons(x_px, y_px, photons, shape, psf_sigma_px, background_photons=0.0) -> np.ndarray:
-    """omega_k = i0 * dEx * dEy + background (photons per camera pixel, SPEC 2)."""
+    """omega_k = i0 * dEx * dEy + background (photons per camera pixel)."""
     return render_emitters(x_px, y_px, photons, shape, psf_sigma_px) + background_photons
 
 

@@ -24,7 +24,7 @@ from .structure_prior import StructurePrior
 
 @dataclass
 class SimulationConfig:
-    """Everything that defines a simulated movie (SPEC 2 and 4). Units in the names."""
+    """Everything that defines a simulated movie. Units in the names."""
 
     n_frames: int = 100
     height_px: int = 64
