@@ -2,7 +2,7 @@
 
     python benchmarks/accuracy.py [--phi phi] [--psi psi] [--quick] [--threshold 0.3] [--mix M] [--shift-width W]
 
-Prints SPEC-4 metrics (250 nm tolerance) for phi in the primary paper's setting and in
+Prints SMLM Challenge metrics (250 nm tolerance) for phi in the primary paper's setting and in
 64x64 frames at low and high density, the RMSE of isolated emitters against the CRLB,
 and for psi the posterior mean (16 samples) against phi alone with the pixel-wise
 2-std coverage of the truth KDE. Not a test: it prints a table for docs/models.md.

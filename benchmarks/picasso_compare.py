@@ -42,7 +42,7 @@ HELPER = Path(__file__).with_name("_picasso_localize.py")
 def picasso(
     python: str, adu: np.ndarray, method: str, thresholds: list[float], box: int = 7
 ) -> list[tuple[float, Localizations, float]]:
-    """Per net-gradient threshold: (threshold, Picasso's localizations in SPEC 3 nm, i.e.
+    """Per net-gradient threshold: (threshold, Picasso's localizations in nm with our corner origin, i.e.
     x_nm = (x + 0.5) * pixel, and its seconds without numba compilation)."""
     results = []
     with tempfile.TemporaryDirectory() as folder:
