@@ -240,6 +240,14 @@ def test_picasso_raw_and_dax_movies_read_as_stacks(tmp_path):
     )
     with open_stack(tmp_path / "d.dax") as stack:
         assert stack.shape == (4, 6, 5) and np.array_equal(stack[2], frames[2])
+    floats = np.ones((2, 6, 5), np.float32)
+    floats[1, 2, 3] = np.nan
+    floats.tofile(tmp_path / "f.raw")
+    (tmp_path / "f.yaml").write_text("Data Type: float32\nFrames: 2\nHeight: 6\nWidth: 5\n")
+    with open_stack(tmp_path / "f.raw") as stack:
+        assert stack.read(0, 1).shape == (1, 6, 5)
+        with pytest.raises(SmlmInputError, match="NaN"):
+            stack.read(0, 2)
     (tmp_path / "lone.dax").write_bytes(b"\0" * 10)
     with pytest.raises(SmlmInputError, match="lone.inf is missing"):
         open_stack(tmp_path / "lone.dax")

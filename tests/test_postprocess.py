@@ -185,7 +185,8 @@ def test_frc_command_prints_json_and_writes_the_curve(tmp_path, capsys):
     path = write_localizations_csv(tmp_path / "locs.csv", locs)
     assert main(["frc", str(path), "--out", str(tmp_path / "frc")]) == 0
     record = json.loads(capsys.readouterr().out)
-    assert 15 < record["resolution_nm"] < 60 and record["groups"] < record["localizations"]
+    # 9k rows with blinks kept in one half: 59-65 nm by the split of the groups (sigma 10 nm; without linking 39)
+    assert 15 < record["resolution_nm"] < 75 and record["groups"] < record["localizations"]
     assert record["nena"]["precision_nm"] == pytest.approx(10.0, rel=0.15)
     assert (tmp_path / "frc" / "frc.png").stat().st_size > 0
     curve = np.loadtxt(tmp_path / "frc" / "frc.csv", delimiter=",", skiprows=1)

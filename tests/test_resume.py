@@ -82,6 +82,10 @@ def test_a_signal_keeps_the_finished_frames_and_resume_ends_as_an_uninterrupted_
         main(["reconstruct", str(movie_file), "--out", str(out), *common, "--false-alarm", "0.01", "--resume"]) == 2
     )  # other options: refused in one sentence
     assert "other settings" in capsys.readouterr().err
+    other = tmp_path / "other.tif"  # the same frames under another name: not the run's movie
+    other.write_bytes(movie_file.read_bytes())
+    assert main(["reconstruct", str(other), "--out", str(out), *common, "--resume"]) == 2
+    assert "not this movie" in capsys.readouterr().err
     assert main(["reconstruct", str(movie_file), "--out", str(out), *common, "--resume"]) == 0
     assert (out / "localizations.csv").read_text() == (uninterrupted / "localizations.csv").read_text()
     for name in ("render.tif", "render_kde.tif"):

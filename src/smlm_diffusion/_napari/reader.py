@@ -31,8 +31,9 @@ def get_reader(path):
 
 
 def _lazy_frames(stack: TiffStack | RawStack):
-    if stack.is_memory_mapped:
-        return stack[:]
+    view = stack.memory_map() if stack.is_memory_mapped else None
+    if view is not None and view.dtype.isnative:  # napari reads the frames it shows from the file
+        return view
     n, rows, cols = stack.shape
     if n * rows * cols * np.dtype(stack.dtype).itemsize <= IN_MEMORY_LIMIT_BYTES:
         return stack.read(0, n)

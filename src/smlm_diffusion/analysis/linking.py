@@ -7,9 +7,9 @@ localizations, its uncertainty ``1 / sqrt(sum 1 / u_i^2)``, its photons the sum.
 
 Whole-table array code, no loop over localizations: each localization's nearest
 neighbour 1, 2, ... frames later comes from one KD-tree query over (x, y, frame) (the frame
-scaled so far apart that no neighbour spans two frames); links are one-to-one, the
-closest first, a dark frame tried only for localizations without a link to the next
-frame; the chains are the connected components of the links.
+scaled so far apart that no neighbour spans two frames; its LINK_CANDIDATES nearest);
+links are one-to-one, the closest pair first, a dark frame tried only for localizations
+without a link to the next frame; the chains are the connected components of the links.
 """
 
 from __future__ import annotations
@@ -21,6 +21,30 @@ from scipy.spatial import cKDTree
 
 from ..localizations import Localizations
 from .drift import check_table
+
+#: next-frame neighbours each localization may link to (the closest that is free and near enough)
+LINK_CANDIDATES = 4
+
+
+def _closest_first(source: np.ndarray, target: np.ndarray, distance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One-to-one links from candidate pairs, the closest pair first (greedy matching), in
+    vectorised rounds: a pair that is the closest of both its source and its target is what
+    the greedy pass takes; taking those and dropping the pairs they exclude, until none is
+    left, gives the greedy result."""
+    order = np.argsort(distance, kind="stable")
+    source, target = source[order], target[order]
+    taken_source, taken_target = [], []
+    while len(source):
+        _, best_of_source = np.unique(source, return_index=True)  # sorted by distance: the first is the closest
+        _, best_of_target = np.unique(target, return_index=True)
+        mutual = np.intersect1d(best_of_source, best_of_target)
+        taken_source.append(source[mutual])
+        taken_target.append(target[mutual])
+        left = ~np.isin(source, source[mutual]) & ~np.isin(target, target[mutual])
+        source, target = source[left], target[left]
+    if not taken_source:
+        return np.zeros(0, int), np.zeros(0, int)
+    return np.concatenate(taken_source), np.concatenate(taken_target)
 
 
 def link_groups(
@@ -42,21 +66,22 @@ def link_groups(
     tree = cKDTree(points)
     successor = np.full(n, -1)
     has_predecessor = np.zeros(n, bool)
+    neighbours = min(LINK_CANDIDATES, n)
     for step in range(1, max_dark_frames + 2):
         source = np.flatnonzero(successor < 0)
         if len(source) == 0:
             break
-        distance, target = tree.query(points[source] + [0.0, 0.0, step * gap], distance_upper_bound=reach)
+        distance, target = tree.query(points[source] + [0.0, 0.0, step * gap], k=neighbours, distance_upper_bound=reach)
+        distance, target = distance.reshape(len(source), -1), target.reshape(len(source), -1)
+        source = np.repeat(source, distance.shape[1])
+        distance, target = distance.ravel(), target.ravel()
         found = np.isfinite(distance)
         source, target, distance = source[found], target[found], distance[found]
         limit = np.maximum(max_distance_sigmas * np.hypot(u[source], u[target]), min_radius_nm)
         good = (distance <= limit) & ~has_predecessor[target]
-        source, target, distance = source[good], target[good], distance[good]
-        order = np.argsort(distance, kind="stable")  # one-to-one, the closest first
-        _, first = np.unique(target[order], return_index=True)
-        chosen = order[first]
-        successor[source[chosen]] = target[chosen]
-        has_predecessor[target[chosen]] = True
+        chosen_source, chosen_target = _closest_first(source[good], target[good], distance[good])
+        successor[chosen_source] = chosen_target
+        has_predecessor[chosen_target] = True
     linked = np.flatnonzero(successor >= 0)
     graph = coo_matrix((np.ones(len(linked)), (linked, successor[linked])), shape=(n, n))
     _, labels = connected_components(graph, directed=False)

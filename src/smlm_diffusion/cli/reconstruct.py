@@ -250,6 +250,7 @@ def run(args) -> int:
             json.dumps(
                 {
                     "input": str(Path(args.input).resolve()),
+                    "input_bytes": Path(args.input).stat().st_size,
                     "input_shape": list(stack.shape),
                     "requested": settings.to_dict(),
                 }
@@ -268,7 +269,7 @@ def run(args) -> int:
                 result = _run(args, stack, settings, previous, stop, out, run_info)
             except KeyboardInterrupt:
                 kept = "; its last checkpoint can be resumed (--resume)" if (out / CHECKPOINT_NAME).is_file() else ""
-                print(f"\nstopped at once; the frame in progress was lost{kept}", file=sys.stderr)
+                print(f"\nstopped at once; the frames since the last checkpoint were lost{kept}", file=sys.stderr)
                 return 130
         print(file=sys.stderr)
         if result is None:
@@ -350,6 +351,12 @@ def _run(args, stack, settings, previous, stop: StopOnSignals, out: Path, run_in
 
 def check_same_run(earlier: dict, now: dict) -> None:
     """``--resume`` goes on only with the movie and the settings the interrupted run had."""
+    same_file = earlier.get("input") == now["input"] and earlier.get("input_bytes") == now["input_bytes"]
+    if not same_file:
+        raise SmlmInputError(
+            f"--resume: the interrupted run read {earlier.get('input')}, not this movie; resume with the same movie "
+            "or choose another --out"
+        )
     if earlier.get("input_shape") != now["input_shape"]:
         raise SmlmInputError(
             f"--resume: the interrupted run read a movie of shape {earlier.get('input_shape')}, "

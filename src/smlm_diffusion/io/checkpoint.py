@@ -13,6 +13,7 @@ name, then rename), so a kill while writing leaves the previous checkpoint.
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -91,11 +92,15 @@ def load_checkpoint(folder: str | Path) -> tuple[Reconstruction, dict]:
             f"there is no interrupted run to resume in {folder} (no {CHECKPOINT_NAME}); run without --resume"
         )
     try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {name: data[name] for name in data.files}
-        record = json.loads(str(arrays.pop("record")))
-    except (OSError, ValueError, KeyError) as exc:
+        return _load(path)
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:
         raise SmlmInputError(f"{path} cannot be read ({exc}); run without --resume") from None
+
+
+def _load(path: Path) -> tuple[Reconstruction, dict]:
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {name: data[name] for name in data.files}
+    record = json.loads(str(arrays.pop("record")))
     if record.get("version") != CHECKPOINT_VERSION:
         raise SmlmInputError(f"{path} was written by another version of this program; run without --resume")
     columns = {name: arrays.pop(f"column_{name}") for name in (*_BASE_COLUMNS, *record["extra_columns"])}

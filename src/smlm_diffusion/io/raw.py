@@ -57,7 +57,13 @@ class RawStack(FrameIndexing):
                 f"Frame range {start + 1}:{stop} is outside {self.name}, which has "
                 f"{self.shape[0]} frame(s); choose frames between 1 and {self.shape[0]}."
             )
-        return np.array(self._memmap[start:stop]).astype(self.dtype.newbyteorder("="), copy=False)
+        data = np.array(self._memmap[start:stop]).astype(self.dtype.newbyteorder("="), copy=False)
+        if data.dtype.kind == "f" and not np.isfinite(data).all():
+            raise SmlmInputError(
+                f"{self.name} holds NaN or infinite values in frames {start + 1}-{stop}; replace "
+                "them (e.g. with the camera offset) before reconstructing."
+            )
+        return data
 
     def close(self) -> None:
         self._memmap = None
@@ -94,6 +100,8 @@ def _read_yaml(path: Path):
             meta.offset_adu = float(source["offset_adu"])
         if _positive(source.get("Sensitivity")):  # Picasso: electrons per ADU
             meta.gain_adu_per_photon = 1.0 / float(source["Sensitivity"])
+        if _positive(source.get("Sensitivity")) and _positive(source.get("Gain")):  # an EMCCD's EM gain
+            meta.gain_adu_per_photon = float(source["Gain"]) / float(source["Sensitivity"])
         if _positive(source.get("gain_adu_per_photon")):
             meta.gain_adu_per_photon = float(source["gain_adu_per_photon"])
     return rows, cols, frames, dtype, meta

@@ -60,6 +60,11 @@ class FrameIndexing:
     def close(self) -> None:
         pass
 
+    def memory_map(self) -> np.ndarray | None:
+        """The whole stack as a read-only memory map (frames, rows, cols), where the file
+        allows one; nothing is read until it is indexed."""
+        return getattr(self, "_memmap", None)
+
     @property
     def n_frames(self) -> int:
         return self.shape[0]

@@ -103,6 +103,7 @@ def reconstruct_on_cluster(
             fixed = dataclasses.replace(
                 probe.settings,
                 camera="given",
+                precision=probe.precision,  # every task computes as the first did
                 psf_sigma_px=probe.psf_sigma_px,
                 psi_model=probe.psi_model or settings.psi_model,
                 drift_block_frames=blocks,

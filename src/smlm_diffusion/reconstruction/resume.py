@@ -25,7 +25,7 @@ class ResumedRun:
     ``events()`` as for a ``ReconstructionRun``; ``result`` is the whole run so far (both
     parts, merged on each access)."""
 
-    def __init__(self, stack, previous: Reconstruction) -> None:
+    def __init__(self, stack, previous: Reconstruction, device: str | None = None) -> None:
         settings = previous.settings
         n_frames, rows, cols = frame_source_shape(stack)
         start, stop = resolve_frames(n_frames, settings.frames)
@@ -37,6 +37,8 @@ class ResumedRun:
         if previous.frames and previous.psf_sigma_px is None:
             raise SmlmInputError("the interrupted run's record lacks its PSF width; run it again without --resume")
         fixed = continuation_settings(previous, rows, cols)
+        if device is not None:  # the machine may differ from the interrupted run's
+            fixed = dataclasses.replace(fixed, device=device)
         self.previous = previous
         self.frames_requested = stop - start
         self.run = ReconstructionRun(stack, fixed, camera_checked=True, skip_frames=frozenset(previous.frames))
@@ -59,8 +61,11 @@ def continuation_settings(previous: Reconstruction, rows: int, cols: int):
     own, with the values its first part resolved held fixed (module doc)."""
     settings = previous.settings
     r0, r1, c0, c1 = settings.region or (0, rows, 0, cols)
+    # the arithmetic the first part used ("auto" could resolve differently on another CPU)
+    precision = previous.precision if previous.precision in ("float32", "bfloat16") else settings.precision
     return dataclasses.replace(
         settings,
+        precision=precision,
         camera="given",
         psf_sigma_px=previous.psf_sigma_px,
         psi_model=previous.psi_model or settings.psi_model,
