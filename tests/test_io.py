@@ -289,5 +289,6 @@ def test_micromanager_pixel_size_and_sensor_region(tmp_path):
     with TiffStack(path) as stack:
         meta = stack.metadata
     assert meta.pixel_size_nm == pytest.approx(108.0) and meta.extra["sensor_roi_px"] == [100, 200, 20, 16]
-    assert sensor_origin(meta) == (200, 100)  # (row, col) on the sensor
+    assert sensor_origin(meta, (16, 20)) == (200, 100)  # (row, col) on the sensor
+    assert sensor_origin(meta, (16, 16)) is None  # an ROI of another size than the frames: not trusted
     assert meta.gain_adu_per_photon == pytest.approx(1 / 0.48) and meta.offset_adu == 100.0  # the camera's conversion

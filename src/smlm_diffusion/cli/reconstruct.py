@@ -203,7 +203,7 @@ def settings_from_args(args, stack) -> ReconstructionSettings:
         gain_adu_per_photon=_pick(args.gain, meta.gain_adu_per_photon, DEFAULT_GAIN),
         camera=args.camera,
         camera_maps=str(Path(args.camera_maps).resolve()) if args.camera_maps else "",
-        sensor_origin_px=sensor_origin(meta),
+        sensor_origin_px=sensor_origin(meta, stack.shape[1:]),
         emccd=args.emccd,
         min_photons=args.min_photons,
         false_alarm=args.false_alarm,
@@ -231,11 +231,13 @@ def settings_from_args(args, stack) -> ReconstructionSettings:
     return settings
 
 
-def sensor_origin(meta) -> tuple[int, int] | None:
+def sensor_origin(meta, frame_shape: tuple[int, int]) -> tuple[int, int] | None:
     """(row, col) of the movie's first pixel on the sensor, from Micro-Manager's ROI (x, y,
-    width, height; unbinned only), or None."""
+    width, height; unbinned, and only when its size is the frames'), or None."""
     roi = meta.extra.get("sensor_roi_px")
     if roi is None or meta.extra.get("binning", 1) not in (1, None):
+        return None
+    if (int(roi[3]), int(roi[2])) != tuple(frame_shape):  # the metadata describes other pixels than stored
         return None
     return int(roi[1]), int(roi[0])
 
