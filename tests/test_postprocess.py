@@ -125,6 +125,25 @@ def test_linking_finds_the_on_events_and_averages_their_positions():
     assert np.allclose(linked.uncertainty_xy_nm, 12.0 / np.sqrt(linked.extra["n_frames"]))
 
 
+def test_linking_takes_the_closest_free_neighbour_not_only_the_nearest():
+    """One-to-one, the closest pair first: A's nearest (C) is B's closer partner, so A links
+    to D; and a nearest neighbour beyond its own limit does not hide a farther one within."""
+    taken = Localizations(
+        frame=np.array([1, 1, 2, 2]),
+        x_nm=np.array([0.0, 12.0, 10.0, -15.0]),
+        y_nm=np.zeros(4),
+        uncertainty_xy_nm=np.full(4, 10.0),
+    )
+    assert link_groups(taken).tolist() == [0, 1, 1, 0]
+    limits = Localizations(
+        frame=np.array([1, 2, 2]),
+        x_nm=np.array([0.0, 25.0, -30.0]),
+        y_nm=np.zeros(3),
+        uncertainty_xy_nm=np.array([5.0, 2.0, 20.0]),
+    )  # C's limit 20 nm, D's 62 nm
+    assert link_groups(limits).tolist() == [0, 1, 0]
+
+
 def test_frc_orders_three_precisions_and_linked_halves_are_not_optimistic():
     rng = np.random.default_rng(2)
     sites = _structure(rng, 8000)
