@@ -11,12 +11,23 @@ import threading
 _HANDLED = (signal.SIGINT, signal.SIGTERM)
 
 
+#: what ``reconstruct`` says at the first signal
+FRAME_ANNOUNCEMENT = (
+    "stopping after the frame in progress (its finished frames are written; send it again to stop at once)"
+)
+
+
 class StopOnSignals:
     """Context manager; ``requested()`` turns true at the first SIGINT or SIGTERM and
-    ``signal_name`` says which. Outside the main thread it installs nothing."""
+    ``signal_name`` says which; ``announcement`` (if any) is printed then. With
+    ``second_stops_at_once`` a second signal raises KeyboardInterrupt, else it is only
+    noted again (the training loop always finishes its checkpoint). Outside the main
+    thread it installs nothing."""
 
-    def __init__(self) -> None:
+    def __init__(self, announcement: str | None = FRAME_ANNOUNCEMENT, second_stops_at_once: bool = True) -> None:
         self.signal_name: str | None = None
+        self.announcement = announcement
+        self.second_stops_at_once = second_stops_at_once
         self._previous: dict = {}
 
     def requested(self) -> bool:
@@ -27,15 +38,12 @@ class StopOnSignals:
         return 128 + int(getattr(signal, self.signal_name or "SIGINT"))
 
     def _handle(self, signum, frame) -> None:
-        if self.signal_name is not None:
+        if self.signal_name is not None and self.second_stops_at_once:
             raise KeyboardInterrupt
+        first = self.signal_name is None
         self.signal_name = signal.Signals(signum).name
-        print(
-            f"\n{self.signal_name}: stopping after the frame in progress (its finished frames are written; "
-            "send it again to stop at once)",
-            file=sys.stderr,
-            flush=True,
-        )
+        if first and self.announcement:
+            print(f"\n{self.signal_name}: {self.announcement}", file=sys.stderr, flush=True)
 
     def __enter__(self) -> StopOnSignals:
         if threading.current_thread() is threading.main_thread():

@@ -6,11 +6,11 @@ exactly where an interrupted run stopped (Ctrl-C saves a checkpoint first)."""
 from __future__ import annotations
 
 import shlex
-import signal
 import sys
 import time
 
 from ..errors import SmlmInputError
+from .interrupt import StopOnSignals
 
 
 def add_parser(sub) -> None:
@@ -180,24 +180,6 @@ def add_parser(sub) -> None:
     )
 
 
-class _Stopper:
-    """SIGINT/SIGTERM ask the loop to checkpoint and stop instead of dying mid-write."""
-
-    def __init__(self) -> None:
-        self.requested = False
-
-    def __call__(self, *_):
-        self.requested = True
-
-    def __enter__(self):
-        self.previous = {s: signal.signal(s, self) for s in (signal.SIGINT, signal.SIGTERM)}
-        return self
-
-    def __exit__(self, *_):
-        for s, handler in self.previous.items():
-            signal.signal(s, handler)
-
-
 def run(args) -> int:
     import torch
 
@@ -282,14 +264,15 @@ def run(args) -> int:
         from ..reconstruction.refine import PipelineFits
 
         fitter = PipelineFits(settings.phi_model, settings.domain.pixel_size_nm)
-    with _Stopper() as stopper:
+    # a signal asks the loop to checkpoint and stop instead of dying mid-write
+    with StopOnSignals(announcement=None, second_stops_at_once=False) as stopper:
         trainer = run_training(
             settings,
             args.out,
             checkpoint,
             device,
             progress,
-            lambda: stopper.requested,
+            stopper.requested,
             command,
             priors=priors,
             workers=max(0, args.workers),
