@@ -158,14 +158,6 @@ def frc_of_table(table: LayerTable, render_nm: float = 5.0, keep_linked: bool = 
     groups = link_groups(locs) if keep_linked and table.has_frames else None
     if render_nm <= 0:  # chosen for the data
         return measured_frc(locs, groups=groups, repeats=repeats)
-    if len(locs) >= 2:
-        extent = max(np.ptp(locs.x_nm), np.ptp(locs.y_nm))
-        side = int(np.ceil(extent / render_nm)) + 1
-        if side > FRC_MAX_PIXELS:
-            raise SmlmInputError(
-                f"an FRC image of {side} x {side} pixels of {render_nm:g} nm is too large; raise "
-                f"the FRC pixel to at least {np.ceil(extent / (FRC_MAX_PIXELS - 1)):g} nm"
-            )
     return frc_resolution(locs, render_nm=render_nm, repeats=repeats, groups=groups, max_pixels=FRC_MAX_PIXELS)
 
 

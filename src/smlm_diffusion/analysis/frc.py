@@ -118,11 +118,12 @@ def frc_resolution(
     if len(locs) < 100:
         raise SmlmInputError(f"an FRC needs at least 100 localizations; this table has {len(locs)}")
     x0, y0 = locs.x_nm.min(), locs.y_nm.min()
-    side = int(np.ceil(max(locs.x_nm.max() - x0, locs.y_nm.max() - y0) / render_nm)) + 1
+    extent = max(locs.x_nm.max() - x0, locs.y_nm.max() - y0)
+    side = int(np.ceil(extent / render_nm)) + 1
     if side > max_pixels:
         raise SmlmInputError(
-            f"an FRC image of {side} x {side} pixels of {render_nm:g} nm is too large; "
-            "give a larger render pixel (--render-nm)"
+            f"an FRC image of {side} x {side} pixels of {render_nm:g} nm is too large; raise the FRC pixel to at "
+            f"least {np.ceil(extent / (max_pixels - 1)):g} nm"
         )
     window = np.outer(tukey(side, 0.25), tukey(side, 0.25))
     rows = ((locs.y_nm - y0) / render_nm).astype(int)
