@@ -20,8 +20,7 @@ import numpy as np
 
 from ..errors import SmlmInputError
 from ..localizations import Localizations
-from ..reconstruction.merge import settings_from_dict
-from ..reconstruction.settings import Reconstruction
+from ..reconstruction.settings import Reconstruction, ReconstructionSettings
 from .atomic import atomic_path
 
 CHECKPOINT_NAME = "checkpoint.npz"
@@ -111,7 +110,7 @@ def _load(path: Path) -> tuple[Reconstruction, dict]:
     bounds = np.r_[0, np.cumsum(arrays["rows_per_frame"])]
     p_bounds = np.r_[0, np.cumsum(arrays["p_values_per_frame"])]
     result = Reconstruction(
-        settings=settings_from_dict(record["settings"]),
+        settings=ReconstructionSettings.from_dict(record["settings"]),
         shape_px=tuple(record["shape_px"]),
         render_kde=arrays["render_kde"],
         render_variance=arrays.get("render_variance"),

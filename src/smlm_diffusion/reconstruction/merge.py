@@ -13,22 +13,6 @@ import numpy as np
 from .settings import Reconstruction, ReconstructionSettings
 
 
-def settings_from_dict(values: dict) -> ReconstructionSettings:
-    """``ReconstructionSettings.to_dict()`` back (tuples that JSON made lists again)."""
-    from ..inference.sampling_settings import SamplerSettings
-
-    values = dict(values)
-    sampler = {k: tuple(v) if isinstance(v, list) else v for k, v in values.pop("sampler", {}).items()}
-    for key in ("frames", "region", "sensor_origin_px"):
-        if values.get(key) is not None:
-            values[key] = tuple(values[key])
-    known = {f.name for f in dataclasses.fields(ReconstructionSettings)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"unknown reconstruction settings: {', '.join(unknown)}")
-    return ReconstructionSettings(**values, sampler=SamplerSettings(**sampler))
-
-
 class MergedRuns:
     """Parts of one run (each a ``Reconstruction`` of some of its frames) added up."""
 
@@ -73,15 +57,21 @@ class MergedRuns:
         result.warnings.extend(w for w in part.warnings if w not in result.warnings)
         return len(part.frames)
 
+    def _in_frame_order(self) -> dict:
+        """The frames so far, their tables and their candidates' p-values, by frame."""
+        frames = sorted(self.tables)
+        return {
+            "frames": frames,
+            "frame_tables": [self.tables[f][0] for f in frames],
+            "candidate_p_values": [self.tables[f][1] for f in frames],
+        }
+
     def snapshot(self) -> Reconstruction:
         """The parts so far as one result (for a checkpoint), without touching this merge."""
         result = self.result
-        frames = sorted(self.tables)
         partial = dataclasses.replace(
             result,
-            frames=frames,
-            frame_tables=[self.tables[f][0] for f in frames],
-            candidate_p_values=[self.tables[f][1] for f in frames],
+            **self._in_frame_order(),
             render_blocks=dict(result.render_blocks),
             variance_blocks=dict(result.variance_blocks),
             completed=False,
@@ -91,9 +81,8 @@ class MergedRuns:
 
     def finish(self) -> Reconstruction:
         result = self.result
-        result.frames = sorted(self.tables)
-        result.frame_tables = [self.tables[f][0] for f in result.frames]
-        result.candidate_p_values = [self.tables[f][1] for f in result.frames]
+        for name, value in self._in_frame_order().items():
+            setattr(result, name, value)
         result.completed = len(result.frames) == result.frames_requested
         result.finish_probability()
         result.update_render()

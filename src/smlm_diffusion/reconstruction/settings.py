@@ -3,7 +3,7 @@ the napari widgets)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
@@ -110,6 +110,19 @@ class ReconstructionSettings:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> ReconstructionSettings:
+        """``to_dict()`` back (tuples that JSON made lists again); unknown keys are an error."""
+        values = dict(values)
+        sampler = {k: tuple(v) if isinstance(v, list) else v for k, v in values.pop("sampler", {}).items()}
+        for key in ("frames", "region", "sensor_origin_px"):
+            if values.get(key) is not None:
+                values[key] = tuple(values[key])
+        unknown = sorted(set(values) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown reconstruction settings: {', '.join(unknown)}")
+        return cls(**values, sampler=SamplerSettings(**sampler))
 
 
 @dataclass
