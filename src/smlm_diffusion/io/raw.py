@@ -52,18 +52,9 @@ class RawStack(FrameIndexing):
         self._memmap = np.memmap(self.path, dtype=dtype, mode="r", shape=self.shape)
 
     def read(self, start: int, stop: int) -> np.ndarray:
-        if not 0 <= start < stop <= self.shape[0]:
-            raise SmlmInputError(
-                f"Frame range {start + 1}:{stop} is outside {self.name}, which has "
-                f"{self.shape[0]} frame(s); choose frames between 1 and {self.shape[0]}."
-            )
+        self._check_range(start, stop)
         data = np.array(self._memmap[start:stop]).astype(self.dtype.newbyteorder("="), copy=False)
-        if data.dtype.kind == "f" and not np.isfinite(data).all():
-            raise SmlmInputError(
-                f"{self.name} holds NaN or infinite values in frames {start + 1}-{stop}; replace "
-                "them (e.g. with the camera offset) before reconstructing."
-            )
-        return data
+        return self._checked_finite(data, start)
 
     def close(self) -> None:
         self._memmap = None

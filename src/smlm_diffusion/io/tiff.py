@@ -60,6 +60,24 @@ class FrameIndexing:
     def close(self) -> None:
         pass
 
+    def _check_range(self, start: int, stop: int) -> None:
+        n = self.shape[0]
+        if not (0 <= start < stop <= n):
+            raise SmlmInputError(
+                f"Frame range {start + 1}:{stop} is outside {self.name}, which has "
+                f"{n} frame(s); choose frames between 1 and {n}."
+            )
+
+    def _checked_finite(self, data: np.ndarray, start: int) -> np.ndarray:
+        """``data`` (frames from ``start``), or one sentence naming the first frame with NaN/inf."""
+        if data.dtype.kind == "f" and not np.isfinite(data).all():
+            bad = start + 1 + int(np.flatnonzero(~np.isfinite(data).reshape(len(data), -1).all(axis=1))[0])
+            raise SmlmInputError(
+                f"Frame {bad} of {self.name} contains NaN or infinite values; "
+                "replace them (e.g. with the camera offset) before reconstructing."
+            )
+        return data
+
     def memory_map(self) -> np.ndarray | None:
         """The whole stack as a read-only memory map (frames, rows, cols), where the file
         allows one; nothing is read until it is indexed."""
@@ -175,12 +193,7 @@ class TiffStack(FrameIndexing):
 
     def read(self, start: int, stop: int) -> np.ndarray:
         """Frames ``start .. stop-1`` (0-based) as a new array (checks for NaN/inf)."""
-        n = self.shape[0]
-        if not (0 <= start < stop <= n):
-            raise SmlmInputError(
-                f"Frame range {start + 1}:{stop} is outside {self.name}, which has "
-                f"{n} frame(s); choose frames between 1 and {n}."
-            )
+        self._check_range(start, stop)
         try:
             if self._memmap is not None:
                 data = np.array(self._memmap[start:stop])
@@ -189,13 +202,7 @@ class TiffStack(FrameIndexing):
                 data = np.asarray(data).reshape((stop - start, *self.shape[1:]))
         except (tifffile.TiffFileError, ValueError, OSError, struct.error) as exc:
             raise SmlmInputError(f"{self.name} is truncated or corrupt ({exc}); re-export the file.") from None
-        if data.dtype.kind == "f" and not np.isfinite(data).all():
-            bad = start + 1 + int(np.flatnonzero(~np.isfinite(data).reshape(len(data), -1).all(axis=1))[0])
-            raise SmlmInputError(
-                f"Frame {bad} of {self.name} contains NaN or infinite values; "
-                "replace them (e.g. with the camera offset) before reconstructing."
-            )
-        return data
+        return self._checked_finite(data, start)
 
     def iter_chunks(self, start: int = 0, stop: int | None = None, chunk_frames: int = 64):
         """Yield (first_index, frames) chunks of at most ``chunk_frames`` frames."""
