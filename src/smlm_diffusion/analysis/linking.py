@@ -26,6 +26,30 @@ from .drift import check_table
 LINK_CANDIDATES = 4
 
 
+class LaterFrameNeighbours:
+    """Neighbours of localizations a few frames later, for the whole table at once: one
+    KD-tree over (x, y, frame), the frame scaled so far apart (4x ``reach_nm``) that no
+    neighbour within reach lies in another frame than the one asked for."""
+
+    def __init__(self, locs: Localizations, reach_nm: float) -> None:
+        self.reach_nm = float(reach_nm)
+        self.gap = 4.0 * self.reach_nm
+        self.points = np.c_[locs.x_nm, locs.y_nm, locs.frame * self.gap]
+        self.tree = cKDTree(self.points)
+
+    def query(self, sources: np.ndarray, step: int = 1, k: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(source, target, distance nm): up to ``k`` neighbours of each of ``sources`` in the
+        frame ``step`` later, within reach, nearest first per source."""
+        k = min(k, len(self.points))
+        distance, target = self.tree.query(
+            self.points[sources] + [0.0, 0.0, step * self.gap], k=k, distance_upper_bound=self.reach_nm
+        )
+        distance, target = distance.reshape(len(sources), -1).ravel(), target.reshape(len(sources), -1).ravel()
+        source = np.repeat(sources, k)
+        found = np.isfinite(distance)
+        return source[found], target[found], distance[found]
+
+
 def _closest_first(source: np.ndarray, target: np.ndarray, distance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """One-to-one links from candidate pairs, the closest pair first (greedy matching), in
     vectorised rounds: a pair that is the closest of both its source and its target is what
@@ -61,22 +85,14 @@ def link_groups(
         np.isfinite(locs.uncertainty_xy_nm) & (locs.uncertainty_xy_nm > 0), locs.uncertainty_xy_nm, min_radius_nm
     )
     reach = max(max_distance_sigmas * np.sqrt(2.0) * float(u.max()), min_radius_nm)
-    gap = 4.0 * reach
-    points = np.c_[locs.x_nm, locs.y_nm, locs.frame * gap]
-    tree = cKDTree(points)
+    later = LaterFrameNeighbours(locs, reach)
     successor = np.full(n, -1)
     has_predecessor = np.zeros(n, bool)
-    neighbours = min(LINK_CANDIDATES, n)
     for step in range(1, max_dark_frames + 2):
-        source = np.flatnonzero(successor < 0)
-        if len(source) == 0:
+        unlinked = np.flatnonzero(successor < 0)
+        if len(unlinked) == 0:
             break
-        distance, target = tree.query(points[source] + [0.0, 0.0, step * gap], k=neighbours, distance_upper_bound=reach)
-        distance, target = distance.reshape(len(source), -1), target.reshape(len(source), -1)
-        source = np.repeat(source, distance.shape[1])
-        distance, target = distance.ravel(), target.ravel()
-        found = np.isfinite(distance)
-        source, target, distance = source[found], target[found], distance[found]
+        source, target, distance = later.query(unlinked, step, LINK_CANDIDATES)
         limit = np.maximum(max_distance_sigmas * np.hypot(u[source], u[target]), min_radius_nm)
         good = (distance <= limit) & ~has_predecessor[target]
         chosen_source, chosen_target = _closest_first(source[good], target[good], distance[good])

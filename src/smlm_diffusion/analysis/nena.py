@@ -26,11 +26,11 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import optimize, special
-from scipy.spatial import cKDTree
 
 from ..errors import SmlmInputError
 from ..localizations import Localizations
 from .drift import check_table
+from .linking import LaterFrameNeighbours
 
 #: pairs within this many combined uncertainties count as one molecule in the check
 CHECK_SIGMAS = 4.0
@@ -70,14 +70,8 @@ class NenaResult:
 
 def next_frame_pairs(locs: Localizations, max_distance_nm: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(i, j, d): each localization i's nearest neighbour j in the next frame, when closer
-    than ``max_distance_nm``, and their distance; one KD-tree query for the whole table
-    (the frame is a third coordinate, far enough apart that no pair spans two frames)."""
-    frame_gap = 4.0 * max_distance_nm
-    points = np.c_[locs.x_nm, locs.y_nm, locs.frame * frame_gap]
-    tree = cKDTree(points)
-    distance, j = tree.query(points + [0.0, 0.0, frame_gap], distance_upper_bound=max_distance_nm)
-    found = np.isfinite(distance)
-    return np.flatnonzero(found), j[found], distance[found]
+    than ``max_distance_nm``, and their distance (``linking.LaterFrameNeighbours``)."""
+    return LaterFrameNeighbours(locs, max_distance_nm).query(np.arange(len(locs)))
 
 
 def nena(locs: Localizations, max_distance_nm: float | None = None) -> NenaResult:
