@@ -133,6 +133,7 @@ def test_posterior_run_stopped_mid_chunk_resumes_through_a_checkpoint(tiny_model
     save_checkpoint(tmp_path, part, {"input_shape": list(adu.shape)})
     previous, info = load_checkpoint(tmp_path)
     assert info == {"input_shape": [6, 20, 20]} and previous.frames == [1, 2, 3]
+    assert ResumedRun(adu, previous, device="auto").run.settings.device == "auto"  # resumed on another machine
     resumed = ResumedRun(adu, previous)
     done = [e.frame_result.frame for e in resumed.events() if e.frame_result is not None]
     assert done == [4, 5, 6]  # frame 4 shares a chunk with frame 3: computed, frame 3 not kept twice

@@ -326,7 +326,9 @@ def _run(args, stack, settings, previous, stop: StopOnSignals, out: Path, run_in
             checkpoint=lambda part: save_checkpoint(out, part, run_info),
             checkpoint_s=60 * args.checkpoint_minutes,
         )
-    runner = ResumedRun(stack, previous) if previous is not None else ReconstructionRun(stack, settings)
+    runner = (
+        ResumedRun(stack, previous, settings.device) if previous is not None else ReconstructionRun(stack, settings)
+    )
     frames_done, last_checkpoint = 0, time.monotonic()
     events = runner.events()
     try:
