@@ -41,6 +41,8 @@ class LaterFrameNeighbours:
         """(source, target, distance nm): up to ``k`` neighbours of each of ``sources`` in the
         frame ``step`` later, within reach, nearest first per source."""
         k = min(k, len(self.points))
+        if k == 0 or len(sources) == 0:
+            return np.zeros(0, int), np.zeros(0, int), np.zeros(0)
         distance, target = self.tree.query(
             self.points[sources] + [0.0, 0.0, step * self.gap], k=k, distance_upper_bound=self.reach_nm
         )
