@@ -18,7 +18,7 @@ from ..io import atomic_path, open_stack, write_localizations_csv, write_stack
 from ..io.checkpoint import CHECKPOINT_NAME, load_checkpoint, remove_checkpoint, save_checkpoint
 from ..io.curves import plot_drift, write_frc
 from ..reconstruction import ReconstructionSettings
-from ..reconstruction.engine import ReconstructionRun
+from ..reconstruction.engine import ReconstructionRun, drive
 from ..reconstruction.pictures import KDE_SUPPORT_CHOICES
 from ..reconstruction.postprocess import postprocess
 from ..reconstruction.resume import ResumedRun
@@ -329,28 +329,25 @@ def _run(args, stack, settings, previous, stop: StopOnSignals, out: Path, run_in
     runner = (
         ResumedRun(stack, previous, settings.device) if previous is not None else ReconstructionRun(stack, settings)
     )
-    frames_done, last_checkpoint = 0, time.monotonic()
-    events = runner.events()
-    try:
-        for event in events:
-            if event.frame_result is not None:
-                frames_done += 1
-                rate = frames_done / max(time.monotonic() - started, 1e-9)
-                print(
-                    f"\r{event.done}/{event.total} ({100 * event.done / max(event.total, 1):.0f} %) "
-                    f"{event.message}, {rate:.2f} frames/s",
-                    end="",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                if time.monotonic() - last_checkpoint >= 60 * args.checkpoint_minutes:
-                    save_checkpoint(out, runner.result, run_info)
-                    last_checkpoint = time.monotonic()
-            if stop.requested() and not event.next_frame_ready:  # frames already computed are kept
-                break
-    finally:
-        events.close()
-    return runner.result
+    frames_done, last_checkpoint = [0], [time.monotonic()]
+
+    def progress(event) -> None:
+        if event.frame_result is None:
+            return
+        frames_done[0] += 1
+        rate = frames_done[0] / max(time.monotonic() - started, 1e-9)
+        print(
+            f"\r{event.done}/{event.total} ({100 * event.done / max(event.total, 1):.0f} %) "
+            f"{event.message}, {rate:.2f} frames/s",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
+        if time.monotonic() - last_checkpoint[0] >= 60 * args.checkpoint_minutes:
+            save_checkpoint(out, runner.result, run_info)
+            last_checkpoint[0] = time.monotonic()
+
+    return drive(runner, progress, stop.requested, keep_computed=True)  # frames already computed are kept
 
 
 def check_same_run(earlier: dict, now: dict) -> None:

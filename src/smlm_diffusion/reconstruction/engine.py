@@ -526,13 +526,25 @@ def reconstruct(
     the frames finished so far are returned (``completed`` is False). ``camera_checked``:
     the settings' camera values were checked on this movie already (skip the check);
     ``skip_frames``: frames finished by an earlier part of the run (``ReconstructionRun``)."""
-    run = ReconstructionRun(stack, settings, camera_checked, skip_frames)
+    return drive(ReconstructionRun(stack, settings, camera_checked, skip_frames), progress, should_stop)
+
+
+def drive(
+    run,
+    progress: Callable[[ProgressEvent], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    keep_computed: bool = False,
+) -> Reconstruction | None:
+    """Run ``run`` (a ``ReconstructionRun`` or ``resume.ResumedRun``) through its events:
+    ``progress`` gets each, and when ``should_stop()`` turns true the run stops, at once or,
+    with ``keep_computed``, after the frames already computed (the rest of a phi-path
+    chunk). Returns its result (None when stopped before it started)."""
     events = run.events()
     try:
         for event in events:
             if progress is not None:
                 progress(event)
-            if should_stop is not None and should_stop():
+            if should_stop is not None and should_stop() and not (keep_computed and event.next_frame_ready):
                 break
     finally:
         events.close()
